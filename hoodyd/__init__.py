@@ -1,0 +1,3 @@
+"""hoodyd: an on-box control daemon for Linux workstations."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from hoodyd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""HTTP edge: thin handlers per area, middleware, OpenAPI documents."""

@@ -1,0 +1,93 @@
+"""Decoding and encoding at the HTTP edge, shared by every area's handlers.
+
+Bodies are decoded once into msgspec Structs; query strings are parsed with the contract's
+strict rules (daemon booleans accept only `true`/`false`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from hoodyd.errors import InvalidRequest, PayloadTooLarge
+
+T = TypeVar("T")
+
+_encoder = msgspec.json.Encoder()
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_encoder.encode(body), status=status, content_type="application/json")
+
+
+async def read_body(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLarge(
+            f"request body exceeds {exc.max_size} bytes", reason="BODY_TOO_LARGE"
+        ) from exc
+
+
+async def decode_body(request: web.Request, kind: type[T], *, optional: bool = False) -> T:
+    """Decode the JSON body into `kind`; an empty body is `{}` when `optional`."""
+    raw = await read_body(request)
+    if not raw.strip():
+        if not optional:
+            raise InvalidRequest("request body is required", reason="BODY_REQUIRED")
+        raw = b"{}"
+    return decode_json(raw, kind)
+
+
+def decode_json(raw: bytes | str, kind: type[T]) -> T:
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"invalid request body: {exc}", reason="VALIDATION_FAILED") from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"malformed JSON body: {exc}", reason="MALFORMED_JSON") from exc
+
+
+def query_bool(request: web.Request, name: str) -> bool | None:
+    """Strict boolean: only `true` and `false`; anything else is a 400."""
+    value = request.query.get(name)
+    if value is None:
+        return None
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    raise InvalidRequest(
+        f"Invalid value for '{name}': expected 'true' or 'false', got {value!r}",
+        reason="INVALID_BOOLEAN",
+    )
+
+
+def query_int(
+    request: web.Request, name: str, *, low: int | None = None, high: int | None = None
+) -> int | None:
+    value = request.query.get(name)
+    if value is None:
+        return None
+    return parse_int(value, name, low=low, high=high)
+
+
+def parse_int(value: str, name: str, *, low: int | None = None, high: int | None = None) -> int:
+    try:
+        number = int(value, 10)
+    except ValueError:
+        raise InvalidRequest(
+            f"Invalid value for '{name}': expected an integer, got {value!r}",
+            reason="INVALID_INTEGER",
+        ) from None
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise InvalidRequest(
+            f"Invalid value for '{name}': {number} is outside {low}-{high}", reason="OUT_OF_RANGE"
+        )
+    return number
+
+
+def path_int(request: web.Request, name: str, *, low: int = 1, high: int | None = None) -> int:
+    return parse_int(request.match_info[name], name, low=low, high=high)

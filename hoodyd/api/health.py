@@ -1,0 +1,54 @@
+"""`GET /api/v1/{area}/health`: the contract's 9-field health object, unauthenticated."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+from aiohttp import web
+
+import hoodyd
+from hoodyd.api.common import json_response
+
+_PROCESS = psutil.Process()
+
+
+def _rfc3339(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _built() -> str | None:
+    for candidate in (sys.argv[0], hoodyd.__file__):
+        try:
+            return _rfc3339(Path(candidate).stat().st_mtime)
+        except (OSError, TypeError):
+            continue
+    return None
+
+
+def add_health_route(app: web.Application, base: str, service: str) -> None:
+    built = _built()
+    started = _rfc3339(_PROCESS.create_time())
+
+    async def health(request: web.Request) -> web.Response:
+        with _PROCESS.oneshot():
+            rss = _PROCESS.memory_info().rss
+            fds = _PROCESS.num_fds()
+        return json_response(
+            {
+                "status": "ok",
+                "service": service,
+                "built": built,
+                "started": started,
+                "memory": {"rss": rss, "heap": None},
+                "fds": fds,
+                "pid": os.getpid(),
+                "ip": request.remote or "unix",
+                "userAgent": request.headers.get("User-Agent"),
+            }
+        )
+
+    app.router.add_get(f"{base}/health", health)

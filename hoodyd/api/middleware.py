@@ -1,0 +1,142 @@
+"""Request middleware: request ids and logs, caller authentication, and the one error mapping.
+
+Every failure leaves here as JSON in its area's contract shape (CONTRACT.md §1.4): the run area
+answers `{error, code, reason}`, the daemon and terminal areas `{success: false, error, reason}`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import socket
+import struct
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from hoodyd.api.keys import CONFIG, TOKEN
+from hoodyd.errors import Forbidden, HoodydError, Unauthorized
+
+log = structlog.get_logger()
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_PEERCRED = struct.Struct("3i")
+_HTTP_REASONS = {
+    400: "INVALID_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+
+def error_body(path: str, status: int, message: str, reason: str, extra: dict[str, Any]) -> bytes:
+    body: dict[str, Any]
+    if path.startswith("/api/v1/run/") or path == "/api/v1/run":
+        body = {"error": message, "code": status, "reason": reason}
+    else:
+        body = {"success": False, "error": message, "reason": reason}
+    for key, value in extra.items():
+        body.setdefault(key, value)
+    return msgspec.json.encode(body)
+
+
+def error_response(request: web.Request, exc: HoodydError) -> web.Response:
+    return web.Response(
+        body=error_body(request.path, exc.status, exc.message, exc.reason, exc.extra),
+        status=exc.status,
+        content_type="application/json",
+    )
+
+
+def peer_credentials(request: web.Request) -> tuple[int, int, int] | None:
+    """(pid, uid, gid) of the process at the other end of a Unix socket, else None."""
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    pid, uid, gid = _PEERCRED.unpack(
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    )
+    return pid, uid, gid
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id (and the caller's origin) to every log line of this request."""
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+    origin = request.query.get("origin") or request.headers.get("X-Hoody-Origin")
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    if origin:
+        structlog.contextvars.bind_contextvars(origin=origin[:128])
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-Id"] = request_id
+        return response
+    except HoodydError as exc:
+        status = exc.status
+        response = error_response(request, exc)
+        response.headers["X-Request-Id"] = request_id
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        if exc.status < 400:
+            raise
+        message = exc.reason if exc.status != 413 else "request body exceeds the size limit"
+        response = web.Response(
+            body=error_body(
+                request.path, exc.status, message, _HTTP_REASONS.get(exc.status, "HTTP_ERROR"), {}
+            ),
+            status=exc.status,
+            content_type="application/json",
+            headers={"X-Request-Id": request_id},
+        )
+        if exc.status == 405 and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        log.exception("request_failed", method=request.method, path=request.path)
+        return web.Response(
+            body=error_body(request.path, 500, "internal error", "INTERNAL_ERROR", {}),
+            status=500,
+            content_type="application/json",
+            headers={"X-Request-Id": request_id},
+        )
+    finally:
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Unix socket: the peer's uid/gid must be allowed. TCP: a bearer token, but for /health."""
+    creds = peer_credentials(request)
+    if creds is not None:
+        _pid, uid, gid = creds
+        server = request.app[CONFIG].server
+        if uid not in server.allowed_uids and gid not in server.allowed_gids:
+            raise Forbidden(f"uid {uid} is not allowed on this socket", reason="PEER_NOT_ALLOWED")
+        return await handler(request)
+    token = request.app.get(TOKEN)
+    if token is None or request.path.endswith("/health"):
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise Unauthorized("missing or invalid bearer token", reason="BAD_TOKEN")
+    return await handler(request)

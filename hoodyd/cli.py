@@ -1,0 +1,53 @@
+"""Command line: `hoodyd serve` runs the daemon; other subcommands are clients of it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from hoodyd import __version__, config, log
+from hoodyd.errors import HoodydError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hoodyd", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"hoodyd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the daemon")
+    serve.add_argument("--config", help="TOML config file (default: $HOODYD_CONFIG)")
+    serve.add_argument("--socket", help="Unix socket path to serve on")
+    serve.add_argument("--tcp", metavar="HOST:PORT", help="also serve on TCP (bearer token)")
+    serve.add_argument("--state-dir", help="state directory (store, supervisord, logs)")
+    serve.set_defaults(func=_serve)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from hoodyd.daemon import serve
+
+    cfg = config.load(
+        args.config,
+        overrides={
+            ("server", "socket"): args.socket,
+            ("server", "tcp"): args.tcp,
+            ("state_dir",): args.state_dir,
+        },
+    )
+    log.configure(cfg.log_level, cfg.log_format)
+    asyncio.run(serve(cfg))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except HoodydError as exc:
+        print(f"hoodyd: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code

@@ -1,0 +1,157 @@
+"""Daemon configuration: TOML file, then `HOODYD_*` environment variables, then command-line flags.
+
+Every key is documented in `etc/hoodyd.toml`. With no file at all hoodyd runs on the embedded
+defaults below, which depend only on the user it runs as.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from hoodyd.errors import InvalidRequest
+
+
+class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    socket: str = ""
+    socket_mode: int = 0o660
+    allowed_uids: list[int] = msgspec.field(default_factory=list)
+    allowed_gids: list[int] = msgspec.field(default_factory=list)
+    tcp: str = ""
+    token: str = ""
+    shutdown_timeout: float = 10.0
+    max_body_bytes: int = 1024 * 1024
+
+
+class SupervisorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    mode: Literal["embedded", "external"] = "embedded"
+    # external mode: supervisord's unix socket and a directory its [include] section reads
+    socket: str = ""
+    include_dir: str = ""
+    username: str = ""
+    password: str = ""
+    # seconds between reconciliation polls of all process states
+    poll_interval: float = 2.0
+
+
+class ProgramsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    log_dir: str = ""
+    defaults_file: str = ""
+    max_port_range: int = 1000
+
+
+class NotificationsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    event_listener_enabled: bool = True
+    # allow http:// and loopback/private webhook targets (development only)
+    allow_insecure_urls: bool = False
+    queue_size: int = 1000
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    state_dir: str = ""
+    log_level: str = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    supervisor: SupervisorConfig = msgspec.field(default_factory=SupervisorConfig)
+    programs: ProgramsConfig = msgspec.field(default_factory=ProgramsConfig)
+    notifications: NotificationsConfig = msgspec.field(default_factory=NotificationsConfig)
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir)
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.programs.log_dir)
+
+
+def default_state_dir() -> str:
+    if os.geteuid() == 0:
+        return "/var/lib/hoodyd"
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "hoodyd")
+
+
+def default_socket() -> str:
+    if os.geteuid() == 0:
+        return "/run/hoodyd/hoodyd.sock"
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/hoodyd-{os.geteuid()}"
+    return str(Path(runtime) / "hoodyd" / "hoodyd.sock")
+
+
+_ENV_KEYS: dict[str, tuple[str, ...]] = {
+    "HOODYD_STATE_DIR": ("state_dir",),
+    "HOODYD_LOG_LEVEL": ("log_level",),
+    "HOODYD_LOG_FORMAT": ("log_format",),
+    "HOODYD_SOCKET": ("server", "socket"),
+    "HOODYD_TCP": ("server", "tcp"),
+    "HOODYD_TOKEN": ("server", "token"),
+    "HOODYD_SUPERVISOR_MODE": ("supervisor", "mode"),
+    "HOODYD_SUPERVISOR_SOCKET": ("supervisor", "socket"),
+    "HOODYD_SUPERVISOR_INCLUDE_DIR": ("supervisor", "include_dir"),
+}
+
+
+def _set(tree: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
+    for key in keys[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[keys[-1]] = value
+
+
+def load(
+    path: str | None = None,
+    *,
+    overrides: dict[tuple[str, ...], Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Build the effective config from an optional TOML file, the environment and overrides."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    path = path or env.get("HOODYD_CONFIG") or None
+    if path:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise InvalidRequest(f"cannot read config {path}: {exc}", reason="BAD_CONFIG") from exc
+    for name, keys in _ENV_KEYS.items():
+        if env.get(name):
+            _set(raw, keys, env[name])
+    for keys, value in (overrides or {}).items():
+        if value is not None:
+            _set(raw, keys, value)
+    try:
+        config = msgspec.convert(raw, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"invalid config: {exc}", reason="BAD_CONFIG") from exc
+    return finalize(config)
+
+
+def finalize(config: Config) -> Config:
+    """Fill the defaults that depend on other keys (paths under the state dir)."""
+    state = Path(config.state_dir or default_state_dir()).resolve()
+    server = config.server
+    if not server.socket:
+        server = msgspec.structs.replace(server, socket=default_socket())
+    if not server.allowed_uids:
+        server = msgspec.structs.replace(server, allowed_uids=sorted({os.geteuid(), 0}))
+    programs = config.programs
+    if not programs.log_dir:
+        programs = msgspec.structs.replace(programs, log_dir=str(state / "logs"))
+    if not programs.defaults_file:
+        programs = msgspec.structs.replace(
+            programs, defaults_file=str(state / "programs.default.json")
+        )
+    supervisor = config.supervisor
+    if supervisor.mode == "external" and not (supervisor.socket and supervisor.include_dir):
+        raise InvalidRequest(
+            "external supervisor mode needs supervisor.socket and supervisor.include_dir",
+            reason="BAD_CONFIG",
+        )
+    return msgspec.structs.replace(
+        config, state_dir=str(state), server=server, programs=programs, supervisor=supervisor
+    )

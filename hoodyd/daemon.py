@@ -1,0 +1,144 @@
+"""The daemon's lifecycle, top to bottom: build the app, bind the sites, notify readiness,
+wait for a signal, drain in-flight requests within a bound, close."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from hoodyd.app import create_app
+from hoodyd.config import Config
+
+log = structlog.get_logger()
+
+SD_LISTEN_FDS_START = 3
+
+
+async def serve(config: Config) -> None:
+    token = resolve_token(config) if config.server.tcp or _inherited_fds() else None
+    app = create_app(config, token=token)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=config.server.shutdown_timeout
+    )
+    await runner.setup()  # services start here: supervisord, store, reconciliation
+    created_socket: Path | None = None
+    try:
+        inherited = _inherited_fds()
+        if inherited:
+            for sock in inherited:
+                await web.SockSite(
+                    runner, sock, shutdown_timeout=config.server.shutdown_timeout
+                ).start()
+            log.info("serving_inherited_sockets", count=len(inherited))
+        else:
+            created_socket = Path(config.server.socket)
+            sock = bind_unix_socket(created_socket, config.server.socket_mode)
+            await web.SockSite(
+                runner, sock, shutdown_timeout=config.server.shutdown_timeout
+            ).start()
+            log.info("serving_unix", socket=str(created_socket))
+        if config.server.tcp:
+            host, port = parse_host_port(config.server.tcp)
+            await web.TCPSite(
+                runner, host, port, shutdown_timeout=config.server.shutdown_timeout
+            ).start()
+            log.info("serving_tcp", host=host, port=port)
+        sd_notify("READY=1")
+        await _wait_for_signal()
+        sd_notify("STOPPING=1")
+        log.info("shutting_down", drain_timeout_s=config.server.shutdown_timeout)
+    finally:
+        await runner.cleanup()
+        if created_socket is not None:
+            with contextlib.suppress(FileNotFoundError):
+                created_socket.unlink()
+        log.info("stopped")
+
+
+def bind_unix_socket(path: Path, mode: int) -> socket.socket:
+    """Bind and listen under a temporary name, then rename into place: the socket path
+    appears only once it accepts connections, with its final mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # stale socket of a daemon that is gone
+        else:
+            raise SystemExit(f"hoodyd: another daemon answers on {path}")
+        finally:
+            probe.close()
+    staging = path.with_name(f".{path.name}.{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        staging.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(staging))
+    os.chmod(staging, mode)
+    sock.listen(512)
+    os.rename(staging, path)
+    return sock
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SystemExit(f"hoodyd: --tcp needs HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def resolve_token(config: Config) -> str:
+    """The TCP bearer token: from config/env, else generated once into STATE/token (0600)."""
+    if config.server.token:
+        return config.server.token
+    path = config.state_path / "token"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    log.info("token_generated", path=str(path))
+    return token
+
+
+def _inherited_fds() -> list[socket.socket]:
+    """Sockets passed by systemd socket activation (LISTEN_FDS), if they are ours."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    count = int(os.environ.get("LISTEN_FDS", "0") or 0)
+    return [socket.socket(fileno=SD_LISTEN_FDS_START + i) for i in range(count)]
+
+
+def sd_notify(message: str) -> None:
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.sendto(message.encode(), address)
+        except OSError as exc:
+            log.warning("sd_notify_failed", error=str(exc))
+
+
+async def _wait_for_signal() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)

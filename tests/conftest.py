@@ -1,0 +1,112 @@
+"""Shared fixtures: short temp dirs (Unix socket paths are limited to 107 bytes), configs,
+and a real `hoodyd serve` process on a Unix socket."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from hoodyd import config as hoodyd_config
+from hoodyd.config import Config
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="hd-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        stop_embedded_supervisord(path)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def make_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
+    overrides: dict[tuple[str, ...], Any] = {("state_dir",): str(state_dir)}
+    overrides[("server", "socket")] = str(state_dir / "hoodyd.sock")
+    overrides[("log_format",)] = "json"
+    for section, values in sections.items():
+        for key, value in values.items():
+            overrides[(section, key)] = value
+    return hoodyd_config.load(None, overrides=overrides, environ={})
+
+
+def stop_embedded_supervisord(state_dir: Path) -> None:
+    """Embedded supervisord is detached on purpose (it outlives hoodyd); tests stop it."""
+    pidfile = state_dir / "supervisor" / "supervisord.pid"
+    with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+
+
+@dataclass
+class DaemonProcess:
+    """A `hoodyd serve` child process and how to reach it."""
+
+    state_dir: Path
+    socket: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout)
+
+    def logs(self) -> str:
+        return self.log_path.read_text()
+
+
+def start_daemon(state_dir: Path, *extra: str, env: dict[str, str] | None = None) -> DaemonProcess:
+    sock = state_dir / "hoodyd.sock"
+    log_path = state_dir / f"daemon-{time.monotonic_ns()}.log"
+    handle = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hoodyd", "serve", "--state-dir", str(state_dir),
+         "--socket", str(sock), *extra],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "HOODYD_LOG_FORMAT": "json", **(env or {})},
+    )
+    handle.close()
+    deadline = time.monotonic() + 30
+    while not sock.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"hoodyd did not start:\n{log_path.read_text()}")
+        time.sleep(0.02)
+    return DaemonProcess(state_dir, sock, process, log_path)
+
+
+@pytest.fixture
+def daemon(short_tmp: Path) -> Iterator[DaemonProcess]:
+    proc = start_daemon(short_tmp)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+async def unix_session(daemon: DaemonProcess) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.UnixConnector(path=str(daemon.socket)), base_url="http://localhost"
+    ) as session:
+        yield session
