@@ -1,0 +1,1 @@
+"""Program control: store, rules, supervisord adapter, process events and webhooks."""
