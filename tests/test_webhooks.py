@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -496,8 +496,7 @@ async def test_delivery_posts_the_payload_with_the_programs_headers(hooks: HookS
     assert request.path == "/hook"
     body = dict(request.body)
     timestamp = datetime.fromisoformat(body.pop("timestamp"))
-    assert timestamp.utcoffset() is not None
-    assert timestamp.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+    assert timestamp.utcoffset() == timedelta(0)
     assert abs(time.time() - timestamp.timestamp()) < 30
     assert body == {
         "event": "RUNNING",
