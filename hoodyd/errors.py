@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 class HoodydError(Exception):
     """Base of every error hoodyd reports to a client."""
 
-    status: ClassVar[int] = 500
+    status: int = 500
     default_reason: ClassVar[str] = "INTERNAL_ERROR"
 
     def __init__(

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from hoodyd import config as hoodyd_config
 from hoodyd.config import Config
@@ -44,16 +46,25 @@ def make_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
 
 
 def stop_embedded_supervisord(state_dir: Path) -> None:
-    """Embedded supervisord is detached on purpose (it outlives hoodyd); tests stop it."""
+    """Embedded supervisord is detached on purpose (it outlives hoodyd); tests end it and
+    every process it spawned, without waiting for its one-second shutdown tick."""
     pidfile = state_dir / "supervisor" / "supervisord.pid"
-    with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
-        pid = int(pidfile.read_text().strip())
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            os.kill(pid, 0)
-            time.sleep(0.05)
-        os.kill(pid, signal.SIGKILL)
+    try:
+        supervisord = psutil.Process(int(pidfile.read_text().strip()))
+        family = [supervisord, *supervisord.children(recursive=True)]
+    except (FileNotFoundError, ValueError, psutil.Error):
+        return
+    groups = set()
+    for proc in family:
+        with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
+            groups.add(os.getpgid(proc.pid))
+    for proc in family:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    for group in groups - {os.getpgid(0)}:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+    psutil.wait_procs(family, timeout=5)
 
 
 @dataclass
@@ -110,3 +121,39 @@ async def unix_session(daemon: DaemonProcess) -> AsyncIterator[aiohttp.ClientSes
         connector=aiohttp.UnixConnector(path=str(daemon.socket)), base_url="http://localhost"
     ) as session:
         yield session
+
+
+@pytest.fixture
+def program_config(short_tmp: Path) -> Config:
+    """A config whose embedded supervisord lives in the short temp dir, polled quickly."""
+    return make_config(
+        short_tmp,
+        supervisor={"poll_interval": 0.2},
+        notifications={"allow_insecure_urls": True},
+    )
+
+
+@pytest.fixture
+async def client(program_config: Config) -> AsyncIterator[TestClient[Any, Any]]:
+    """A test client on the real app, its embedded supervisord started for real; the app is
+    closed before the temp dir's supervisord is stopped."""
+    from hoodyd.app import create_app
+
+    async with TestClient(TestServer(create_app(program_config))) as test_client:
+        yield test_client
+
+
+def sleeper(**fields: Any) -> dict[str, Any]:
+    """A program body running `sleep` as the current user."""
+    import pwd
+
+    body = {
+        "name": f"sleeper{time.monotonic_ns() % 10**9}",
+        "command": "/bin/sleep 300",
+        "user": pwd.getpwuid(os.geteuid()).pw_name,
+    }
+    body.update(fields)
+    return body
+
+
+PORT_SERVER = f"{sys.executable} {Path(__file__).parent / 'data' / 'portserver.py'}"

@@ -9,11 +9,15 @@ from aiohttp import web
 from hoodyd.config import Config
 
 if TYPE_CHECKING:
+    from hoodyd.apps.service import AppService
+    from hoodyd.programs.quickstart import QuickStartService
     from hoodyd.programs.service import ProgramService
+    from hoodyd.terminals.service import TerminalService
 
 CONFIG = web.AppKey("config", Config)
-# bearer token required on TCP; None when the app serves only the Unix socket
+# bearer token required on TCP; absent when the app serves only the Unix socket
 TOKEN = web.AppKey("token", str)
-STARTED_AT = web.AppKey("started_at", float)
-PROGRAMS = web.AppKey("programs", "ProgramService")
-
+PROGRAMS: web.AppKey[ProgramService] = web.AppKey("programs")
+QUICKSTART: web.AppKey[QuickStartService] = web.AppKey("quickstart")
+TERMINALS: web.AppKey[TerminalService] = web.AppKey("terminals")
+RUN: web.AppKey[AppService] = web.AppKey("run")

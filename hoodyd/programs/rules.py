@@ -1,0 +1,182 @@
+"""Program validation and merge rules (CONTRACT.md §2.3), independent of storage and supervisord.
+
+`build_program` turns an add/edit body into the complete program it would produce (edit is a
+top-level merge; `environment` is replaced whole; `webhooks` is deep-merged), and
+`validate_program` checks that program against every rule and against the other programs.
+Nothing here writes anything, so a refused request changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import pwd
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from msgspec import UNSET
+
+from hoodyd.errors import InvalidRequest
+from hoodyd.programs.webhooks import validate_webhooks
+from hoodyd.schemas.daemon import EphemeralInput, Program, ProgramInput
+
+NAME_FORBIDDEN = re.compile(r"[\"'\x00-\x1f\x7f]")
+USER_PATTERN = re.compile(r"^[a-z_][a-z0-9_-]*\$?$", re.IGNORECASE)
+PORT_PARAM_PATTERN = re.compile(r"^-{0,2}[A-Za-z0-9][A-Za-z0-9_.-]*=?$")
+ENV_KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DISPLAY_PATTERN = re.compile(r"^:?(\d{1,5})(\.\d{1,3})?$")
+KIT_ROOT = "/hoody/plugins"
+_READ_ONLY = {"id", "hoody_kit", "status", "stats"}
+_INPUT_FIELDS = tuple(f for f in ProgramInput.__struct_fields__ if f not in _READ_ONLY)
+
+
+def _bad(message: str, reason: str = "VALIDATION_FAILED") -> InvalidRequest:
+    return InvalidRequest(message, reason=reason)
+
+
+def normalize_display(value: str | int | None) -> str | None:
+    if value is None or value == "":
+        return None
+    match = DISPLAY_PATTERN.match(str(value))
+    if not match:
+        raise _bad(f"Invalid display: {value!r} (expected a display number such as 1 or :1)")
+    return f":{match.group(1)}{match.group(2) or ''}"
+
+
+def build_program(
+    given: ProgramInput | EphemeralInput,
+    *,
+    program_id: int,
+    current: Program | None,
+    allow_insecure_webhooks: bool,
+) -> Program:
+    """The program an add (current=None) or edit body produces, not yet validated."""
+    if current is None:
+        for required in ("name", "command", "user"):
+            if getattr(given, required, UNSET) is UNSET:
+                raise _bad(f"Missing required field: {required}", "MISSING_FIELD")
+        fields: dict[str, Any] = {}
+    else:
+        fields = msgspec.structs.asdict(current)
+    for name in _INPUT_FIELDS:
+        value = getattr(given, name, UNSET)
+        if value is UNSET or name == "webhooks":
+            continue
+        fields[name] = value
+    fields["id"] = program_id
+    if isinstance(fields.get("autorestart"), bool):
+        fields["autorestart"] = "true" if fields["autorestart"] else "false"
+    fields["display"] = normalize_display(fields.get("display"))
+    if fields.get("port_range") is None:
+        if getattr(given, "port_param", UNSET) not in (UNSET, None):
+            raise _bad("port_param requires port_range", "PORT_PARAM_WITHOUT_RANGE")
+        fields["port_param"] = None
+    elif fields.get("port_param") is None:
+        fields["port_param"] = "--port"
+    directory = fields.get("directory")
+    fields["hoody_kit"] = bool(
+        directory and (directory == KIT_ROOT or directory.startswith(KIT_ROOT + "/"))
+    )
+    given_webhooks = getattr(given, "webhooks", UNSET)
+    if given_webhooks is not UNSET:
+        fields["webhooks"] = validate_webhooks(
+            current.webhooks if current else None,
+            given_webhooks,
+            allow_insecure=allow_insecure_webhooks,
+        )
+    fields.pop("status", None)
+    return msgspec.convert(fields, Program)
+
+
+def validate_program(
+    program: Program, others: Iterable[Program], *, log_dir: Path, max_port_range: int
+) -> None:
+    """Every rule of §2.3, raising the first violation as a 400."""
+    _check_name(program.name)
+    if program.description is not None and len(program.description) > 500:
+        raise _bad("description must be at most 500 characters")
+    _check_command(program.command)
+    check_user(program.user)
+    if program.directory is not None:
+        check_absolute(program.directory, "directory")
+    for stream in ("stdout_logfile", "stderr_logfile"):
+        value = getattr(program, stream)
+        if value is not None:
+            check_log_path(value, stream, log_dir)
+    for key, value in (program.environment or {}).items():
+        if not ENV_KEY_PATTERN.match(key):
+            raise _bad(f"Invalid environment variable name: {key!r}")
+        if any(c in value for c in "\n\r\x00"):
+            raise _bad(f"Environment value of {key} contains a newline or NUL")
+    if program.lazy_load and program.boot:
+        raise _bad("lazy_load cannot be combined with boot: true", "LAZY_LOAD_WITH_BOOT")
+    if program.terminal_shell is not None and program.terminal_id is None:
+        raise _bad("terminal_shell requires terminal_id")
+    if program.port_param is not None and not PORT_PARAM_PATTERN.match(program.port_param):
+        raise _bad(f'Invalid port_param format: "{program.port_param}"', "INVALID_PORT_PARAM")
+    others = [other for other in others if other.id != program.id]
+    for other in others:
+        if other.name == program.name:
+            raise _bad(f"Program name already in use: {program.name}", "NAME_IN_USE")
+    if program.port_range is not None:
+        start, end = program.port_range.start, program.port_range.end
+        if start > end:
+            raise _bad("Invalid port_range: start must not exceed end", "INVALID_PORT_RANGE")
+        if end - start + 1 > max_port_range:
+            raise _bad(
+                f"Invalid port_range: at most {max_port_range} ports per program",
+                "INVALID_PORT_RANGE",
+            )
+        for other in others:
+            span = other.port_range
+            if span is not None and span.start <= end and span.end >= start:
+                raise _bad(
+                    f"Port range overlaps with program '{other.name}' "
+                    f"({span.start}-{span.end})",
+                    "PORT_RANGE_OVERLAP",
+                )
+
+
+def _check_name(name: str) -> None:
+    if not name or not name.strip():
+        raise _bad("name must not be empty")
+    if len(name) > 128:
+        raise _bad("name must be at most 128 characters")
+    if NAME_FORBIDDEN.search(name):
+        raise _bad("name must not contain quotes or control characters", "INVALID_NAME")
+
+
+def _check_command(command: str) -> None:
+    if not command.strip():
+        raise _bad("command must not be empty")
+    if any(c in command for c in "\n\r\x00"):
+        raise _bad("command must not contain newline, carriage return or NUL", "INVALID_COMMAND")
+
+
+def check_user(user: str) -> None:
+    if not USER_PATTERN.match(user):
+        raise _bad(f"Invalid user name: {user!r}", "INVALID_USER")
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        raise _bad(f"User does not exist: {user}", "UNKNOWN_USER") from None
+    if os.geteuid() != 0 and pwd.getpwuid(os.geteuid()).pw_name != user:
+        raise _bad(
+            f"hoodyd runs as uid {os.geteuid()} and can only run programs as its own user",
+            "USER_SWITCH_NOT_ALLOWED",
+        )
+
+
+def check_absolute(value: str, field: str) -> None:
+    if not value.startswith("/") or "\x00" in value or "\n" in value:
+        raise _bad(f"{field} must be an absolute path", "INVALID_PATH")
+
+
+def check_log_path(value: str, field: str, log_dir: Path) -> None:
+    check_absolute(value, field)
+    root = posixpath.normpath(str(log_dir))
+    if not posixpath.normpath(value).startswith(root + "/"):
+        raise _bad(f"{field} must lie under {root}/", "INVALID_LOG_PATH")

@@ -1,0 +1,153 @@
+"""Where supervisord lives: embedded under the state dir (started by hoodyd, detached) or
+external (a given socket and include dir).
+
+Embedded supervisord daemonizes itself (fork + setsid), so it outlives hoodyd and with it the
+user's programs: restarting hoodyd never restarts a program.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+import structlog
+
+from hoodyd.config import Config
+from hoodyd.errors import ServiceUnavailable
+from hoodyd.programs.supervisor import SupervisorClient
+
+log = structlog.get_logger()
+
+EMBEDDED_CONF = """\
+; written by hoodyd; edits are overwritten at start-up
+[unix_http_server]
+file={socket}
+chmod=0700
+
+[supervisord]
+logfile={dir}/supervisord.log
+logfile_maxbytes=5MB
+logfile_backups=2
+pidfile={dir}/supervisord.pid
+childlogdir={log_dir}
+identifier=hoodyd
+loglevel=info
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://{socket}
+
+[include]
+files = {include_dir}/*.conf
+"""
+
+
+def _ini(path: Path | str) -> str:
+    # supervisord expands %(name)s in values: a literal % must be doubled
+    return str(path).replace("%", "%%")
+
+
+class SupervisordRuntime:
+    """Knows supervisord's socket and include dir, and (embedded) how to bring it up."""
+
+    def __init__(self, config: Config) -> None:
+        self.embedded = config.supervisor.mode == "embedded"
+        self.dir = config.state_path / "supervisor"
+        if self.embedded:
+            self.socket = self.dir / "supervisor.sock"
+            self.include_dir = self.dir / "conf.d"
+        else:
+            self.socket = Path(config.supervisor.socket)
+            self.include_dir = Path(config.supervisor.include_dir)
+        self.conf_file = self.dir / "supervisord.conf"
+        self.pid_file = self.dir / "supervisord.pid"
+        self.log_dir = config.log_path
+        self._start_lock = asyncio.Lock()
+
+    def client(self, config: Config) -> SupervisorClient:
+        return SupervisorClient(
+            str(self.socket),
+            username=config.supervisor.username,
+            password=config.supervisor.password,
+        )
+
+    def prepare(self) -> None:
+        """Create directories and (embedded) write supervisord's own config."""
+        self.include_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.embedded:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            text = EMBEDDED_CONF.format(
+                socket=_ini(self.socket),
+                dir=_ini(self.dir),
+                log_dir=_ini(self.log_dir),
+                include_dir=_ini(self.include_dir),
+            )
+            write_atomic(self.conf_file, text)
+
+    async def ensure_running(self, client: SupervisorClient, timeout: float = 15) -> bool:
+        """Make sure supervisord answers. Returns True if it had to be started."""
+        async with self._start_lock:
+            if await client.ping():
+                return False
+            if not self.embedded:
+                raise ServiceUnavailable(
+                    f"external supervisord is not answering on {self.socket}",
+                    reason="SUPERVISOR_UNAVAILABLE",
+                )
+            await self._spawn()
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if await client.ping():
+                    log.info("supervisord_started", socket=str(self.socket))
+                    return True
+                await asyncio.sleep(0.05)
+            raise ServiceUnavailable(
+                f"supervisord did not come up within {timeout:.0f}s; see {self.dir}/start.log",
+                reason="SUPERVISOR_UNAVAILABLE",
+            )
+
+    async def _spawn(self) -> None:
+        self.prepare()
+        if self.socket.exists():
+            self.socket.unlink()  # stale: nothing answered on it
+        start_log = self.dir / "start.log"
+        with start_log.open("ab") as out:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "supervisor.supervisord",
+                "-c",
+                str(self.conf_file),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+                cwd="/",
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            # the first process forks the daemon and exits at once; a cancelled caller must
+            # not abandon it half-reaped
+            code = await asyncio.shield(process.wait())
+        if code != 0:
+            tail = start_log.read_text(errors="replace")[-2000:]
+            raise ServiceUnavailable(
+                f"supervisord failed to start (exit {code}): {tail.strip()}",
+                reason="SUPERVISOR_UNAVAILABLE",
+            )
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write via a temp file and rename, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with tmp.open("w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)

@@ -1,0 +1,162 @@
+"""The daemon process over its Unix socket: the seed page's examples replayed as written,
+restarts that leave programs running, and supervisord dying and coming back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pwd
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+
+from tests.conftest import PORT_SERVER, DaemonProcess, start_daemon
+from tests.test_programs_control import free_ports
+
+API = "/api/v1/daemon"
+USER = pwd.getpwuid(os.geteuid()).pw_name
+
+
+def session_for(daemon: DaemonProcess) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.UnixConnector(path=str(daemon.socket)), base_url="http://localhost"
+    )
+
+
+async def call(
+    session: aiohttp.ClientSession, method: str, path: str, body: Any = None
+) -> tuple[int, dict[str, Any]]:
+    data = None if body is None else json.dumps(body)
+    async with session.request(
+        method, API + path, data=data, headers={"Content-Type": "application/json"}
+    ) as response:
+        return response.status, await response.json()
+
+
+async def test_seed_page_examples_work_as_written(daemon: DaemonProcess) -> None:
+    """Every request of the Program Control seed page, sent over the Unix socket."""
+    base = free_ports(1)
+    async with session_for(daemon) as session:
+        status, added = await call(
+            session, "POST", "/programs/add",
+            {"name": "seed", "command": "/bin/sleep 300", "user": USER, "enabled": False},
+        )
+        assert status == 200
+        assert added["id"] == 1
+        status, _ = await call(
+            session, "POST", "/programs/add",
+            {"id": 42, "name": "proxy-backend", "command": PORT_SERVER, "user": USER,
+             "port_range": {"start": base, "end": base}, "lazy_load": True},
+        )
+        assert status == 200
+        # POST /programs/1/enable and /disable take no body
+        status, body = await call(session, "POST", "/programs/1/enable")
+        assert (status, body["success"], body["program"]["enabled"]) == (200, True, True)
+        status, body = await call(session, "POST", "/programs/1/disable")
+        assert (status, body["success"], body["program"]["enabled"]) == (200, True, False)
+        # the seed examples use port 8042; our instance listens on a free port of the range
+        examples = [
+            {"port": base},
+            {"port": base, "wait": True, "timeout": 60},
+            {"port": base, "if_not_running": True},
+            {"port": base, "if_not_running": True, "wait": True, "timeout": 60},
+        ]
+        status, body = await call(session, "POST", "/programs/42/start", examples[1])
+        assert status == 200, body
+        assert body["instance"]["status"] == "RUNNING"
+        pid = body["instance"]["pid"]
+        status, body = await call(session, "POST", "/programs/42/start", examples[0])
+        assert status == 409  # already running and not idempotent
+        for example in examples[2:]:
+            status, body = await call(session, "POST", "/programs/42/start", example)
+            assert status == 200
+            assert body["already_running"] is True
+            assert body["instance"]["pid"] == pid
+        status, body = await call(session, "POST", "/programs/42/stop", {"port": base})
+        assert (status, body["success"]) == (200, True)
+        status, body = await call(session, "POST", "/programs/42/start", examples[0])
+        assert (status, body["already_running"]) == (200, False)
+        status, body = await call(session, "POST", "/programs/42/stop", {"all": True})
+        assert (status, body["success"]) == (200, True)
+
+
+async def test_restarting_hoodyd_leaves_programs_running_with_the_same_pids(
+    short_tmp: Path,
+) -> None:
+    """hoodyd restarts reconnect to supervisord: programs keep their pids."""
+    first = start_daemon(short_tmp)
+    async with session_for(first) as session:
+        await call(session, "POST", "/programs/add",
+                   {"name": "steady", "command": "/bin/sleep 300", "user": USER})
+        status, body = await call(session, "POST", "/programs/1/start", {"wait": True})
+        assert status == 200
+        pid = body["status"]["pid"]
+    assert first.stop() == 0
+    assert psutil.pid_exists(pid)
+    second = start_daemon(short_tmp)
+    try:
+        async with session_for(second) as session:
+            status, body = await call(session, "GET", "/status/1")
+            assert body["status"]["status"] == "RUNNING"
+            assert body["status"]["pid"] == pid
+    finally:
+        second.stop()
+    events = [json.loads(line) for line in second.logs().splitlines() if line.startswith("{")]
+    reconciled = [e for e in events if e["event"] == "reconciled"]
+    assert reconciled and reconciled[0]["changes"] == []
+
+
+async def test_start_up_removes_stale_files_and_re_adds_missing_programs(
+    short_tmp: Path,
+) -> None:
+    """Reconciliation deletes hoodyd files nobody owns and logs what it changed."""
+    first = start_daemon(short_tmp)
+    async with session_for(first) as session:
+        await call(session, "POST", "/programs/add",
+                   {"name": "kept", "command": "/bin/sleep 300", "user": USER})
+    first.stop()
+    stale = short_tmp / "supervisor" / "conf.d" / "hoodyd-program-99.conf"
+    stale.write_text("; hoodyd program id=99\n[program:ghost]\ncommand=/bin/sleep 1\n")
+    second = start_daemon(short_tmp)
+    second.stop()
+    assert not stale.exists()
+    events = [json.loads(line) for line in second.logs().splitlines() if line.startswith("{")]
+    changes = next(e for e in events if e["event"] == "reconciled")["changes"]
+    assert any("hoodyd-program-99.conf" in change for change in changes)
+
+
+async def test_requests_get_503_while_supervisord_is_down_then_work_again(
+    short_tmp: Path,
+) -> None:
+    """Killing supervisord: clear 503 JSON errors until the embedded one is back, then OK."""
+    config = short_tmp / "hoodyd.toml"
+    config.write_text("[supervisor]\npoll_interval = 0.5\n")
+    daemon = start_daemon(short_tmp, "--config", str(config))
+    try:
+        async with session_for(daemon) as session:
+            await call(session, "POST", "/programs/add",
+                       {"name": "survivor", "command": "/bin/sleep 300", "user": USER,
+                        "boot": True})
+            pidfile = short_tmp / "supervisor" / "supervisord.pid"
+            old = int(pidfile.read_text())
+            os.kill(old, signal.SIGKILL)
+            status, body = await call(session, "GET", "/status")
+            assert status == 503
+            assert body["success"] is False
+            assert body["reason"] == "SUPERVISOR_UNAVAILABLE"
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                status, body = await call(session, "GET", "/status/1")
+                if status == 200 and body["status"]["status"] == "RUNNING":
+                    break
+                await asyncio.sleep(0.2)
+            assert status == 200
+            assert body["status"]["status"] == "RUNNING"  # boot program came back
+            assert int(pidfile.read_text()) != old
+    finally:
+        daemon.stop()
