@@ -52,6 +52,20 @@ class NotificationsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
     queue_size: int = 1000
 
 
+class RunConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # seconds a candidate set (set_id, paged cursors) is kept
+    candidate_set_ttl: float = 300.0
+    # candidate sets kept at most; the least recently used go first
+    max_candidate_sets: int = 512
+    # ranked candidates kept per paged search
+    paged_cap: int = 1000
+    # sync at start-up the enabled sources that have no index, or one older than this
+    # many seconds (0: only those without an index)
+    resync_after: float = 86400.0
+    # false: never sync on start-up or on source creation (only on request)
+    auto_sync: bool = True
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     state_dir: str = ""
     log_level: str = "info"
@@ -60,6 +74,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     supervisor: SupervisorConfig = msgspec.field(default_factory=SupervisorConfig)
     programs: ProgramsConfig = msgspec.field(default_factory=ProgramsConfig)
     notifications: NotificationsConfig = msgspec.field(default_factory=NotificationsConfig)
+    run: RunConfig = msgspec.field(default_factory=RunConfig)
 
     @property
     def state_path(self) -> Path:

@@ -1,0 +1,105 @@
+"""The normalized record every source syncs into, and what a source tells the planner.
+
+Records are immutable, array-like and untracked by the garbage collector: the index holds
+a couple of hundred thousand of them, so each byte and each GC header counts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+
+from hoodyd.schemas.run import RecordKind, Requirement
+
+
+class AppRecord(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """One runnable thing a source knows about. `ident` is unique within its source and
+    stable across syncs; the candidate id is `<source_id>:<ident>`."""
+
+    ident: str
+    name: str
+    title: str
+    description: str = ""
+    kind: RecordKind = "cli"
+    os: str = "linux"
+    arch: str = "any"
+    version: str = ""
+    binaries: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    # extra searchable words (desktop Keywords/GenericName), matched at the "word" tier
+    keywords: tuple[str, ...] = ()
+    homepage: str = ""
+    installed: bool = False
+    # argv when the source knows it exactly (desktop Exec, manifest argv); else planned
+    argv: tuple[str, ...] = ()
+    terminal: bool = False
+    publisher: str = ""
+    repo: str = ""
+    channel: str = ""
+    variant: str = ""
+    # True for records that are not applications (libraries, docs): ranked lower
+    auxiliary: bool = False
+    # source-specific facts the planner needs (nix attr path, apt section, desktop file)
+    extra: tuple[tuple[str, str], ...] = ()
+
+    def extra_value(self, key: str) -> str | None:
+        for name, value in self.extra:
+            if name == key:
+                return value
+        return None
+
+
+class LaunchPlan(msgspec.Struct, frozen=True):
+    """How to launch a record: argv (joined with `shlex.join` by the planner), missing
+    requirements to resolve first, and notes that explain the plan."""
+
+    argv: list[str]
+    requirements: list[Requirement] = msgspec.field(default_factory=list)
+    notes: list[str] = msgspec.field(default_factory=list)
+    env: dict[str, str] | None = None
+
+
+class SyncResult(msgspec.Struct):
+    records: list[AppRecord]
+    # facts for diagnostics: files read, skipped entries, commands run
+    details: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class SyncCancelled(Exception):
+    """The daemon is shutting down; the sync stops and keeps the previous index."""
+
+
+class SyncContext:
+    """What a sync running in a worker thread may use: the source's own config, the
+    process environment, a progress callback and a cancellation flag."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        *,
+        environ: Mapping[str, str],
+        cancel: threading.Event | None = None,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+        pin_sha256: str | None = None,
+    ) -> None:
+        self.config = config
+        self.environ = environ
+        self.cancel = cancel or threading.Event()
+        self._progress = progress
+        self.pin_sha256 = pin_sha256
+
+    def report(self, **facts: Any) -> None:
+        if self._progress is not None:
+            self._progress(facts)
+
+    def check_cancelled(self) -> None:
+        if self.cancel.is_set():
+            raise SyncCancelled("sync cancelled")
+
+
+class SourceUnavailable(Exception):
+    """A source cannot sync (tool missing, file unreadable, bad manifest): its message is
+    what diagnostics show."""

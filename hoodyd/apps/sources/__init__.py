@@ -1,0 +1,20 @@
+"""Package sources, one module each, behind the `Source` interface of `base`."""
+
+from __future__ import annotations
+
+from hoodyd.apps.sources.apt import AptSource
+from hoodyd.apps.sources.base import Source
+from hoodyd.apps.sources.manifest import ManifestSource
+from hoodyd.apps.sources.nix import NixSource
+from hoodyd.apps.sources.system_path import SystemPathSource
+
+SOURCES: dict[str, Source] = {
+    "system-path": SystemPathSource(),
+    "trusted-list-file": ManifestSource("trusted-list-file", trusted=True),
+    "manifest-registry": ManifestSource("manifest-registry", trusted=False),
+    "manifest-remote-index": ManifestSource("manifest-remote-index", trusted=False),
+    "nix-pkgs": NixSource(),
+    "apt": AptSource(),
+}
+
+__all__ = ["SOURCES", "Source"]

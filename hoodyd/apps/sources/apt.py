@@ -1,0 +1,276 @@
+"""`apt` (an extension of the compatible API): every Packages list apt knows, plus
+installed state from dpkg.
+
+The lists are found with `apt-get indextargets` and read through
+`/usr/lib/apt/apt-helper cat-file`, so whatever compression apt keeps them in (lz4, xz, gz,
+zstd) works. Installed packages and their versions come from the dpkg status file; their
+executables from `/var/lib/dpkg/info/<package>.list`. Launch runs the installed binary, or
+plans `apt-get install` as a missing requirement.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
+from hoodyd.apps.sources.base import config_list, config_str
+from hoodyd.schemas.run import Requirement, SourceKind
+
+APT_HELPER = "/usr/lib/apt/apt-helper"
+INDEXTARGETS_ARGV = ["apt-get", "indextargets", "--format", "$(FILENAME)", "Created-By: Packages"]
+BIN_DIRS = ("/usr/bin/", "/bin/", "/usr/sbin/", "/sbin/", "/usr/games/", "/usr/local/bin/")
+_ARCH = {"amd64": "amd64", "arm64": "arm64", "all": "any"}
+_GUI_SECTIONS = {"x11", "gnome", "kde", "xfce"}
+_GUI_LIBS = (
+    "libgtk-3-0", "libgtk-4-1", "libgtk2.0-0", "libqt5gui5", "libqt6gui6", "libqt5widgets5",
+    "libx11-6", "libwayland-client0", "libsdl2-2.0-0", "libgl1",
+)  # fmt: skip
+# sections and suffixes of packages that are not applications
+_AUX_SECTIONS = {
+    "libs",
+    "libdevel",
+    "oldlibs",
+    "doc",
+    "debug",
+    "localization",
+    "fonts",
+    "translations",
+}
+_AUX_SUFFIXES = ("-dev", "-doc", "-dbg", "-dbgsym", "-data", "-common")
+_FIELDS = frozenset(
+    {
+        "Package",
+        "Version",
+        "Architecture",
+        "Description",
+        "Section",
+        "Homepage",
+        "Depends",
+        "Status",
+    }
+)
+
+
+class AptSource:
+    source_type = "apt"
+    provider: SourceKind = "apt"
+    trusted = True
+
+    def detect(self, environ: Mapping[str, str]) -> str | None:
+        if not os.access(APT_HELPER, os.X_OK):
+            return f"{APT_HELPER} not found"
+        if shutil.which("apt-get", path=environ.get("PATH", os.defpath)) is None:
+            return "apt-get not found on PATH"
+        return None
+
+    def sync(self, ctx: SyncContext) -> SyncResult:
+        lists = config_list(ctx.config, "lists")
+        if lists is None:
+            lists = index_targets(ctx)
+        status_file = Path(config_str(ctx.config, "status_file", "/var/lib/dpkg/status"))
+        info_dir = Path(config_str(ctx.config, "info_dir", "/var/lib/dpkg/info"))
+        installed = read_status(status_file)
+        native = native_arch(ctx)
+        packages: dict[str, dict[str, str]] = {}
+        read_errors: dict[str, str] = {}
+        for list_file in lists:
+            try:
+                for stanza in parse_stanzas(cat_file(list_file, ctx)):
+                    name = stanza.get("Package")
+                    if not name:
+                        continue
+                    known = packages.get(name)
+                    # one record per package name: the native (or arch-independent) one wins
+                    if known is None or (
+                        known.get("Architecture") not in (native, "all")
+                        and stanza.get("Architecture") in (native, "all")
+                    ):
+                        packages[name] = stanza
+                    if len(packages) % 5000 == 0:
+                        ctx.check_cancelled()
+            except SourceUnavailable as exc:
+                read_errors[list_file] = str(exc)
+            ctx.report(lists_read=len(packages))
+        if lists and len(read_errors) == len(lists):
+            raise SourceUnavailable(
+                "no Packages list could be read: " + "; ".join(read_errors.values())
+            )
+        for name, stanza in installed.items():
+            packages.setdefault(name, stanza)  # installed from a .deb that no list carries
+        records = [
+            to_record(name, packages[name], installed.get(name), info_dir)
+            for name in sorted(packages)
+        ]
+        return SyncResult(
+            records=records,
+            details={
+                "lists": lists,
+                "list_errors": read_errors,
+                "packages": len(records),
+                "installed": len(installed),
+                "status_file": str(status_file),
+            },
+        )
+
+    def plan(
+        self, record: AppRecord, config: Mapping[str, Any], details: Mapping[str, Any]
+    ) -> LaunchPlan:
+        package = record.ident
+        if record.installed:
+            paths = [b for b in record.binaries if b.startswith("/")]
+            chosen = next(
+                (p for p in paths if Path(p).name == package), paths[0] if paths else None
+            )
+            if chosen:
+                return LaunchPlan(argv=[chosen], notes=[f"installed apt package {package}"])
+            return LaunchPlan(
+                argv=[package], notes=[f"apt package {package} installs no executable on PATH"]
+            )
+        return LaunchPlan(
+            argv=[package],
+            requirements=[
+                Requirement(
+                    kind="package",
+                    name=package,
+                    message=f"apt package {package} is not installed",
+                    resolution=f"apt-get install -y {package}",
+                )
+            ],
+            notes=["executable name assumed to be the package name"],
+        )
+
+
+def index_targets(ctx: SyncContext) -> list[str]:
+    try:
+        done = subprocess.run(
+            INDEXTARGETS_ARGV,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=dict(ctx.environ),
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SourceUnavailable(f"apt-get indextargets failed: {exc}") from exc
+    if done.returncode != 0:
+        raise SourceUnavailable(
+            f"apt-get indextargets exited {done.returncode}: {done.stderr.strip()}"
+        )
+    files = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+    return [f for f in files if Path(f).exists()]
+
+
+def native_arch(ctx: SyncContext) -> str:
+    try:
+        done = subprocess.run(
+            ["dpkg", "--print-architecture"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "amd64"
+    return done.stdout.strip() or "amd64"
+
+
+def cat_file(path: str, ctx: SyncContext) -> Iterator[str]:
+    """Lines of a (possibly compressed) list, decompressed by apt's own helper."""
+    try:
+        process = subprocess.Popen(
+            [APT_HELPER, "cat-file", path],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+        )
+    except OSError as exc:
+        raise SourceUnavailable(f"{APT_HELPER}: {exc.strerror}") from exc
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        yield from process.stdout
+    finally:
+        process.stdout.close()
+        error = process.stderr.read()
+        process.stderr.close()
+        code = process.wait()
+    if code != 0:
+        raise SourceUnavailable(f"apt-helper cat-file {path} exited {code}: {error.strip()}")
+
+
+def parse_stanzas(lines: Iterable[str]) -> Iterator[dict[str, str]]:
+    """deb822 stanzas, keeping only the fields the index needs (continuation lines skipped)."""
+    stanza: dict[str, str] = {}
+    for line in lines:
+        if line == "\n" or not line.strip():
+            if stanza:
+                yield stanza
+                stanza = {}
+            continue
+        first = line[0]
+        if first == " " or first == "\t":
+            continue
+        key, sep, value = line.partition(":")
+        if sep and key in _FIELDS:
+            stanza[key] = value.strip()
+    if stanza:
+        yield stanza
+
+
+def read_status(status_file: Path) -> dict[str, dict[str, str]]:
+    try:
+        text = status_file.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    installed: dict[str, dict[str, str]] = {}
+    for stanza in parse_stanzas(text.splitlines(keepends=True)):
+        if stanza.get("Status", "").endswith(" installed") and "Package" in stanza:
+            installed[stanza["Package"]] = stanza
+    return installed
+
+
+def installed_binaries(info_dir: Path, package: str, arch: str) -> tuple[str, ...]:
+    for name in (f"{package}.list", f"{package}:{arch}.list"):
+        try:
+            lines = (info_dir / name).read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        bins = []
+        for line in lines:
+            if line.startswith(BIN_DIRS) and line.count("/") >= 2:
+                rest = line.rsplit("/", 1)
+                if rest[1] and line.rsplit("/", 1)[0] + "/" in BIN_DIRS:
+                    bins.append(line)
+        return tuple(sorted(set(bins)))
+    return ()
+
+
+def to_record(
+    name: str, stanza: dict[str, str], status: dict[str, str] | None, info_dir: Path
+) -> AppRecord:
+    section = stanza.get("Section", "").rsplit("/", 1)[-1]
+    depends = stanza.get("Depends", "")
+    arch = stanza.get("Architecture", "")
+    gui = section in _GUI_SECTIONS or any(lib in depends for lib in _GUI_LIBS)
+    installed = status is not None
+    binaries = installed_binaries(info_dir, name, arch) if installed else ()
+    return AppRecord(
+        ident=name,
+        name=name,
+        title=name,
+        description=stanza.get("Description", ""),
+        kind="gui" if gui else "cli",
+        arch=_ARCH.get(arch, arch or "any"),
+        version=(status or stanza).get("Version", ""),
+        binaries=binaries or (name,),
+        tags=(section,) if section else (),
+        homepage=stanza.get("Homepage", ""),
+        installed=installed,
+        auxiliary=section in _AUX_SECTIONS or name.endswith(_AUX_SUFFIXES),
+    )

@@ -1,0 +1,68 @@
+"""Decoding run-area JSON with errors a client can act on: a missing field is named, and an
+unknown enum value comes back with the list of allowed values."""
+
+from __future__ import annotations
+
+import re
+from typing import TypeVar
+
+import msgspec
+
+from hoodyd.errors import InvalidRequest
+from hoodyd.schemas.run import ENUM_VALUES
+
+T = TypeVar("T")
+
+_ENUM = re.compile(r"Invalid enum value (?P<value>.*?) - at `\$(?P<path>[^`]*)`")
+_MISSING = re.compile(r"Object missing required field `(?P<field>\w+)`")
+_UNKNOWN = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
+
+
+def invalid_enum(field: str, value: object) -> InvalidRequest:
+    allowed = ", ".join(ENUM_VALUES.get(field, ()))
+    return InvalidRequest(
+        f"invalid value {value!r} for '{field}': allowed values are {allowed}",
+        reason="INVALID_ENUM",
+        extra={"field": field, "allowed": list(ENUM_VALUES.get(field, ()))},
+    )
+
+
+def decode(raw: bytes | str, kind: type[T]) -> T:
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as exc:
+        raise translate(exc) from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"malformed JSON body: {exc}", reason="MALFORMED_JSON") from exc
+
+
+def convert(obj: object, kind: type[T]) -> T:
+    try:
+        return msgspec.convert(obj, type=kind)
+    except msgspec.ValidationError as exc:
+        raise translate(exc) from exc
+
+
+def translate(exc: msgspec.ValidationError) -> InvalidRequest:
+    text = str(exc)
+    enum = _ENUM.search(text)
+    if enum:
+        path = enum.group("path")
+        field = re.sub(r"\[\d+\]", "", path).rsplit(".", 1)[-1]
+        if field in ENUM_VALUES:
+            error = invalid_enum(field, enum.group("value").strip("'\""))
+            error.message += f" (at ${path})"
+            return error
+    missing = _MISSING.search(text)
+    if missing:
+        return InvalidRequest(
+            f"missing field '{missing.group('field')}': {text}",
+            reason="MISSING_FIELD",
+            extra={"field": missing.group("field")},
+        )
+    unknown = _UNKNOWN.search(text)
+    if unknown:
+        return InvalidRequest(
+            f"unknown field '{unknown.group('field')}': {text}", reason="UNKNOWN_FIELD"
+        )
+    return InvalidRequest(f"invalid request body: {text}", reason="VALIDATION_FAILED")
