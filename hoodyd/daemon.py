@@ -23,6 +23,7 @@ SD_LISTEN_FDS_START = 3
 
 
 async def serve(config: Config) -> None:
+    stop = _stop_on_signals()  # before the socket exists: a SIGTERM from then on is graceful
     token = resolve_token(config) if config.server.tcp or _inherited_fds() else None
     app = create_app(config, token=token)
     runner = web.AppRunner(
@@ -52,7 +53,7 @@ async def serve(config: Config) -> None:
             ).start()
             log.info("serving_tcp", host=host, port=port)
         sd_notify("READY=1")
-        await _wait_for_signal()
+        await stop.wait()
         sd_notify("STOPPING=1")
         log.info("shutting_down", drain_timeout_s=config.server.shutdown_timeout)
     finally:
@@ -132,13 +133,9 @@ def sd_notify(message: str) -> None:
             log.warning("sd_notify_failed", error=str(exc))
 
 
-async def _wait_for_signal() -> None:
+def _stop_on_signals() -> asyncio.Event:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
+    return stop

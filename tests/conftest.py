@@ -64,7 +64,17 @@ def stop_embedded_supervisord(state_dir: Path) -> None:
     for group in groups - {os.getpgid(0)}:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(group, signal.SIGKILL)
-    psutil.wait_procs(family, timeout=5)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(proc) for proc in family):
+        time.sleep(0.01)
+
+
+def _alive(proc: psutil.Process) -> bool:
+    """Killed daemons are reaped by init, maybe late: a zombie counts as gone."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 @dataclass

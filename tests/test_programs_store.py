@@ -3,6 +3,7 @@ that refuses a program, leaving store and supervisord config untouched."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -288,7 +289,7 @@ async def test_bad_bodies_get_json_errors(client: Any) -> None:
     assert response.status == 400
     response = await client.post(
         f"{API}/programs/add",
-        data=b'{"name": "' + b"x" * (1024 * 1024 + 10) + b'"}',
+        data=io.BytesIO(b'{"name": "' + b"x" * (1024 * 1024 + 10) + b'"}'),
         headers={"Content-Type": "application/json"},
     )
     assert response.status == 413

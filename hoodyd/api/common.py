@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
+from hoodyd.api.keys import CONFIG
 from hoodyd.errors import InvalidRequest, PayloadTooLarge
 
 T = TypeVar("T")
@@ -26,8 +27,9 @@ async def read_body(request: web.Request) -> bytes:
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
+        limit = request.app[CONFIG].server.max_body_bytes
         raise PayloadTooLarge(
-            f"request body exceeds {exc.max_size} bytes", reason="BODY_TOO_LARGE"
+            f"request body exceeds the {limit}-byte limit", reason="PAYLOAD_TOO_LARGE"
         ) from exc
 
 
