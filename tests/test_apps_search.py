@@ -1,0 +1,178 @@
+"""Ranking and search over a real, small software world: pinned orders for tricky queries,
+filters, profiles, broken sources, launch plans, candidate sets and the persisted index."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import msgspec
+
+from hoodyd.apps.service import AppService
+from hoodyd.schemas.run import ProfileConfig, ProfileSourceOverride, Selector
+from tests.data.apps.world import make_world, open_service, quiet_settings
+
+
+def ids(response) -> list[str]:
+    return [c.candidate_id for c in response.candidates]
+
+
+async def test_code_vs_vscode_vs_codec2(short_tmp: Path) -> None:
+    """`code`: the installed `code` binary, then vscode (whose program is `code`), then codec2."""
+    world = make_world(short_tmp / "w")
+    service = await open_service(short_tmp / "s", world)
+    try:
+        found = service.search(Selector(app="code", limit=6))
+        assert ids(found)[:4] == [
+            f"system-path:{world.bin}/code",
+            "nixpkgs:vscode",
+            "apt:codec2",
+            "nixpkgs:codec2",
+        ]
+        first = found.candidates[0]
+        assert first.provenance.match_kind == "exact" and first.installed
+        assert [c.label for c in first.provenance.score_components] == [
+            "match",
+            "installed",
+            "source priority",
+        ]
+        assert first.score == sum(c.delta for c in first.provenance.score_components)
+        vscode = service.search(Selector(app="vscode", limit=3))
+        # the nix package by name, then VS Code's desktop entry through its Keywords
+        assert ids(vscode)[:2] == ["nixpkgs:vscode", f"system-path:{world.bin}/code"]
+        assert vscode.candidates[1].provenance.match_kind == "word"
+    finally:
+        await service.close()
+
+
+async def test_installed_apt_package_beats_nix_even_with_higher_priority(short_tmp: Path) -> None:
+    """Installed apt `jq` ranks above nixpkgs' `jq`, even when a profile raises nix's priority."""
+    world = make_world(short_tmp / "w")
+    service = await open_service(short_tmp / "s", world)
+    try:
+        plain = service.search(Selector(app="jq", source=["apt", "nix"]))
+        assert ids(plain)[:2] == ["apt:jq", "nixpkgs:jq"]
+        await service.add_profile(
+            ProfileConfig(
+                name="nixfirst", sources=[ProfileSourceOverride(source_id="nixpkgs", priority=100)]
+            )
+        )
+        boosted = service.search(Selector(app="jq", source=["apt", "nix"], profile="nixfirst"))
+        assert ids(boosted)[:2] == ["apt:jq", "nixpkgs:jq"]
+        nix = boosted.candidates[1]
+        assert "profile nixfirst sets nixpkgs priority 100" in nix.reasons[-1]
+        assert nix.score > plain.candidates[1].score
+    finally:
+        await service.close()
+
+
+async def test_order_is_stable_and_every_set_is_new(short_tmp: Path) -> None:
+    """The same query on the same index gives the same list, under a new set_id each time."""
+    world = make_world(short_tmp / "w")
+    service = await open_service(short_tmp / "s", world)
+    try:
+        first = service.search(Selector(app="co", limit=100))
+        second = service.search(Selector(app="co", limit=100))
+        assert ids(first) == ids(second) and len(first.candidates) >= 4
+        assert first.set_id != second.set_id
+        scores = [c.score for c in first.candidates]
+        assert scores == sorted(scores, reverse=True)
+    finally:
+        await service.close()
+
+
+async def test_misspelt_query_and_filters(short_tmp: Path) -> None:
+    """A misspelling finds firefox by fuzzy match; kind, os and source filters narrow the set."""
+    world = make_world(short_tmp / "w")
+    service = await open_service(short_tmp / "s", world)
+    try:
+        fuzzy = service.search(Selector(app="frefox", limit=5))
+        assert ids(fuzzy)[:2] == [f"system-path:{world.bin}/firefox", "nixpkgs:firefox"]
+        assert fuzzy.candidates[0].provenance.match_kind == "fuzzy"
+        gui = service.search(Selector(app="code", kind="gui"))
+        assert ids(gui) == [f"system-path:{world.bin}/code"]
+        only_apt = service.search(Selector(app="code", source=["apt"]))
+        assert {c.provider for c in only_apt.candidates} == {"apt"}
+        assert service.search(Selector(app="code", os="windows")).candidates == []
+    finally:
+        await service.close()
+
+
+async def test_launch_plans_are_argv_joined_with_shlex(short_tmp: Path) -> None:
+    """Candidates carry argv, kind, installed and requirements; commands are shlex.join(argv)."""
+    world = make_world(short_tmp / "w")
+    service = await open_service(short_tmp / "s", world)
+    try:
+        found = {
+            c.candidate_id: c for c in service.search(Selector(app="codec2", limit=10)).candidates
+        }
+        apt = found["apt:codec2"]
+        assert apt.execution_plan.argv == ["codec2"] and not apt.installed
+        assert apt.requirements[0].kind == "package"
+        assert apt.requirements[0].resolution == "apt-get install -y codec2"
+        deploy = service.search(Selector(app="deploy tool")).candidates[0]
+        assert deploy.candidate_id == "team:team/deploy-tool" and deploy.verified
+        assert deploy.shell_command == shlex.join(["deploy-tool", "--interactive"])
+        assert deploy.run_plan.command == deploy.shell_command
+        firefox = service.search(Selector(app="firefox")).candidates[0]
+        assert firefox.kind == "gui" and firefox.execution_plan.argv == ["firefox"]
+    finally:
+        await service.close()
+
+
+async def test_broken_source_does_not_break_search(short_tmp: Path) -> None:
+    """A manifest that stops parsing keeps its old records and says why; others still answer."""
+    world = make_world(short_tmp / "w")
+    service = await open_service(short_tmp / "s", world)
+    try:
+        world.manifest.write_text("{not json")
+        job = service.sync_source("team")
+        done = await service.job(job.job_id, wait=True, timeout_ms=30_000)
+        assert done.status == "error" and "invalid manifest" in done.error
+        diagnostics = service.diagnostics("team")
+        assert diagnostics.status == "error" and "invalid manifest" in diagnostics.last_error
+        assert diagnostics.provider_details["record_count"] == 2  # previous records kept
+        assert ids(service.search(Selector(app="jq", source=["apt"])))[0] == "apt:jq"
+        assert service.diagnostics("apt").status == "ok"
+    finally:
+        await service.close()
+
+
+async def test_candidate_sets_are_bounded(short_tmp: Path) -> None:
+    """Only the most recent sets are kept when more are made than the bound."""
+    world = make_world(short_tmp / "w")
+    service = await open_service(short_tmp / "s", world, max_candidate_sets=2)
+    try:
+        first = service.search(Selector(app="jq"))
+        service.search(Selector(app="jq"))
+        last = service.search(Selector(app="jq"))
+        assert service.candidate_set(first.set_id) is None
+        assert service.candidate_set(last.set_id) is not None and len(service.sets) == 2
+    finally:
+        await service.close()
+
+
+async def test_index_is_persisted_and_loaded_at_start(short_tmp: Path) -> None:
+    """A restarted service answers from STATE/index without syncing again."""
+    world = make_world(short_tmp / "w")
+    service = await open_service(short_tmp / "s", world)
+    before = ids(service.search(Selector(app="code")))
+    synced_at = service.diagnostics("apt").last_success_at
+    await service.close()
+    assert sorted(p.name for p in (short_tmp / "s" / "index").iterdir()) == [
+        "apt.msgpack", "nixpkgs.msgpack", "system-path.msgpack", "team.msgpack",
+    ]  # fmt: skip
+    again = AppService(short_tmp / "s", quiet_settings(), environ=world.environ())
+    await again.start()
+    try:
+        assert ids(again.search(Selector(app="code"))) == before
+        assert again.diagnostics("apt").last_success_at == synced_at
+        config = msgspec.json.decode((short_tmp / "s" / "run" / "config.json").read_bytes())
+        assert [s["source_id"] for s in config["sources"]] == [
+            "system-path",
+            "apt",
+            "nixpkgs",
+            "team",
+        ]
+    finally:
+        await again.close()
