@@ -129,7 +129,7 @@ class QuickStartService:
             )
             if instance.status == "RUNNING":
                 return instance
-            if instance.status in FAILED_STATES:
+            if instance.status in FAILED_STATES or item.temporary_id not in self._items:
                 raise await start_failure(instance, self.client.tail_stderr)
             await asyncio.sleep(0.05)
         raise WaitTimeout(
