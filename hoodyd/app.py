@@ -6,12 +6,13 @@ from aiohttp import web
 
 from hoodyd.api import daemon as daemon_api
 from hoodyd.api import run as run_api
+from hoodyd.api import terminal as terminal_api
 from hoodyd.api.keys import CONFIG, TOKEN
 from hoodyd.api.middleware import authenticate, request_context
 from hoodyd.config import Config
 
 # Each API area adds its routes, its OpenAPI document and its services' cleanup_ctx.
-AREAS = (daemon_api.setup, run_api.setup)
+AREAS = (daemon_api.setup, terminal_api.setup, run_api.setup)
 
 
 def create_app(config: Config, *, token: str | None = None) -> web.Application:

@@ -22,6 +22,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tcp", metavar="HOST:PORT", help="also serve on TCP (bearer token)")
     serve.add_argument("--state-dir", help="state directory (store, supervisord, logs)")
     serve.set_defaults(func=_serve)
+
+    attach = commands.add_parser("attach", help="attach this terminal to terminal session N")
+    attach.add_argument("terminal_id", type=int, help="terminal id (1-65535)")
+    attach.add_argument("--config", help="TOML config file (default: $HOODYD_CONFIG)")
+    attach.add_argument("--socket", help="hoodyd's Unix socket")
+    attach.add_argument("--detach-key", default="^]", help="key that detaches (default: ^])")
+    attach.add_argument(
+        "--replay", type=int, default=65536, help="bytes of recent output to show first"
+    )
+    attach.set_defaults(func=_attach)
     return parser
 
 
@@ -39,6 +49,18 @@ def _serve(args: argparse.Namespace) -> int:
     log.configure(cfg.log_level, cfg.log_format)
     asyncio.run(serve(cfg))
     return 0
+
+
+def _attach(args: argparse.Namespace) -> int:
+    from hoodyd.attach import attach, parse_detach_key
+
+    cfg = config.load(args.config, overrides={("server", "socket"): args.socket})
+    try:
+        key = parse_detach_key(args.detach_key)
+    except ValueError as exc:
+        print(f"hoodyd: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(attach(cfg.server.socket, args.terminal_id, key, max(0, args.replay)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -52,6 +52,30 @@ class NotificationsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
     queue_size: int = 1000
 
 
+class TerminalsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # shell for new sessions: bash, zsh, fish or sh; "" = the user's login shell if it is one
+    # of those, else bash
+    default_shell: str = ""
+    # load the user's own start-up files (~/.bashrc, ~/.zshrc, $ENV) before hoodyd's hooks
+    user_rc: bool = True
+    # TERM given to session shells
+    term: str = "xterm-256color"
+    # bytes of output each session keeps for output readers and attach replay
+    output_buffer_bytes: int = 1024 * 1024
+    # bytes of stdout kept per command result (the rest is cut, output_truncated: true)
+    command_output_bytes: int = 1024 * 1024
+    # commands kept in each session's history
+    history_limit: int = 1000
+    # finished command results kept for GET /result/{command_id}
+    results_kept: int = 10000
+    # seconds an ephemeral session may sit idle (no client, nothing running) before removal
+    ephemeral_idle_timeout: float = 300.0
+    # seconds create waits for a new shell's first prompt
+    ready_timeout: float = 10.0
+    # how deferred commands wait for a PID: pidfd_open, polling, or pidfd where available
+    defer_method: Literal["auto", "pidfd", "poll"] = "auto"
+
+
 class RunConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # seconds a candidate set (set_id, paged cursors) is kept
     candidate_set_ttl: float = 300.0
@@ -75,6 +99,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     programs: ProgramsConfig = msgspec.field(default_factory=ProgramsConfig)
     notifications: NotificationsConfig = msgspec.field(default_factory=NotificationsConfig)
     run: RunConfig = msgspec.field(default_factory=RunConfig)
+    terminals: TerminalsConfig = msgspec.field(default_factory=TerminalsConfig)
 
     @property
     def state_path(self) -> Path:

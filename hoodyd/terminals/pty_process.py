@@ -1,0 +1,190 @@
+"""The PTY adapter: one child process on the slave side of a pseudo-terminal, driven from the
+event loop through the master fd (non-blocking reads and writes, no threads).
+
+The child is the leader of a new session with the PTY as its controlling terminal, so job
+control, Ctrl-C and SIGWINCH work as in any terminal emulator. Its exit is noticed through a
+pidfd (the kernel says when the process ends; EOF on the master is not enough, because a
+background job may keep the slave open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+import struct
+import subprocess
+import termios
+from collections.abc import Callable
+
+import structlog
+
+log = structlog.get_logger()
+
+READ_SIZE = 65536
+
+
+def _take_controlling_terminal() -> None:
+    # Runs in the child between fork and exec, after setsid (start_new_session=True): make the
+    # PTY on stdin the controlling terminal. subprocess has no option for this.
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def set_window_size(fd: int, cols: int, rows: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+class PtyProcess:
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str,
+        cols: int,
+        rows: int,
+        on_output: Callable[[bytes], None],
+        on_exit: Callable[[int | None], None],
+    ) -> None:
+        self._argv = argv
+        self._env = env
+        self._cwd = cwd
+        self._cols = cols
+        self._rows = rows
+        self._on_output = on_output
+        self._on_exit = on_exit
+        self._loop = asyncio.get_running_loop()
+        self._master = -1
+        self._pidfd = -1
+        self._process: subprocess.Popen[bytes] | None = None
+        self._pending = bytearray()
+        self._exiting = False
+        self._exited: asyncio.Future[int | None] = self._loop.create_future()
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    @property
+    def running(self) -> bool:
+        return not self._exited.done()
+
+    def start(self) -> None:
+        master, slave = os.openpty()
+        try:
+            set_window_size(slave, self._cols, self._rows)
+            self._process = subprocess.Popen(
+                self._argv,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                cwd=self._cwd,
+                env=self._env,
+                start_new_session=True,
+                preexec_fn=_take_controlling_terminal,
+                close_fds=True,
+            )
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        self._master = master
+        os.set_blocking(master, False)
+        self._loop.add_reader(master, self._read_available)
+        try:
+            self._pidfd = os.pidfd_open(self._process.pid)
+        except OSError:
+            self._pidfd = -1  # no pidfd: EOF on the master (EIO) stands in for the exit
+        else:
+            self._loop.add_reader(self._pidfd, self._child_exited)
+
+    def write(self, data: bytes) -> None:
+        if not self.running:
+            return
+        if self._pending:
+            self._pending += data
+            return
+        try:
+            written = os.write(self._master, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            return  # the shell is going away; _child_exited reports it
+        if written < len(data):
+            self._pending += data[written:]
+            self._loop.add_writer(self._master, self._flush)
+
+    def _flush(self) -> None:
+        try:
+            written = os.write(self._master, self._pending)
+        except BlockingIOError:
+            return
+        except OSError:
+            written = len(self._pending)
+        del self._pending[:written]
+        if not self._pending:
+            self._loop.remove_writer(self._master)
+
+    def resize(self, cols: int, rows: int) -> None:
+        self._cols, self._rows = cols, rows
+        if self.running:
+            # The kernel sends SIGWINCH to the foreground process group itself.
+            set_window_size(self._master, cols, rows)
+
+    def _read_available(self) -> None:
+        while True:
+            try:
+                data = os.read(self._master, READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:  # EIO: every slave fd is closed
+                data = b""
+            if not data:
+                self._loop.remove_reader(self._master)
+                if self._pidfd < 0 and not self._exiting:
+                    self._child_exited()
+                return
+            self._on_output(data)
+
+    def _child_exited(self) -> None:
+        if self._exiting:
+            return
+        self._exiting = True
+        assert self._process is not None
+        if self._pidfd >= 0:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+        with contextlib.suppress(OSError):
+            self._read_available()  # output written just before the exit
+        code = self._process.poll()
+        if code is None:
+            code = self._process.wait()  # EIO path without pidfd: the exit is imminent
+        self._loop.remove_reader(self._master)
+        if self._pending:
+            self._loop.remove_writer(self._master)
+            self._pending.clear()
+        os.close(self._master)
+        self._exited.set_result(code)
+        self._on_exit(code)
+
+    async def terminate(self, grace: float = 2.0) -> int | None:
+        """Hang up the terminal like a closed window (SIGHUP), then SIGKILL after `grace`."""
+        if self.running:
+            self._signal_groups(signal.SIGHUP)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._exited), grace)
+            except TimeoutError:
+                self._signal_groups(signal.SIGKILL)
+        return await self._exited
+
+    def _signal_groups(self, sig: int) -> None:
+        groups = {self.pid}
+        with contextlib.suppress(OSError):
+            groups.add(os.tcgetpgrp(self._master))  # the foreground job, if it is not the shell
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, sig)

@@ -1,0 +1,609 @@
+"""TerminalService: the rules of the terminal area, with no HTTP in sight.
+
+It owns the sessions (id → TerminalSession), allocates terminal and command ids, validates
+every request completely before it touches a session (a refused request injects nothing and
+starts nothing), and keeps finished results for `result/{command_id}` within a bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import pwd
+import re
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import structlog
+
+from hoodyd.config import TerminalsConfig
+from hoodyd.errors import Conflict, InvalidRequest, NotFound
+from hoodyd.schemas.terminal import (
+    EPHEMERAL_FIRST,
+    TERMINAL_ID_MAX,
+    CommandResult,
+    CreateRequest,
+    CreateResponse,
+    DeleteResponse,
+    ExecuteRequest,
+    HistoryResponse,
+    OutputEncoding,
+    OutputResponse,
+    ResizeResponse,
+    SessionOptions,
+    SessionsResponse,
+)
+from hoodyd.terminals.defer import pidfd_supported
+from hoodyd.terminals.ring import OutputRing
+from hoodyd.terminals.session import Command, TerminalSession
+from hoodyd.terminals.shells import ShellIntegration, resolve_shell, wrap_command
+
+log = structlog.get_logger()
+
+INVALID_TERMINAL_ID = "Invalid terminal_id (must be numeric 1-65535)"
+TERMINAL_ID_REQUIRED = "terminal_id parameter required"
+MISSING_COMMAND = "Missing 'command' field"
+MAX_COMMAND_BYTES = 65536
+COMMAND_ID_MAX = 65535
+# Variables hoodyd sets for its own integration; a caller may not override them.
+_RESERVED_ENV = re.compile(r"^(HOODYD_|ZDOTDIR$|ENV$)")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DISPLAY = re.compile(r"^:?(\d{1,5})(?:\.(\d{1,3}))?$")
+# The daemon's own environment that must not leak into user shells.
+_DAEMON_ONLY_ENV = {
+    "NOTIFY_SOCKET",
+    "WATCHDOG_PID",
+    "WATCHDOG_USEC",
+    "INVOCATION_ID",
+    "JOURNAL_STREAM",
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "COLUMNS",
+    "LINES",
+}
+
+
+def parse_terminal_id(value: str | int | None, *, required: bool = True) -> int | None:
+    """The contract's terminal id: numeric 1-65535; `0` and empty mean absent."""
+    if value is None or value in ("", "0", 0):
+        if required:
+            raise InvalidRequest(TERMINAL_ID_REQUIRED, reason="TERMINAL_ID_REQUIRED")
+        return None
+    text = str(value)
+    if isinstance(value, bool) or not text.isascii() or not text.isdigit():
+        raise InvalidRequest(INVALID_TERMINAL_ID, reason="INVALID_TERMINAL_ID")
+    number = int(text)
+    if not 1 <= number <= TERMINAL_ID_MAX:
+        raise InvalidRequest(INVALID_TERMINAL_ID, reason="INVALID_TERMINAL_ID")
+    return number
+
+
+def parse_command_id(value: str | int) -> int:
+    text = str(value)
+    if (
+        isinstance(value, bool)
+        or not text.isascii()
+        or not text.isdigit()
+        or not (1 <= int(text) <= COMMAND_ID_MAX)
+    ):
+        raise InvalidRequest(
+            "Invalid command id (must be numeric 1-65535)", reason="INVALID_COMMAND_ID"
+        )
+    return int(text)
+
+
+def parse_display(value: str | int | None) -> str | None:
+    if value is None or value == "":
+        return None
+    match = _DISPLAY.match(str(value))
+    if match is None:
+        raise InvalidRequest(
+            f"Invalid display {value!r} (expected a number such as 1 or :1)",
+            reason="INVALID_DISPLAY",
+        )
+    return f":{match.group(1)}" + (f".{match.group(2)}" if match.group(2) else "")
+
+
+def validate_command(command: str | None) -> str:
+    if command is None:
+        raise InvalidRequest(MISSING_COMMAND, reason="MISSING_COMMAND")
+    if not command.strip():
+        raise InvalidRequest("'command' is empty", reason="INVALID_COMMAND")
+    if len(command.encode()) > MAX_COMMAND_BYTES:
+        raise InvalidRequest(
+            f"'command' exceeds {MAX_COMMAND_BYTES} bytes", reason="COMMAND_TOO_LONG"
+        )
+    _check_typed_text("command", command)
+    return command
+
+
+def _check_typed_text(name: str, text: str) -> None:
+    """Text typed into the PTY: a newline would submit a line early, other control
+    characters are line-editor keys (Tab completes, Ctrl-C interrupts)."""
+    for char in text:
+        code = ord(char)
+        if code == 0:
+            raise InvalidRequest(f"'{name}' contains a NUL byte", reason="NUL_BYTE")
+        if char in "\r\n":
+            raise InvalidRequest(
+                f"'{name}' must be a single line (newlines are not allowed)",
+                reason="NEWLINE_NOT_ALLOWED",
+            )
+        if code < 0x20 or code == 0x7F:
+            raise InvalidRequest(
+                f"'{name}' contains control character 0x{code:02x}",
+                reason="CONTROL_CHARACTER",
+            )
+
+
+def _check_no_nul(name: str, text: str) -> None:
+    if "\x00" in text:
+        raise InvalidRequest(f"'{name}' contains a NUL byte", reason="NUL_BYTE")
+
+
+def validate_env(env: dict[str, str] | None, *, typed: bool) -> dict[str, str]:
+    """Environment variables; `typed` when they travel through the PTY (per command)."""
+    for key, value in (env or {}).items():
+        if not _ENV_NAME.match(key):
+            raise InvalidRequest(f"Invalid environment variable name {key!r}", reason="INVALID_ENV")
+        if _RESERVED_ENV.match(key):
+            raise InvalidRequest(
+                f"Environment variable {key!r} is reserved by hoodyd", reason="INVALID_ENV"
+            )
+        if typed:
+            _check_typed_text(f"env.{key}", value)
+        else:
+            _check_no_nul(f"env.{key}", value)
+    return dict(env or {})
+
+
+async def wait_for_display(display: str, timeout: float) -> bool:
+    """An X display served by this box's display stack answers on TCP 4000 + its number."""
+    number = int(display.lstrip(":").split(".")[0])
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _reader, writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", 4000 + number), 1.0
+            )
+        except (OSError, TimeoutError):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+
+
+@dataclass
+class Attachment:
+    """What an attached client may do with a session: follow its output, type, resize."""
+
+    session: TerminalSession
+
+    @property
+    def ring(self) -> OutputRing:
+        return self.session.ring
+
+    @property
+    def running(self) -> bool:
+        return self.session.running
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.session.exit_code
+
+    def send_input(self, data: bytes) -> None:
+        self.session.send_input(data)
+
+    def resize(self, cols: int, rows: int) -> None:
+        self.session.resize(cols, rows)
+
+
+class TerminalService:
+    def __init__(self, config: TerminalsConfig, state_dir: Path) -> None:
+        self.config = config
+        self._dir = state_dir / "terminals"
+        self._integration = ShellIntegration(self._dir / "shell", user_rc=config.user_rc)
+        self._sessions: dict[int, TerminalSession] = {}
+        self._results: OrderedDict[int, Command] = OrderedDict()
+        self._next_command_id = 1
+        self._next_ephemeral = EPHEMERAL_FIRST
+        self._reaper: asyncio.Task[None] | None = None
+        if config.defer_method == "auto":
+            self.use_pidfd = pidfd_supported()
+        else:
+            self.use_pidfd = config.defer_method == "pidfd"
+
+    # lifecycle
+
+    async def start(self) -> None:
+        self._integration.install()
+        (self._dir / "history").mkdir(parents=True, exist_ok=True)
+        self._reaper = asyncio.create_task(self._reap_idle_ephemeral(), name="terminal-reaper")
+        log.info("terminals_ready", defer_method="pidfd" if self.use_pidfd else "poll")
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        sessions = list(self._sessions.values())
+        self._sessions.clear()
+        await asyncio.gather(*(s.close("hoodyd is shutting down") for s in sessions))
+
+    # queries
+
+    def list_sessions(self, history_limit: int) -> SessionsResponse:
+        data = [self._sessions[key].info(history_limit) for key in sorted(self._sessions)]
+        return SessionsResponse(data=data, total=len(data))
+
+    def session(self, terminal_id: int) -> TerminalSession:
+        session = self._sessions.get(terminal_id)
+        if session is None:
+            raise NotFound(f"Terminal {terminal_id} not found", reason="TERMINAL_NOT_FOUND")
+        return session
+
+    def command(self, command_id: int) -> Command:
+        command = self._results.get(command_id)
+        if command is None:
+            raise NotFound(f"Command {command_id} not found", reason="COMMAND_NOT_FOUND")
+        return command
+
+    def result(self, command_id: int) -> CommandResult:
+        return self.command(command_id).result()
+
+    def history(self, terminal_id: int, limit: int) -> HistoryResponse:
+        session = self.session(terminal_id)
+        commands = list(session.history)[-limit:] if limit else []
+        return HistoryResponse(
+            terminal_id=str(terminal_id),
+            data=[command.result() for command in commands],
+            total=len(session.history),
+        )
+
+    async def output(
+        self,
+        terminal_id: int,
+        offset: int | None,
+        limit: int,
+        timeout: float,
+        encoding: OutputEncoding,
+    ) -> OutputResponse:
+        session = self.session(terminal_id)
+        if offset is not None and timeout > 0:
+            await session.ring.wait_beyond(offset, timeout)
+        chunk = session.ring.read(offset, limit)
+        if encoding == "base64":
+            data = base64.b64encode(chunk.data).decode()
+        else:
+            data = chunk.data.decode("utf-8", errors="replace")
+        return OutputResponse(
+            terminal_id=str(terminal_id),
+            state="running" if session.running else "exited",
+            offset=chunk.offset,
+            next_offset=chunk.next_offset,
+            dropped=chunk.dropped,
+            encoding=encoding,
+            data=data,
+        )
+
+    # changes
+
+    async def create(self, request: CreateRequest) -> CreateResponse:
+        _refuse_unsupported(request)
+        display = parse_display(request.display)
+        options = SessionOptions(
+            shell=request.shell,
+            cwd=request.cwd,
+            env=validate_env(request.env, typed=False),
+            display=display,
+            cols=request.cols,
+            rows=request.rows,
+            startup_script=request.startup_script,
+            ephemeral=request.ephemeral,
+        )
+        given_id = None if request.ephemeral else parse_terminal_id(request.terminal_id)
+        terminal_id = self._allocate_ephemeral_id() if given_id is None else given_id
+        existing = self._sessions.get(terminal_id)
+        if existing is not None and existing.running:
+            return CreateResponse(
+                terminal_id=str(terminal_id),
+                created=False,
+                shell_ready=existing.ready,
+                session=existing.info(0),
+            )
+        if existing is None and terminal_id >= EPHEMERAL_FIRST and not request.ephemeral:
+            raise InvalidRequest(
+                f"terminal_id {EPHEMERAL_FIRST}-{TERMINAL_ID_MAX} are reserved for ephemeral "
+                "sessions (create with ephemeral: true)",
+                reason="RESERVED_TERMINAL_ID",
+            )
+        session = self._start_session(terminal_id, options, cwd_auto_create=False)
+        ready = await session.wait_ready(self.config.ready_timeout)
+        display_ready = None
+        wait_display = request.wait_until_display
+        if display is not None and (wait_display is None or wait_display):
+            display_ready = await wait_for_display(display, request.wait_timeout)
+        return CreateResponse(
+            terminal_id=str(terminal_id),
+            created=True,
+            shell_ready=ready,
+            display_ready=display_ready,
+            session=session.info(0),
+        )
+
+    async def delete(self, terminal_id: int) -> DeleteResponse:
+        session = self.session(terminal_id)
+        del self._sessions[terminal_id]
+        code = await session.close(f"terminal {terminal_id} was deleted")
+        log.info("terminal_deleted", terminal_id=terminal_id, exit_code=code)
+        return DeleteResponse(terminal_id=str(terminal_id), exit_code=code)
+
+    def resize(self, terminal_id: int, cols: int, rows: int) -> ResizeResponse:
+        session = self._running_session(terminal_id)
+        session.resize(cols, rows)
+        return ResizeResponse(terminal_id=str(terminal_id), cols=cols, rows=rows)
+
+    async def execute(self, request: ExecuteRequest) -> CommandResult:
+        # Everything is checked before a session is created, reset or written to.
+        command_text = validate_command(request.command)
+        if request.cwd is not None:
+            _check_typed_text("cwd", request.cwd)
+        env = validate_env(request.env, typed=True)
+        validate_env(request.session.env, typed=False)
+        parse_display(request.session.display)
+        if request.command_id is not None:
+            existing = self._results.get(request.command_id)
+            if existing is not None and not existing.final:
+                raise Conflict(
+                    f"Command id {request.command_id} is still in use",
+                    reason="COMMAND_ID_IN_USE",
+                )
+        terminal_id = request.terminal_id
+        if terminal_id is None and not request.ephemeral:
+            raise InvalidRequest(TERMINAL_ID_REQUIRED, reason="TERMINAL_ID_REQUIRED")
+        session = self._sessions.get(terminal_id) if terminal_id is not None else None
+        new_session = session is None or request.reset
+        if session is None and terminal_id is not None and terminal_id != 1:
+            raise NotFound(
+                f"Terminal {terminal_id} not found (create it with POST /api/v1/terminal/create)",
+                reason="TERMINAL_NOT_FOUND",
+            )
+        if session is not None and not session.running and not request.reset:
+            raise Conflict(
+                f"Terminal {terminal_id}: the shell exited (status {session.exit_code}); "
+                "recreate it with POST /api/v1/terminal/create or execute with reset=true",
+                reason="SHELL_EXITED",
+            )
+        if new_session:
+            resolve_shell(request.session.shell, self.config.default_shell)
+            self._session_cwd(request.session.cwd, request.cwd_auto_create, check_only=True)
+
+        # accepted from here on
+        if new_session:
+            options = msgspec.structs.replace(
+                request.session, ephemeral=request.ephemeral and terminal_id is None
+            )
+            if terminal_id is None:
+                terminal_id = self._allocate_ephemeral_id()
+            if session is not None:
+                del self._sessions[terminal_id]
+                await session.close(f"terminal {terminal_id} was reset")
+            session = self._start_session(
+                terminal_id, options, cwd_auto_create=request.cwd_auto_create
+            )
+            if options.display is not None and request.display_wait_timeout is not None:
+                await wait_for_display(options.display, request.display_wait_timeout)
+        assert session is not None and terminal_id is not None
+        command = Command(
+            id=request.command_id or self._allocate_command_id(),
+            terminal_id=terminal_id,
+            command=command_text,
+            line=wrap_command(session.shell.kind, command_text, request.cwd, env),
+            output_limit=self.config.command_output_bytes,
+            defer=request.defer,
+        )
+        self._remember(command)
+        session.submit(command, self.use_pidfd)
+        log.info(
+            "command_accepted",
+            terminal_id=terminal_id,
+            command_id=command.id,
+            deferred=request.defer is not None,
+        )
+        if request.wait and request.defer is None:
+            try:
+                await asyncio.wait_for(command.done.wait(), request.timeout or None)
+            except TimeoutError:
+                return msgspec.structs.replace(command.result(), timed_out=True)
+        return command.result()
+
+    @contextlib.asynccontextmanager
+    async def attach(self, terminal_id: int) -> AsyncIterator[Attachment]:
+        """Attach a client to a session; terminal 1 is created on first use."""
+        session = self._sessions.get(terminal_id)
+        if session is None and terminal_id == 1:
+            session = self._start_session(1, SessionOptions(), cwd_auto_create=False)
+        if session is None:
+            raise NotFound(f"Terminal {terminal_id} not found", reason="TERMINAL_NOT_FOUND")
+        if not session.running:
+            raise Conflict(
+                f"Terminal {terminal_id}: the shell exited (status {session.exit_code})",
+                reason="SHELL_EXITED",
+            )
+        session.clients += 1
+        log.info("terminal_attached", terminal_id=terminal_id, clients=session.clients)
+        try:
+            yield Attachment(session)
+        finally:
+            session.clients -= 1
+            log.info("terminal_detached", terminal_id=terminal_id, clients=session.clients)
+
+    # internals
+
+    def _running_session(self, terminal_id: int) -> TerminalSession:
+        session = self.session(terminal_id)
+        if not session.running:
+            raise Conflict(
+                f"Terminal {terminal_id}: the shell exited (status {session.exit_code})",
+                reason="SHELL_EXITED",
+            )
+        return session
+
+    def _session_cwd(self, cwd: str | None, auto_create: bool, *, check_only: bool) -> str:
+        if cwd is None or cwd == "":
+            return str(Path.home())
+        _check_no_nul("cwd", cwd)
+        path = Path(cwd).expanduser()
+        if not path.is_absolute():
+            raise InvalidRequest(f"cwd must be an absolute path, got {cwd!r}", reason="INVALID_CWD")
+        if path.is_dir():
+            return str(path)
+        if auto_create and not path.exists():
+            if not check_only:
+                path.mkdir(parents=True, exist_ok=True)
+            return str(path)
+        raise InvalidRequest(f"cwd {cwd!r} is not a directory", reason="INVALID_CWD")
+
+    def _start_session(
+        self, terminal_id: int, options: SessionOptions, *, cwd_auto_create: bool
+    ) -> TerminalSession:
+        shell = resolve_shell(options.shell, self.config.default_shell)
+        script = options.startup_script
+        if script is not None:
+            _check_no_nul("startup_script", script)
+            if not Path(script).is_file():
+                raise InvalidRequest(
+                    f"startup_script {script!r} is not a file", reason="INVALID_STARTUP_SCRIPT"
+                )
+        cwd = self._session_cwd(options.cwd, cwd_auto_create, check_only=False)
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("HOODYD_") and key not in _DAEMON_ONLY_ENV
+        }
+        env["TERM"] = self.config.term
+        env["HOODYD_TERMINAL_ID"] = str(terminal_id)
+        env["HISTFILE"] = str(self._dir / "history" / f"{shell.kind}_history.{terminal_id}")
+        if options.display is not None:
+            env["DISPLAY"] = options.display
+        elif options.ephemeral:
+            env.pop("DISPLAY", None)
+        env.update(options.env)
+        session = TerminalSession(
+            terminal_id,
+            shell,
+            options,
+            cwd,
+            env,
+            self._integration,
+            buffer_bytes=self.config.output_buffer_bytes,
+            history_limit=self.config.history_limit,
+            startup_script=script,
+        )
+        session.start()
+        self._sessions[terminal_id] = session
+        return session
+
+    def _allocate_ephemeral_id(self) -> int:
+        span = TERMINAL_ID_MAX - EPHEMERAL_FIRST + 1
+        for _ in range(span):
+            candidate = self._next_ephemeral
+            self._next_ephemeral = EPHEMERAL_FIRST + (candidate + 1 - EPHEMERAL_FIRST) % span
+            if candidate not in self._sessions:
+                return candidate
+        raise Conflict("No free ephemeral terminal id", reason="NO_FREE_TERMINAL_ID")
+
+    def _allocate_command_id(self) -> int:
+        fallback = None
+        for _ in range(COMMAND_ID_MAX):
+            candidate = self._next_command_id
+            self._next_command_id = candidate % COMMAND_ID_MAX + 1
+            existing = self._results.get(candidate)
+            if existing is None:
+                return candidate
+            if fallback is None and existing.final:
+                fallback = candidate
+        if fallback is None:
+            raise Conflict("No free command id", reason="NO_FREE_COMMAND_ID")
+        return fallback
+
+    def _remember(self, command: Command) -> None:
+        self._results.pop(command.id, None)
+        self._results[command.id] = command
+        excess = len(self._results) - self.config.results_kept
+        if excess > 0:
+            for key in [k for k, c in self._results.items() if c.final][:excess]:
+                del self._results[key]
+
+    async def _reap_idle_ephemeral(self) -> None:
+        idle_timeout = self.config.ephemeral_idle_timeout
+        while True:
+            await asyncio.sleep(min(10.0, max(0.05, idle_timeout / 4)))
+            now = time.time()
+            for terminal_id, session in list(self._sessions.items()):
+                if not session.options.ephemeral:
+                    continue
+                if (session.idle or not session.running) and (
+                    now - session.last_activity >= idle_timeout
+                ):
+                    log.info("terminal_idle_reaped", terminal_id=terminal_id)
+                    with contextlib.suppress(NotFound):
+                        await self.delete(terminal_id)
+
+
+def _refuse_unsupported(request: CreateRequest) -> None:
+    remote = [
+        name
+        for name in (
+            "ssh_host",
+            "ssh_user",
+            "ssh_port",
+            "ssh_password",
+            "ssh_key",
+            "socks5_host",
+            "socks5_port",
+            "socks5_user",
+            "socks5_pass",
+        )
+        if getattr(request, name) not in (None, "")
+    ]
+    if remote:
+        raise InvalidRequest(
+            f"SSH/SOCKS5 sessions are not supported by hoodyd (got {', '.join(remote)})",
+            reason="SSH_NOT_SUPPORTED",
+        )
+    if request.desktop or request.desktop_env:
+        raise InvalidRequest(
+            "desktop sessions are not supported by hoodyd", reason="DESKTOP_NOT_SUPPORTED"
+        )
+    check_user(request.user)
+    if request.startup_script is not None:
+        _check_no_nul("startup_script", request.startup_script)
+    if request.cwd is not None:
+        _check_no_nul("cwd", request.cwd)
+
+
+def check_user(user: str | None) -> None:
+    """Sessions run as hoodyd's own user; naming that user is accepted, any other refused."""
+    if user in (None, ""):
+        return
+    try:
+        own = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        own = str(os.getuid())
+    if user != own:
+        raise InvalidRequest(
+            f"Sessions run as {own!r}; switching to user {user!r} is not supported",
+            reason="USER_NOT_SUPPORTED",
+        )

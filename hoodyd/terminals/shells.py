@@ -1,0 +1,213 @@
+"""Shell integration: the start-up files that make each shell report completion in-band.
+
+hoodyd starts every shell with a start-up file it writes (bash `--rcfile`, zsh `ZDOTDIR`,
+fish `--init-command`, POSIX sh `ENV`). That file first loads the user's own start-up files,
+then installs prompt hooks that print the markers described in `hoodyd.terminals.markers`, so
+hoodyd learns that a command started, finished, and with which status, without ever sleeping.
+The per-session nonce travels in `HOODYD_MARKER`, which the file removes from the environment
+before any user command runs.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shlex
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from hoodyd.errors import InvalidRequest
+
+ShellKind = Literal["bash", "zsh", "fish", "sh"]
+SHELL_KINDS: tuple[ShellKind, ...] = ("bash", "zsh", "fish", "sh")
+
+_BASH_RC = r"""# hoodyd shell integration for bash (written by hoodyd; rewritten at each start)
+if [ -z "${HOODYD_SKIP_USER_RC:-}" ]; then
+  [ -f /etc/bash.bashrc ] && . /etc/bash.bashrc
+  [ -f ~/.bashrc ] && . ~/.bashrc
+fi
+unset HOODYD_SKIP_USER_RC
+__hoodyd_nonce=$HOODYD_MARKER; unset HOODYD_MARKER
+# History expansion would rewrite injected commands that contain '!'.
+set +H
+__hoodyd_status=0
+__hoodyd_seq=0
+__hoodyd_precmd() { __hoodyd_status=$?; __hoodyd_seq=$((__hoodyd_seq + 1)); }
+# The prompt marker lives in PS1 rather than in PROMPT_COMMAND: readline prints PS1 after it
+# has put the terminal in raw mode, so input injected after the marker is echoed once.
+__hoodyd_mark='\[\e]6973;'"$__hoodyd_nonce"';D;${__hoodyd_status};${__hoodyd_seq}\a\]'
+__hoodyd_ps1() {
+  case $PS1 in *"$__hoodyd_mark"*) ;; *) PS1=$__hoodyd_mark$PS1 ;; esac
+}
+PS0='\e]6973;'"$__hoodyd_nonce"';S\a'"${PS0:-}"
+PS2='\[\e]6973;'"$__hoodyd_nonce"';C\a\]'"${PS2:-> }"
+# Ours first (to read $? before anything else runs), the user's hooks, then the PS1 guard
+# (a prompt framework may rebuild PS1 on every prompt).
+PROMPT_COMMAND=$'__hoodyd_precmd\n'"${PROMPT_COMMAND:-}"$'\n__hoodyd_ps1'
+if [ -n "${HOODYD_STARTUP_SCRIPT:-}" ]; then . "$HOODYD_STARTUP_SCRIPT"; fi
+unset HOODYD_STARTUP_SCRIPT
+"""
+
+_ZSH_ENV = r"""# hoodyd shell integration for zsh: load the user's .zshenv
+if [[ -z ${HOODYD_SKIP_USER_RC:-} && -f ${HOODYD_USER_ZDOTDIR:-$HOME}/.zshenv ]]; then
+  source ${HOODYD_USER_ZDOTDIR:-$HOME}/.zshenv
+fi
+"""
+
+_ZSH_RC = r"""# hoodyd shell integration for zsh (written by hoodyd; rewritten at each start)
+__hoodyd_nonce=$HOODYD_MARKER; unset HOODYD_MARKER
+ZDOTDIR=${HOODYD_USER_ZDOTDIR:-$HOME}; unset HOODYD_USER_ZDOTDIR
+[[ -z ${HOODYD_SKIP_USER_RC:-} && -f $ZDOTDIR/.zshrc ]] && source $ZDOTDIR/.zshrc
+unset HOODYD_SKIP_USER_RC
+setopt NO_BANG_HIST
+typeset -gi __hoodyd_seq=0
+__hoodyd_precmd() {
+  local s=$?
+  (( __hoodyd_seq++ ))
+  printf '\e]6973;%s;D;%s;%s\a' $__hoodyd_nonce $s $__hoodyd_seq
+}
+__hoodyd_preexec() { printf '\e]6973;%s;S\a' $__hoodyd_nonce }
+precmd_functions=(__hoodyd_precmd $precmd_functions)
+preexec_functions+=(__hoodyd_preexec)
+PS2=$'%{\e]6973;'$__hoodyd_nonce$';C\a%}'$PS2
+if [[ -n ${HOODYD_STARTUP_SCRIPT:-} ]]; then source $HOODYD_STARTUP_SCRIPT; fi
+unset HOODYD_STARTUP_SCRIPT
+"""
+
+_FISH_RC = r"""# hoodyd shell integration for fish (written by hoodyd; rewritten at each start)
+# (fish has already read the user's config.fish when --init-command runs)
+set -g __hoodyd_nonce $HOODYD_MARKER; set -e HOODYD_MARKER; set -e HOODYD_SKIP_USER_RC
+set -g __hoodyd_status 0
+set -g __hoodyd_seq 0
+function __hoodyd_preexec --on-event fish_preexec
+  printf '\e]6973;%s;S\a' $__hoodyd_nonce
+end
+function __hoodyd_postexec --on-event fish_postexec
+  set -g __hoodyd_status $status
+end
+function __hoodyd_prompt --on-event fish_prompt
+  set -g __hoodyd_seq (math $__hoodyd_seq + 1)
+  printf '\e]6973;%s;D;%s;%s\a' $__hoodyd_nonce $__hoodyd_status $__hoodyd_seq
+end
+if set -q HOODYD_STARTUP_SCRIPT; and test -n "$HOODYD_STARTUP_SCRIPT"
+  source $HOODYD_STARTUP_SCRIPT
+end
+set -e HOODYD_STARTUP_SCRIPT
+"""
+
+# POSIX sh has no prompt hook, but expands $(...) in PS1 with $? still set; it cannot count
+# prompts, and having no line editor it never redraws a prompt, so every marker is a new one.
+_SH_RC = r"""# hoodyd shell integration for POSIX sh (written by hoodyd; rewritten at each start)
+__hoodyd_nonce=$HOODYD_MARKER; unset HOODYD_MARKER
+if [ -z "${HOODYD_SKIP_USER_RC:-}" ] && [ -n "${HOODYD_USER_ENV:-}" ] && [ -f "$HOODYD_USER_ENV" ]
+then . "$HOODYD_USER_ENV"; fi
+unset HOODYD_USER_ENV HOODYD_SKIP_USER_RC
+PS1='$(printf "\033]6973;%s;D;%s\007" "$__hoodyd_nonce" "$?")'"${PS1:-\$ }"
+PS2="$(printf '\033]6973;%s;C\007' "$__hoodyd_nonce")${PS2:-> }"
+if [ -n "${HOODYD_STARTUP_SCRIPT:-}" ]; then . "$HOODYD_STARTUP_SCRIPT"; fi
+unset HOODYD_STARTUP_SCRIPT
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Shell:
+    kind: ShellKind
+    path: str
+
+
+def resolve_shell(name: str | None, default: str) -> Shell:
+    """The shell to start: the one asked for, else the configured default, else the user's
+    login shell when hoodyd can integrate with it, else bash."""
+    chosen = name or default or _login_shell() or "bash"
+    if chosen not in SHELL_KINDS:
+        raise InvalidRequest(
+            f"Unsupported shell {chosen!r} (expected one of {', '.join(SHELL_KINDS)})",
+            reason="UNSUPPORTED_SHELL",
+        )
+    path = shutil.which(chosen)
+    if path is None:
+        raise InvalidRequest(f"Shell {chosen!r} is not installed", reason="SHELL_NOT_FOUND")
+    return Shell(chosen, path)
+
+
+def _login_shell() -> str | None:
+    try:
+        name = Path(pwd.getpwuid(os.getuid()).pw_shell).name
+    except KeyError:
+        return None
+    return name if name in SHELL_KINDS else None
+
+
+class ShellIntegration:
+    """Writes the start-up files once, then builds each shell's argv and environment."""
+
+    def __init__(self, directory: Path, *, user_rc: bool = True) -> None:
+        self.directory = directory
+        self.user_rc = user_rc
+
+    def install(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "zsh").mkdir(exist_ok=True)
+        files = {
+            "hoodyd.bashrc": _BASH_RC,
+            "hoodyd.fish": _FISH_RC,
+            "hoodyd.shrc": _SH_RC,
+            "zsh/.zshenv": _ZSH_ENV,
+            "zsh/.zshrc": _ZSH_RC,
+        }
+        for name, text in files.items():
+            target = self.directory / name
+            staging = target.with_name(f".{target.name}.tmp")
+            staging.write_text(text)
+            staging.replace(target)
+
+    def launch(
+        self, shell: Shell, nonce: str, startup_script: str | None, env: dict[str, str]
+    ) -> list[str]:
+        """The argv to exec; adds the integration's variables to `env` in place."""
+        env["HOODYD_MARKER"] = nonce
+        if not self.user_rc:
+            env["HOODYD_SKIP_USER_RC"] = "1"
+        if startup_script:
+            env["HOODYD_STARTUP_SCRIPT"] = startup_script
+        if shell.kind == "bash":
+            return [shell.path, "--rcfile", str(self.directory / "hoodyd.bashrc"), "-i"]
+        if shell.kind == "zsh":
+            if "ZDOTDIR" in env:
+                env["HOODYD_USER_ZDOTDIR"] = env["ZDOTDIR"]
+            env["ZDOTDIR"] = str(self.directory / "zsh")
+            return [shell.path, "-i"]
+        if shell.kind == "fish":
+            init = f"source {fish_quote(str(self.directory / 'hoodyd.fish'))}"
+            no_config = [] if self.user_rc else ["--no-config"]
+            return [shell.path, "-i", *no_config, "--init-command", init]
+        if "ENV" in env:
+            env["HOODYD_USER_ENV"] = env["ENV"]
+        env["ENV"] = str(self.directory / "hoodyd.shrc")
+        return [shell.path, "-i"]
+
+
+def wrap_command(kind: ShellKind, command: str, cwd: str | None, env: dict[str, str]) -> str:
+    """The line to type for `command`, run in a subshell with `cwd`/`env` when given.
+
+    Only `command` is passed through as shell code (the caller asked for exactly that); the
+    directory and the variables are quoted, so they are data whatever they contain.
+    """
+    if cwd is None and not env:
+        return command
+    if kind == "fish":
+        steps = [f"cd {fish_quote(cwd)}"] if cwd is not None else []
+        steps += [f"set -lx {key} {fish_quote(value)}" for key, value in env.items()]
+        steps.append(f"eval {fish_quote(command)}")
+        return "begin; " + "; and ".join(steps) + "; end"
+    steps = [f"cd -- {shlex.quote(cwd)}"] if cwd is not None else []
+    steps += [f"export {key}={shlex.quote(value)}" for key, value in env.items()]
+    steps.append(f"eval {shlex.quote(command)}")
+    return "( " + " && ".join(steps) + " )"
+
+
+def fish_quote(text: str) -> str:
+    """fish single quotes: only backslash and the quote itself are special inside them."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"

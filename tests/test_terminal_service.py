@@ -1,0 +1,311 @@
+"""TerminalService with real shells in real PTYs: execute, ordering, defer, shell exits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from hoodyd.errors import Conflict, InvalidRequest, NotFound
+from hoodyd.schemas.terminal import CreateRequest, DeferSpec, ExecuteRequest
+from hoodyd.terminals.defer import read_process
+from hoodyd.terminals.service import TerminalService
+from tests.conftest import make_config
+
+WAIT = 10.0  # generous bound for any single wait on a loaded machine
+
+
+@contextlib.asynccontextmanager
+async def running_service(state_dir: Path, **terminals: object) -> AsyncIterator[TerminalService]:
+    # The box's own ~/.bashrc may be slow or noisy; these tests are about hoodyd's hooks.
+    config = make_config(state_dir, terminals={"user_rc": False, **terminals})
+    service = TerminalService(config.terminals, config.state_path)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.close()
+
+
+@pytest.fixture
+async def service(short_tmp: Path) -> AsyncIterator[TerminalService]:
+    async with running_service(short_tmp) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def sleeper(seconds: float) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A real `sleep` process, always ended and reaped."""
+    process = await asyncio.create_subprocess_exec("sleep", str(seconds))
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+async def finished(service: TerminalService, command_id: str) -> None:
+    await asyncio.wait_for(service.command(int(command_id)).done.wait(), WAIT)
+
+
+async def test_execute_with_wait_returns_output_and_exit_code(service: TerminalService) -> None:
+    """Terminal 1 starts on first use; the answer carries the command's output and status."""
+    result = await service.execute(
+        ExecuteRequest(terminal_id=1, command="echo out; echo err >&2; (exit 7)", timeout=WAIT)
+    )
+    assert result.status == "completed"
+    assert result.exit_code == 7
+    assert result.stdout == "out\nerr\n"
+    assert "\x1b]6973" not in service.session(1).ring.read(0, 1 << 20).data.decode()
+
+
+async def test_history_expansion_and_quotes_reach_the_shell_verbatim(
+    service: TerminalService,
+) -> None:
+    """`!` and quotes in a command are not rewritten by the interactive shell."""
+    result = await service.execute(
+        ExecuteRequest(terminal_id=1, command="""printf '%s|' "hi!" 'a"b' $'x\\ty'""")
+    )
+    assert result.stdout == 'hi!|a"b|x\ty|'
+
+
+async def test_syntax_error_and_incomplete_command_still_complete(
+    service: TerminalService,
+) -> None:
+    """A syntax error reports status 2; an unclosed quote is interrupted, not left hanging."""
+    syntax = await service.execute(ExecuteRequest(terminal_id=1, command="echo )", timeout=WAIT))
+    assert (syntax.status, syntax.exit_code) == ("completed", 2)
+    assert "syntax error" in syntax.stdout
+    incomplete = await service.execute(
+        ExecuteRequest(terminal_id=1, command="echo 'open", timeout=WAIT)
+    )
+    assert incomplete.status == "failed"
+    assert incomplete.error is not None and "incomplete" in incomplete.error
+    after = await service.execute(ExecuteRequest(terminal_id=1, command="echo fine"))
+    assert (after.stdout, after.exit_code) == ("fine\n", 0)
+
+
+async def test_commands_run_in_acceptance_order(service: TerminalService, short_tmp: Path) -> None:
+    """Concurrent executes run one at a time in the order accepted, a slow first one included."""
+    log = short_tmp / "order.log"
+    commands = [f"sleep 0.2; echo 0 >> {log}"] + [f"echo {n} >> {log}" for n in range(1, 6)]
+    results = await asyncio.gather(
+        *(service.execute(ExecuteRequest(terminal_id=1, command=c)) for c in commands)
+    )
+    assert log.read_text().split() == [str(n) for n in range(6)]
+    assert [int(r.command_id) for r in results] == sorted(int(r.command_id) for r in results)
+    starts = [r.started_at or "" for r in results]
+    ends = [r.finished_at or "" for r in results]
+    assert all(ends[i] <= starts[i + 1] for i in range(len(results) - 1))
+
+
+async def test_wait_timeout_answers_running_and_the_command_completes_later(
+    service: TerminalService,
+) -> None:
+    """A wait bounded by `timeout` answers `timed_out` while the command keeps running."""
+    await service.execute(ExecuteRequest(terminal_id=1, command="true"))  # shell is up
+    result = await service.execute(
+        ExecuteRequest(terminal_id=1, command="sleep 0.5; echo late", timeout=0.05)
+    )
+    assert (result.status, result.timed_out) == ("running", True)
+    await finished(service, result.command_id)
+    final = service.result(int(result.command_id))
+    assert (final.status, final.stdout, final.timed_out) == ("completed", "late\n", False)
+
+
+@pytest.mark.parametrize("method", ["pidfd", "poll"])
+async def test_deferred_command_lands_after_the_pid_exits_and_not_before(
+    short_tmp: Path, method: str
+) -> None:
+    """The command waits for a real `sleep` to exit (pidfd or polling), then runs."""
+    async with running_service(short_tmp, defer_method=method) as service:
+        await service.execute(ExecuteRequest(terminal_id=1, command="true"))
+        spawned = time.time()
+        async with sleeper(0.6) as sleep:
+            result = await service.execute(
+                ExecuteRequest(terminal_id=1, command="echo landed", defer=DeferSpec(pid=sleep.pid))
+            )
+            assert result.status == "pending"
+            assert result.defer is not None and result.defer.method == method
+            await asyncio.sleep(0.2)
+            assert sleep.returncode is None
+            assert service.result(int(result.command_id)).status == "pending"
+            assert b"landed" not in service.session(1).ring.read(0, 1 << 20).data
+            await finished(service, result.command_id)
+        final = service.result(int(result.command_id))
+        assert (final.status, final.exit_code, final.stdout) == ("completed", 0, "landed\n")
+        assert final.defer is not None and final.defer.outcome == "exited"
+        started = service.command(int(result.command_id)).started_at
+        assert started is not None and started >= spawned + 0.6
+
+
+async def test_reused_pid_runs_at_once(service: TerminalService) -> None:
+    """Start ticks that differ from the live process's mean the PID was reused: run now."""
+    async with sleeper(30) as sleep:
+        ticks = read_process(sleep.pid).start_ticks
+        assert ticks is not None
+        result = await service.execute(
+            ExecuteRequest(
+                terminal_id=1,
+                command="echo reused",
+                defer=DeferSpec(pid=sleep.pid, start_time_ticks=ticks + 1),
+            )
+        )
+        await finished(service, result.command_id)
+        final = service.result(int(result.command_id))
+        assert sleep.returncode is None
+    assert (final.stdout, final.exit_code) == ("reused\n", 0)
+    assert final.defer is not None and final.defer.outcome == "reused"
+
+
+async def test_matching_ticks_wait_and_a_gone_pid_runs_at_once(service: TerminalService) -> None:
+    """Matching ticks keep the command waiting; a PID with no process does not wait at all."""
+    async with sleeper(30) as sleep:
+        ticks = read_process(sleep.pid).start_ticks
+        waiting = await service.execute(
+            ExecuteRequest(
+                terminal_id=1,
+                command="echo waited",
+                defer=DeferSpec(pid=sleep.pid, start_time_ticks=ticks, timeout_ms=WAIT_MS),
+            )
+        )
+        await asyncio.sleep(0.2)
+        assert service.result(int(waiting.command_id)).status == "pending"
+    await finished(service, waiting.command_id)
+    assert service.result(int(waiting.command_id)).stdout == "waited\n"
+    async with sleeper(0) as gone:
+        await gone.wait()
+    result = await service.execute(
+        ExecuteRequest(terminal_id=1, command="echo now", defer=DeferSpec(pid=gone.pid))
+    )
+    await finished(service, result.command_id)
+    final = service.result(int(result.command_id))
+    assert final.defer is not None and final.defer.outcome == "gone"
+
+
+WAIT_MS = int(WAIT * 1000)
+
+
+async def test_defer_timeout_never_runs_and_reports_124(service: TerminalService) -> None:
+    """A PID still running at defer_timeout_ms: exit code 124, not typed; the queue moves on."""
+    async with sleeper(30) as sleep:
+        result = await service.execute(
+            ExecuteRequest(
+                terminal_id=1,
+                command="echo never-typed",
+                defer=DeferSpec(pid=sleep.pid, timeout_ms=200, poll_ms=10),
+            )
+        )
+        follower = await service.execute(
+            ExecuteRequest(terminal_id=1, command="echo next", timeout=WAIT)
+        )
+        final = service.result(int(result.command_id))
+        assert sleep.returncode is None
+    assert (final.status, final.exit_code, final.timed_out) == ("timed_out", 124, True)
+    assert final.started_at is None
+    assert b"never-typed" not in service.session(1).ring.read(0, 1 << 20).data
+    assert follower.stdout == "next\n"
+
+
+async def test_shell_exit_is_reported_then_the_session_is_recreated(
+    service: TerminalService,
+) -> None:
+    """A shell that exits gives 409 on execute, shows as exited, and create starts it again."""
+    created = await service.create(CreateRequest(terminal_id=2))
+    assert created.created and created.shell_ready
+    again = await service.create(CreateRequest(terminal_id=2))
+    assert not again.created and again.session.pid == created.session.pid
+    ended = await service.execute(ExecuteRequest(terminal_id=2, command="exit 5", timeout=WAIT))
+    assert (ended.status, ended.exit_code) == ("failed", 5)
+    with pytest.raises(Conflict) as refused:
+        await service.execute(ExecuteRequest(terminal_id=2, command="echo hi"))
+    assert refused.value.reason == "SHELL_EXITED"
+    listed = {s.id: s for s in service.list_sessions(10).data}
+    assert (listed[2].state, listed[2].exit_code) == ("exited", 5)
+    recreated = await service.create(CreateRequest(terminal_id=2))
+    assert recreated.created and recreated.session.state == "running"
+    result = await service.execute(ExecuteRequest(terminal_id=2, command="echo back"))
+    assert result.stdout == "back\n"
+
+
+async def test_delete_kills_the_shell_and_its_commands(service: TerminalService) -> None:
+    """Deleting a session ends its shell and the program it runs, and fails that command."""
+    await service.create(CreateRequest(terminal_id=3))
+    running = await service.execute(ExecuteRequest(terminal_id=3, command="sleep 100", wait=False))
+    shell = psutil.Process(service.session(3).pid)
+    deadline = time.monotonic() + WAIT
+    while not shell.children() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    family = [shell, *shell.children(recursive=True)]
+    assert len(family) == 2
+    deleted = await service.delete(3)
+    assert deleted.deleted
+    _gone, alive = psutil.wait_procs(family, timeout=WAIT)
+    assert alive == []
+    assert service.result(int(running.command_id)).status == "failed"
+    with pytest.raises(NotFound):
+        service.session(3)
+
+
+async def test_refused_executes_create_and_type_nothing(service: TerminalService) -> None:
+    """Bad commands, unknown terminals and bad env are refused before anything starts."""
+    bad = [
+        (ExecuteRequest(terminal_id=1, command="echo a\necho b"), InvalidRequest),
+        (ExecuteRequest(terminal_id=1, command="echo \x00"), InvalidRequest),
+        (ExecuteRequest(terminal_id=1, command="ls\t-l"), InvalidRequest),
+        (ExecuteRequest(terminal_id=1, command="   "), InvalidRequest),
+        (ExecuteRequest(terminal_id=1, command="env", env={"A": "x\ny"}), InvalidRequest),
+        (ExecuteRequest(terminal_id=1, command="env", env={"1A": "x"}), InvalidRequest),
+        (ExecuteRequest(terminal_id=1, command="pwd", cwd="/tmp\n"), InvalidRequest),
+        (ExecuteRequest(terminal_id=None, command="true"), InvalidRequest),
+        (ExecuteRequest(terminal_id=9, command="true"), NotFound),
+    ]
+    for request, error in bad:
+        with pytest.raises(error):
+            await service.execute(request)
+    assert service.list_sessions(0).total == 0
+
+
+async def test_per_command_cwd_and_env_are_quoted_data(
+    service: TerminalService, short_tmp: Path
+) -> None:
+    """cwd and env values with shell syntax in them arrive as plain strings."""
+    odd = short_tmp / "it's $(here)"
+    odd.mkdir()
+    result = await service.execute(
+        ExecuteRequest(
+            terminal_id=1,
+            command='pwd; echo "$GREETING"',
+            cwd=str(odd),
+            env={"GREETING": "; echo injected $(id -u)"},
+        )
+    )
+    assert result.stdout == f"{odd}\n; echo injected $(id -u)\n"
+
+
+async def test_posix_sh_sessions_report_completion_too(service: TerminalService) -> None:
+    """A POSIX sh session (no prompt hooks) still reports output and exit codes."""
+    await service.create(CreateRequest(terminal_id=4, shell="sh"))
+    result = await service.execute(ExecuteRequest(terminal_id=4, command="echo dash; false"))
+    assert (result.stdout, result.exit_code) == ("dash\n", 1)
+
+
+async def test_ephemeral_sessions_get_high_ids_and_are_reaped_when_idle(short_tmp: Path) -> None:
+    """Ephemeral executes get an id from 40000 up, without DISPLAY, removed once idle."""
+    async with running_service(short_tmp, ephemeral_idle_timeout=0.3) as service:
+        result = await service.execute(
+            ExecuteRequest(terminal_id=None, ephemeral=True, command='echo "[$DISPLAY]"')
+        )
+        terminal_id = int(result.terminal_id)
+        assert terminal_id >= 40000
+        assert result.stdout == "[]\n"
+        deadline = time.monotonic() + WAIT
+        while service.list_sessions(0).total and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert service.list_sessions(0).total == 0
