@@ -24,7 +24,9 @@ SD_LISTEN_FDS_START = 3
 
 async def serve(config: Config) -> None:
     stop = _stop_on_signals()  # before the socket exists: a SIGTERM from then on is graceful
-    token = resolve_token(config) if config.server.tcp or _inherited_fds() else None
+    inherited = _inherited_fds()
+    on_tcp = bool(config.server.tcp) or any(s.family != socket.AF_UNIX for s in inherited)
+    token = resolve_token(config) if on_tcp else None
     app = create_app(config, token=token)
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=config.server.shutdown_timeout
@@ -32,7 +34,6 @@ async def serve(config: Config) -> None:
     await runner.setup()  # services start here: supervisord, store, reconciliation
     created_socket: Path | None = None
     try:
-        inherited = _inherited_fds()
         if inherited:
             for sock in inherited:
                 await web.SockSite(

@@ -98,6 +98,7 @@ class ProgramService:
         try:
             await self.runtime.ensure_running(self.client)
             await self.reconcile()
+            await self._poll_once()  # the states found at start-up are no transitions
         except HoodydError as exc:
             # hoodyd still serves; requests get 503 until supervisord is back
             log.error("supervisor_unavailable_at_start", error=exc.message)
@@ -638,9 +639,15 @@ class ProgramService:
             if down:
                 log.info("supervisor_back")
                 down = False
-            for name, info in infos.items():
-                self._observe(name, str(info["statename"]), int(info["pid"]) or None, source="poll")
-            self._primed = True
+            self._record(infos)
+
+    async def _poll_once(self) -> None:
+        self._record(await self.status_map())
+
+    def _record(self, infos: dict[str, dict[str, Any]]) -> None:
+        for name, info in infos.items():
+            self._observe(name, str(info["statename"]), int(info["pid"]) or None, source="poll")
+        self._primed = True
 
     def _on_event(self, event: ProcessEvent) -> None:
         self._observe(event.process_name, event.state, event.pid, source="event",
