@@ -1,0 +1,113 @@
+"""A real `hoodyd serve` on a Unix socket: execute round trip and `hoodyd attach N` in a PTY."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import DaemonProcess, start_daemon
+
+WAIT = 10.0
+
+
+@pytest.fixture
+def terminal_daemon(short_tmp: Path) -> Iterator[DaemonProcess]:
+    """hoodyd serve without the box's own ~/.bashrc in its sessions."""
+    config = short_tmp / "hoodyd.toml"
+    config.write_text("[terminals]\nuser_rc = false\n")
+    process = start_daemon(short_tmp, "--config", str(config))
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def _controlling_tty() -> None:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def read_until(fd: int, needle: bytes, seen: bytearray) -> None:
+    deadline = time.monotonic() + WAIT
+    while needle not in seen:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"{needle!r} not seen in {bytes(seen)[-400:]!r}"
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            try:
+                seen += os.read(fd, 65536)
+            except OSError:  # EIO: the client exited
+                assert needle in seen, f"{needle!r} not seen in {bytes(seen)[-400:]!r}"
+
+
+async def test_execute_round_trip_over_the_unix_socket(terminal_daemon: DaemonProcess) -> None:
+    """A real daemon runs a command in terminal 1 and answers its output over the socket."""
+    connector = aiohttp.UnixConnector(path=str(terminal_daemon.socket))
+    async with aiohttp.ClientSession(connector=connector, base_url="http://localhost") as http:
+        response = await http.post(
+            "/api/v1/terminal/execute?terminal_id=1", json={"command": "echo $((20+22))"}
+        )
+        body = await response.json()
+        assert (response.status, body["stdout"], body["exit_code"]) == (200, "42\n", 0)
+        health = await http.get("/api/v1/terminal/health")
+        assert (await health.json())["service"] == "hoodyd-terminal"
+
+
+async def test_hoodyd_attach_types_resizes_and_detaches(terminal_daemon: DaemonProcess) -> None:
+    """`hoodyd attach 1` in a PTY: keys reach the shell, SIGWINCH resizes, Ctrl-] detaches."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    client = subprocess.Popen(
+        [sys.executable, "-m", "hoodyd", "attach", "1", "--socket", str(terminal_daemon.socket)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        preexec_fn=_controlling_tty,
+    )
+    os.close(slave)
+    seen = bytearray()
+    try:
+        # The first prompt shows the client is attached and in raw mode (entering raw mode
+        # flushes typeahead, so typing earlier could be lost).
+        read_until(master, b"\x1b[?2004h", seen)
+        os.write(master, b"echo via-cli-$((40+2))\r")
+        read_until(master, b"via-cli-42", seen)
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+        os.write(master, b"stty size\r")
+        read_until(master, b"33 101", seen)
+        os.write(master, b"\x1d")  # Ctrl-]
+        read_until(master, b"[detached from terminal 1]", seen)
+        assert client.wait(timeout=WAIT) == 0
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        os.close(master)
+    connector = aiohttp.UnixConnector(path=str(terminal_daemon.socket))
+    async with aiohttp.ClientSession(connector=connector, base_url="http://localhost") as http:
+        sessions = await (await http.get("/api/v1/terminal/sessions")).json()
+    assert [(s["id"], s["state"], s["clients"]) for s in sessions["data"]] == [(1, "running", 0)]
+
+
+def test_hoodyd_attach_to_a_missing_terminal_says_why(terminal_daemon: DaemonProcess) -> None:
+    """Attaching to an unknown terminal exits 1 with the daemon's error text."""
+    result = subprocess.run(
+        [sys.executable, "-m", "hoodyd", "attach", "5", "--socket", str(terminal_daemon.socket)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 3,
+    )
+    assert result.returncode == 1
+    assert "Terminal 5 not found" in result.stderr
