@@ -43,14 +43,21 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+_handed_out: set[int] = set()
+
+
 def free_base(count: int) -> int:
+    """The first of `count` free consecutive ports, never one handed out before."""
     for base in range(30000, 60000, 1013):
+        if base in _handed_out:
+            continue
         try:
             for port in range(base, base + count):
                 with socket.socket() as sock:
                     sock.bind(("127.0.0.1", port))
         except OSError:
             continue
+        _handed_out.add(base)
         return base
     raise RuntimeError("no free ports")
 

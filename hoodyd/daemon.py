@@ -20,6 +20,8 @@ from hoodyd.config import Config
 log = structlog.get_logger()
 
 SD_LISTEN_FDS_START = 3
+# a proxy may open hundreds of connections at once (one per waiting client)
+BACKLOG = 1024
 
 
 async def serve(config: Config) -> None:
@@ -37,20 +39,21 @@ async def serve(config: Config) -> None:
         if inherited:
             for sock in inherited:
                 await web.SockSite(
-                    runner, sock, shutdown_timeout=config.server.shutdown_timeout
+                    runner, sock, shutdown_timeout=config.server.shutdown_timeout, backlog=BACKLOG
                 ).start()
             log.info("serving_inherited_sockets", count=len(inherited))
         else:
             created_socket = Path(config.server.socket)
             sock = bind_unix_socket(created_socket, config.server.socket_mode)
             await web.SockSite(
-                runner, sock, shutdown_timeout=config.server.shutdown_timeout
+                runner, sock, shutdown_timeout=config.server.shutdown_timeout, backlog=BACKLOG
             ).start()
             log.info("serving_unix", socket=str(created_socket))
         if config.server.tcp:
             host, port = parse_host_port(config.server.tcp)
             await web.TCPSite(
-                runner, host, port, shutdown_timeout=config.server.shutdown_timeout
+                runner, host, port, shutdown_timeout=config.server.shutdown_timeout,
+                backlog=BACKLOG,
             ).start()
             log.info("serving_tcp", host=host, port=port)
         sd_notify("READY=1")
@@ -85,7 +88,7 @@ def bind_unix_socket(path: Path, mode: int) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(str(staging))
     os.chmod(staging, mode)
-    sock.listen(512)
+    sock.listen(BACKLOG)
     os.rename(staging, path)
     return sock
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import logging
 import sys
 
+import msgspec
 import structlog
+
+
+_encoder = msgspec.json.Encoder(enc_hook=repr)
+
+
+def _dumps(event: object, **_: object) -> str:
+    return _encoder.encode(event).decode()
 
 
 def configure(level: str = "info", fmt: str = "auto") -> None:
@@ -15,7 +23,9 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     """
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: structlog.types.Processor = (
-        structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer()
+        if use_console
+        else structlog.processors.JSONRenderer(serializer=_dumps)
     )
     structlog.configure(
         processors=[

@@ -259,10 +259,10 @@ class QuickStartService:
             for item in list(self._items.values()):
                 if item.expires_at is not None and item.expires_at <= now:
                     await self._cleanup_quietly(item, "ttl_expired")
-            try:
-                infos = await self.programs.status_map()
-            except HoodydError:
-                infos = None
+            infos = None
+            if self._items:
+                with contextlib.suppress(HoodydError):
+                    infos = await self.programs.status_map()
             if infos is not None:
                 for item in list(self._items.values()):
                     info = infos.get(item.temporary_id)

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +29,13 @@ from hoodyd.programs.events import EventReceiver, ProcessEvent
 from hoodyd.programs.flights import Flight, probe_port, start_failure
 from hoodyd.programs.registry import BAD_NAME, NOT_RUNNING, Registry
 from hoodyd.programs.rules import build_program, validate_program
-from hoodyd.programs.status import RUNNING_STATES, StatsCollector, instance_from_info
+from hoodyd.programs.status import (
+    RUNNING_STATES,
+    StatsCollector,
+    format_uptime,
+    instance_from_info,
+    process_start_time,
+)
 from hoodyd.programs.store import ProgramStore
 from hoodyd.programs.supervisor import SupervisorFault, SupervisorUnavailable
 from hoodyd.programs.supervisord import SupervisordRuntime
@@ -78,6 +85,7 @@ class ProgramService:
         self._lock = asyncio.Lock()  # one mutation of programs at a time
         self._flights: dict[str, Flight] = {}
         self._seen: dict[str, tuple[str, int | None]] = {}  # name → (state, pid) last reported
+        self._running: dict[str, int] = {}  # name → pid, for processes last seen RUNNING
         self._events: EventReceiver | None = None
         self._poller: asyncio.Task[None] | None = None
         # callbacks (process name, state) on every observed transition: ephemeral clean-up
@@ -409,11 +417,15 @@ class ProgramService:
         if flight is not None:
             log.info("instance_join", instance=name)
         else:
+            known = self._known_running(name, port) if request.if_not_running else None
+            if known is not None:
+                return await self._answer_running(request, name, port, known)
             info = await self._info(name)
             flight = self._flights.get(name)  # another caller may have begun meanwhile
             if flight is None:
                 if info is not None and info["statename"] == "RUNNING":
-                    return await self._answer_running(request, name, port, info)
+                    running = instance_from_info(info, name, port)
+                    return await self._answer_running(request, name, port, running)
                 flight = self._launch(program, port, name, info)
         already_running = await asyncio.shield(flight.spawned)
         if already_running and not request.if_not_running:
@@ -432,8 +444,21 @@ class ProgramService:
             ) from None
         return already_running, instance
 
+    def _known_running(self, name: str, port: int | None) -> Instance | None:
+        """The instance as last reported RUNNING by supervisord (event or poll), if its pid is
+        still alive: answers an idempotent start without a round trip to supervisord."""
+        pid = self._running.get(name)
+        if pid is None:
+            return None
+        started = process_start_time(pid)
+        if started is None:
+            self._running.pop(name, None)
+            return None
+        uptime = format_uptime(int(time.time() - started))
+        return Instance(port=port, instance_name=name, status="RUNNING", pid=pid, uptime=uptime)
+
     async def _answer_running(
-        self, request: StartRequest, name: str, port: int | None, info: dict[str, Any]
+        self, request: StartRequest, name: str, port: int | None, instance: Instance
     ) -> tuple[bool, Instance]:
         if not request.if_not_running:
             raise Conflict(f"{name} is already running", reason="ALREADY_RUNNING")
@@ -444,9 +469,9 @@ class ProgramService:
                 raise WaitTimeout(
                     f"{name} is running but port {port} did not accept within "
                     f"{request.timeout}s",
-                    extra={"instance": instance_from_info(info, name, port)},
+                    extra={"instance": instance},
                 ) from None
-        return True, instance_from_info(info, name, port)
+        return True, instance
 
     def _launch(
         self, program: Program, port: int | None, name: str, info: dict[str, Any] | None
@@ -663,6 +688,10 @@ class ProgramService:
         # only a RUNNING process's pid identifies it: events and polls disagree on the pid
         # they report for other states
         key = (state, pid if state == "RUNNING" else None)
+        if state == "RUNNING" and pid:
+            self._running[name] = pid
+        else:
+            self._running.pop(name, None)
         previous = self._seen.get(name)
         if previous == key:
             return

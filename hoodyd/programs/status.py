@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,32 @@ def format_uptime(seconds: int) -> str:
     hours, rest = divmod(max(seconds, 0), 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+_START_TIMES: dict[int, float] = {}
+
+
+def process_start_time(pid: int) -> float | None:
+    """When `pid` started, or None if it no longer exists (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        _START_TIMES.pop(pid, None)
+        return None
+    except PermissionError:
+        pass  # exists, owned by another user
+    started = _START_TIMES.get(pid)
+    if started is None:
+        try:
+            process = psutil.Process(pid)
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return None
+            started = _START_TIMES[pid] = process.create_time()
+        except psutil.Error:
+            return None
+        if len(_START_TIMES) > 4096:
+            _START_TIMES.clear()
+    return started
 
 
 def instance_from_info(info: dict[str, Any] | None, name: str, port: int | None) -> Instance:
