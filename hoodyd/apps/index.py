@@ -1,9 +1,14 @@
 """The in-memory index of one source's records, and its file under `STATE/index/`.
 
-Lookups never scan every record: exact keys are a dict, prefixes a bisect over the sorted
-keys, words a dict of postings, and fuzzy matching first narrows the keys by shared
-bigrams (one vectorized `bincount`) before rapidfuzz scores the survivors. A source's index is
-built in a worker thread and swapped in whole, so a search sees either the old or the new one.
+Memory and start-up time are what bound an index of ~200k records, so nothing here is one
+Python object per record: records stay msgpack-encoded in one buffer (decoded only when
+they match), postings are CSR arrays, and the file is those buffers as they are, so a
+start-up reads it without rebuilding anything.
+
+Lookups never scan every record: exact keys and prefixes are bisects over the sorted keys,
+words a bisect over the sorted words, and fuzzy matching first narrows the keys by shared
+bigrams (one vectorized `bincount`) before rapidfuzz scores the survivors. A source's index
+is built in a worker thread and swapped in whole, so a search sees the old one or the new.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import bisect
 import os
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,38 +31,47 @@ from hoodyd.apps.records import AppRecord
 
 Tier = Literal["exact", "prefix", "word", "fuzzy"]
 TIER_ORDER: dict[Tier, int] = {"exact": 0, "prefix": 1, "word": 2, "fuzzy": 3}
-INDEX_FORMAT = 1
-PREFIX_KEYS = 300  # keys kept per prefix lookup: the shortest ones, the closest matches
+INDEX_FORMAT = 2
+PREFIX_KEYS = 150  # keys kept per prefix lookup: the shortest ones, the closest matches
 FUZZY_KEYS = 100
 FUZZY_CUTOFF = 70.0
-FUZZY_POOL = 3000  # keys scored by rapidfuzz after the bigram filter
+FUZZY_POOL = 2000  # keys scored by rapidfuzz after the bigram filter
+WORD_HITS = 200  # records kept per word lookup: installed applications first
+# one byte of facts per record, so filters and first-pass scores need no decoding
+FLAG_INSTALLED = 1
+FLAG_AUXILIARY = 2
+FLAG_GUI = 4
+FLAG_OS_WINDOWS = 8
+FLAG_OS_ANY = 16
+FLAG_ARCH_AMD64 = 32
+FLAG_ARCH_ARM64 = 64
+FLAG_ARCH_OTHER = 128
 _SPLIT = re.compile(r"[^0-9a-z]+")
-
-
-class Lookup(msgspec.Struct, array_like=True):
-    """The lookup tables, built once at sync time and persisted beside the records so that
-    a start-up only decodes them. `grams` postings are CSR arrays of key positions."""
-
-    keys: list[str]  # sorted, unique, lower-case
-    key_records: list[list[int]]  # parallel to keys
-    words: list[str]
-    word_records: list[list[int]]  # parallel to words
-    grams: list[str]
-    gram_offsets: bytes  # int64[len(grams) + 1]
-    gram_data: bytes  # int32 key positions
+_HIGHEST = "\U0010ffff"
 
 
 class IndexFile(msgspec.Struct, array_like=True):
-    """What `STATE/index/<source_id>.msgpack` holds."""
+    """What `STATE/index/<source_id>.msgpack` holds. `*_offsets` are int64 and `*_data`
+    int32 arrays (CSR): the postings of entry i are data[offsets[i]:offsets[i + 1]]."""
 
     format: int
     source_id: str
     source_type: str
     synced_at: float
     duration_ms: float
-    records: list[AppRecord]
     details: dict[str, Any]
-    lookup: Lookup | None = None
+    records: bytes  # msgpack AppRecords, back to back
+    record_offsets: bytes
+    record_flags: bytes  # uint8 FLAG_* per record
+    keys: list[str]  # sorted, unique, lower-case names, titles and binaries
+    key_offsets: bytes
+    key_data: bytes  # record positions
+    words: list[str]  # sorted words of names, titles and keywords that are not keys
+    word_offsets: bytes
+    word_data: bytes  # record positions
+    grams: list[str]  # sorted bigrams of the keys
+    gram_offsets: bytes
+    gram_data: bytes  # key positions
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +92,71 @@ def _bigrams(key: str) -> set[str]:
     return {padded[i : i + 2] for i in range(len(padded) - 1)}
 
 
-def build_lookup(records: list[AppRecord]) -> Lookup:
+def record_flags(record: AppRecord) -> int:
+    flags = FLAG_INSTALLED if record.installed else 0
+    if record.auxiliary:
+        flags |= FLAG_AUXILIARY
+    if record.kind == "gui":
+        flags |= FLAG_GUI
+    if record.os == "windows":
+        flags |= FLAG_OS_WINDOWS
+    elif record.os == "any":
+        flags |= FLAG_OS_ANY
+    if record.arch == "amd64":
+        flags |= FLAG_ARCH_AMD64
+    elif record.arch == "arm64":
+        flags |= FLAG_ARCH_ARM64
+    elif record.arch != "any":
+        flags |= FLAG_ARCH_OTHER
+    return flags
+
+
+def flags_allow(flags: int, kind: str | None, os: str | None, arch: str | None) -> bool:
+    """The selector's kind/os/arch filters, on a record's flag byte."""
+    if kind == "gui" and not flags & FLAG_GUI:
+        return False
+    if kind == "cli" and flags & FLAG_GUI:
+        return False
+    if os == "linux" and flags & (FLAG_OS_WINDOWS):
+        return False
+    if os == "windows" and not flags & (FLAG_OS_WINDOWS | FLAG_OS_ANY):
+        return False
+    if arch == "amd64" and flags & (FLAG_ARCH_ARM64 | FLAG_ARCH_OTHER):
+        return False
+    return not (arch == "arm64" and flags & (FLAG_ARCH_AMD64 | FLAG_ARCH_OTHER))
+
+
+def _csr(groups: Iterable[list[int]]) -> tuple[bytes, bytes]:
+    lists = list(groups)
+    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(g) for g in lists])
+    data = np.fromiter((i for g in lists for i in g), dtype=np.int32, count=int(offsets[-1]))
+    return offsets.tobytes(), data.tobytes()
+
+
+_record_encoder = msgspec.msgpack.Encoder()
+_record_decoder = msgspec.msgpack.Decoder(AppRecord)
+
+
+def build_index_file(
+    *,
+    source_id: str,
+    source_type: str,
+    synced_at: float,
+    duration_ms: float,
+    records: list[AppRecord],
+    details: dict[str, Any],
+) -> IndexFile:
+    """Encode the records and build every lookup table (runs in a worker thread)."""
+    blob = bytearray()
+    record_offsets = np.zeros(len(records) + 1, dtype=np.int64)
+    flags = bytearray(len(records))
     key_postings: dict[str, list[int]] = defaultdict(list)
     word_postings: dict[str, list[int]] = defaultdict(list)
     for i, record in enumerate(records):
+        blob += _record_encoder.encode(record)
+        record_offsets[i + 1] = len(blob)
+        flags[i] = record_flags(record)
         keys = {record.name.lower(), record.title.lower()}
         keys.update(b.rsplit("/", 1)[-1].lower() for b in record.binaries)
         for key in keys:
@@ -95,62 +171,99 @@ def build_lookup(records: list[AppRecord]) -> Lookup:
     for position, key in enumerate(keys_sorted):
         for gram in _bigrams(key):
             grams[gram].append(position)
-    gram_names = sorted(grams)
-    offsets = np.zeros(len(gram_names) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(grams[g]) for g in gram_names])
-    data = np.fromiter(
-        (p for g in gram_names for p in grams[g]), dtype=np.int32, count=int(offsets[-1])
-    )
     words_sorted = sorted(word_postings)
-    return Lookup(
+    grams_sorted = sorted(grams)
+    key_offsets, key_data = _csr(key_postings[k] for k in keys_sorted)
+    word_offsets, word_data = _csr(word_postings[w] for w in words_sorted)
+    gram_offsets, gram_data = _csr(grams[g] for g in grams_sorted)
+    return IndexFile(
+        format=INDEX_FORMAT,
+        source_id=source_id,
+        source_type=source_type,
+        synced_at=synced_at,
+        duration_ms=duration_ms,
+        details=details,
+        records=bytes(blob),
+        record_offsets=record_offsets.tobytes(),
+        record_flags=bytes(flags),
         keys=keys_sorted,
-        key_records=[key_postings[k] for k in keys_sorted],
+        key_offsets=key_offsets,
+        key_data=key_data,
         words=words_sorted,
-        word_records=[word_postings[w] for w in words_sorted],
-        grams=gram_names,
-        gram_offsets=offsets.tobytes(),
-        gram_data=data.tobytes(),
+        word_offsets=word_offsets,
+        word_data=word_data,
+        grams=grams_sorted,
+        gram_offsets=gram_offsets,
+        gram_data=gram_data,
     )
+
+
+class _Postings:
+    """Read-only CSR postings over buffers from the index file (no copies)."""
+
+    def __init__(self, offsets: bytes, data: bytes) -> None:
+        self.offsets = np.frombuffer(offsets, dtype=np.int64)
+        self.data = np.frombuffer(data, dtype=np.int32)
+
+    def __getitem__(self, position: int) -> npt.NDArray[np.int32]:
+        return self.data[self.offsets[position] : self.offsets[position + 1]]
+
+    def ints(self, position: int) -> list[int]:
+        values: list[int] = self[position].tolist()
+        return values
 
 
 class SourceIndex:
     """Read-only lookup structures over one source's records."""
 
     def __init__(self, file: IndexFile) -> None:
-        if file.lookup is None:
-            file.lookup = build_lookup(file.records)
-        lookup = file.lookup
         self.source_id = file.source_id
         self.source_type = file.source_type
         self.synced_at = file.synced_at
         self.duration_ms = file.duration_ms
         self.details = file.details
-        self.records = file.records
-        self.keys = lookup.keys
-        self.key_records: dict[str, list[int]] = dict(
-            zip(lookup.keys, lookup.key_records, strict=True)
-        )
-        self.word_records: dict[str, list[int]] = dict(
-            zip(lookup.words, lookup.word_records, strict=True)
-        )
+        self._records = memoryview(file.records)
+        self._record_offsets = np.frombuffer(file.record_offsets, dtype=np.int64)
+        self.flags = file.record_flags
+        self._flags_array = np.frombuffer(file.record_flags, dtype=np.uint8)
+        self.keys = file.keys
+        self._key_records = _Postings(file.key_offsets, file.key_data)
+        self.words = file.words
+        self._word_records = _Postings(file.word_offsets, file.word_data)
+        self._grams = {g: i for i, g in enumerate(file.grams)}
+        self._gram_keys = _Postings(file.gram_offsets, file.gram_data)
         self.key_lengths: npt.NDArray[np.int32] = np.fromiter(
             (len(k) for k in self.keys), dtype=np.int32, count=len(self.keys)
         )
-        self._gram_positions = {g: i for i, g in enumerate(lookup.grams)}
-        self._gram_offsets = np.frombuffer(lookup.gram_offsets, dtype=np.int64)
-        self._gram_data = np.frombuffer(lookup.gram_data, dtype=np.int32)
-
-    def gram_postings(self, gram: str) -> npt.NDArray[np.int32] | None:
-        position = self._gram_positions.get(gram)
-        if position is None:
-            return None
-        start, end = self._gram_offsets[position], self._gram_offsets[position + 1]
-        return self._gram_data[start:end]
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self._record_offsets) - 1
 
-    def lookup(self, query: str) -> dict[int, Match]:
+    def record(self, position: int) -> AppRecord:
+        start = int(self._record_offsets[position])
+        end = int(self._record_offsets[position + 1])
+        return _record_decoder.decode(self._records[start:end])
+
+    def records(self) -> list[AppRecord]:
+        return [self.record(i) for i in range(len(self))]
+
+    def _key_position(self, key: str) -> int | None:
+        position = bisect.bisect_left(self.keys, key)
+        if position < len(self.keys) and self.keys[position] == key:
+            return position
+        return None
+
+    def key_records(self, key: str) -> list[int]:
+        position = self._key_position(key)
+        return [] if position is None else self._key_records.ints(position)
+
+    def word_records(self, word: str) -> list[int]:
+        position = bisect.bisect_left(self.words, word)
+        if position < len(self.words) and self.words[position] == word:
+            return self._word_records.ints(position)
+        return []
+
+    def lookup(self, query: str, *, fuzzy: bool = True) -> dict[int, Match]:
         """Best match per record for a lower-cased, stripped query."""
         found: dict[int, Match] = {}
 
@@ -159,56 +272,76 @@ class SourceIndex:
             if known is None or _better(match, known):
                 found[match.record] = match
 
-        for i in self.key_records.get(query, ()):
+        for i in self.key_records(query):
             add(Match(i, "exact", query, 0.0))
-        for key in self._prefix_keys(query):
-            for i in self.key_records[key]:
+        for position in self._prefix_positions(query):
+            key = self.keys[position]
+            for i in self._key_records.ints(position):
                 add(Match(i, "prefix", key, float(len(key) - len(query))))
         for i in self._word_hits(query):
             add(Match(i, "word", query, 0.0))
-        for key, ratio in self._fuzzy_keys(query):
-            for i in self.key_records[key]:
-                add(Match(i, "fuzzy", key, ratio))
+        if fuzzy:
+            self.add_fuzzy(query, found)
         return found
 
-    def _prefix_keys(self, query: str) -> list[str]:
+    def add_fuzzy(self, query: str, found: dict[int, Match]) -> None:
+        """Add fuzzy matches of records that have no better match yet."""
+        for position, ratio in self._fuzzy_positions(query):
+            key = self.keys[position]
+            for i in self._key_records.ints(position):
+                known = found.get(i)
+                if known is None or _better(Match(i, "fuzzy", key, ratio), known):
+                    found[i] = Match(i, "fuzzy", key, ratio)
+
+    def _prefix_positions(self, query: str) -> list[int]:
         lo = bisect.bisect_right(self.keys, query)
-        hi = bisect.bisect_left(self.keys, query + "\U0010ffff", lo)
+        hi = bisect.bisect_left(self.keys, query + _HIGHEST, lo)
         if hi - lo <= PREFIX_KEYS:
-            return self.keys[lo:hi]
+            return list(range(lo, hi))
         lengths = self.key_lengths[lo:hi]
         shortest = np.argpartition(lengths, PREFIX_KEYS)[:PREFIX_KEYS]
-        return [self.keys[lo + int(j)] for j in np.sort(shortest)]
+        positions: list[int] = (np.sort(shortest) + lo).tolist()
+        return positions
 
     def _word_hits(self, query: str) -> set[int]:
         tokens = words_of(query)
         if not tokens:
             return set()
-        hits = set(self.word_records.get(tokens[0], ()))
+        hits = set(self.word_records(tokens[0]))
         if len(tokens) > 1:
             # a multi-word query matches records that have every word (name, title, keywords)
-            hits.update(self.key_records.get(tokens[0], ()))
+            hits.update(self.key_records(tokens[0]))
             for token in tokens[1:]:
-                more = set(self.word_records.get(token, ())) | set(self.key_records.get(token, ()))
-                hits &= more
+                hits &= set(self.word_records(token)) | set(self.key_records(token))
+        if len(hits) > WORD_HITS:
+            # a common word ("python3", "lib") matches thousands: keep installed
+            # applications first, then the rest in name order
+            ordered = np.fromiter(sorted(hits), dtype=np.int64, count=len(hits))
+            flags = self._flags_array[ordered]
+            rank = ((flags & FLAG_INSTALLED) == 0).astype(np.int8) * 2 + (
+                (flags & FLAG_AUXILIARY) != 0
+            )
+            kept: list[int] = ordered[np.argsort(rank, kind="stable")[:WORD_HITS]].tolist()
+            hits = set(kept)
         return hits
 
-    def _fuzzy_keys(self, query: str) -> list[tuple[str, float]]:
+    def _fuzzy_positions(self, query: str) -> list[tuple[int, float]]:
         if len(query) < 3 or not self.keys:
             return []
         grams = _bigrams(query)
-        postings = [p for p in map(self.gram_postings, grams) if p is not None]
+        postings = [self._gram_keys[self._grams[g]] for g in grams if g in self._grams]
         if not postings:
             return []
         counts = np.bincount(np.concatenate(postings), minlength=len(self.keys))
-        # keys sharing under a third of the query's bigrams cannot reach the ratio cutoff
-        # in practice; the filter keeps rapidfuzz's work to a few thousand strings
-        need = max(1, (len(grams) + 2) // 3)
+        # a key one or two edits away still shares at least half of the query's bigrams;
+        # the filter keeps rapidfuzz's work to a couple of thousand strings
+        need = max(1, (len(grams) + 1) // 2)
         survivors = np.nonzero(counts >= need)[0]
         if len(survivors) > FUZZY_POOL:
             top = np.argpartition(-counts[survivors], FUZZY_POOL)[:FUZZY_POOL]
             survivors = np.sort(survivors[top])
-        choices = [self.keys[int(i)] for i in survivors]
+        positions: list[int] = survivors.tolist()
+        choices = [self.keys[i] for i in positions]
         scored = process.extract(
             query,
             choices,
@@ -217,7 +350,7 @@ class SourceIndex:
             score_cutoff=FUZZY_CUTOFF,
             processor=None,
         )
-        return [(key, float(ratio)) for key, ratio, _ in scored if key != query]
+        return [(positions[at], float(ratio)) for key, ratio, at in scored if key != query]
 
 
 def _better(new: Match, old: Match) -> bool:

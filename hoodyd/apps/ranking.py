@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hoodyd.apps.index import Match, words_of
+from hoodyd.apps.index import FLAG_AUXILIARY, FLAG_INSTALLED, Match, words_of
 from hoodyd.apps.records import AppRecord
 from hoodyd.schemas.run import MatchEvidence, ScoreComponent, Selector, SourceKind
 
@@ -79,6 +79,47 @@ def match_score(match: Match, where: str) -> tuple[float, str]:
             return 600.0, "query is a word of the name"
         return 550.0, "query is a word of the title or keywords"
     return 200.0 + 2.0 * match.quality, f"fuzzy {where} match ({match.quality:.0f}%)"
+
+
+# the first pass scores matches from the flag byte alone; for exact and word matches the
+# score may be this much lower (exact title 950 vs 1000, keyword word 550 vs 600)
+BASE_SLACK = 50.0
+
+
+# no fuzzy match can outscore a prefix match (so a search that has `limit` exact or
+# prefix matches need not look for fuzzy ones)
+FUZZY_CEILING = 200.0 + 2 * 100 + INSTALLED_BONUS + 50 + MAX_TAG_BONUS + 5 * HINT_BONUS
+PREFIX_FLOOR = 700.0 + AUXILIARY_PENALTY
+assert PREFIX_FLOOR > FUZZY_CEILING
+
+
+def max_bonus(selector: Selector) -> float:
+    hints = sum(
+        1
+        for name in ("version", "channel", "variant", "publisher", "repo")
+        if getattr(selector, name)
+    )
+    return (MAX_TAG_BONUS if selector.tags else 0.0) + HINT_BONUS * hints
+
+
+def first_pass(match: Match, flags: int, source: RankedSource) -> float:
+    """An upper bound of `score` without the selector's bonuses, from the flag byte alone;
+    `score` is at least this minus `first_pass_slack(match)`."""
+    if match.tier == "exact":
+        base = 1000.0
+    elif match.tier == "word":
+        base = 600.0
+    else:
+        base = match_score(match, "name")[0]
+    if flags & FLAG_INSTALLED:
+        base += INSTALLED_BONUS
+    if flags & FLAG_AUXILIARY:
+        base += AUXILIARY_PENALTY
+    return base + float(min(50, max(0, source.priority // 2)))
+
+
+def first_pass_slack(match: Match) -> float:
+    return BASE_SLACK if match.tier in ("exact", "word") else 0.0
 
 
 def score(record: AppRecord, match: Match, source: RankedSource, selector: Selector) -> Scored:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote
 
 import msgspec
 import structlog
@@ -33,16 +33,24 @@ from hoodyd.apps.candidate_sets import (
     expired,
 )
 from hoodyd.apps.index import (
-    INDEX_FORMAT,
-    IndexFile,
+    Match,
     SourceIndex,
-    build_lookup,
+    build_index_file,
+    flags_allow,
     load_index,
     remove_index,
     save_index,
 )
 from hoodyd.apps.jobs import JobHandle, JobStore
-from hoodyd.apps.ranking import RankedSource, Scored, rank, score
+from hoodyd.apps.ranking import (
+    RankedSource,
+    Scored,
+    first_pass,
+    first_pass_slack,
+    max_bonus,
+    rank,
+    score,
+)
 from hoodyd.apps.records import SourceUnavailable, SyncCancelled, SyncContext
 from hoodyd.apps.runtime_config import RuntimeConfigStore
 from hoodyd.apps.sources import SOURCES
@@ -468,15 +476,13 @@ class AppService:
         result = implementation.sync(ctx)
         ctx.check_cancelled()
         ctx.report(records=len(result.records), phase="indexing")
-        file = IndexFile(
-            format=INDEX_FORMAT,
+        file = build_index_file(
             source_id=source.source_id,
             source_type=source.source_type,
             synced_at=time.time(),
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
             records=result.records,
             details=result.details,
-            lookup=build_lookup(result.records),
         )
         save_index(self.index_dir, file)
         return SourceIndex(file)
@@ -605,27 +611,51 @@ class AppService:
         return Resolution(selector, query, limit, profile, sources, policy)
 
     def rank(self, resolution: Resolution, cap: int) -> list[Scored]:
+        """Matches from every enabled source, best first, at most `cap`. A first pass scores
+        each match from its flag byte; only those that can still reach the top `cap` are
+        decoded and scored in full."""
         selector = resolution.selector
-        scored: list[Scored] = []
+        kind, os_, arch = selector.kind, selector.os, selector.arch
+        query = resolution.query
+        looked: list[tuple[SourceState, SourceIndex, RankedSource, dict[int, Match], float]] = []
+        strong = 0
         for source, ranked in resolution.sources:
             state = self.states.get(source.source_id)
             if state is None or state.index is None:
                 continue
             started = time.perf_counter()
             index = state.index
-            for position, match in index.lookup(resolution.query).items():
-                record = index.records[position]
-                if selector.kind in ("gui", "cli") and record.kind != selector.kind:
-                    continue
-                if selector.os in ("linux", "windows") and record.os not in (selector.os, "any"):
-                    continue
-                if selector.arch in ("amd64", "arm64") and record.arch not in (
-                    selector.arch,
-                    "any",
-                ):
-                    continue
-                scored.append(score(record, match, ranked, selector))
-            state.last_search_latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            found = index.lookup(query, fuzzy=False)
+            strong += sum(
+                1
+                for position, match in found.items()
+                if match.tier in ("exact", "prefix")
+                and flags_allow(index.flags[position], kind, os_, arch)
+            )
+            looked.append((state, index, ranked, found, time.perf_counter() - started))
+        # fuzzy matches cannot reach the top `cap` once it is full of exact/prefix ones
+        fuzzy = strong < cap
+        first: list[tuple[float, SourceIndex, Match, RankedSource]] = []
+        for state, index, ranked, found, spent in looked:
+            started = time.perf_counter()
+            if fuzzy:
+                index.add_fuzzy(query, found)
+            flags = index.flags
+            for position, match in found.items():
+                if flags_allow(flags[position], kind, os_, arch):
+                    first.append((first_pass(match, flags[position], ranked), index, match, ranked))
+            spent += time.perf_counter() - started
+            state.last_search_latency_ms = round(spent * 1000, 3)
+        if len(first) > cap:
+            # every score lies in [upper - slack, upper + bonus]: an item whose best case is
+            # below the cap-th best worst case cannot make the top `cap`
+            lower = sorted((u - first_pass_slack(m) for u, _, m, _ in first), reverse=True)
+            threshold = lower[cap - 1] - max_bonus(selector)
+            first = [item for item in first if item[0] >= threshold]
+        scored = [
+            score(index.record(match.record), match, ranked, selector)
+            for _, index, match, ranked in first
+        ]
         return rank(scored)[:cap]
 
     def search(self, selector: Selector) -> SearchResponse:
@@ -759,10 +789,8 @@ class AppService:
             ),
             verified=verified,
             shell_command=command,
-            href_path=f"{RUN_BASE}/run?"
-            + urlencode(
-                {"app": resolution.selector.app, "pick": "id", "candidate_id": item.candidate_id}
-            ),
+            href_path=f"{RUN_BASE}/run?app={quote(resolution.selector.app, safe='')}"
+            f"&pick=id&candidate_id={quote(item.candidate_id, safe='')}",
             requirements=plan.requirements,
         )
 
