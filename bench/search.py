@@ -213,6 +213,11 @@ def main() -> int:
             latencies.setdefault(kind, []).append((time.perf_counter() - t0) * 1000)
             assert isinstance(body, dict)
             found += bool(body["candidates"])
+        floor: list[float] = []  # the same connection's cost for a tiny run-area answer
+        for _ in range(100):
+            t0 = time.perf_counter()
+            request(conn, "GET", "/api/v1/run/sources/apt/diagnostics")
+            floor.append((time.perf_counter() - t0) * 1000)
         conn.close()
         rss = rss_mb(process.pid)
 
@@ -244,6 +249,7 @@ def main() -> int:
     ]
     for kind, values in latencies.items():
         rows.append((f"  {kind} p50 / p99 (ms)", f"{statistics.median(values):.2f} / {percentile(values, 0.99):.2f}", ""))
+    rows.append(("  floor: GET diagnostics p50 (ms)", statistics.median(floor), ""))
     if apt_ms:
         apt_p50 = statistics.median(apt_ms)
         rows += [
