@@ -3,12 +3,17 @@ filters, profiles, broken sources, launch plans, candidate sets and the persiste
 
 from __future__ import annotations
 
+import asyncio
 import shlex
+import threading
+import time
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from hoodyd.apps.service import AppService
+from hoodyd.errors import InvalidRequest
 from hoodyd.schemas.run import ProfileConfig, ProfileSourceOverride, Selector
 from tests.data.apps.world import make_world, open_service, quiet_settings
 
@@ -176,3 +181,46 @@ async def test_index_is_persisted_and_loaded_at_start(short_tmp: Path) -> None:
         ]
     finally:
         await again.close()
+
+
+async def test_small_limits_are_the_head_of_the_full_ranking(short_tmp: Path) -> None:
+    """The two-pass ranking gives every limit the head of the same complete order."""
+    world = make_world(short_tmp / "w")
+    service = await open_service(short_tmp / "s", world)
+    try:
+        for query in ("co", "code", "jq", "fire", "codc", "deploy"):
+            full = ids(service.search(Selector(app=query, limit=100)))
+            for limit in (1, 2, 3, 5):
+                assert ids(service.search(Selector(app=query, limit=limit))) == full[:limit], query
+        tagged = ids(service.search(Selector(app="co", tags=["ide"], limit=1)))
+        assert tagged == ids(service.search(Selector(app="co", tags=["ide"], limit=100)))[:1]
+    finally:
+        await service.close()
+
+
+async def test_close_stops_a_running_sync(short_tmp: Path) -> None:
+    """Closing the service ends a sync under way (the real apt lists here) within seconds."""
+    service = AppService(short_tmp, quiet_settings(), environ={"PATH": "/usr/bin:/bin"})
+    await service.start()
+    job = service.sync_source("apt")
+    await asyncio.sleep(0.3)
+    await service.close()
+    state = await service.job(job.job_id, wait=False, timeout_ms=0)
+    assert state.status == "error" and "cancelled" in state.error
+    deadline = time.monotonic() + 10
+    while any(t.name.startswith("hoodyd-sync") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "sync thread still running"
+        await asyncio.sleep(0.05)
+
+
+async def test_unreadable_runtime_config_refuses_to_start(short_tmp: Path) -> None:
+    """A runtime config that does not parse stops start-up with its path, and is left as it was."""
+    path = short_tmp / "run" / "config.json"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"version": 1, "sources": [], "profiles": [], "colour": "red"}')
+    service = AppService(short_tmp, quiet_settings(), environ={"PATH": "/usr/bin"})
+    with pytest.raises(InvalidRequest, match=r"config\.json.*colour") as caught:
+        await service.start()
+    assert caught.value.reason == "BAD_CONFIG"
+    assert "colour" in path.read_text()
+    await service.close()

@@ -172,7 +172,7 @@ class RuntimeConfigStore:
                 config = msgspec.json.decode(raw, type=RuntimeConfig)
                 validate(config)
             except (msgspec.ValidationError, msgspec.DecodeError, InvalidRequest) as exc:
-                # a hand-edited file that does not parse must not take the daemon down
+                # refuse to start rather than overwrite a hand-edited file with defaults
                 raise InvalidRequest(f"{self.path}: {exc}", reason="BAD_CONFIG") from exc
         self._config = config
         return config

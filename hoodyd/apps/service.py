@@ -10,11 +10,13 @@ the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,6 +93,7 @@ log = structlog.get_logger()
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 100
 DEFAULT_PAGE_SIZE = 25
+SYNC_NICENESS = 10
 RUN_BASE = "/api/v1/run"
 
 
@@ -140,6 +143,11 @@ class AppService:
         self.jobs = JobStore()
         self.states: dict[str, SourceState] = {}
         self._cancel = threading.Event()
+        # syncs parse big lists: one worker thread at a lower CPU priority, so a sync never
+        # competes with searches (or with the rest of the machine) for more than a core
+        self._sync_executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="hoodyd-sync", initializer=_lower_priority
+        )
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -189,6 +197,8 @@ class AppService:
     async def close(self) -> None:
         self._cancel.set()
         await self.jobs.close()
+        # the running sync sees the cancel flag at its next check and ends soon after
+        self._sync_executor.shutdown(wait=False, cancel_futures=True)
 
     # --- runtime configuration -----------------------------------------------------------
 
@@ -434,7 +444,9 @@ class AppService:
             loop = asyncio.get_running_loop()
 
             def report(facts: dict[str, Any]) -> None:
-                loop.call_soon_threadsafe(lambda: handle.progress(source_id=source_id, **facts))
+                # the loop may already be closed when a cancelled sync reports a last time
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(lambda: handle.progress(source_id=source_id, **facts))
 
             started = time.time()
             try:
@@ -449,7 +461,9 @@ class AppService:
                     progress=report,
                     pin_sha256=source.pin.sha256 if source.pin else None,
                 )
-                index = await asyncio.to_thread(self._sync_worker, source, ctx)
+                index = await loop.run_in_executor(
+                    self._sync_executor, self._sync_worker, source, ctx
+                )
             except SyncCancelled:
                 raise asyncio.CancelledError from None
             except Exception as exc:  # a broken source must never break the others
@@ -458,6 +472,7 @@ class AppService:
                 log.warning("run_source_sync_failed", source_id=source_id, error=message)
                 return {"status": "error", "error": message}
             if source_id not in self.states:
+                await asyncio.to_thread(remove_index, self.index_dir, source_id)
                 return {"status": "error", "error": "source was deleted"}
             self.states[source_id].index = index
             state.last_success_at = index.synced_at
@@ -793,6 +808,11 @@ class AppService:
             f"&pick=id&candidate_id={quote(item.candidate_id, safe='')}",
             requirements=plan.requirements,
         )
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError):  # Linux: a thread id names just that thread
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SYNC_NICENESS)
 
 
 def _merge_policy(base: PolicyConfig | None, override: PolicyConfig | None) -> PolicyConfig:
