@@ -6,7 +6,7 @@ Index: this machine's real apt lists, 120k generated records in the JSON format 
 fuzzy, misspelt) are sent one after another on a keep-alive connection; the table shows
 p50/p99 for both, the ratio, the daemon's start-up time with the index cached, and its RSS.
 
-    .venv/bin/python bench/search.py [--nix-records 120000] [--queries 200] [--apt-cache-queries 200]
+    .venv/bin/python bench/search.py [--nix-records N] [--queries N] [--apt-cache-queries N]
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ def generate_nix(count: int, seed: int = 7) -> dict[str, dict[str, str]]:
     rng = random.Random(seed)
     out: dict[str, dict[str, str]] = {}
     while len(out) < count:
-        pname = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4))) + rng.choice(SUFFIXES)
+        pname = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4))) + rng.choice(
+            SUFFIXES
+        )
         attr = rng.choice(PREFIXES) + pname
         key = f"legacyPackages.x86_64-linux.{attr}"
         if key in out:
@@ -80,7 +82,9 @@ def apt_names() -> list[str]:
     return sorted(done.stdout.split())
 
 
-def make_queries(apt: list[str], nix: list[str], count: int, seed: int = 11) -> list[tuple[str, str]]:
+def make_queries(
+    apt: list[str], nix: list[str], count: int, seed: int = 11
+) -> list[tuple[str, str]]:
     """A quarter each: exact names, prefixes, fuzzy (a letter dropped), misspelt (swapped)."""
     rng = random.Random(seed)
     pool = [n for n in apt if 4 <= len(n) <= 20] + [n for n in nix if 4 <= len(n) <= 20]
@@ -130,7 +134,7 @@ def stop_daemon(process: subprocess.Popen[bytes]) -> None:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def rss_mb(pid: int) -> float:
@@ -141,7 +145,9 @@ def rss_mb(pid: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--nix-records", type=int, default=120_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--apt-cache-queries", type=int, default=200, help="0 skips apt-cache")
@@ -180,7 +186,9 @@ def main() -> int:
         assert isinstance(job, dict)
         synced = time.perf_counter()
         while True:
-            job = request(conn, "GET", f"/api/v1/run/jobs/{job['job_id']}?wait=done&timeout_ms=60000")
+            job = request(
+                conn, "GET", f"/api/v1/run/jobs/{job['job_id']}?wait=done&timeout_ms=60000"
+            )
             assert isinstance(job, dict)
             if job["status"] in ("done", "error"):
                 break
@@ -237,8 +245,10 @@ def main() -> int:
 
     every = [v for values in latencies.values() for v in values]
     p50, p99 = statistics.median(every), percentile(every, 0.99)
-    print(f"index: apt {counts['apt']}, nix {counts['nixpkgs']}, PATH+desktop {counts['system-path']}"
-          f" = {sum(counts.values())} records (first sync {sync_s:.1f} s)")  # fmt: skip
+    print(
+        f"index: apt {counts['apt']}, nix {counts['nixpkgs']}, PATH+desktop"
+        f" {counts['system-path']} = {sum(counts.values())} records (first sync {sync_s:.1f} s)"
+    )
     print(f"queries: {len(every)} ({', '.join(f'{k} {len(v)}' for k, v in latencies.items())}),"
           f" {found} with candidates")  # fmt: skip
     print()
@@ -248,7 +258,13 @@ def main() -> int:
         ("hoodyd search p99 (ms)", p99, "<= 20"),
     ]
     for kind, values in latencies.items():
-        rows.append((f"  {kind} p50 / p99 (ms)", f"{statistics.median(values):.2f} / {percentile(values, 0.99):.2f}", ""))
+        rows.append(
+            (
+                f"  {kind} p50 / p99 (ms)",
+                f"{statistics.median(values):.2f} / {percentile(values, 0.99):.2f}",
+                "",
+            )
+        )
     rows.append(("  floor: GET diagnostics p50 (ms)", statistics.median(floor), ""))
     if apt_ms:
         apt_p50 = statistics.median(apt_ms)
