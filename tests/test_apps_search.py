@@ -14,7 +14,7 @@ import pytest
 
 from hoodyd.apps.service import AppService
 from hoodyd.errors import InvalidRequest
-from hoodyd.schemas.run import ProfileConfig, ProfileSourceOverride, Selector
+from hoodyd.schemas.run import PolicyConfig, ProfileConfig, ProfileSourceOverride, Selector
 from tests.data.apps.world import make_world, open_service, quiet_settings
 
 
@@ -224,3 +224,29 @@ async def test_unreadable_runtime_config_refuses_to_start(short_tmp: Path) -> No
     assert caught.value.reason == "BAD_CONFIG"
     assert "colour" in path.read_text()
     await service.close()
+
+
+async def test_allowlist_profile_and_policy_denials(short_tmp: Path) -> None:
+    """An allowlist profile searches only its sources; policy denials remove providers."""
+    world = make_world(short_tmp / "w")
+    service = await open_service(short_tmp / "s", world)
+    try:
+        await service.add_profile(
+            ProfileConfig(
+                name="nix-only",
+                sources_mode="allowlist",
+                sources=[ProfileSourceOverride(source_id="nixpkgs")],
+            )
+        )
+        found = service.search(Selector(app="jq", profile="nix-only"))
+        assert {c.source_id for c in found.candidates} == {"nixpkgs"}
+        await service.add_profile(
+            ProfileConfig(
+                name="no-apt",
+                policy=PolicyConfig(deny_providers=["apt"], deny_source_ids=["team"]),
+            )
+        )
+        found = service.search(Selector(app="jq", profile="no-apt", limit=100))
+        assert {c.source_id for c in found.candidates} == {"system-path", "nixpkgs"}
+    finally:
+        await service.close()

@@ -241,13 +241,8 @@ def installed_binaries(info_dir: Path, package: str, arch: str) -> tuple[str, ..
             lines = (info_dir / name).read_text(errors="replace").splitlines()
         except OSError:
             continue
-        bins = []
-        for line in lines:
-            if line.startswith(BIN_DIRS) and line.count("/") >= 2:
-                rest = line.rsplit("/", 1)
-                if rest[1] and line.rsplit("/", 1)[0] + "/" in BIN_DIRS:
-                    bins.append(line)
-        return tuple(sorted(set(bins)))
+        # files directly in a bin directory (not the directory itself, not subdirectories)
+        return tuple(sorted({line for line in lines if os.path.dirname(line) + "/" in BIN_DIRS}))
     return ()
 
 
