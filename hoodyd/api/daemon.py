@@ -86,7 +86,7 @@ async def list_programs(request: web.Request) -> web.Response:
         raise InvalidRequest(
             f"Unknown query parameter(s): {', '.join(sorted(unknown))}", reason="UNKNOWN_PARAMETER"
         )
-    programs = service.list(where)
+    programs = service.find(where)
     bodies = [_program_body(p) for p in programs]
     if include_status:
         infos = await service.status_map()
@@ -175,24 +175,18 @@ async def all_statuses(request: web.Request) -> web.Response:
             "enabled": program.enabled,
             "status": service.program_status(program, infos),
         }
-        for program in service.list(ProgramFilter())
+        for program in service.find(ProgramFilter())
     ]
     return json_response({"success": True, "statuses": statuses})
 
 
 @routes.get(BASE + "/status/{id}")
 async def one_status(request: web.Request) -> web.Response:
-    service = request.app[PROGRAMS]
-    program = service.get(_program_id(request))
-    port = _port_query(request)
-    if port is not None:
-        service._checked_port(program, port)
-    include_stats = bool(query_bool(request, "include_stats"))
-    infos = await service.status_map()
-    status = service.program_status(program, infos, with_stats=include_stats, port=port)
-    answer: dict[str, Any] = {"success": True, "status": status}
-    if include_stats and "stats" in status:
-        answer["stats"] = status.pop("stats")
+    answer = await request.app[PROGRAMS].status_of(
+        _program_id(request),
+        port=_port_query(request),
+        with_stats=bool(query_bool(request, "include_stats")),
+    )
     return json_response(answer)
 
 
@@ -213,7 +207,7 @@ async def quick_start(request: web.Request) -> web.Response:
 
 @routes.get(f"{BASE}/quick-start")
 async def quick_list(request: web.Request) -> web.Response:
-    return json_response(await request.app[QUICKSTART].list())
+    return json_response(await request.app[QUICKSTART].listing())
 
 
 @routes.get(BASE + "/quick-start/{id}/status")

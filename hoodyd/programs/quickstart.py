@@ -142,7 +142,7 @@ class QuickStartService:
         instance = instance_from_info(await self._info(temporary_id), temporary_id, None)
         return self._response(item, instance)
 
-    async def list(self) -> dict[str, Any]:
+    async def listing(self) -> dict[str, Any]:
         infos = await self.programs.status_map()
         listed = []
         for item in sorted(self._items.values(), key=lambda i: i.created_at):

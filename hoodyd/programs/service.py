@@ -134,11 +134,26 @@ class ProgramService:
             raise NotFound(f"Program with ID {program_id} not found", reason="PROGRAM_NOT_FOUND")
         return program
 
-    def list(self, where: ProgramFilter) -> list[Program]:
+    def find(self, where: ProgramFilter) -> list[Program]:
         return [p for p in self._programs.values() if where.matches(p)]
 
     async def status_map(self) -> dict[str, dict[str, Any]]:
-        return {info["name"]: info for info in await self.client.all_process_info()}
+        return {str(info["name"]): info for info in await self.client.all_process_info()}
+
+    async def status_of(
+        self, program_id: int, *, port: int | None, with_stats: bool
+    ) -> dict[str, Any]:
+        """One program's status (one instance with `port`); stats lifted out beside it."""
+        program = self.get(program_id)
+        if port is not None:
+            self.check_port(program, port)
+        status = self.program_status(
+            program, await self.status_map(), with_stats=with_stats, port=port
+        )
+        answer: dict[str, Any] = {"success": True, "status": status}
+        if with_stats and "stats" in status:
+            answer["stats"] = status.pop("stats")
+        return answer
 
     def program_status(
         self,
@@ -150,9 +165,8 @@ class ProgramService:
     ) -> dict[str, Any]:
         """ProgramStatus for a standard program; the port-range object (or one instance)."""
         if program.port_range is None:
-            instance = instance_from_info(
-                infos.get(conf.instance_name(program, None)), conf.instance_name(program, None), None
-            )
+            name = conf.instance_name(program, None)
+            instance = instance_from_info(infos.get(name), name, None)
             body = {"id": program.id, **self._instance_body(instance, with_stats)}
             body.pop("port", None)
             body.pop("instance_name", None)
@@ -173,7 +187,7 @@ class ProgramService:
         }
 
     def _instance_body(self, instance: Instance, with_stats: bool) -> dict[str, Any]:
-        body = msgspec.to_builtins(instance)
+        body: dict[str, Any] = msgspec.to_builtins(instance)
         if with_stats and instance.pid is not None:
             body["stats"] = self.stats.collect(instance.pid)
         elif "stats" in body:
@@ -196,7 +210,7 @@ class ProgramService:
     ) -> dict[str, Any]:
         if program.port_range is not None and port is None:
             raise InvalidRequest("Port parameter required", reason="PORT_REQUIRED")
-        port = self._checked_port(program, port) if port is not None else None
+        port = self.check_port(program, port) if port is not None else None
         return await read_log(program, stream=stream, lines=lines, port=port, log_dir=self.log_dir)
 
     # ---- mutations -------------------------------------------------------------------
@@ -259,7 +273,7 @@ class ProgramService:
         """Replace every program with the defaults file's, re-applying the enabled ones."""
         defaults = load_defaults(Path(self.config.programs.defaults_file))
         async with self._lock:
-            programs = []
+            programs: list[Program] = []
             for index, given in enumerate(defaults, start=1):
                 program_id = given.id if isinstance(given.id, int) else index
                 program = self._build(given, program_id, None)
@@ -380,7 +394,7 @@ class ProgramService:
 
     # ---- start / stop ----------------------------------------------------------------
 
-    def _checked_port(self, program: Program, port: int | None) -> int | None:
+    def check_port(self, program: Program, port: int | None) -> int | None:
         if program.port_range is None:
             if port is not None:
                 raise InvalidRequest(
@@ -407,7 +421,7 @@ class ProgramService:
     async def start(self, program_id: int, request: StartRequest) -> tuple[bool, Instance]:
         """Start (or join the start of) one instance. Returns (already_running, instance)."""
         program = self._enabled(program_id)
-        port = self._checked_port(program, request.port)
+        port = self.check_port(program, request.port)
         if request.wait_for == "port" and port is None:
             raise InvalidRequest(
                 'wait_for "port" needs a port-range program and a port', reason="PORT_REQUIRED"
@@ -519,12 +533,12 @@ class ProgramService:
         program = self.get(program_id)
         if program.port_range is None:
             if request.port is not None:
-                self._checked_port(program, request.port)
+                self.check_port(program, request.port)
             names = [conf.instance_name(program, None)]
         elif request.all:
             names = [conf.instance_name(program, port) for port in self._registered_ports(program)]
         elif request.port is not None:
-            names = [conf.instance_name(program, self._checked_port(program, request.port))]
+            names = [conf.instance_name(program, self.check_port(program, request.port))]
         else:
             raise InvalidRequest(
                 "Port parameter required (or all: true) for a port-range program",
@@ -582,51 +596,37 @@ class ProgramService:
         """Make supervisord match the store; log every change. Running programs whose
         definition did not change are left alone (same pids)."""
         changes: list[str] = []
-        if self.config.notifications.event_listener_enabled:
-            listener = render_listener_section(
+        listener = (
+            render_listener_section(
                 sys.executable,
                 str(self.config.state_path / "events.sock"),
                 str(self.runtime.dir if self.runtime.embedded else self.log_dir),
             )
-            files: dict[str, str | None] = {LISTENER_FILE: listener}
-        else:
-            files = {LISTENER_FILE: None}
+            if self.config.notifications.event_listener_enabled
+            else None
+        )
+        files: dict[str, str | None] = {LISTENER_FILE: listener}
         groups = {LISTENER_GROUP}
-        wanted: dict[str, str] = {}
-        for program in self._programs.values():
-            if program.enabled:
-                wanted.update(self._render_all(program))
         on_disk = self.registry.owned_files()
         for filename, text in on_disk.items():
             if filename == LISTENER_FILE or filename.startswith(f"{conf.FILE_PREFIX}quick-"):
                 continue
-            header = _header(text)
-            program = self._programs.get(header[0]) if header else None
-            keep = (
-                program is not None
-                and program.enabled
-                and (filename in wanted or (header is not None and header[1] is not None))
-            )
-            if not keep:
-                files[filename] = None
+            wanted = self._wanted_conf(text)
+            if wanted != text:
+                files[filename] = wanted
                 groups.add(_group_of(text))
-                changes.append(f"removed stale {filename}")
-            elif program is not None and filename not in wanted and header is not None:
-                rendered = conf.render(
-                    program, port=header[1], autostart=False, log_dir=self.log_dir
-                )
-                if rendered != text:
-                    files[filename] = rendered
-                    groups.add(_group_of(text))
-        for filename, text in wanted.items():
-            if on_disk.get(filename) != text:
-                files[filename] = text
-                changes.append(f"wrote {filename}")
-            groups.add(_group_of(text))
+                changes.append(f"{'rewrote' if wanted else 'removed stale'} {filename}")
+        for program in self._programs.values():
+            if not program.enabled:
+                continue
+            for filename, text in self._render_all(program).items():
+                groups.add(_group_of(text))
+                if filename not in on_disk:
+                    files[filename] = text
+                    changes.append(f"wrote {filename}")
         infos = await self.status_map()
-        final = {**on_disk, **files}
-        present = {_group_of(text) for text in final.values() if text is not None}
         added, changed, removed = await self.registry.apply(files, groups)
+        present = {_group_of(text) for text in self.registry.owned_files().values()}
         for group in sorted(present - set(infos) - set(added)):
             with contextlib.suppress(SupervisorFault):
                 await self.client.add_group(group)
@@ -637,6 +637,21 @@ class ProgramService:
         self._index_owners()
         log.info("reconciled", changes=changes)
         return changes
+
+    def _wanted_conf(self, text: str) -> str | None:
+        """What a hoodyd conf file on disk should contain now; None if it should go."""
+        header = _header(text)
+        program = self._programs.get(header[0]) if header else None
+        if header is None or program is None or not program.enabled:
+            return None
+        port = header[1]
+        if port is None:
+            if program.port_range is not None:
+                return None
+            return self._render_all(program)[conf.conf_filename(program, None)]
+        if program.port_range is None or port not in program.ports():
+            return None
+        return conf.render(program, port=port, autostart=program.boot, log_dir=self.log_dir)
 
     async def _poll_forever(self) -> None:
         """Reconcile observed states (webhooks never miss a change) and bring an embedded

@@ -15,7 +15,9 @@ import msgspec
 from hoodyd.schemas.daemon import Ephemeral, Program
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS programs (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS programs (
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, body BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ephemeral (temporary_id TEXT PRIMARY KEY, body BLOB NOT NULL);
 """
 
