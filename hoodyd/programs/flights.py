@@ -97,10 +97,17 @@ async def probe_port(host: str, port: int, flight: Flight | None) -> None:
 
 
 async def start_failure(instance: Instance, read_stderr: StderrReader) -> HoodydError:
-    try:
-        tail = await read_stderr(instance.instance_name)
-    except HoodydError:
-        tail = ""
+    tail = ""
+    # supervisord drains a dead process's pipes on a later turn of its loop: an empty tail
+    # right after the exit may just be early
+    for _attempt in range(4):
+        try:
+            tail = await read_stderr(instance.instance_name)
+        except HoodydError:
+            break
+        if tail:
+            break
+        await asyncio.sleep(0.05)
     detail = f": {instance.spawnerr}" if instance.spawnerr else ""
     return UpstreamFailed(
         f"{instance.instance_name} failed to start ({instance.status}){detail}",

@@ -107,11 +107,10 @@ class QuickStartService:
         try:
             await self.client.start(temporary_id, wait=False)
         except SupervisorFault as fault:
-            failed = instance_from_info(
-                await self._info(temporary_id), temporary_id, None
-            )
+            failed = instance_from_info(await self._info(temporary_id), temporary_id, None)
+            error = await start_failure(failed, self.client.tail_stderr)
             await self._cleanup(item, reason="spawn_failed")
-            raise await start_failure(failed, self.client.tail_stderr) from fault
+            raise error from fault
         await self.programs.store.save_ephemeral(item)
         self._items[temporary_id] = item
         log.info("quick_started", temporary_id=temporary_id, ttl=given.ttl)
