@@ -157,7 +157,10 @@ class AppService:
         started = time.perf_counter()
         config = await asyncio.to_thread(self.config_store.load, self.environ)
         loaded = await asyncio.to_thread(self._load_indexes, [s.source_id for s in config.sources])
+        types = {s.source_id: s.source_type for s in config.sources}
         for source_id, index in loaded.items():
+            if index is not None and index.source_type != types[source_id]:
+                loaded[source_id] = index = None  # left by an earlier source of that id
             state = self.states.setdefault(source_id, SourceState())
             state.index = index
             if index is not None:
@@ -172,13 +175,9 @@ class AppService:
             now = time.time()
             for source in config.sources:
                 index = loaded.get(source.source_id)
-                stale = (
-                    index is None
-                    or index.source_type != source.source_type
-                    or (
-                        self.settings.resync_after > 0
-                        and now - index.synced_at > self.settings.resync_after
-                    )
+                stale = index is None or (
+                    self.settings.resync_after > 0
+                    and now - index.synced_at > self.settings.resync_after
                 )
                 if source.enabled and stale:
                     self.sync_source(source.source_id)
