@@ -91,6 +91,7 @@ class ProgramService:
         # callbacks (process name, state) on every observed transition: ephemeral clean-up
         self.state_listeners: list[Callable[[str, str], None]] = []
         self._primed = False  # the first poll records states; later ones report transitions
+        self._supervisor_lost = False
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -110,6 +111,7 @@ class ProgramService:
         except HoodydError as exc:
             # hoodyd still serves; requests get 503 until supervisord is back
             log.error("supervisor_unavailable_at_start", error=exc.message)
+            self._supervisor_lost = True
         self._poller = asyncio.create_task(self._poll_forever())
 
     async def close(self) -> None:
@@ -266,6 +268,7 @@ class ProgramService:
                 await self._unregister(current)
             await self.store.save_program(program)
             self._programs[program_id] = program
+            self._index_owners()
             log.info("program_enabled" if enabled else "program_disabled", program_id=program_id)
             return program
 
@@ -501,11 +504,14 @@ class ProgramService:
                 flight.spawned.set_result(already)
                 await flight.watch(self._info, self._stderr_tail)
             except BaseException as exc:
+                failure = (
+                    exc
+                    if isinstance(exc, Exception)
+                    else Conflict(f"{name} was stopped while starting", reason="START_CANCELLED")
+                )
                 for future in (flight.spawned, flight.settled):
                     if not future.done():
-                        future.set_exception(
-                            exc if isinstance(exc, Exception) else HoodydError("start cancelled")
-                        )
+                        future.set_exception(failure)
                 if not isinstance(exc, Exception):
                     raise
             finally:
@@ -654,31 +660,34 @@ class ProgramService:
         return conf.render(program, port=port, autostart=program.boot, log_dir=self.log_dir)
 
     async def _poll_forever(self) -> None:
-        """Reconcile observed states (webhooks never miss a change) and bring an embedded
-        supervisord back if it died."""
+        """Reconcile observed states (webhooks never miss a change), bring an embedded
+        supervisord back if it died, and reconcile the store once supervisord is back."""
         interval = self.config.supervisor.poll_interval
-        down = False
         while True:
             await asyncio.sleep(interval)
             try:
                 infos = await self.status_map()
             except SupervisorUnavailable:
-                if not down:
+                if not self._supervisor_lost:
                     log.error("supervisor_lost")
-                down = True
+                self._supervisor_lost = True
                 if self.runtime.embedded:
                     with contextlib.suppress(HoodydError):
                         await self.runtime.ensure_running(self.client)
-                        async with self._lock:
-                            await self.reconcile()
-                        down = False
                 continue
             except HoodydError as exc:
                 log.warning("poll_failed", error=exc.message)
                 continue
-            if down:
+            if self._supervisor_lost:
+                try:
+                    async with self._lock:
+                        await self.reconcile()
+                except HoodydError as exc:
+                    log.warning("reconcile_failed", error=exc.message)
+                    continue
+                self._supervisor_lost = False
                 log.info("supervisor_back")
-                down = False
+                continue
             self._record(infos)
 
     async def _poll_once(self) -> None:
