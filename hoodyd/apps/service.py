@@ -53,7 +53,7 @@ from hoodyd.apps.ranking import (
     rank,
     score,
 )
-from hoodyd.apps.records import SourceUnavailable, SyncCancelled, SyncContext
+from hoodyd.apps.records import LaunchPlan, SourceUnavailable, SyncCancelled, SyncContext
 from hoodyd.apps.runtime_config import RuntimeConfigStore
 from hoodyd.apps.sources import SOURCES
 from hoodyd.config import RunConfig
@@ -760,14 +760,29 @@ class AppService:
             self.candidate(item, configs.get(item.source.source_id), resolution) for item in items
         ]
 
+    def launch_plan(self, item: Scored, source: SourceConfig | None = None) -> LaunchPlan:
+        """How to launch a ranked item: argv (the planner joins it with `shlex.join`), the
+        requirements to resolve first, and notes. No I/O: the source plans from its record
+        and the facts of its last sync."""
+        if source is None:
+            source = next(
+                (
+                    s
+                    for s in self.config_store.current.sources
+                    if s.source_id == item.source.source_id
+                ),
+                None,
+            )
+        state = self.states.get(item.source.source_id)
+        details = state.index.details if state and state.index else {}
+        implementation = SOURCES[item.source.source_type]
+        return implementation.plan(item.record, (source.config if source else None) or {}, details)
+
     def candidate(
         self, item: Scored, source: SourceConfig | None, resolution: Resolution
     ) -> Candidate:
         record = item.record
-        implementation = SOURCES[item.source.source_type]
-        state = self.states.get(item.source.source_id)
-        details = state.index.details if state and state.index else {}
-        plan = implementation.plan(record, (source.config if source else None) or {}, details)
+        plan = self.launch_plan(item, source)
         command = shlex.join(plan.argv)
         verified = item.source.verified or record.extra_value("verified") == "true"
         notes = list(plan.notes)
