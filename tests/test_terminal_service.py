@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from hoodyd.errors import Conflict, InvalidRequest, NotFound
-from hoodyd.schemas.terminal import CreateRequest, DeferSpec, ExecuteRequest
+from hoodyd.schemas.terminal import CommandResult, CreateRequest, DeferSpec, ExecuteRequest
 from hoodyd.terminals.defer import read_process
 from hoodyd.terminals.service import TerminalService
 from tests.conftest import make_config
@@ -75,18 +77,21 @@ async def test_history_expansion_and_quotes_reach_the_shell_verbatim(
     assert result.stdout == 'hi!|a"b|x\ty|'
 
 
-async def test_syntax_error_and_incomplete_command_still_complete(
+async def test_lines_that_do_not_parse_complete_without_being_typed(
     service: TerminalService,
 ) -> None:
-    """A syntax error reports status 2; an unclosed quote is interrupted, not left hanging."""
+    """A syntax error or an unclosed quote completes with the parser's status, untyped."""
+    await service.execute(ExecuteRequest(terminal_id=1, command="true"))
+    before = service.session(1).ring.end
     syntax = await service.execute(ExecuteRequest(terminal_id=1, command="echo )", timeout=WAIT))
     assert (syntax.status, syntax.exit_code) == ("completed", 2)
     assert "syntax error" in syntax.stdout
     incomplete = await service.execute(
         ExecuteRequest(terminal_id=1, command="echo 'open", timeout=WAIT)
     )
-    assert incomplete.status == "failed"
-    assert incomplete.error is not None and "incomplete" in incomplete.error
+    assert (incomplete.status, incomplete.exit_code) == ("completed", 2)
+    assert "unexpected EOF" in incomplete.stdout
+    assert service.session(1).ring.end == before
     after = await service.execute(ExecuteRequest(terminal_id=1, command="echo fine"))
     assert (after.stdout, after.exit_code) == ("fine\n", 0)
 
@@ -289,11 +294,31 @@ async def test_per_command_cwd_and_env_are_quoted_data(
     assert result.stdout == f"{odd}\n; echo injected $(id -u)\n"
 
 
-async def test_posix_sh_sessions_report_completion_too(service: TerminalService) -> None:
-    """A POSIX sh session (no prompt hooks) still reports output and exit codes."""
-    await service.create(CreateRequest(terminal_id=4, shell="sh"))
-    result = await service.execute(ExecuteRequest(terminal_id=4, command="echo dash; false"))
-    assert (result.stdout, result.exit_code) == ("dash\n", 1)
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish", "sh"])
+async def test_every_supported_shell_reports_completion(
+    service: TerminalService, shell: str
+) -> None:
+    """Each shell's integration reports output and status, survives bad lines, runs cwd/env."""
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed on this machine")
+    created = await service.create(CreateRequest(terminal_id=4, shell=shell))
+    assert created.shell_ready and created.session.shell == shell
+
+    async def run(command: str, **fields: Any) -> CommandResult:
+        return await service.execute(
+            ExecuteRequest(terminal_id=4, command=command, timeout=WAIT, **fields)
+        )
+
+    result = await run("echo one; echo two; false")
+    assert (result.status, result.stdout, result.exit_code) == ("completed", "one\ntwo\n", 1)
+    broken = await run("echo )")
+    assert broken.status == "completed" and broken.exit_code not in (None, 0)
+    incomplete = await run("echo 'open")
+    assert incomplete.status == "completed" and incomplete.exit_code not in (None, 0)
+    scoped = await run('pwd; echo "$GREETING"', cwd="/", env={"GREETING": "it's $HOME"})
+    assert (scoped.stdout, scoped.exit_code) == ("/\nit's $HOME\n", 0)
+    last = await run("echo last")
+    assert (last.stdout, last.exit_code) == ("last\n", 0)
 
 
 async def test_ephemeral_sessions_get_high_ids_and_are_reaped_when_idle(short_tmp: Path) -> None:
@@ -309,3 +334,30 @@ async def test_ephemeral_sessions_get_high_ids_and_are_reaped_when_idle(short_tm
         while service.list_sessions(0).total and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert service.list_sessions(0).total == 0
+
+
+async def test_display_sets_display_and_waits_for_its_port(service: TerminalService) -> None:
+    """A display sets DISPLAY; create waits until TCP 4000 + N accepts, or reports not ready."""
+    server = None
+    for number in range(150, 1000):
+        try:
+            server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 4000 + number)
+        except OSError:
+            continue
+        break
+    assert server is not None
+    async with server:
+        created = await service.create(
+            CreateRequest(terminal_id=5, display=str(number), wait_timeout=WAIT)
+        )
+        assert (created.display_ready, created.session.display) == (True, f":{number}")
+    result = await service.execute(ExecuteRequest(terminal_id=5, command='echo "$DISPLAY"'))
+    assert result.stdout == f":{number}\n"
+    closed = await service.create(
+        CreateRequest(terminal_id=6, display=f":{number}", wait_timeout=0.2)
+    )
+    assert closed.display_ready is False
+    skipped = await service.create(
+        CreateRequest(terminal_id=7, display=f":{number}", wait_until_display=False)
+    )
+    assert skipped.display_ready is None

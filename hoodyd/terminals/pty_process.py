@@ -128,6 +128,17 @@ class PtyProcess:
         if not self._pending:
             self._loop.remove_writer(self._master)
 
+    def interrupt(self) -> None:
+        """SIGINT to the terminal's foreground process group, as Ctrl-C would send it.
+
+        A signal rather than a typed Ctrl-C: a line editor that is just starting may flush
+        pending input (zsh does), and the keystroke would be lost. (Lines are parsed before
+        they are typed, so this is only the fallback for a line that still asks for more.)
+        """
+        if self.running:
+            with contextlib.suppress(OSError):
+                os.killpg(os.tcgetpgrp(self._master), signal.SIGINT)
+
     def resize(self, cols: int, rows: int) -> None:
         self._cols, self._rows = cols, rows
         if self.running:

@@ -411,6 +411,7 @@ class TerminalService:
             command=command_text,
             line=wrap_command(session.shell.kind, command_text, request.cwd, env),
             output_limit=self.config.command_output_bytes,
+            shell_kind=session.shell.kind,
             defer=request.defer,
         )
         self._remember(command)

@@ -30,6 +30,7 @@ from hoodyd.schemas.terminal import (
     SessionOptions,
 )
 from hoodyd.terminals import defer as defer_wait
+from hoodyd.terminals import shells
 from hoodyd.terminals.markers import (
     CommandStarted,
     ContinuationPrompt,
@@ -47,6 +48,12 @@ DEFER_TIMEOUT_EXIT_CODE = 124  # what `timeout(1)` reports: the command did not 
 # Terminal mode switches readline prints around each command line; not the command's output.
 _READLINE_NOISE = re.compile(rb"\x1b\[\?2004[hl]\r?")
 _PREAMBLE_LIMIT = 64 * 1024
+# fish sets the window title and resets colours after its preexec hook, so just after the
+# command-started marker; that is fish's, not the command's output.
+_FISH_PREFIX = re.compile(rb"^(?:\x1b\][^\x07]*\x07|\x1b\[[0-9;]*m|\x1b\(B|\r)*")
+# zsh's line editor resets attributes and clears the line before it draws the prompt (and so
+# before the prompt marker); that is the editor's, not the command's output.
+_ZSH_SUFFIX = re.compile(rb"(?:\r|\x1b\[[0-9;]*[mJK])+$")
 
 
 def rfc3339(timestamp: float | None) -> str | None:
@@ -64,6 +71,7 @@ class Command:
     command: str
     line: str  # what is typed into the PTY (command, or wrapped with cwd/env)
     output_limit: int
+    shell_kind: str = "bash"
     defer: DeferSpec | None = None
     defer_method: DeferMethod = "pidfd"
     defer_outcome: DeferOutcomeName = "waiting"
@@ -83,6 +91,7 @@ class Command:
     started_seen: bool = False
     prompt_seq_at_injection: int = 0
     defer_task: asyncio.Task[defer_wait.DeferOutcome] | None = None
+    parse_task: asyncio.Task[shells.SyntaxProblem | None] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -117,6 +126,10 @@ class Command:
             # No command-started marker (a syntax error, or a shell without one): what
             # followed the echoed command line is what the shell printed for it.
             _echo, _sep, raw = bytes(self.preamble).partition(b"\n")
+        if self.shell_kind == "fish":
+            raw = _FISH_PREFIX.sub(b"", raw, count=1)
+        elif self.shell_kind == "zsh":
+            raw = _ZSH_SUFFIX.sub(b"", raw, count=1)
         raw = _READLINE_NOISE.sub(b"", raw).replace(b"\r\n", b"\n")
         return raw.decode("utf-8", errors="replace")
 
@@ -192,6 +205,7 @@ class TerminalSession:
         self._at_prompt = asyncio.Event()
         self._exited = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
+        self._parsing: set[asyncio.Task[shells.SyntaxProblem | None]] = set()
         self._log = log.bind(terminal_id=terminal_id)
 
     # lifecycle
@@ -222,6 +236,8 @@ class TerminalSession:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
+        # parse checks are short child processes: let them end rather than orphan them
+        await asyncio.gather(*self._parsing, return_exceptions=True)
         return code
 
     @property
@@ -259,7 +275,11 @@ class TerminalSession:
     # commands
 
     def submit(self, command: Command, use_pidfd: bool) -> None:
-        """Accept `command`: its defer wait starts now, its injection waits its turn."""
+        """Accept `command`: its parse check and defer wait start now, its injection waits
+        its turn (so a deferred command is typed the moment its PID exits)."""
+        command.parse_task = asyncio.create_task(shells.syntax_error(self.shell, command.line))
+        self._parsing.add(command.parse_task)
+        command.parse_task.add_done_callback(self._parsing.discard)
         if command.defer is not None:
             spec = command.defer
             command.status = "pending"
@@ -303,6 +323,14 @@ class TerminalSession:
                     self._log.info("command_defer_timed_out", command_id=command.id)
                     continue
                 command.status = "queued"
+            assert command.parse_task is not None
+            problem = await asyncio.shield(command.parse_task)
+            if problem is not None:
+                command.started_seen = True
+                command.capture(problem.message.encode())
+                command.finish("completed", problem.status)
+                self._log.info("command_syntax_error", command_id=command.id)
+                continue
             await self._wait_at_prompt()
             if not self.running:
                 command.finish("failed", None, error="the shell exited before the command ran")
@@ -369,7 +397,7 @@ class TerminalSession:
                 # The command is incomplete (an open quote, a trailing pipe): the shell waits
                 # for more lines that will never come. Interrupt it so the queue moves on.
                 command.error = "incomplete command: the shell asked for more input"
-                self._pty.write(b"\x03")
+                self._pty.interrupt()
 
     def _on_prompt(self, event: PromptDrawn) -> None:
         seq = event.seq if event.seq is not None else self._prompt_seq + 1

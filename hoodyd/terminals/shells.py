@@ -10,6 +10,7 @@ before any user command runs.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import shlex
@@ -62,14 +63,22 @@ ZDOTDIR=${HOODYD_USER_ZDOTDIR:-$HOME}; unset HOODYD_USER_ZDOTDIR
 [[ -z ${HOODYD_SKIP_USER_RC:-} && -f $ZDOTDIR/.zshrc ]] && source $ZDOTDIR/.zshrc
 unset HOODYD_SKIP_USER_RC
 setopt NO_BANG_HIST
+# The partial-line mark (PROMPT_SP) is drawn before the prompt marker; it would end up in
+# every command's output.
+setopt NO_PROMPT_SP
 typeset -gi __hoodyd_seq=0
-__hoodyd_precmd() {
-  local s=$?
-  (( __hoodyd_seq++ ))
-  printf '\e]6973;%s;D;%s;%s\a' $__hoodyd_nonce $s $__hoodyd_seq
+typeset -g __hoodyd_status=0 __hoodyd_mark=""
+__hoodyd_precmd() { __hoodyd_status=$?; (( __hoodyd_seq++ )) }
+# The prompt marker goes into PS1 rather than being printed by precmd: ZLE draws PS1 after it
+# has put the terminal in raw mode, so input injected after the marker is echoed once. It runs
+# last, after any prompt theme has rebuilt PS1.
+__hoodyd_ps1() {
+  PS1=${PS1#"$__hoodyd_mark"}
+  __hoodyd_mark=$'%{\e]6973;'"$__hoodyd_nonce;D;$__hoodyd_status;$__hoodyd_seq"$'\a%}'
+  PS1=$__hoodyd_mark$PS1
 }
 __hoodyd_preexec() { printf '\e]6973;%s;S\a' $__hoodyd_nonce }
-precmd_functions=(__hoodyd_precmd $precmd_functions)
+precmd_functions=(__hoodyd_precmd $precmd_functions __hoodyd_ps1)
 preexec_functions+=(__hoodyd_preexec)
 PS2=$'%{\e]6973;'$__hoodyd_nonce$';C\a%}'$PS2
 if [[ -n ${HOODYD_STARTUP_SCRIPT:-} ]]; then source $HOODYD_STARTUP_SCRIPT; fi
@@ -79,17 +88,21 @@ unset HOODYD_STARTUP_SCRIPT
 _FISH_RC = r"""# hoodyd shell integration for fish (written by hoodyd; rewritten at each start)
 # (fish has already read the user's config.fish when --init-command runs)
 set -g __hoodyd_nonce $HOODYD_MARKER; set -e HOODYD_MARKER; set -e HOODYD_SKIP_USER_RC
-set -g __hoodyd_status 0
 set -g __hoodyd_seq 0
 function __hoodyd_preexec --on-event fish_preexec
   printf '\e]6973;%s;S\a' $__hoodyd_nonce
 end
+# Completion is marked right after the command, before fish prints its missing-newline
+# indicator and the prompt, so neither is taken for the command's output.
 function __hoodyd_postexec --on-event fish_postexec
-  set -g __hoodyd_status $status
-end
-function __hoodyd_prompt --on-event fish_prompt
+  set -l s $status
   set -g __hoodyd_seq (math $__hoodyd_seq + 1)
-  printf '\e]6973;%s;D;%s;%s\a' $__hoodyd_nonce $__hoodyd_status $__hoodyd_seq
+  printf '\e]6973;%s;D;%s;%s\a' $__hoodyd_nonce $s $__hoodyd_seq
+end
+# A prompt repeats the last count: the first one says the shell is ready, later ones are
+# redraws hoodyd ignores.
+function __hoodyd_prompt --on-event fish_prompt
+  printf '\e]6973;%s;D;0;%s\a' $__hoodyd_nonce $__hoodyd_seq
 end
 if set -q HOODYD_STARTUP_SCRIPT; and test -n "$HOODYD_STARTUP_SCRIPT"
   source $HOODYD_STARTUP_SCRIPT
@@ -187,6 +200,46 @@ class ShellIntegration:
             env["HOODYD_USER_ENV"] = env["ENV"]
         env["ENV"] = str(self.directory / "hoodyd.shrc")
         return [shell.path, "-i"]
+
+
+# Parse without running, reading the line from stdin, without any start-up file. bash gets
+# extglob so that the check accepts a superset of what an interactive shell may accept.
+_PARSE_ONLY: dict[ShellKind, tuple[str, ...]] = {
+    "bash": ("--norc", "--noprofile", "-O", "extglob", "-n"),
+    "zsh": ("-f", "-n"),
+    "fish": ("--no-config", "--no-execute"),
+    "sh": ("-n",),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SyntaxProblem:
+    status: int
+    message: str
+
+
+async def syntax_error(shell: Shell, line: str) -> SyntaxProblem | None:
+    """The shell parser's complaint about `line`, or None when it parses.
+
+    An interactive shell handed a line that does not parse may not come back to its prompt:
+    an open quote or a trailing `|` makes it ask for more lines (and a Ctrl-C at that
+    continuation prompt is not always honoured at once), and fish keeps such a line in its
+    editor. So each line is parsed first, without being run, by the same shell binary; a
+    line that fails is never typed and completes with the parser's status and message.
+    """
+    process = await asyncio.create_subprocess_exec(
+        shell.path,
+        *_PARSE_ONLY[shell.kind],
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
+    )
+    _out, err = await process.communicate(line.encode() + b"\n")
+    if process.returncode == 0:
+        return None
+    status = process.returncode if process.returncode and process.returncode > 0 else 2
+    return SyntaxProblem(status, err.decode(errors="replace") or f"{shell.kind}: syntax error")
 
 
 def wrap_command(kind: ShellKind, command: str, cwd: str | None, env: dict[str, str]) -> str:
