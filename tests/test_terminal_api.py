@@ -11,12 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
+import yaml
 from aiohttp.test_utils import TestClient
 
 from hoodyd import app as app_module
 from hoodyd.api import terminal as terminal_api
+from hoodyd.api.openapi import load_yaml_text
 from hoodyd.app import create_app
+from hoodyd.schemas import terminal as wire
 from tests.conftest import make_config
 
 BASE = "/api/v1/terminal"
@@ -291,3 +295,24 @@ async def test_attach_to_unknown_terminal_is_a_json_404(client: TestClient) -> N
     response = await client.get(f"{BASE}/attach/12")
     assert response.status == 404
     assert (await response.json())["reason"] == "TERMINAL_NOT_FOUND"
+
+
+def test_openapi_schemas_list_exactly_the_wire_fields() -> None:
+    """Every terminal response and request Struct matches its OpenAPI schema, field by field."""
+    schemas = yaml.safe_load(load_yaml_text("terminal"))["components"]["schemas"]
+    for struct in (
+        wire.CreateRequest,
+        wire.CreateResponse,
+        wire.SessionInfo,
+        wire.SessionsResponse,
+        wire.ExecuteBody,
+        wire.DeferInfo,
+        wire.CommandResult,
+        wire.HistoryResponse,
+        wire.OutputResponse,
+        wire.ResizeRequest,
+        wire.ResizeResponse,
+        wire.DeleteResponse,
+    ):
+        fields = {field.encode_name for field in msgspec.structs.fields(struct)}
+        assert set(schemas[struct.__name__]["properties"]) == fields, struct.__name__
