@@ -227,7 +227,9 @@ async def test_search_jobs_and_job_errors(aiohttp_client, short_tmp: Path, world
     assert done["status"] == "done" and done["result_type"] == "search-response"
     assert done["result"]["candidates"][0]["candidate_id"] == "apt:jq" and done["result"]["set_id"]
     wrapped = await client.post(f"{BASE}/search/jobs", json={"selector": {"app": "jq"}})
-    assert wrapped.status == 400
+    assert wrapped.status == 400 and (await wrapped.json())["error"].startswith(
+        "missing field 'app'"
+    )
     missing = await client.get(f"{BASE}/jobs/00000000-0000-0000-0000-000000000000")
     assert missing.status == 404 and (await missing.json())["reason"] == "JOB_NOT_FOUND"
     bad_wait = await client.get(f"{BASE}/jobs/{job['job_id']}?wait=forever")

@@ -4,7 +4,7 @@ unknown enum value comes back with the list of allowed values."""
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -31,9 +31,33 @@ def decode(raw: bytes | str, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
+        # msgspec reports the first problem it meets; a missing required field is the one
+        # a client most needs to hear about (a wrapped {"selector": …} lacks `app`)
+        missing = _missing_required(raw, kind)
+        if missing is not None:
+            raise InvalidRequest(
+                f"missing field '{missing}': {exc}",
+                reason="MISSING_FIELD",
+                extra={"field": missing},
+            ) from exc
         raise translate(exc) from exc
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"malformed JSON body: {exc}", reason="MALFORMED_JSON") from exc
+
+
+def _missing_required(raw: bytes | str, kind: type[Any]) -> str | None:
+    if not (isinstance(kind, type) and issubclass(kind, msgspec.Struct)):
+        return None
+    try:
+        obj = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    for field in msgspec.structs.fields(kind):
+        if field.required and field.encode_name not in obj:
+            return field.encode_name
+    return None
 
 
 def convert(obj: object, kind: type[T]) -> T:
