@@ -303,42 +303,52 @@ class TerminalSession:
             if command.final:
                 continue
             self._head = command
-            if command.defer_task is not None:
-                try:
-                    outcome = await command.defer_task
-                except asyncio.CancelledError:
-                    if command.final:
-                        continue
-                    raise
-                command.defer_outcome = outcome.value
-                if outcome is defer_wait.DeferOutcome.TIMED_OUT:
-                    assert command.defer is not None
-                    command.timed_out = True
-                    command.finish(
-                        "timed_out",
-                        DEFER_TIMEOUT_EXIT_CODE,
-                        error=f"process {command.defer.pid} was still running after "
-                        f"{command.defer.timeout_ms} ms; the command was not run",
-                    )
-                    self._log.info("command_defer_timed_out", command_id=command.id)
-                    continue
-                command.status = "queued"
-            assert command.parse_task is not None
-            problem = await asyncio.shield(command.parse_task)
-            if problem is not None:
-                command.started_seen = True
-                command.capture(problem.message.encode())
-                command.finish("completed", problem.status)
-                self._log.info("command_syntax_error", command_id=command.id)
-                continue
-            await self._wait_at_prompt()
-            if not self.running:
-                command.finish("failed", None, error="the shell exited before the command ran")
-                continue
-            self._inject(command)
-            await command.done.wait()
-            self._current = None
-            self._head = None
+            try:
+                await self._run(command)
+            except Exception:
+                # one command's failure must not stop the terminal's queue
+                self._log.exception("command_failed_internally", command_id=command.id)
+                command.finish("failed", None, error="internal error while running the command")
+            finally:
+                self._current = None
+                self._head = None
+
+    async def _run(self, command: Command) -> None:
+        """Wait for the command's defer and parse check and for the prompt, then type it."""
+        if command.defer_task is not None:
+            try:
+                outcome = await command.defer_task
+            except asyncio.CancelledError:
+                if command.final:
+                    return
+                raise
+            command.defer_outcome = outcome.value
+            if outcome is defer_wait.DeferOutcome.TIMED_OUT:
+                assert command.defer is not None
+                command.timed_out = True
+                command.finish(
+                    "timed_out",
+                    DEFER_TIMEOUT_EXIT_CODE,
+                    error=f"process {command.defer.pid} was still running after "
+                    f"{command.defer.timeout_ms} ms; the command was not run",
+                )
+                self._log.info("command_defer_timed_out", command_id=command.id)
+                return
+            command.status = "queued"
+        assert command.parse_task is not None
+        problem = await asyncio.shield(command.parse_task)
+        if problem is not None:
+            command.started_seen = True
+            command.capture(problem.message.encode())
+            command.finish("completed", problem.status)
+            self._log.info("command_syntax_error", command_id=command.id)
+            return
+        await self._wait_at_prompt()
+        if not self.running:
+            command.finish("failed", None, error="the shell exited before the command ran")
+            return
+        self._inject(command)
+        await command.done.wait()
 
     async def _wait_at_prompt(self) -> None:
         if self._at_prompt.is_set() or not self.running:

@@ -227,14 +227,17 @@ async def syntax_error(shell: Shell, line: str) -> SyntaxProblem | None:
     editor. So each line is parsed first, without being run, by the same shell binary; a
     line that fails is never typed and completes with the parser's status and message.
     """
-    process = await asyncio.create_subprocess_exec(
-        shell.path,
-        *_PARSE_ONLY[shell.kind],
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
-    )
+    try:
+        process = await asyncio.create_subprocess_exec(
+            shell.path,
+            *_PARSE_ONLY[shell.kind],
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
+        )
+    except OSError:
+        return None  # cannot check (out of processes?): type it; the interactive shell decides
     _out, err = await process.communicate(line.encode() + b"\n")
     if process.returncode == 0:
         return None
