@@ -102,20 +102,25 @@ async def test_sources_crud_persists_and_validates(
              "config": {"path": str(world.manifest)}}  # fmt: skip
     added = await client.post(f"{BASE}/sources", json=extra)
     assert added.status == 201 and [s["source_id"] for s in await added.json()][-1] == "extra"
+    patched = await client.patch(f"{BASE}/sources/extra", json={"enabled": True, "priority": 90})
+    assert (await patched.json())["priority"] == 90
+    stored = (short_tmp / "s" / "run" / "config.json").read_bytes()
+    assert b'"priority": 90' in stored
     assert (await client.post(f"{BASE}/sources", json=extra)).status == 400  # duplicate
     mismatch = await client.post(
         f"{BASE}/sources", json={**extra, "source_id": "x", "provider": "nix"}
     )
     assert (await mismatch.json())["reason"] == "INVALID_SOURCE_PROVIDER"
-    patched = await client.patch(f"{BASE}/sources/extra", json={"enabled": True, "priority": 90})
-    assert (await patched.json())["priority"] == 90
     bad_patch = await client.patch(f"{BASE}/sources/extra", json={"source_type": "apt"})
     assert bad_patch.status == 400 and (await bad_patch.json())["reason"] == "UNKNOWN_FIELD"
     assert (await client.patch(f"{BASE}/sources/ghost", json={"enabled": True})).status == 404
+    bad_config = await client.patch(f"{BASE}/sources/extra", json={"config": {"path": 7}})
+    assert (await bad_config.json())["reason"] == "INVALID_SOURCE_CONFIG"
     assert (await client.post(f"{BASE}/sources/ghost/sync")).status == 404
     assert (await client.get(f"{BASE}/sources/ghost/diagnostics")).status == 404
     config = await (await client.get(f"{BASE}/config")).json()
     assert config["version"] == 1 and config["sources"][-1]["priority"] == 90
+    assert (short_tmp / "s" / "run" / "config.json").read_bytes() == stored  # bad edits: no write
     deleted = await client.delete(f"{BASE}/sources/extra")
     assert deleted.status == 204 and await deleted.read() == b""
     assert (await client.delete(f"{BASE}/sources/extra")).status == 404
