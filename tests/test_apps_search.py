@@ -4,6 +4,8 @@ filters, profiles, broken sources, launch plans, candidate sets and the persiste
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import shlex
 import threading
 import time
@@ -199,8 +201,17 @@ async def test_small_limits_are_the_head_of_the_full_ranking(short_tmp: Path) ->
 
 
 async def test_close_stops_a_running_sync(short_tmp: Path) -> None:
-    """Closing the service ends a sync under way (the real apt lists here) within seconds."""
-    service = AppService(short_tmp, quiet_settings(), environ={"PATH": "/usr/bin:/bin"})
+    """Closing the service ends a sync under way (a 200k-package apt list) within seconds."""
+    big = short_tmp / "big_Packages.gz"
+    stanza = "Package: pkg{0}\nVersion: 1.{0}\nArchitecture: amd64\nDescription: package {0}\n\n"
+    big.write_bytes(gzip.compress("".join(stanza.format(i) for i in range(200_000)).encode()))
+    world = make_world(short_tmp / "w")
+    sources = world.sources()
+    sources[1]["config"]["lists"] = [str(big)]
+    (short_tmp / "s" / "run").mkdir(parents=True)
+    config = {"version": 1, "sources": sources[:2], "profiles": []}
+    (short_tmp / "s" / "run" / "config.json").write_text(json.dumps(config))
+    service = AppService(short_tmp / "s", quiet_settings(), environ=world.environ())
     await service.start()
     job = service.sync_source("apt")
     await asyncio.sleep(0.3)
@@ -211,6 +222,7 @@ async def test_close_stops_a_running_sync(short_tmp: Path) -> None:
     while any(t.name.startswith("hoodyd-sync") for t in threading.enumerate()):
         assert time.monotonic() < deadline, "sync thread still running"
         await asyncio.sleep(0.05)
+    assert not (short_tmp / "s" / "index" / "apt.msgpack").exists()
 
 
 async def test_unreadable_runtime_config_refuses_to_start(short_tmp: Path) -> None:
