@@ -261,6 +261,8 @@ async def test_batch_items_fail_alone(aiohttp_client, short_tmp: Path, world: Wo
     assert results[2]["error"]["code"] == 400 and "'app'" in results[2]["error"]["error"]
     assert "allowed values are search, run" in results[3]["error"]["error"]
     assert (await client.post(f"{BASE}/batch", data=b"{")).status == 400
+    too_many = await client.post(f"{BASE}/batch", json={"items": [items[0]] * 101})
+    assert too_many.status == 400 and (await too_many.json())["reason"] == "BATCH_TOO_LARGE"
 
 
 async def test_sync_jobs_and_diagnostics(aiohttp_client, short_tmp: Path, world: World) -> None:

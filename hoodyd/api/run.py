@@ -126,7 +126,7 @@ async def get_job(request: web.Request) -> web.Response:
 
 async def batch(request: web.Request) -> web.Response:
     body = await _body(request, BatchRequest)
-    return json_response(_service(request).batch(body.items))
+    return json_response(await _service(request).batch(body.items))
 
 
 # --- runtime configuration ---------------------------------------------------------------------

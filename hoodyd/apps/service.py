@@ -94,6 +94,7 @@ DEFAULT_LIMIT = 25
 MAX_LIMIT = 100
 DEFAULT_PAGE_SIZE = 25
 SYNC_NICENESS = 10
+MAX_BATCH_ITEMS = 100
 RUN_BASE = "/api/v1/run"
 
 
@@ -719,9 +720,16 @@ class AppService:
     def recipe_search(self, name: str, request: RecipeExecutionRequest) -> SearchResponse:
         return self.search(self.recipe_selector(name, request))
 
-    def batch(self, items: list[msgspec.Raw]) -> BatchResponse:
+    async def batch(self, items: list[msgspec.Raw]) -> BatchResponse:
+        """Each item on its own: a bad item is an error result, never a failed batch."""
+        if len(items) > MAX_BATCH_ITEMS:
+            raise InvalidRequest(
+                f"too many batch items: {len(items)} (at most {MAX_BATCH_ITEMS})",
+                reason="BATCH_TOO_LARGE",
+            )
         results: list[BatchItemResult] = []
         for raw in items:
+            await asyncio.sleep(0)  # let other requests in between the searches
             request_id = _request_id(raw)
             try:
                 item = wire.decode(bytes(raw), BatchItemRequest)
