@@ -214,3 +214,39 @@ async def test_remote_manifest_over_http_with_pin(aiohttp_server, short_tmp: Pat
         await asyncio.to_thread(sync, "manifest-remote-index", {"url": url}, None, "0" * 64)
     with pytest.raises(SourceUnavailable, match="HTTP 404"):
         await asyncio.to_thread(sync, "manifest-remote-index", {"url": url + ".missing"})
+
+
+def test_launcher_entries_keep_their_own_records(short_tmp: Path) -> None:
+    """An entry run through a launcher stays its own record; `env VAR=x prog` still merges."""
+    bin_dir, apps = short_tmp / "bin", short_tmp / "apps"
+    executable(bin_dir / "flatpak")
+    executable(bin_dir / "gimp")
+    desktop(
+        apps,
+        "org.example.Paint.desktop",
+        """
+        [Desktop Entry]
+        Name=Paint
+        Exec=flatpak run --branch=stable org.example.Paint @@u %U @@
+        Type=Application
+    """,
+    )
+    desktop(
+        apps,
+        "gimp.desktop",
+        """
+        [Desktop Entry]
+        Name=GNU Image Manipulation Program
+        Exec=env GIMP_DEBUG=0 gimp %U
+        Type=Application
+    """,
+    )
+    result = sync("system-path", {"path": str(bin_dir), "applications_dirs": [str(apps)]})
+    records = by_ident(result)
+    assert records[str(bin_dir / "flatpak")].title == "flatpak"
+    paint = records[str(apps / "org.example.Paint.desktop")]
+    assert paint.title == "Paint" and paint.name == "org.example.Paint" and paint.kind == "gui"
+    assert paint.argv[:3] == ("flatpak", "run", "--branch=stable")
+    gimp = records[str(bin_dir / "gimp")]
+    assert gimp.title == "GNU Image Manipulation Program"
+    assert gimp.argv == ("env", "GIMP_DEBUG=0", "gimp")

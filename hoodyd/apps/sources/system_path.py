@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from hoodyd.apps.index import words_of
 from hoodyd.apps.records import AppRecord, LaunchPlan, SyncContext, SyncResult
 from hoodyd.apps.sources.base import config_list, config_str
 from hoodyd.apps.sources.desktop_entry import (
@@ -152,6 +153,28 @@ def _resolve(program: str, path_value: str) -> Path | None:
     return Path(found) if found else None
 
 
+def _program_of(argv: list[str]) -> str:
+    """The program an Exec runs, looking through `env [-flags] [VAR=value]... program`."""
+    if Path(argv[0]).name != "env":
+        return argv[0]
+    for arg in argv[1:]:
+        if not arg.startswith("-") and "=" not in arg:
+            return arg
+    return ""
+
+
+def _names_the_program(entry: DesktopEntry, program: str) -> bool:
+    """Whether the entry is this program's own (code.desktop, org.gnome.Nautilus.desktop →
+    nautilus, Name=Firefox → firefox), not a launcher that runs something else."""
+    program = program.lower()
+    stem = entry.desktop_id.removesuffix(".desktop").lower()
+    return program in (
+        stem,
+        stem.rsplit(".", 1)[-1],
+        stem.rsplit("-", 1)[0],
+    ) or program in words_of(entry.string("Name"))
+
+
 def merge(
     executables: dict[str, Path], entries: list[DesktopEntry], path_value: str
 ) -> list[AppRecord]:
@@ -168,8 +191,12 @@ def merge(
             )
         except DesktopEntryError:
             continue
-        resolved = _resolve(argv[0], path_value)
+        program = _program_of(argv)
+        resolved = _resolve(program, path_value) if program else None
         exe_key = str(resolved) if resolved is not None and str(resolved) in by_path else None
+        if exe_key and not _names_the_program(entry, resolved.name if resolved else ""):
+            # a launcher (flatpak run, a wrapper script) must not take over its executable
+            exe_key = None
         if exe_key:
             claims[exe_key] = claims.get(exe_key, 0) + 1
         parsed.append((entry, argv, exe_key))
