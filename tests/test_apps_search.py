@@ -13,6 +13,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from structlog.testing import capture_logs
 
 from hoodyd.apps.service import AppService
 from hoodyd.errors import InvalidRequest
@@ -133,9 +134,12 @@ async def test_broken_source_does_not_break_search(short_tmp: Path) -> None:
     service = await open_service(short_tmp / "s", world)
     try:
         world.manifest.write_text("{not json")
-        job = service.sync_source("team")
-        done = await service.job(job.job_id, wait=True, timeout_ms=30_000)
+        with capture_logs() as logs:
+            job = service.sync_source("team")
+            done = await service.job(job.job_id, wait=True, timeout_ms=30_000)
         assert done.status == "error" and "invalid manifest" in done.error
+        failed = [e for e in logs if e["event"] == "run_source_sync_failed"]
+        assert failed and failed[0]["source_id"] == "team"
         diagnostics = service.diagnostics("team")
         assert diagnostics.status == "error" and "invalid manifest" in diagnostics.last_error
         assert diagnostics.provider_details["record_count"] == 2  # previous records kept
