@@ -91,6 +91,8 @@ async def test_lines_that_do_not_parse_complete_without_being_typed(
     )
     assert (incomplete.status, incomplete.exit_code) == ("completed", 2)
     assert "unexpected EOF" in incomplete.stdout
+    reserved = await service.execute(ExecuteRequest(terminal_id=1, command="if true", timeout=WAIT))
+    assert (reserved.status, reserved.exit_code) == ("completed", 2)
     assert service.session(1).ring.end == before
     after = await service.execute(ExecuteRequest(terminal_id=1, command="echo fine"))
     assert (after.stdout, after.exit_code) == ("fine\n", 0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import re
 import shlex
 import shutil
 from dataclasses import dataclass
@@ -212,6 +213,18 @@ _PARSE_ONLY: dict[ShellKind, tuple[str, ...]] = {
 }
 
 
+# A line of plain words (no quotes, escapes, operators, brackets or reserved words) is a simple
+# command in every supported shell: it always parses, so no parser needs to be started for it.
+_PLAIN_WORDS = re.compile(r"[A-Za-z0-9_./:=,+@%-]+(?: +[A-Za-z0-9_./:=,+@%-]+)*")
+# fmt: off
+_RESERVED_WORDS = frozenset({
+    "if", "then", "else", "elif", "fi", "case", "esac", "for", "select", "while", "until",
+    "do", "done", "function", "time", "coproc", "in", "begin", "end", "switch", "and", "or",
+    "not", "repeat", "foreach", "nocorrect", "noglob",
+})
+# fmt: on
+
+
 @dataclass(frozen=True, slots=True)
 class SyntaxProblem:
     status: int
@@ -227,6 +240,9 @@ async def syntax_error(shell: Shell, line: str) -> SyntaxProblem | None:
     editor. So each line is parsed first, without being run, by the same shell binary; a
     line that fails is never typed and completes with the parser's status and message.
     """
+    stripped = line.strip()
+    if _PLAIN_WORDS.fullmatch(stripped) and _RESERVED_WORDS.isdisjoint(stripped.split()):
+        return None
     try:
         process = await asyncio.create_subprocess_exec(
             shell.path,
