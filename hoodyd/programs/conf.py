@@ -103,7 +103,9 @@ def render(
         "killasgroup=true",
         "stopwaitsecs=10",
     ]
-    if _needs_user_switch(program.user):
+    if os.geteuid() == 0:
+        # supervisord switches users only when it runs as root; as anyone else, validation
+        # has made sure the program runs as the daemon's own user, so no `user=` line
         lines.append(f"user={program.user}")
     if program.logs_enabled:
         for stream in ("stdout", "stderr"):
@@ -119,12 +121,6 @@ def render(
         pairs = ",".join(f"{key}={_env_value(value)}" for key, value in sorted(environment.items()))
         lines.append(f"environment={_ini(pairs)}")
     return "\n".join(lines) + "\n"
-
-
-def _needs_user_switch(user: str) -> bool:
-    # supervisord switches users only when it runs as root; as anyone else, validation has
-    # already made sure the program runs as the daemon's own user, so no `user=` line
-    return os.geteuid() == 0
 
 
 def check(text: str) -> None:
