@@ -32,9 +32,10 @@ async def call(
     session: aiohttp.ClientSession, method: str, path: str, body: Any = None
 ) -> tuple[int, dict[str, Any]]:
     data = None if body is None else json.dumps(body)
-    async with session.request(
-        method, API + path, data=data, headers={"Content-Type": "application/json"}
-    ) as response:
+    # the seed page's requests carry a bearer token; on the Unix socket it is accepted and
+    # ignored (the peer's credentials are what is checked)
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer <token>"}
+    async with session.request(method, API + path, data=data, headers=headers) as response:
         return response.status, await response.json()
 
 
