@@ -242,15 +242,16 @@ async def test_shell_exit_is_reported_then_the_session_is_recreated(
 
 
 async def test_delete_kills_the_shell_and_its_commands(service: TerminalService) -> None:
-    """Deleting a session ends its shell and the program it runs, and fails that command."""
+    """Deleting a session ends its shell, its background job and the program it runs."""
     await service.create(CreateRequest(terminal_id=3))
+    await service.execute(ExecuteRequest(terminal_id=3, command="sleep 101 &"))
     running = await service.execute(ExecuteRequest(terminal_id=3, command="sleep 100", wait=False))
     shell = psutil.Process(service.session(3).pid)
     deadline = time.monotonic() + WAIT
-    while not shell.children() and time.monotonic() < deadline:
+    while len(shell.children()) < 2 and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     family = [shell, *shell.children(recursive=True)]
-    assert len(family) == 2
+    assert len(family) == 3
     deleted = await service.delete(3)
     assert deleted.deleted
     _gone, alive = psutil.wait_procs(family, timeout=WAIT)

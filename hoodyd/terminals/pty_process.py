@@ -102,7 +102,7 @@ class PtyProcess:
             self._loop.add_reader(self._pidfd, self._child_exited)
 
     def write(self, data: bytes) -> None:
-        if not self.running:
+        if not self.running or self._master < 0:
             return
         if self._pending:
             self._pending += data
@@ -135,13 +135,13 @@ class PtyProcess:
         pending input (zsh does), and the keystroke would be lost. (Lines are parsed before
         they are typed, so this is only the fallback for a line that still asks for more.)
         """
-        if self.running:
+        if self.running and self._master >= 0:
             with contextlib.suppress(OSError):
                 os.killpg(os.tcgetpgrp(self._master), signal.SIGINT)
 
     def resize(self, cols: int, rows: int) -> None:
         self._cols, self._rows = cols, rows
-        if self.running:
+        if self.running and self._master >= 0:
             # The kernel sends SIGWINCH to the foreground process group itself.
             set_window_size(self._master, cols, rows)
 
@@ -169,33 +169,64 @@ class PtyProcess:
             self._loop.remove_reader(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = -1
-        with contextlib.suppress(OSError):
-            self._read_available()  # output written just before the exit
+        if self._master >= 0:
+            with contextlib.suppress(OSError):
+                self._read_available()  # output written just before the exit
         code = self._process.poll()
         if code is None:
             code = self._process.wait()  # EIO path without pidfd: the exit is imminent
+        self._close_master()
+        self._exited.set_result(code)
+        self._on_exit(code)
+
+    def _close_master(self) -> None:
+        if self._master < 0:
+            return
         self._loop.remove_reader(self._master)
         if self._pending:
             self._loop.remove_writer(self._master)
             self._pending.clear()
         os.close(self._master)
-        self._exited.set_result(code)
-        self._on_exit(code)
+        self._master = -1
 
     async def terminate(self, grace: float = 2.0) -> int | None:
-        """Hang up the terminal like a closed window (SIGHUP), then SIGKILL after `grace`."""
+        """Hang up the terminal like a closed window: SIGHUP, close the master side; SIGKILL
+        whatever is left after `grace`."""
         if self.running:
-            self._signal_groups(signal.SIGHUP)
+            groups = self._process_groups()
+            self._signal(groups, signal.SIGHUP)
+            # Closing the master is the hang-up itself. bash defers a SIGHUP that lands while
+            # readline draws the prompt until the next key; with the master gone its read
+            # fails at once and it exits.
+            self._close_master()
+            if self._pidfd < 0:
+                self._loop.run_in_executor(None, self._wait_then_report)
             try:
                 await asyncio.wait_for(asyncio.shield(self._exited), grace)
             except TimeoutError:
-                self._signal_groups(signal.SIGKILL)
+                self._signal(groups, signal.SIGKILL)
         return await self._exited
 
-    def _signal_groups(self, sig: int) -> None:
+    def _wait_then_report(self) -> None:
+        assert self._process is not None
+        self._process.wait()
+        self._loop.call_soon_threadsafe(self._child_exited)
+
+    def _process_groups(self) -> set[int]:
+        """Every process group of the shell's session: the shell, its foreground job and its
+        background jobs. The shell does not always pass the hang-up on to its background
+        jobs (bash does not when it exits on EOF), so hoodyd signals them all itself."""
         groups = {self.pid}
-        with contextlib.suppress(OSError):
-            groups.add(os.tcgetpgrp(self._master))  # the foreground job, if it is not the shell
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if os.getsid(int(entry)) == self.pid:
+                    groups.add(os.getpgid(int(entry)))
+        return groups
+
+    @staticmethod
+    def _signal(groups: set[int], sig: int) -> None:
         for group in groups:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(group, sig)
