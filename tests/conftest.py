@@ -166,4 +166,13 @@ def sleeper(**fields: Any) -> dict[str, Any]:
     return body
 
 
+async def add_program(client: Any, **fields: Any) -> dict[str, Any]:
+    """Add a `sleeper` program with `fields` over the API; the added program."""
+    response = await client.post("/api/v1/daemon/programs/add", json=sleeper(**fields))
+    body = await response.json()
+    assert response.status == 200, body
+    program: dict[str, Any] = body["program"]
+    return program
+
+
 PORT_SERVER = f"{sys.executable} {Path(__file__).parent / 'data' / 'portserver.py'}"

@@ -9,16 +9,10 @@ from typing import Any
 import psutil
 
 from hoodyd.config import Config
-from tests.conftest import PORT_SERVER, sleeper
+from tests.conftest import PORT_SERVER
+from tests.conftest import add_program as add
 
 API = "/api/v1/daemon"
-
-
-async def add(client: Any, **fields: Any) -> dict[str, Any]:
-    response = await client.post(f"{API}/programs/add", json=sleeper(**fields))
-    body = await response.json()
-    assert response.status == 200, body
-    return body["program"]
 
 
 async def post(client: Any, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:

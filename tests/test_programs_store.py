@@ -11,16 +11,10 @@ from typing import Any
 import pytest
 
 from hoodyd.config import Config
+from tests.conftest import add_program as add
 from tests.conftest import sleeper
 
 API = "/api/v1/daemon"
-
-
-async def add(client: Any, **fields: Any) -> dict[str, Any]:
-    response = await client.post(f"{API}/programs/add", json=sleeper(**fields))
-    body = await response.json()
-    assert response.status == 200, body
-    return body["program"]
 
 
 def conf_files(config: Config) -> list[str]:
