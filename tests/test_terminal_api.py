@@ -320,11 +320,18 @@ def test_openapi_schemas_list_exactly_the_wire_fields() -> None:
 
 async def test_a_command_id_still_in_use_is_a_409(client: TestClient) -> None:
     """Reusing the id of a command that has not finished is refused; nothing else is queued."""
-    first = await execute(client, "terminal_id=1&wait=false", {"command": "sleep 0.3", "id": 500})
-    refused = await execute(client, "terminal_id=1", {"command": "echo no", "id": "500"}, 409)
-    assert refused["reason"] == "COMMAND_ID_IN_USE"
-    history = await (await client.get(f"{BASE}/history/1")).json()
-    assert [c["command_id"] for c in history["data"]] == [first["command_id"]]
+    sleep = await asyncio.create_subprocess_exec("sleep", "30")
+    try:
+        first = await execute(
+            client, f"terminal_id=1&defer_pid={sleep.pid}", {"command": "true", "id": 500}
+        )
+        refused = await execute(client, "terminal_id=1", {"command": "echo no", "id": "500"}, 409)
+        assert refused["reason"] == "COMMAND_ID_IN_USE"
+        history = await (await client.get(f"{BASE}/history/1")).json()
+        assert [c["command_id"] for c in history["data"]] == [first["command_id"]]
+    finally:
+        sleep.kill()
+        await sleep.wait()
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
         result = await (await client.get(f"{BASE}/result/500")).json()

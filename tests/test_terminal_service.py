@@ -120,7 +120,7 @@ async def test_wait_timeout_answers_running_and_the_command_completes_later(
     result = await service.execute(
         ExecuteRequest(terminal_id=1, command="sleep 0.5; echo late", timeout=0.05)
     )
-    assert (result.status, result.timed_out) == ("running", True)
+    assert result.status in ("queued", "running") and result.timed_out
     await finished(service, result.command_id)
     final = service.result(int(result.command_id))
     assert (final.status, final.stdout, final.timed_out) == ("completed", "late\n", False)
@@ -134,7 +134,7 @@ async def test_deferred_command_lands_after_the_pid_exits_and_not_before(
     async with running_service(short_tmp, defer_method=method) as service:
         await service.execute(ExecuteRequest(terminal_id=1, command="true"))
         spawned = time.time()
-        async with sleeper(0.6) as sleep:
+        async with sleeper(1.5) as sleep:
             result = await service.execute(
                 ExecuteRequest(terminal_id=1, command="echo landed", defer=DeferSpec(pid=sleep.pid))
             )
@@ -149,7 +149,7 @@ async def test_deferred_command_lands_after_the_pid_exits_and_not_before(
         assert (final.status, final.exit_code, final.stdout) == ("completed", 0, "landed\n")
         assert final.defer is not None and final.defer.outcome == "exited"
         started = service.command(int(result.command_id)).started_at
-        assert started is not None and started >= spawned + 0.6
+        assert started is not None and started >= spawned + 1.5
 
 
 async def test_reused_pid_runs_at_once(service: TerminalService) -> None:
