@@ -12,6 +12,7 @@ from typing import Any
 
 import psutil
 import pytest
+import structlog
 
 from hoodyd.errors import Conflict, InvalidRequest, NotFound
 from hoodyd.schemas.terminal import CommandResult, CreateRequest, DeferSpec, ExecuteRequest
@@ -364,3 +365,18 @@ async def test_display_sets_display_and_waits_for_its_port(service: TerminalServ
         CreateRequest(terminal_id=7, display=f":{number}", wait_until_display=False)
     )
     assert skipped.display_ready is None
+
+
+async def test_logs_name_commands_by_id_never_by_their_text(service: TerminalService) -> None:
+    """Command text (which may hold a secret) never reaches the logs; ids and codes do."""
+    with structlog.testing.capture_logs() as logs:
+        result = await service.execute(
+            ExecuteRequest(terminal_id=1, command="echo s3cr3t-token >/dev/null")
+        )
+    events = [entry["event"] for entry in logs]
+    assert {"terminal_started", "command_accepted", "command_injected", "command_completed"} <= set(
+        events
+    )
+    assert all("s3cr3t" not in repr(entry) for entry in logs)
+    completed = next(e for e in logs if e["event"] == "command_completed")
+    assert (completed["command_id"], completed["exit_code"]) == (int(result.command_id), 0)
