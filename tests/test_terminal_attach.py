@@ -120,3 +120,29 @@ def test_hoodyd_attach_to_a_missing_terminal_says_why(terminal_daemon: DaemonPro
     )
     assert result.returncode == 1
     assert "Terminal 5 not found" in result.stderr
+
+
+def test_hoodyd_attach_ends_when_the_shell_exits(terminal_daemon: DaemonProcess) -> None:
+    """When the remote shell exits, `hoodyd attach` restores the TTY and reports the status."""
+    master, slave = os.openpty()
+    client = subprocess.Popen(
+        [sys.executable, "-m", "hoodyd", "attach", "1", "--socket", str(terminal_daemon.socket)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        preexec_fn=_controlling_tty,
+    )
+    os.close(slave)
+    seen = bytearray()
+    try:
+        read_until(master, b"\x1b[?2004h", seen)
+        os.write(master, b"exit 3\r")
+        read_until(master, b"[terminal 1: the shell exited (3)]", seen)
+        assert client.wait(timeout=WAIT) == 0
+        assert termios.tcgetattr(master)[3] & termios.ECHO  # cooked mode is back
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        os.close(master)
