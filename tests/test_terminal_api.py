@@ -340,3 +340,15 @@ async def test_a_command_id_still_in_use_is_a_409(client: TestClient) -> None:
         await asyncio.sleep(0.05)
     reused = await execute(client, "terminal_id=1", {"command": "echo yes", "id": 500})
     assert (reused["command_id"], reused["stdout"]) == ("500", "yes\n")
+
+
+async def test_query_options_shape_a_new_session(client: TestClient) -> None:
+    """display, env, cwd and shell in the query apply when execute starts terminal 1."""
+    body = await execute(
+        client,
+        "terminal_id=1&display=7&skip_display_wait&env=FOO=b%20r&env=BAR=x=y&cwd=/tmp&shell=bash",
+        {"command": 'echo "$DISPLAY|$FOO|$BAR|$PWD"'},
+    )
+    assert body["stdout"] == ":7|b r|x=y|/tmp\n"
+    sessions = await (await client.get(f"{BASE}/sessions")).json()
+    assert (sessions["data"][0]["display"], sessions["data"][0]["cwd"]) == (":7", "/tmp")

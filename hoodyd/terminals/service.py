@@ -361,7 +361,7 @@ class TerminalService:
             _check_typed_text("cwd", request.cwd)
         env = validate_env(request.env, typed=True)
         validate_env(request.session.env, typed=False)
-        parse_display(request.session.display)
+        display = parse_display(request.session.display)
         if request.command_id is not None:
             existing = self._results.get(request.command_id)
             if existing is not None and not existing.final:
@@ -392,14 +392,17 @@ class TerminalService:
         # accepted from here on
         if new_session:
             options = msgspec.structs.replace(
-                request.session, ephemeral=request.ephemeral and terminal_id is None
+                request.session,
+                display=display,
+                ephemeral=request.ephemeral and terminal_id is None,
             )
             if terminal_id is None:
                 terminal_id = self._allocate_ephemeral_id()
             if session is not None:
                 del self._sessions[terminal_id]
                 await session.close(f"terminal {terminal_id} was reset")
-            session = self._start_session(
+            # another request may have started this terminal while the old shell closed
+            session = self._sessions.get(terminal_id) or self._start_session(
                 terminal_id, options, cwd_auto_create=request.cwd_auto_create
             )
             if options.display is not None and request.display_wait_timeout is not None:
