@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hoodyd.apps.sources.appimage import CatalogSource, PinnedSource
 from hoodyd.apps.sources.apt import AptSource
 from hoodyd.apps.sources.base import Source
 from hoodyd.apps.sources.manifest import ManifestSource
@@ -15,6 +16,8 @@ SOURCES: dict[str, Source] = {
     "manifest-remote-index": ManifestSource("manifest-remote-index", trusted=False),
     "nix-pkgs": NixSource(),
     "apt": AptSource(),
+    "app-image-pinned": PinnedSource(),
+    "app-image-catalog": CatalogSource(),
 }
 
 __all__ = ["SOURCES", "Source"]
