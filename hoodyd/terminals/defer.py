@@ -10,10 +10,10 @@ sandboxes without it fall back to reading `/proc` every `poll_interval`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import os
 import time
+from dataclasses import dataclass
 
 import structlog
 
@@ -27,14 +27,12 @@ class DeferOutcome(enum.Enum):
     TIMED_OUT = "timed_out"
 
 
+@dataclass(frozen=True, slots=True)
 class ProcessFacts:
     """What `/proc/PID/stat` says now: alive (not a zombie) and its start ticks."""
 
-    __slots__ = ("alive", "start_ticks")
-
-    def __init__(self, alive: bool, start_ticks: int | None) -> None:
-        self.alive = alive
-        self.start_ticks = start_ticks
+    alive: bool
+    start_ticks: int | None
 
 
 def read_process(pid: int) -> ProcessFacts:
@@ -127,8 +125,3 @@ async def _poll_until_gone(pid: int, start_ticks: int | None, interval: float) -
         facts = read_process(pid)
         if not facts.alive or facts.start_ticks != start_ticks:
             return
-
-
-def close_quietly(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.close(fd)
