@@ -266,7 +266,9 @@ def choose(
     viable.sort(key=lambda c: _rank(c, target, prefer, program.lower()), reverse=True)
     best = viable[0]
     for other in viable[1:]:
-        rejected.append((other.asset.name, f"a {_describe(best)} is preferred"))
+        described = _describe(best)
+        article = "an" if described[0].lower() in "aeiou" else "a"
+        rejected.append((other.asset.name, f"{article} {described} is preferred"))
     why = f"{_describe(best)} for {target.os}/{target.arch}" + (
         f" ({best.libc})" if best.libc else ""
     )

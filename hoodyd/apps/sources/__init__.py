@@ -5,6 +5,7 @@ from __future__ import annotations
 from hoodyd.apps.sources.appimage import CatalogSource, PinnedSource
 from hoodyd.apps.sources.apt import AptSource
 from hoodyd.apps.sources.base import Source
+from hoodyd.apps.sources.github_releases import GitHubReleasesSource
 from hoodyd.apps.sources.manifest import ManifestSource
 from hoodyd.apps.sources.nix import NixSource
 from hoodyd.apps.sources.system_path import SystemPathSource
@@ -18,6 +19,7 @@ SOURCES: dict[str, Source] = {
     "apt": AptSource(),
     "app-image-pinned": PinnedSource(),
     "app-image-catalog": CatalogSource(),
+    "app-image-git-hub-releases": GitHubReleasesSource(),
 }
 
 __all__ = ["SOURCES", "Source"]
