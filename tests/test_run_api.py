@@ -242,7 +242,7 @@ async def test_search_jobs_and_job_errors(aiohttp_client, short_tmp: Path, world
 
 
 async def test_batch_items_fail_alone(aiohttp_client, short_tmp: Path, world: World) -> None:
-    """Batch answers each item in order: searches, a per-item error for run and bad items."""
+    """Batch answers each item in order: searches, a command-only run, errors for bad items."""
     client = await synced_client(aiohttp_client, short_tmp)
     items = [
         {"request_id": "a", "mode": "search", "selector": {"app": "jq", "source": ["apt"]}},
@@ -257,7 +257,8 @@ async def test_batch_items_fail_alone(aiohttp_client, short_tmp: Path, world: Wo
         results[0]["result"] == "search"
         and results[0]["search"]["candidates"][0]["candidate_id"] == "apt:jq"
     )
-    assert results[1]["error"]["reason"] == "RUN_NOT_AVAILABLE"
+    assert results[1]["result"] == "run" and results[1]["run"]["status"] == "dry-run"
+    assert results[1]["run"]["shell_command"] == results[1]["run"]["selected"]["shell_command"]
     assert results[2]["error"]["code"] == 400 and "'app'" in results[2]["error"]["error"]
     assert "allowed values are search, run" in results[3]["error"]["error"]
     assert (await client.post(f"{BASE}/batch", data=b"{")).status == 400

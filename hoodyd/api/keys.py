@@ -9,6 +9,7 @@ from aiohttp import web
 from hoodyd.config import Config
 
 if TYPE_CHECKING:
+    from hoodyd.apps.runner import RunService
     from hoodyd.apps.service import AppService
     from hoodyd.programs.quickstart import QuickStartService
     from hoodyd.programs.service import ProgramService
@@ -21,3 +22,4 @@ PROGRAMS: web.AppKey[ProgramService] = web.AppKey("programs")
 QUICKSTART: web.AppKey[QuickStartService] = web.AppKey("quickstart")
 TERMINALS: web.AppKey[TerminalService] = web.AppKey("terminals")
 RUN: web.AppKey[AppService] = web.AppKey("run")
+RUNNER: web.AppKey[RunService] = web.AppKey("runner")

@@ -15,6 +15,7 @@ from aiohttp import web
 from hoodyd.api.common import json_response, parse_int, read_body
 from hoodyd.api.health import add_health_route
 from hoodyd.api.keys import CONFIG, RUN
+from hoodyd.api import run_exec
 from hoodyd.api.openapi import add_openapi_routes
 from hoodyd.apps import wire
 from hoodyd.apps.service import AppService
@@ -261,3 +262,4 @@ def setup(app: web.Application) -> None:
     router.add_patch(f"{BASE}/recipes/{{name}}", patch_recipe)
     router.add_delete(f"{BASE}/recipes/{{name}}", delete_recipe)
     router.add_post(f"{BASE}/recipes/{{name}}/search", recipe_search)
+    run_exec.setup(app)  # run, go paths, preflight, recipe run

@@ -15,7 +15,7 @@ import os
 import shlex
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -142,6 +142,8 @@ class AppService:
             ttl=settings.candidate_set_ttl, max_sets=settings.max_candidate_sets
         )
         self.jobs = JobStore()
+        # batch items of mode `run`: set by the run planner (RunService.batch_item)
+        self.batch_runner: Callable[[Selector], Awaitable[dict[str, Any]]] | None = None
         self.states: dict[str, SourceState] = {}
         self._cancel = threading.Event()
         # syncs parse big lists: one worker thread at a lower CPU priority, so a sync never
@@ -734,10 +736,16 @@ class AppService:
             try:
                 item = wire.decode(bytes(raw), BatchItemRequest)
                 if item.mode == "run":
-                    raise InvalidRequest(
-                        "batch mode 'run' is not available on this daemon yet",
-                        reason="RUN_NOT_AVAILABLE",
+                    if self.batch_runner is None:
+                        raise InvalidRequest(
+                            "batch mode 'run' is not available on this daemon yet",
+                            reason="RUN_NOT_AVAILABLE",
+                        )
+                    run = await self.batch_runner(item.selector)
+                    results.append(
+                        BatchItemResult(result="run", request_id=item.request_id, run=run)
                     )
+                    continue
                 results.append(
                     BatchItemResult(
                         result="search",
