@@ -313,6 +313,7 @@ class RunService:
         response = PreflightResponse(
             set_id=choice.set_id,
             recommended_mode="search-only",
+            missing_requirements=[],
             effective_policy=choice.policy,
             warnings=choice.warnings,
         )

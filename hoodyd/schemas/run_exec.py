@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import msgspec
 from msgspec import Struct
 
 from hoodyd.schemas.run import Candidate, Requirement, SourceKind
@@ -85,8 +84,9 @@ class TerminalRequestPreview(Struct, kw_only=True, omit_defaults=True):
 class PreflightResponse(Struct, kw_only=True, omit_defaults=True):
     set_id: str
     recommended_mode: RecommendedMode
-    missing_requirements: list[Requirement] = msgspec.field(default_factory=list)
-    warnings: list[RunWarning] = msgspec.field(default_factory=list)
+    # required, so always on the wire (may be empty)
+    missing_requirements: list[Requirement]
+    warnings: list[RunWarning]
     effective_policy: EffectivePolicy
     selected: Candidate | None = None
     shell_command: str | None = None
