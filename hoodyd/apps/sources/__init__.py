@@ -8,6 +8,7 @@ from hoodyd.apps.sources.base import Source
 from hoodyd.apps.sources.github_releases import GitHubReleasesSource
 from hoodyd.apps.sources.manifest import ManifestSource
 from hoodyd.apps.sources.nix import NixSource
+from hoodyd.apps.sources.pkgx import PkgxSource
 from hoodyd.apps.sources.system_path import SystemPathSource
 
 SOURCES: dict[str, Source] = {
@@ -20,6 +21,7 @@ SOURCES: dict[str, Source] = {
     "app-image-pinned": PinnedSource(),
     "app-image-catalog": CatalogSource(),
     "app-image-git-hub-releases": GitHubReleasesSource(),
+    "pkgx": PkgxSource(),
 }
 
 __all__ = ["SOURCES", "Source"]
