@@ -91,9 +91,10 @@ async def test_seed_examples_answer_as_documented(
         f"&pick=first&terminal_id=1' {auth}",
     )
     assert status == 200 and run["status"] == "scheduled" and run["shell_command"]
-    assert "hello-run says" in (await wait_result(http, run["terminal"]["json"]["command_id"]))[
-        "stdout"
-    ]
+    assert (
+        "hello-run says"
+        in (await wait_result(http, run["terminal"]["json"]["command_id"]))["stdout"]
+    )
     status, run = seed(
         world,
         f"""curl -X POST 'https://api.hoody.com/api/v1/run/run' {auth} \\
@@ -167,7 +168,9 @@ async def test_seed_examples_answer_as_documented(
         world, f"curl -X GET 'https://api.hoody.com/api/v1/run/openapi.json' {auth}"
     )
     assert status == 200 and document["openapi"] == "3.0.3"
-    status, text = seed(world, f"curl -X GET 'https://api.hoody.com/api/v1/run/openapi.yaml' {auth}")
+    status, text = seed(
+        world, f"curl -X GET 'https://api.hoody.com/api/v1/run/openapi.yaml' {auth}"
+    )
     assert status == 200 and text.startswith("openapi: 3.0.3")
 
 
