@@ -8,6 +8,7 @@ from hoodyd.apps.sources.base import Source
 from hoodyd.apps.sources.github_releases import GitHubReleasesSource
 from hoodyd.apps.sources.manifest import ManifestSource
 from hoodyd.apps.sources.nix import NixSource
+from hoodyd.apps.sources.oci import OciSource
 from hoodyd.apps.sources.pkgx import PkgxSource
 from hoodyd.apps.sources.system_path import SystemPathSource
 
@@ -22,6 +23,7 @@ SOURCES: dict[str, Source] = {
     "app-image-catalog": CatalogSource(),
     "app-image-git-hub-releases": GitHubReleasesSource(),
     "pkgx": PkgxSource(),
+    "oci-local-images": OciSource(),
 }
 
 __all__ = ["SOURCES", "Source"]
