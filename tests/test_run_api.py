@@ -78,8 +78,8 @@ async def test_search_bad_input(aiohttp_client, short_tmp: Path, world: World) -
     assert body["error"] == "invalid value 'tui' for 'kind': allowed values are gui, cli, any"
     bad_source = await (await client.get(f"{BASE}/search?app=x&source=nix,snap")).json()
     assert (
-        "allowed values are nix, pkgx, appimage, oci, registry, system, apt, any"
-        in bad_source["error"]
+        "allowed values are nix, pkgx, appimage, oci, registry, system, apt, flatpak, pypi, "
+        "npm, any" in bad_source["error"]
     )
     bad_limit = await client.get(f"{BASE}/search?app=x&limit=ten")
     assert bad_limit.status == 400 and (await bad_limit.json())["reason"] == "INVALID_INTEGER"

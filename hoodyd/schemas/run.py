@@ -3,7 +3,8 @@
 Every input Struct forbids unknown fields so that a misspelt key is a 400, not a silently
 ignored hint. Output Structs omit unset optional fields. Enum values live in `Literal`s; the
 `ENUM_VALUES` table lets the HTTP edge list the allowed values when a client sends another.
-`apt` is an extension of `SourceKind`/`SourceType` (Debian packages through apt).
+`apt` is an extension of `SourceKind`/`SourceType` (Debian packages through apt), and so
+are `flatpak`, `pypi` (tools run with uvx or pipx) and `npm` (tools run with npx).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ Os = Literal["linux", "windows", "any"]
 Arch = Literal["amd64", "arm64", "any"]
 AppKind = Literal["gui", "cli", "any"]
 RecordKind = Literal["gui", "cli"]
-SourceKind = Literal["nix", "pkgx", "appimage", "oci", "registry", "system", "apt", "any"]
+SourceKind = Literal[
+    "nix", "pkgx", "appimage", "oci", "registry", "system", "apt", "flatpak", "pypi", "npm", "any"
+]
 SourceType = Literal[
     "nix-pkgs",
     "nix-flake",
@@ -31,6 +34,9 @@ SourceType = Literal[
     "system-path",
     "trusted-list-file",
     "apt",
+    "flatpak",
+    "pypi",
+    "npm",
 ]
 PickMode = Literal["ask", "first", "index", "id"]
 PrintCurlMode = Literal["hoody-run", "hoody-terminal"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hoodyd.apps.sources.appimage import CatalogSource, PinnedSource
 from hoodyd.apps.sources.apt import AptSource
 from hoodyd.apps.sources.base import Source
+from hoodyd.apps.sources.flatpak import FlatpakSource
 from hoodyd.apps.sources.github_releases import GitHubReleasesSource
 from hoodyd.apps.sources.manifest import ManifestSource
 from hoodyd.apps.sources.nix import NixSource
@@ -24,6 +25,7 @@ SOURCES: dict[str, Source] = {
     "app-image-git-hub-releases": GitHubReleasesSource(),
     "pkgx": PkgxSource(),
     "oci-local-images": OciSource(),
+    "flatpak": FlatpakSource(),
 }
 
 __all__ = ["SOURCES", "Source"]
