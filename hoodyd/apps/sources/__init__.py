@@ -9,8 +9,10 @@ from hoodyd.apps.sources.flatpak import FlatpakSource
 from hoodyd.apps.sources.github_releases import GitHubReleasesSource
 from hoodyd.apps.sources.manifest import ManifestSource
 from hoodyd.apps.sources.nix import NixSource
+from hoodyd.apps.sources.npm import NpmSource
 from hoodyd.apps.sources.oci import OciSource
 from hoodyd.apps.sources.pkgx import PkgxSource
+from hoodyd.apps.sources.pypi import PypiSource
 from hoodyd.apps.sources.system_path import SystemPathSource
 
 SOURCES: dict[str, Source] = {
@@ -26,6 +28,8 @@ SOURCES: dict[str, Source] = {
     "pkgx": PkgxSource(),
     "oci-local-images": OciSource(),
     "flatpak": FlatpakSource(),
+    "pypi": PypiSource(),
+    "npm": NpmSource(),
 }
 
 __all__ = ["SOURCES", "Source"]
