@@ -9,6 +9,7 @@ from hoodyd.apps.sources.flatpak import FlatpakSource
 from hoodyd.apps.sources.github_releases import GitHubReleasesSource
 from hoodyd.apps.sources.manifest import ManifestSource
 from hoodyd.apps.sources.nix import NixSource
+from hoodyd.apps.sources.nix_flake import NixFlakeSource
 from hoodyd.apps.sources.npm import NpmSource
 from hoodyd.apps.sources.oci import OciSource
 from hoodyd.apps.sources.pkgx import PkgxSource
@@ -30,6 +31,7 @@ SOURCES: dict[str, Source] = {
     "flatpak": FlatpakSource(),
     "pypi": PypiSource(),
     "npm": NpmSource(),
+    "nix-flake": NixFlakeSource(),
 }
 
 __all__ = ["SOURCES", "Source"]
