@@ -105,14 +105,14 @@ def wait_synced(socket: str, app: str = "hello-run", timeout: float = 30) -> Non
 
 
 @contextmanager
-def run_world(*extra: str, **policy: Any) -> Iterator[RunWorld]:
+def run_world(*extra: str, env: dict[str, str] | None = None, **policy: Any) -> Iterator[RunWorld]:
     root = Path(tempfile.mkdtemp(prefix="hr-", dir="/tmp"))
     try:
         write_run_config(root, root / "world", **policy)
         # the user's own shell start-up files can be slow (pyenv, conda): not under test here
         toml = root / "hoodyd.toml"
         toml.write_text("[terminals]\nuser_rc = false\n")
-        daemon = start_daemon(root, "--config", str(toml), *extra)
+        daemon = start_daemon(root, "--config", str(toml), *extra, env=env)
         try:
             wait_synced(str(daemon.socket))
             yield RunWorld(daemon, root / "world")
