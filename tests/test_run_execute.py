@@ -188,6 +188,35 @@ async def test_refused_requests_schedule_nothing(http: aiohttp.ClientSession) ->
     assert await history_total(http, 1) == before
 
 
+async def test_a_source_that_fails_to_resolve_is_a_502(http: aiohttp.ClientSession) -> None:
+    """With no candidates because a source could not be read, the run answers 502
+    SOURCE_RESOLUTION_FAILED naming the source and its error."""
+    broken = {"source_id": "broken", "enabled": True, "priority": 10, "provider": "registry",
+              "source_type": "manifest-registry",
+              "config": {"path": "/nonexistent/apps.json"}}  # fmt: skip
+    async with http.post(f"{RUN}/sources", json=broken) as response:
+        assert response.status == 201
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        _, diagnostics = await get(http, f"{RUN}/sources/broken/diagnostics")
+        if diagnostics.get("last_error"):
+            break
+        await asyncio.sleep(0.05)
+    profile = {"name": "only-broken", "sources_mode": "allowlist",
+               "sources": [{"source_id": "broken"}]}  # fmt: skip
+    async with http.post(f"{RUN}/profiles", json=profile) as response:
+        assert response.status == 201
+    status, body = await get(
+        http, f"{RUN}/run", app="hello-run", pick="first", profile="only-broken"
+    )
+    assert status == 502 and body["code"] == 502 and body["status"] == "error"
+    assert body["reason"] == "SOURCE_RESOLUTION_FAILED"
+    assert "broken: " in body["error"] and "/nonexistent/apps.json" in body["error"]
+    # the other tests share this daemon: leave its sources as they were
+    async with http.delete(f"{RUN}/sources/broken") as response:
+        assert response.status == 204
+
+
 async def test_policy_without_delegation_or_redirects(http: aiohttp.ClientSession) -> None:
     """A profile that forbids delegated execution gets dry-run answers; one that forbids
     redirects gets no 303; both show in effective_policy and warnings."""

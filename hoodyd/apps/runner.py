@@ -115,6 +115,7 @@ class RunService:
             listed = found.candidates
         choice = Choice(selector, resolution, effective, entry.set_id)
         if not entry.items:
+            self._raise_if_sources_failed(resolution, entry.set_id)
             raise RunFailed(
                 404,
                 f"no candidates for {selector.app!r}",
@@ -134,6 +135,23 @@ class RunService:
         [choice.selected] = self.apps.candidates(entry, [entry.items[position]], resolution)
         policy.check_candidate(effective, choice.selected)
         return choice
+
+    def _raise_if_sources_failed(self, resolution: Resolution, set_id: str) -> None:
+        """No candidates because a source that was asked could not be read is a 502 that
+        names the source and its error, not a plain "no candidates"."""
+        failed = []
+        for source, _ranked in resolution.sources:
+            state = self.apps.states.get(source.source_id)
+            if state is not None and state.index is None and state.last_error:
+                failed.append(f"{source.source_id}: {state.last_error}")
+        if failed:
+            message = f"source resolution failed ({'; '.join(failed)})"
+            raise RunFailed(
+                502,
+                message,
+                reason="SOURCE_RESOLUTION_FAILED",
+                response=RunResponse(status="error", set_id=set_id, error=message),
+            )
 
     # --- plan ------------------------------------------------------------------------------
 
