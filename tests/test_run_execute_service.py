@@ -4,6 +4,7 @@ environment, go-path parsing, and printed curl lines."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shlex
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,17 +22,43 @@ from hoodyd.schemas.run import Selector
 from tests.run_world import TRICKY, write_run_config
 
 
-@pytest.fixture
-async def runner(short_tmp: Path) -> AsyncIterator[RunService]:
-    write_run_config(short_tmp, short_tmp / "world")
-    apps = AppService(short_tmp, RunConfig(candidate_set_ttl=0.2, auto_sync=False))
-    await apps.start()
+async def sync(apps: AppService) -> None:
     job = apps.sync_source("team")
     assert (await apps.job(job.job_id, wait=True, timeout_ms=30000)).status == "done"
+
+
+@pytest.fixture
+async def runner(short_tmp: Path, request: pytest.FixtureRequest) -> AsyncIterator[RunService]:
+    write_run_config(short_tmp, short_tmp / "world")
+    ttl = getattr(request, "param", 0.2)
+    apps = AppService(short_tmp, RunConfig(candidate_set_ttl=ttl, auto_sync=False))
+    await apps.start()
+    await sync(apps)
     try:
         yield RunService(apps, None)
     finally:
         await apps.close()
+
+
+@pytest.mark.parametrize("runner", [300.0], indirect=True)
+async def test_a_pick_by_set_and_index_ignores_later_index_changes(
+    runner: RunService, short_tmp: Path
+) -> None:
+    """After a re-sync puts another app first, index 0 of the earlier set is still its app."""
+    before = runner.choose(Selector(app="hello", pick="first"))
+    assert before.selected is not None
+    manifest_path = short_tmp / "world" / "apps.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["apps"].insert(0, {"id": "hello", "title": "Hello", "argv": ["true"]})
+    manifest_path.write_text(json.dumps(manifest))
+    await sync(runner.apps)
+    now_first = runner.choose(Selector(app="hello", pick="first")).selected
+    assert now_first is not None and now_first.candidate_id == "team:hello"
+    assert before.selected.candidate_id != "team:hello"
+    bound = runner.choose(
+        Selector(app="hello", set_id=before.set_id, pick="index", pick_index=0)
+    ).selected
+    assert bound is not None and bound.candidate_id == before.selected.candidate_id
 
 
 async def test_an_expired_set_is_the_contract_409(runner: RunService) -> None:
