@@ -34,6 +34,7 @@ from hoodyd.apps.candidate_sets import (
     encode_cursor,
     expired,
 )
+from hoodyd.apps.grouping import group_duplicates
 from hoodyd.apps.index import (
     Match,
     SourceIndex,
@@ -67,6 +68,7 @@ from hoodyd.schemas.run import (
     Candidate,
     CandidateProvenance,
     ExecutionPlan,
+    Integrity,
     Job,
     PagedSearchRequest,
     PagedSearchResponse,
@@ -628,6 +630,19 @@ class AppService:
         return Resolution(selector, query, limit, profile, sources, policy)
 
     def rank(self, resolution: Resolution, cap: int) -> list[Scored]:
+        """The best `cap` items, one app from several sources listed once among the
+        distinct apps (its duplicates after them). Whether an item duplicates another
+        depends only on the items ranked above it, so when the best `want` by score hold
+        `cap` distinct apps those are the first `cap` overall; else look deeper."""
+        want = cap
+        while True:
+            by_score = self.rank_by_score(resolution, want)
+            grouped, distinct = group_duplicates(by_score)
+            if distinct >= cap or len(by_score) < want:
+                return grouped[:cap]
+            want *= 4
+
+    def rank_by_score(self, resolution: Resolution, cap: int) -> list[Scored]:
         """Matches from every enabled source, best first, at most `cap`. A first pass scores
         each match from its flag byte; only those that can still reach the top `cap` are
         decoded and scored in full."""
@@ -801,6 +816,8 @@ class AppService:
         plan = self.launch_plan(item, source)
         command = shlex.join(plan.argv)
         verified = item.source.verified or record.extra_value("verified") == "true"
+        # sources that can prove what runs (a pinned sha256, a digest) keep it in the record
+        integrity = record.extra_value("integrity")
         notes = list(plan.notes)
         if plan.requirements:
             notes.append(f"{len(plan.requirements)} missing requirement(s)")
@@ -817,6 +834,7 @@ class AppService:
             homepage=record.homepage or None,
             tags=list(record.tags) or None,
             reasons=item.reasons,
+            integrity=msgspec.json.decode(integrity, type=Integrity) if integrity else None,
             run_plan=RunPlan(command=command, env=plan.env),
             execution_plan=ExecutionPlan(
                 mode="argv", argv=plan.argv, shell_command=command, env=plan.env
