@@ -185,6 +185,8 @@ async def test_refused_requests_schedule_nothing(http: aiohttp.ClientSession) ->
         profile="deny-team",
     )  # fmt: skip
     assert status == 403 and body["reason"] == "POLICY_DENIED_SOURCE"
+    async with http.head(f"{RUN}/run", params={"app": "hello-run", "pick": "first"}) as r:
+        assert r.status == 405  # a HEAD never runs anything
     assert await history_total(http, 1) == before
 
 

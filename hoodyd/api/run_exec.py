@@ -304,10 +304,11 @@ async def _runner_ctx(app: web.Application) -> AsyncIterator[None]:
 def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(_runner_ctx)
     router = app.router
-    router.add_get(f"{BASE}/run", run_get)
+    # no HEAD twins: a GET here may start a program, a HEAD must not
+    router.add_get(f"{BASE}/run", run_get, allow_head=False)
     router.add_post(f"{BASE}/run", run_post)
-    router.add_get(f"{BASE}/go/{{rest:.+}}", go)
-    router.add_get(f"{BASE}/t/{{terminal_id}}/go/{{rest:.+}}", terminal_go)
+    router.add_get(f"{BASE}/go/{{rest:.+}}", go, allow_head=False)
+    router.add_get(f"{BASE}/t/{{terminal_id}}/go/{{rest:.+}}", terminal_go, allow_head=False)
     router.add_get(f"{BASE}/t/{{terminal_id}}/view", terminal_view)
     router.add_post(f"{BASE}/preflight", preflight)
     router.add_post(f"{BASE}/recipes/{{name}}/run", recipe_run)
