@@ -20,7 +20,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from hoodyd.apps.integrity import IntegrityError, verify_ed25519
+from hoodyd.apps.integrity import FetchSpec, IntegrityError, prepare, verify_ed25519
 from hoodyd.apps.records import SourceUnavailable, SyncContext
 from hoodyd.apps.sources import SOURCES
 from hoodyd.apps.sources.appimage import record_integrity
@@ -197,6 +197,14 @@ async def test_archive_is_unpacked_and_the_program_found_by_name(
     record = sync("app-image-pinned", config, cache).records[0]
     code, out, err = await run([*plan("app-image-pinned", record), "-n", "x"], cache, empty_path)
     assert (code, out) == (0, "rg -n x\n"), err
+
+
+def test_only_http_downloads_are_run(short_tmp: Path) -> None:
+    """A download URL with another scheme (file://) is refused before anything is read."""
+    spec = FetchSpec(url="file:///etc/hostname", name="hostname", sha256="0" * 64)
+    with pytest.raises(IntegrityError, match="only http"):
+        prepare(spec, {"XDG_CACHE_HOME": str(short_tmp)})
+    assert not (short_tmp / "hoodyd").exists()
 
 
 def test_pinned_config_errors() -> None:

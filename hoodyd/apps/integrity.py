@@ -255,6 +255,9 @@ def _find_program(root: Path, binary: str) -> Path | None:
 def prepare(spec: FetchSpec, environ: Mapping[str, str]) -> Path:
     """The verified, executable program of `spec`, downloading it when not cached.
     Raises IntegrityError on a mismatch and OSError/URLError on download failure."""
+    if not spec.url.startswith(("https://", "http://")):
+        # file:// and other schemes would turn a release's URL into a local file read
+        raise IntegrityError(f"only http(s) downloads are run, not {spec.url}")
     entry = entry_dir(environ, spec)
     entry.mkdir(parents=True, exist_ok=True)
     downloaded = entry / spec.name
@@ -284,7 +287,13 @@ def prepare(spec: FetchSpec, environ: Mapping[str, str]) -> Path:
         staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=entry))
         shutil.rmtree(staging)
         _unpack(downloaded, spec.kind, spec.name, staging, binary)
-        staging.rename(unpacked)
+        try:
+            staging.rename(unpacked)
+        except OSError:
+            # another launch of the same file unpacked it first: use that copy
+            shutil.rmtree(staging, ignore_errors=True)
+            if not unpacked.is_dir():
+                raise
     program = _find_program(unpacked, binary)
     if program is None:
         names = sorted(p.name for p in unpacked.rglob("*") if p.is_file())[:12]
