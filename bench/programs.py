@@ -32,6 +32,8 @@ from typing import Any
 import aiohttp
 import psutil
 
+from hoodyd.programs.supervisord import stop_embedded
+
 ROOT = Path(__file__).resolve().parent.parent
 PORT_SERVER = f"{sys.executable} {ROOT / 'tests' / 'data' / 'portserver.py'}"
 USER = pwd.getpwuid(os.geteuid()).pw_name
@@ -78,10 +80,11 @@ class Daemon:
         self.state = state
         self.socket = state / "hoodyd.sock"
         env = {**os.environ, "HOODYD_LOG_LEVEL": "warning", "HOODYD_LOG_FORMAT": "json"}
+        self._log = (state / "daemon.log").open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "hoodyd", "serve", "--state-dir", str(state),
              "--socket", str(self.socket)],
-            env=env, stdout=subprocess.DEVNULL, stderr=open(state / "daemon.log", "wb"),
+            env=env, stdout=subprocess.DEVNULL, stderr=self._log,
         )
         deadline = time.monotonic() + 30
         while not self.socket.exists():
@@ -99,12 +102,8 @@ class Daemon:
     def close(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=30)
-        pid = int((self.state / "supervisor" / "supervisord.pid").read_text())
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(200):
-            if not psutil.pid_exists(pid):
-                break
-            time.sleep(0.05)
+        stop_embedded(self.state)
+        self._log.close()
 
 
 async def post(session: aiohttp.ClientSession, path: str, body: Any) -> tuple[int, Any]:

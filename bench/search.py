@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
+from hoodyd.programs.supervisord import stop_embedded
+
 ROOT = Path(__file__).resolve().parent.parent
 SYLLABLES = (
     "ka", "lo", "mi", "ne", "ra", "to", "vi", "zu", "bar", "cor", "den", "fil", "gra", "hex",
@@ -240,6 +242,7 @@ def main() -> int:
     finally:
         if process is not None and process.poll() is None:
             stop_daemon(process)
+        stop_embedded(state)  # it outlives hoodyd by design
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from hoodyd import log  # noqa: E402
 from hoodyd.config import TerminalsConfig  # noqa: E402
+from hoodyd.programs.supervisord import stop_embedded  # noqa: E402
 from hoodyd.schemas.terminal import DeferSpec, ExecuteRequest  # noqa: E402
 from hoodyd.terminals.markers import MarkerScanner, PromptDrawn  # noqa: E402
 from hoodyd.terminals.pty_process import PtyProcess  # noqa: E402
@@ -193,6 +194,7 @@ async def main() -> None:
         raw = await raw_pty_round_trips(state, args.round_trips)
         http = await http_round_trips(state, args.round_trips)
     finally:
+        stop_embedded(state / "daemon")  # the daemon's supervisord outlives it by design
         shutil.rmtree(state, ignore_errors=True)
     print(
         f"# {platform.node()} · {platform.platform()} · {os.cpu_count()} CPUs · "

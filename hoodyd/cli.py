@@ -23,6 +23,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--state-dir", help="state directory (store, supervisord, logs)")
     serve.set_defaults(func=_serve)
 
+    stop = commands.add_parser(
+        "stop-supervisor",
+        help="stop the embedded supervisord (it outlives hoodyd) and every program it runs",
+    )
+    stop.add_argument("--config", help="TOML config file (default: $HOODYD_CONFIG)")
+    stop.add_argument("--state-dir", help="state directory of the daemon")
+    stop.add_argument("--grace", type=float, default=10.0, help="seconds before SIGKILL")
+    stop.set_defaults(func=_stop_supervisor)
+
     attach = commands.add_parser("attach", help="attach this terminal to terminal session N")
     attach.add_argument("terminal_id", type=int, help="terminal id (1-65535)")
     attach.add_argument("--config", help="TOML config file (default: $HOODYD_CONFIG)")
@@ -61,6 +70,23 @@ def _attach(args: argparse.Namespace) -> int:
         print(f"hoodyd: {exc}", file=sys.stderr)
         return 2
     return asyncio.run(attach(cfg.server.socket, args.terminal_id, key, max(0, args.replay)))
+
+
+def _stop_supervisor(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hoodyd.programs.supervisord import stop_embedded
+
+    cfg = config.load(args.config, overrides={("state_dir",): args.state_dir})
+    if cfg.supervisor.mode != "embedded":
+        print("hoodyd: supervisord is external here; stop it the way it was started",
+              file=sys.stderr)
+        return 2
+    if not stop_embedded(Path(cfg.state_dir), grace=args.grace):
+        print(f"hoodyd: no embedded supervisord is running under {cfg.state_dir}")
+        return 1
+    print(f"hoodyd: stopped the embedded supervisord under {cfg.state_dir}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

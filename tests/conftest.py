@@ -3,7 +3,6 @@ and a real `hoodyd serve` process on a Unix socket."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -17,16 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psutil
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from hoodyd import config as hoodyd_config
 from hoodyd.config import Config
+from hoodyd.programs.supervisord import stop_embedded
 
 
 @pytest.fixture
 def short_tmp() -> Iterator[Path]:
+    """A short temp dir; on teardown every embedded supervisord below it is stopped."""
     path = Path(tempfile.mkdtemp(prefix="hd-", dir="/tmp"))
     try:
         yield path
@@ -46,35 +46,11 @@ def make_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
 
 
 def stop_embedded_supervisord(state_dir: Path) -> None:
-    """Embedded supervisord is detached on purpose (it outlives hoodyd); tests end it and
-    every process it spawned, without waiting for its one-second shutdown tick."""
-    pidfile = state_dir / "supervisor" / "supervisord.pid"
-    try:
-        supervisord = psutil.Process(int(pidfile.read_text().strip()))
-        family = [supervisord, *supervisord.children(recursive=True)]
-    except (FileNotFoundError, ValueError, psutil.Error):
-        return
-    groups = set()
-    for proc in family:
-        with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
-            groups.add(os.getpgid(proc.pid))
-    for proc in family:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    for group in groups - {os.getpgid(0)}:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(group, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(_alive(proc) for proc in family):
-        time.sleep(0.01)
-
-
-def _alive(proc: psutil.Process) -> bool:
-    """Killed daemons are reaped by init, maybe late: a zombie counts as gone."""
-    try:
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+    """Embedded supervisords are detached on purpose (they outlive hoodyd): end every one
+    under `state_dir`, whatever subdirectory a test used as its state dir, without waiting
+    for supervisord's one-second shutdown tick."""
+    for pidfile in state_dir.glob("**/supervisor/supervisord.pid"):
+        stop_embedded(pidfile.parent.parent, grace=0)
 
 
 @dataclass
@@ -176,3 +152,10 @@ async def add_program(client: Any, **fields: Any) -> dict[str, Any]:
 
 
 PORT_SERVER = f"{sys.executable} {Path(__file__).parent / 'data' / 'portserver.py'}"
+
+
+@pytest.fixture
+async def aiohttp_client(short_tmp: Path, aiohttp_client: Any) -> Any:
+    """The plugin's client factory, set up after `short_tmp` so that its apps close before
+    the temp dir's supervisords are stopped (else a closing app could start one again)."""
+    return aiohttp_client

@@ -8,6 +8,8 @@ import json
 import os
 import pwd
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -161,3 +163,33 @@ async def test_requests_get_503_while_supervisord_is_down_then_work_again(
             assert int(pidfile.read_text()) != old
     finally:
         daemon.stop()
+
+
+async def test_stop_supervisor_ends_the_embedded_supervisord_and_its_programs(
+    short_tmp: Path,
+) -> None:
+    """`hoodyd stop-supervisor` stops what `hoodyd serve` deliberately leaves running."""
+    daemon = start_daemon(short_tmp)
+    async with session_for(daemon) as session:
+        await call(session, "POST", "/programs/add",
+                   {"name": "lingering", "command": "/bin/sleep 300", "user": USER})
+        status, body = await call(session, "POST", "/programs/1/start", {"wait": True})
+        assert status == 200
+        program_pid = body["status"]["pid"]
+    daemon.stop()
+    supervisord_pid = int((short_tmp / "supervisor" / "supervisord.pid").read_text())
+    assert psutil.pid_exists(program_pid)
+    stop = subprocess.run(
+        [sys.executable, "-m", "hoodyd", "stop-supervisor", "--state-dir", str(short_tmp),
+         "--grace", "5"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert stop.returncode == 0, stop.stderr
+    assert "stopped" in stop.stdout
+    for pid in (program_pid, supervisord_pid):
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    again = subprocess.run(
+        [sys.executable, "-m", "hoodyd", "stop-supervisor", "--state-dir", str(short_tmp)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert again.returncode == 1

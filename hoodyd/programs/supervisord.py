@@ -8,11 +8,13 @@ user's programs: restarting hoodyd never restarts a program.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import structlog
 
 from hoodyd.config import Config
@@ -151,3 +153,42 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
         os.fsync(handle.fileno())
     os.chmod(tmp, mode)
     os.replace(tmp, path)
+
+
+def stop_embedded(state_dir: Path, *, grace: float = 10.0) -> bool:
+    """Stop the embedded supervisord of `state_dir` and every process it runs.
+
+    SIGTERM first (supervisord stops its programs), then, after `grace` seconds, SIGKILL for
+    whatever of the tree is left. Returns False when no supervisord was running there.
+    """
+    pidfile = state_dir / "supervisor" / "supervisord.pid"
+    try:
+        supervisord = psutil.Process(int(pidfile.read_text()))
+        if "supervisord" not in " ".join(supervisord.cmdline()):
+            return False  # the pid was reused by something else
+        family = [supervisord, *supervisord.children(recursive=True)]
+    except (OSError, ValueError, psutil.Error):
+        return False
+    if grace > 0:
+        with contextlib.suppress(psutil.Error):
+            supervisord.terminate()
+        _wait_gone(family[:1], grace)
+    for proc in family:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    _wait_gone(family, 5.0)
+    return True
+
+
+def _wait_gone(processes: list[psutil.Process], timeout: float) -> None:
+    """Wait until every process has exited; a zombie counts as gone (init reaps it later)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(p) for p in processes):
+        time.sleep(0.01)
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return bool(process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
