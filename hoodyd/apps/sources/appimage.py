@@ -106,7 +106,7 @@ def remote_record(
         name=name,
         title=title,
         kind=kind,
-        binaries=(spec.binary or name,),
+        binaries=fields.pop("binaries", None) or (spec.binary or name,),
         installed=is_cached(environ, spec),
         extra=tuple(extra),
         **fields,

@@ -420,7 +420,7 @@ class GitHubReleasesSource:
                     version=display_version(release.tag_name),
                     homepage=meta.homepage or meta.html_url,
                     tags=tuple(meta.topics),
-                    keywords=(binary,) if binary != repo.repo.split("/", 1)[1] else (),
+                    binaries=(binary,),
                     publisher=repo.repo.split("/", 1)[0],
                     repo=repo.repo,
                     channel="prerelease" if release.prerelease else "stable",
