@@ -145,6 +145,11 @@ async def test_requests_get_503_while_supervisord_is_down_then_work_again(
             await call(session, "POST", "/programs/add",
                        {"name": "survivor", "command": "/bin/sleep 300", "user": USER,
                         "boot": True})
+            orphan = None
+            while orphan is None:  # the boot program starts with its group
+                _, started = await call(session, "GET", "/status/1")
+                orphan = started["status"]["pid"]
+                await asyncio.sleep(0.05)
             pidfile = short_tmp / "supervisor" / "supervisord.pid"
             old = int(pidfile.read_text())
             os.kill(old, signal.SIGKILL)
@@ -161,6 +166,11 @@ async def test_requests_get_503_while_supervisord_is_down_then_work_again(
             assert status == 200
             assert body["status"]["status"] == "RUNNING"  # boot program came back
             assert int(pidfile.read_text()) != old
+            assert body["status"]["pid"] != orphan
+            # the program the killed supervisord left behind was killed, not duplicated
+            assert not psutil.pid_exists(orphan) or (
+                psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE
+            )
     finally:
         daemon.stop()
 

@@ -116,6 +116,16 @@ class SupervisordRuntime:
 
     async def _spawn(self) -> None:
         self.prepare()
+        alive = self.running_pid()
+        if alive is not None:
+            # never start a second supervisord beside a hung one
+            raise ServiceUnavailable(
+                f"supervisord (pid {alive}) is running but does not answer on {self.socket}",
+                reason="SUPERVISOR_UNAVAILABLE",
+            )
+        orphans = await asyncio.to_thread(self.kill_orphans)
+        if orphans:
+            log.warning("supervisor_orphans_killed", pids=orphans)
         if self.socket.exists():
             self.socket.unlink()  # stale: nothing answered on it
         start_log = self.dir / "start.log"
@@ -142,6 +152,34 @@ class SupervisordRuntime:
                 f"supervisord failed to start (exit {code}): {tail.strip()}",
                 reason="SUPERVISOR_UNAVAILABLE",
             )
+
+
+    def running_pid(self) -> int | None:
+        """The pid of this state dir's supervisord if that process is alive."""
+        try:
+            process = psutil.Process(int(self.pid_file.read_text()))
+            alive = process.status() != psutil.STATUS_ZOMBIE
+            if alive and str(self.conf_file) in " ".join(process.cmdline()):
+                return process.pid
+        except (OSError, ValueError, psutil.Error):
+            pass
+        return None
+
+    def kill_orphans(self) -> list[int]:
+        """Kill programs left behind by an embedded supervisord that died without stopping
+        them (SIGKILL, OOM): they would hold their ports against the new one's instances.
+        supervisord marks its children's environment with its socket URL; only called once
+        that supervisord is known to be dead, so every process carrying the mark is an orphan."""
+        marker = f"unix://{self.socket}"
+        killed = []
+        for process in psutil.process_iter():
+            try:
+                if process.environ().get("SUPERVISOR_SERVER_URL") == marker:
+                    process.kill()
+                    killed.append(process.pid)
+            except psutil.Error:
+                continue
+        return killed
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
