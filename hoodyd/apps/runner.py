@@ -21,6 +21,7 @@ from hoodyd.apps.candidate_sets import CandidateSet
 from hoodyd.apps.curl import CurlTarget
 from hoodyd.apps.planner import Plan, TerminalState
 from hoodyd.apps.service import AppService, Resolution
+from hoodyd.config import default_socket
 from hoodyd.errors import Conflict, HoodydError, InvalidRequest, NotFound
 from hoodyd.schemas.run import Candidate, RecipeExecutionRequest, Selector
 from hoodyd.schemas.run_exec import (
@@ -89,7 +90,7 @@ class RunService:
         self.apps = apps
         self.terminals = terminals
         # batch items have no request of their own: their curl lines use the socket
-        self.default_target = default_target or CurlTarget(socket="/run/hoodyd/hoodyd.sock")
+        self.default_target = default_target or CurlTarget(socket=default_socket())
 
     # --- pick ------------------------------------------------------------------------------
 
