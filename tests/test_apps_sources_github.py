@@ -196,6 +196,23 @@ async def test_release_channel_and_version_hints(aiohttp_server, short_tmp: Path
     assert [rec.ident for rec in two.records] == ["neovim/neovim", "neovim/neovim@v0.10.2"]
 
 
+async def test_alternative_formats_are_records_of_their_own(
+    aiohttp_server, short_tmp: Path
+) -> None:
+    """With alternatives on, the best asset of each other format is its own record whose
+    variant a selector can ask for."""
+    fake = world()
+    await start(aiohttp_server, fake)
+    cfg = config(fake, short_tmp, repo="BurntSushi/ripgrep", binary="rg", alternatives=True)
+    records = {rec.ident: rec for rec in (await asyncio.to_thread(sync, cfg)).records}
+    assert sorted(records) == ["BurntSushi/ripgrep", "BurntSushi/ripgrep#deb"]
+    assert records["BurntSushi/ripgrep"].variant == "archive-musl"
+    deb = records["BurntSushi/ripgrep#deb"]
+    assert deb.variant == "deb"
+    assert record_integrity(deb).url.endswith("/ripgrep_14.1.1-1_amd64.deb")  # type: ignore[union-attr]
+    assert record_integrity(deb).sha256  # type: ignore[union-attr]
+
+
 async def test_no_asset_for_the_target_lists_every_reason(aiohttp_server, short_tmp: Path) -> None:
     """A release without an asset for this box fails with each asset's reason."""
     fake = world()

@@ -315,13 +315,16 @@ class GitHubReleasesSource:
             float(config.get("timeout_s", 30)),
         )
         per_page = max(1, min(100, int(config.get("per_page", 30))))
+        alternatives = config.get("alternatives") is True
         records: list[AppRecord] = []
         errors: dict[str, str] = {}
         chosen: dict[str, Any] = {}
         for repo in repos:
             ctx.check_cancelled()
             try:
-                made, facts = self.sync_repo(client, repo, target, prefer, count, per_page, ctx)
+                made, facts = self.sync_repo(
+                    client, repo, target, prefer, count, per_page, ctx, alternatives
+                )
             except SourceUnavailable as exc:
                 errors[repo.repo] = str(exc)
                 continue
@@ -352,6 +355,7 @@ class GitHubReleasesSource:
         count: int,
         per_page: int,
         ctx: SyncContext,
+        alternatives: bool = False,
     ) -> tuple[list[AppRecord], dict[str, Any]]:
         quoted = "/".join(urllib.parse.quote(part, safe="") for part in repo.repo.split("/"))
         meta: GhRepo = _decode(client.get_json(f"/repos/{quoted}"), GhRepo, repo.repo)
@@ -385,53 +389,84 @@ class GitHubReleasesSource:
                     f"{target.os}/{target.arch} ({target.libc}): {reasons or 'no assets'}"
                 )
                 continue
-            sha, sha_note = asset_sha256(client, choice, release.assets)
-            asset = choice.chosen.asset
-            kind = choice.chosen.kind or "binary"
-            spec = FetchSpec(
-                url=asset.url,
-                name=asset.name,
-                kind=kind,
-                sha256=sha,
-                binary=binary if kind in ("archive", "deb", "compressed") else None,
-            )
-            record_kind = repo.kind or ("gui" if kind == "appimage" else "cli")
             ident = repo.repo if position == 0 else f"{repo.repo}@{release.tag_name}"
-            notes = [
-                f"release {release.tag_name} ({hints})",
-                f"chose {choice.why}",
-                sha_note,
-                *choice.notes(),
-            ]
-            records.append(
-                remote_record(
-                    spec,
-                    ident=ident,
-                    name=repo.repo.split("/", 1)[1],
-                    title=repo.title or repo.repo.split("/", 1)[1],
-                    environ=ctx.environ,
-                    verified=False,
-                    kind="gui" if record_kind == "gui" else "cli",
-                    args=repo.args,
-                    notes=notes,
-                    description=meta.description or release.name or "",
-                    os=target.os,
-                    arch=target.arch,
-                    version=display_version(release.tag_name),
-                    homepage=meta.homepage or meta.html_url,
-                    tags=tuple(meta.topics),
-                    binaries=(binary,),
-                    publisher=repo.repo.split("/", 1)[0],
-                    repo=repo.repo,
-                    channel="prerelease" if release.prerelease else "stable",
-                    variant=kind + (f"-{choice.chosen.libc}" if choice.chosen.libc else ""),
-                    terminal=record_kind != "gui",
+            chosen: list[tuple[str, Choice]] = [(ident, choice)]
+            if position == 0 and alternatives:
+                # the best asset of every other format, each its own record: the selector's
+                # `variant` (appimage, archive, deb, …) then picks among them
+                for other in prefer:
+                    if other == choice.chosen.kind:
+                        continue
+                    alt = choose(
+                        assets, target, asset_hint=repo.asset, prefer=(other,), program=binary
+                    )
+                    if alt.chosen is not None:
+                        chosen.append((f"{repo.repo}#{other}", alt))
+            for record_ident, one in chosen:
+                records.append(
+                    self.release_record(
+                        client, repo, meta, release, one, record_ident, target, binary, hints, ctx
+                    )
                 )
-            )
-            facts[release.tag_name] = {"asset": asset.name, "sha256": sha, "why": choice.why}
+            facts[release.tag_name] = {
+                "asset": choice.chosen.asset.name,
+                "alternatives": [one.chosen.asset.name for _, one in chosen[1:] if one.chosen],
+                "why": choice.why,
+            }
         if not records:
             raise SourceUnavailable(" | ".join(failures))
         return records, {"releases": facts, "skipped": failures}
+
+    def release_record(
+        self,
+        client: GitHubClient,
+        repo: RepoConfig,
+        meta: GhRepo,
+        release: GhRelease,
+        choice: Choice,
+        ident: str,
+        target: Target,
+        binary: str,
+        hints: str,
+        ctx: SyncContext,
+    ) -> AppRecord:
+        assert choice.chosen is not None
+        sha, sha_note = asset_sha256(client, choice, release.assets)
+        asset = choice.chosen.asset
+        kind = choice.chosen.kind or "binary"
+        spec = FetchSpec(
+            url=asset.url,
+            name=asset.name,
+            kind=kind,
+            sha256=sha,
+            binary=binary if kind in ("archive", "deb", "compressed") else None,
+        )
+        record_kind = repo.kind or ("gui" if kind == "appimage" else "cli")
+        short = repo.repo.split("/", 1)[1]
+        notes = [f"release {release.tag_name} ({hints})", f"chose {choice.why}", sha_note]
+        return remote_record(
+            spec,
+            ident=ident,
+            name=short,
+            title=repo.title or short,
+            environ=ctx.environ,
+            verified=False,
+            kind="gui" if record_kind == "gui" else "cli",
+            args=repo.args,
+            notes=[*notes, *choice.notes()],
+            description=meta.description or release.name or "",
+            os=target.os,
+            arch=target.arch,
+            version=display_version(release.tag_name),
+            homepage=meta.homepage or meta.html_url,
+            tags=tuple(meta.topics),
+            binaries=(binary,),
+            publisher=repo.repo.split("/", 1)[0],
+            repo=repo.repo,
+            channel="prerelease" if release.prerelease else "stable",
+            variant=kind + (f"-{choice.chosen.libc}" if choice.chosen.libc else ""),
+            terminal=record_kind != "gui",
+        )
 
     @staticmethod
     def target(config: Mapping[str, Any]) -> Target:
