@@ -31,6 +31,7 @@ from hoodyd.schemas.terminal import (
     SessionOptions,
 )
 from hoodyd.terminals.service import (
+    REMOTE_FIELDS,
     Attachment,
     TerminalService,
     check_user,
@@ -42,17 +43,7 @@ BASE = "/api/v1/terminal"
 PID_MAX = 4194304  # the kernel's upper bound for pid_max
 OUTPUT_CHUNK = 65536
 
-_REMOTE_PARAMS = {
-    "ssh_host",
-    "ssh_user",
-    "ssh_port",
-    "ssh_password",
-    "ssh_key",
-    "socks5_host",
-    "socks5_port",
-    "socks5_user",
-    "socks5_pass",
-}
+_REMOTE_PARAMS = set(REMOTE_FIELDS)
 _EXECUTE_PARAMS = {
     "terminal_id",
     "ephemeral",

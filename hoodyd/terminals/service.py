@@ -566,22 +566,22 @@ class TerminalService:
                         await self.delete(terminal_id)
 
 
+# the contract's remote-session fields, which hoodyd refuses rather than ignores
+REMOTE_FIELDS = (
+    "ssh_host",
+    "ssh_user",
+    "ssh_port",
+    "ssh_password",
+    "ssh_key",
+    "socks5_host",
+    "socks5_port",
+    "socks5_user",
+    "socks5_pass",
+)
+
+
 def _refuse_unsupported(request: CreateRequest) -> None:
-    remote = [
-        name
-        for name in (
-            "ssh_host",
-            "ssh_user",
-            "ssh_port",
-            "ssh_password",
-            "ssh_key",
-            "socks5_host",
-            "socks5_port",
-            "socks5_user",
-            "socks5_pass",
-        )
-        if getattr(request, name) not in (None, "")
-    ]
+    remote = [name for name in REMOTE_FIELDS if getattr(request, name) not in (None, "")]
     if remote:
         raise InvalidRequest(
             f"SSH/SOCKS5 sessions are not supported by hoodyd (got {', '.join(remote)})",
