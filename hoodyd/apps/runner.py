@@ -188,8 +188,7 @@ class RunService:
         self, selector: Selector, target: CurlTarget, *, command_only: bool = False
     ) -> Outcome:
         """Resolve, pick, plan and deliver. `command_only` (batch items) never schedules."""
-        if selector.origin:
-            structlog.contextvars.bind_contextvars(origin=selector.origin[:128])
+        _bind_origin(selector)
         defer = _defer(selector)
         redirect_to = _redirect_target(selector.redirect_to)
         choice = self.choose(selector)
@@ -325,6 +324,7 @@ class RunService:
 
     async def preflight(self, selector: Selector) -> PreflightResponse:
         """What `run` would do, and what is missing, without scheduling anything."""
+        _bind_origin(selector)
         defer = _defer(selector)
         redirect_to = _redirect_target(selector.redirect_to)
         choice = self.choose(selector)
@@ -395,6 +395,12 @@ class RunService:
 
     def recipe_selector(self, name: str, request: RecipeExecutionRequest) -> Selector:
         return self.apps.recipe_selector(name, request)
+
+
+def _bind_origin(selector: Selector) -> None:
+    """Every later log line of this request (the terminal's included) names the origin."""
+    if selector.origin:
+        structlog.contextvars.bind_contextvars(origin=selector.origin[:128])
 
 
 def _finish(response: RunResponse, plan: Plan) -> Outcome:
