@@ -9,6 +9,7 @@ import json
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -34,6 +35,10 @@ async def http(world: RunWorld) -> AsyncIterator[aiohttp.ClientSession]:
 async def get(http: aiohttp.ClientSession, path: str, **params: Any) -> tuple[int, Any]:
     async with http.get(path, params=params or None) as response:
         return response.status, await response.json()
+
+
+def stamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 async def history_total(http: aiohttp.ClientSession, terminal_id: int) -> int:
@@ -101,11 +106,11 @@ async def test_defer_pid_waits_for_a_real_process(
             early = await response.json()
         assert early["status"] not in ("completed", "failed") and sleeper.poll() is None
         result = await wait_result(http, command_id)
-        ended = time.time()
         assert sleeper.poll() == 0
         assert result["status"] == "completed" and "hello-run says" in result["stdout"]
         assert result["defer"]["outcome"] == "exited" and result["defer"]["pid"] == sleeper.pid
-        assert result["started_at"] is not None and ended >= 0
+        waited = stamp(result["started_at"]) - stamp(result["accepted_at"])
+        assert waited.total_seconds() >= 0.9  # held until `sleep 1.5` ended
     finally:
         sleeper.kill()
         sleeper.wait()
