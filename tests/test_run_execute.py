@@ -109,6 +109,7 @@ async def test_defer_pid_waits_for_a_real_process(
         assert sleeper.poll() == 0
         assert result["status"] == "completed" and "hello-run says" in result["stdout"]
         assert result["defer"]["outcome"] == "exited" and result["defer"]["pid"] == sleeper.pid
+        assert result["origin"] == "defer-test"  # stored on the terminal command
         waited = stamp(result["started_at"]) - stamp(result["accepted_at"])
         assert waited.total_seconds() >= 0.9  # held until `sleep 1.5` ended
     finally:

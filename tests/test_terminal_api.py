@@ -352,3 +352,17 @@ async def test_query_options_shape_a_new_session(client: TestClient) -> None:
     assert body["stdout"] == ":7|b r|x=y|/tmp\n"
     sessions = await (await client.get(f"{BASE}/sessions")).json()
     assert (sessions["data"][0]["display"], sessions["data"][0]["cwd"]) == (":7", "/tmp")
+
+
+async def test_the_callers_origin_is_kept_with_the_command(client: TestClient) -> None:
+    """`origin` (query or X-Hoody-Origin header) is stored on the command and reported back."""
+    result = await execute(client, "terminal_id=1&origin=launcher-7", {"command": "true"})
+    assert result["origin"] == "launcher-7"
+    response = await client.post(
+        f"{BASE}/execute?terminal_id=1", json={"command": "true"},
+        headers={"X-Hoody-Origin": "proxy"},
+    )
+    body = await response.json()
+    assert body["origin"] == "proxy"
+    fetched = await (await client.get(f"{BASE}/result/{body['command_id']}")).json()
+    assert fetched["origin"] == "proxy"

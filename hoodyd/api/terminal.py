@@ -87,6 +87,11 @@ def _flag(request: web.Request, name: str) -> bool | None:
     )
 
 
+def _origin(request: web.Request) -> str | None:
+    origin = request.query.get("origin") or request.headers.get("X-Hoody-Origin")
+    return origin[:128] if origin else None
+
+
 def _refuse_unknown(request: web.Request, known: set[str]) -> None:
     unknown = sorted(set(request.query) - known)
     if unknown:
@@ -220,6 +225,7 @@ async def execute(request: web.Request) -> web.Response:
             cwd_auto_create=bool(_flag(request, "cwd_auto_create")),
             display_wait_timeout=_display_wait_timeout(request),
             session=session,
+            origin=_origin(request),
         )
     )
     return json_response(result)

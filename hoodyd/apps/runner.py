@@ -274,6 +274,7 @@ class RunService:
             command=plan.shell_command,
             wait=False,
             defer=defer,
+            origin=selector.origin[:128] if selector.origin else None,
         )
         try:
             result = await self.terminals.execute(request)

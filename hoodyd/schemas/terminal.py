@@ -110,6 +110,8 @@ class ExecuteRequest(Struct, frozen=True, kw_only=True):
     cwd_auto_create: bool = False
     display_wait_timeout: float | None = None
     session: SessionOptions = msgspec.field(default_factory=SessionOptions)
+    # who asked (a launcher, the run API): kept on the command for observability
+    origin: str | None = None
 
 
 class DeferInfo(Struct, kw_only=True):
@@ -139,6 +141,7 @@ class CommandResult(Struct, kw_only=True):
     duration_ms: float | None = None
     defer: DeferInfo | None = None
     error: str | None = None
+    origin: str | None = None
 
 
 class SessionInfo(Struct, kw_only=True):

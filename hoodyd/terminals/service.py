@@ -416,6 +416,7 @@ class TerminalService:
             output_limit=self.config.command_output_bytes,
             shell_kind=session.shell.kind,
             defer=request.defer,
+            origin=request.origin,
         )
         self._remember(command)
         session.submit(command, self.use_pidfd)

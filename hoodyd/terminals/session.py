@@ -73,6 +73,7 @@ class Command:
     output_limit: int
     shell_kind: str = "bash"
     defer: DeferSpec | None = None
+    origin: str | None = None
     defer_method: DeferMethod = "pidfd"
     defer_outcome: DeferOutcomeName = "waiting"
     status: CommandStatus = "queued"
@@ -162,6 +163,7 @@ class Command:
             duration_ms=duration,
             defer=defer_info,
             error=self.error,
+            origin=self.origin,
         )
 
 
