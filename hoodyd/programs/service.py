@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from hoodyd import __version__
 from hoodyd.config import Config
 from hoodyd.errors import Conflict, HoodydError, InvalidRequest, NotFound, WaitTimeout
 from hoodyd.programs import conf
@@ -77,7 +78,7 @@ class ProgramService:
         self.client = self.runtime.client(config)
         self.registry = Registry(self.client, self.runtime.include_dir)
         self.store = ProgramStore(config.state_path / "hoodyd.db")
-        self.webhooks = WebhookDispatcher(config.notifications, version=_version())
+        self.webhooks = WebhookDispatcher(config.notifications, version=__version__)
         self.stats = StatsCollector()
         self.log_dir = config.log_path
         self._programs: dict[int, Program] = {}
@@ -754,12 +755,6 @@ def _group_of(text: str) -> str:
 def _port_of(text: str) -> int | None:
     header = _header(text)
     return header[1] if header else None
-
-
-def _version() -> str:
-    from hoodyd import __version__
-
-    return __version__
 
 
 def load_defaults(path: Path) -> list[ProgramInput]:
