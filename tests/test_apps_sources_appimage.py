@@ -286,3 +286,53 @@ def test_fetch_spec_round_trips_in_the_record() -> None:
     ).records[0]
     fetch = msgspec.json.decode(record.extra_value("fetch") or "{}")
     assert fetch["kind"] == "appimage" and fetch["name"] == "x.AppImage"
+
+
+def ar_archive(members: list[tuple[str, bytes]]) -> bytes:
+    """A real `ar` archive (the container of a .deb)."""
+    out = bytearray(b"!<arch>\n")
+    for name, data in members:
+        header = f"{name:<16}{0:<12}{0:<6}{0:<6}{'100644':<8}{len(data):<10}`\n"
+        out += header.encode() + data + (b"\n" if len(data) % 2 else b"")
+    return bytes(out)
+
+
+def tar_of(members: dict[str, bytes], mode: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+async def test_compressed_binary_and_deb_are_unpacked(aiohttp_server, short_tmp: Path) -> None:
+    """A gzip-compressed single binary and a .deb package are unpacked after the check and
+    their program run."""
+    import gzip
+
+    program = b'#!/bin/sh\necho "tool $*"\n'
+    deb = ar_archive(
+        [
+            ("debian-binary", b"2.0\n"),
+            ("control.tar.gz", tar_of({"./control": b"Package: tool\nVersion: 1\n"
+                                       b"Architecture: amd64\nMaintainer: x <x@example.org>\n"
+                                       b"Description: tool\n"}, "w:gz")),
+            ("data.tar.xz", tar_of({"./usr/bin/tool": program}, "w:xz")),
+        ]
+    )  # fmt: skip
+    files = {"tool-linux-amd64.gz": gzip.compress(program), "tool_1_amd64.deb": deb}
+    server = await serve(aiohttp_server, files)
+    cache, empty_path = short_tmp / "cache", short_tmp / "path"
+    empty_path.mkdir()
+    for file_name, body in files.items():
+        config = {
+            "url": str(server.make_url(f"/dl/{file_name}")),
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "name": "tool",
+            "kind": "cli",
+        }
+        record = sync("app-image-pinned", config, cache).records[0]
+        code, out, err = await run([*plan("app-image-pinned", record), "x"], cache, empty_path)
+        assert (code, out) == (0, "tool x\n"), (file_name, err)
