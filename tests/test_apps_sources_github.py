@@ -146,6 +146,8 @@ async def test_assets_and_checksums_of_real_release_layouts(
         "BurntSushi",
     )
     assert rg.binaries == ("rg",) and "grep" in rg.tags and rg.kind == "cli"
+    assert rg.extra_value("release") == "14.1.1"
+    assert rg.extra_value("asset") == "ripgrep-14.1.1-x86_64-unknown-linux-musl.tar.gz"
     nvim = records["neovim/neovim"]
     assert nvim.version == "0.11.0" and nvim.kind == "gui" and nvim.homepage == "https://neovim.io"
     notes = SOURCES["app-image-git-hub-releases"].plan(rg, {}, {}).notes

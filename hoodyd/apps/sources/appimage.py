@@ -87,6 +87,7 @@ def remote_record(
     kind: RecordKind,
     args: list[str] | None = None,
     notes: list[str] | None = None,
+    facts: tuple[tuple[str, str], ...] = (),
     **fields: Any,
 ) -> AppRecord:
     """A record whose launch is the download-verify-run command of `spec`; `extra` holds
@@ -101,6 +102,7 @@ def remote_record(
         extra.append(("args", _encoder.encode(args).decode()))
     if notes:
         extra.append(("notes", _encoder.encode(notes).decode()))
+    extra.extend(facts)
     return AppRecord(
         ident=ident,
         name=name,

@@ -454,6 +454,8 @@ class GitHubReleasesSource:
             kind="gui" if record_kind == "gui" else "cli",
             args=repo.args,
             notes=[*notes, *choice.notes()],
+            # the release tag and asset name, for the selector's `release` and `asset` hints
+            facts=(("release", release.tag_name), ("asset", asset.name)),
             description=meta.description or release.name or "",
             os=target.os,
             arch=target.arch,
