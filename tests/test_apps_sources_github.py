@@ -318,3 +318,46 @@ async def test_network_failure_keeps_the_last_good_index(aiohttp_server, short_t
         assert service.search(Selector(app="ripgrep")).candidates[0].version == "14.1.1"
     finally:
         await service.close()
+
+
+async def test_selector_release_and_asset_pin_release_records(
+    aiohttp_server, short_tmp: Path
+) -> None:
+    """At search time `release` and `asset` keep only the release records that match them,
+    while records of other sources are not affected."""
+    from hoodyd.apps.service import AppService
+
+    fake = world()
+    await start(aiohttp_server, fake)
+    state = short_tmp / "state"
+    (state / "run").mkdir(parents=True)
+    source = {
+        "source_id": "gh",
+        "enabled": True,
+        "priority": 10,
+        "provider": "appimage",
+        "source_type": "app-image-git-hub-releases",
+        "config": config(fake, short_tmp, repo="neovim/neovim", binary="nvim", releases=2),
+    }
+    (state / "run" / "config.json").write_text(
+        json.dumps({"version": 1, "sources": [source], "profiles": []})
+    )
+    service = AppService(state, quiet_settings(), environ={"XDG_CACHE_HOME": str(short_tmp)})
+    await service.start()
+    try:
+        done = await service.job(service.sync_source("gh").job_id, wait=True, timeout_ms=30_000)
+        assert done.status == "done", done
+        both = service.search(Selector(app="neovim")).candidates
+        assert {c.version for c in both} == {"0.11.0", "0.10.2"}
+        older = service.search(Selector(app="neovim", release="v0.10.2")).candidates
+        assert [c.version for c in older] == ["0.10.2"]
+        assert [c.version for c in service.search(Selector(app="neovim", release="0.11.0"))
+                .candidates] == ["0.11.0"]
+        assert service.search(Selector(app="neovim", release="v9.9.9")).candidates == []
+        by_name = service.search(Selector(app="neovim", asset="nvim.appimage")).candidates
+        assert [c.version for c in by_name] == ["0.10.2"]  # 0.11 renamed its AppImage
+        by_glob = service.search(Selector(app="neovim", asset="nvim*.appimage")).candidates
+        assert {c.version for c in by_glob} == {"0.11.0", "0.10.2"}
+        assert service.search(Selector(app="neovim", asset="*.zip")).candidates == []
+    finally:
+        await service.close()

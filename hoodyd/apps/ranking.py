@@ -17,6 +17,7 @@ Ties are broken by candidate id, so the same query on the same index gives the s
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -100,6 +101,24 @@ def max_bonus(selector: Selector) -> float:
         if getattr(selector, name)
     )
     return (MAX_TAG_BONUS if selector.tags else 0.0) + HINT_BONUS * hints
+
+
+def pins_allow(record: AppRecord, selector: Selector) -> bool:
+    """The selector's `release` and `asset` pin the records that carry those facts (GitHub
+    release records); records of other sources are not concerned. A release pin matches the
+    tag with or without its leading `v`; an asset pin is a name or a glob pattern."""
+    release = record.extra_value("release")
+    if selector.release and release is not None and (
+        release.removeprefix("v") != selector.release.removeprefix("v")
+    ):
+        return False
+    asset = record.extra_value("asset")
+    return not (
+        selector.asset
+        and asset is not None
+        and asset != selector.asset
+        and not fnmatch.fnmatchcase(asset, selector.asset)
+    )
 
 
 def first_pass(match: Match, flags: int, source: RankedSource) -> float:

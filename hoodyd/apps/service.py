@@ -51,6 +51,7 @@ from hoodyd.apps.ranking import (
     first_pass,
     first_pass_slack,
     max_bonus,
+    pins_allow,
     rank,
     score,
 )
@@ -678,15 +679,19 @@ class AppService:
                     first.append((first_pass(match, flags[position], ranked), index, match, ranked))
             spent += time.perf_counter() - started
             state.last_search_latency_ms = round(spent * 1000, 3)
-        if len(first) > cap:
+        pinned = bool(selector.release or selector.asset)
+        if len(first) > cap and not pinned:
             # every score lies in [upper - slack, upper + bonus]: an item whose best case is
-            # below the cap-th best worst case cannot make the top `cap`
+            # below the cap-th best worst case cannot make the top `cap` (a release/asset pin
+            # filters decoded records, so it needs them all)
             lower = sorted((u - first_pass_slack(m) for u, _, m, _ in first), reverse=True)
             threshold = lower[cap - 1] - max_bonus(selector)
             first = [item for item in first if item[0] >= threshold]
+        records = ((index.record(match.record), match, ranked) for _, index, match, ranked in first)
         scored = [
-            score(index.record(match.record), match, ranked, selector)
-            for _, index, match, ranked in first
+            score(record, match, ranked, selector)
+            for record, match, ranked in records
+            if not pinned or pins_allow(record, selector)
         ]
         return rank(scored)[:cap]
 
