@@ -111,6 +111,11 @@ async def test_sources_crud_persists_and_validates(
         f"{BASE}/sources", json={**extra, "source_id": "x", "provider": "nix"}
     )
     assert (await mismatch.json())["reason"] == "INVALID_SOURCE_PROVIDER"
+    for source_type in ("app-image-git-hub-releases", "pkgx", "flatpak", "nix-flake"):
+        wrong = await client.post(f"{BASE}/sources", json={
+            "source_id": f"w-{source_type}", "enabled": False, "priority": 1,
+            "provider": "apt", "source_type": source_type})  # fmt: skip
+        assert (await wrong.json())["reason"] == "INVALID_SOURCE_PROVIDER", source_type
     bad_patch = await client.patch(f"{BASE}/sources/extra", json={"source_type": "apt"})
     assert bad_patch.status == 400 and (await bad_patch.json())["reason"] == "UNKNOWN_FIELD"
     assert (await client.patch(f"{BASE}/sources/ghost", json={"enabled": True})).status == 404

@@ -30,14 +30,8 @@ log = structlog.get_logger()
 CONFIG_VERSION = 1
 # provider each implemented source type reports as; other types are accepted (the
 # contract lists them) but their syncs fail with "not supported" in diagnostics
-PROVIDERS = {
-    "system-path": "system",
-    "apt": "apt",
-    "nix-pkgs": "nix",
-    "trusted-list-file": "registry",
-    "manifest-registry": "registry",
-    "manifest-remote-index": "registry",
-}
+# each source type's provider, as the source module declares it
+PROVIDERS = {source_type: source.provider for source_type, source in SOURCES.items()}
 DEFAULT_SOURCES = (
     ("system-path", "system-path", 60),
     ("apt", "apt", 50),
