@@ -8,7 +8,6 @@ import sys
 import msgspec
 import structlog
 
-
 _encoder = msgspec.json.Encoder(enc_hook=repr)
 
 

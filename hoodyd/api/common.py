@@ -67,6 +67,23 @@ def query_bool(request: web.Request, name: str) -> bool | None:
     )
 
 
+def parse_flag(name: str, value: str) -> bool:
+    """Lenient boolean (terminal and run areas): `true`, `1` or a bare key are true."""
+    if value in ("", "true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    raise InvalidRequest(
+        f"Invalid value for '{name}': expected true, false, 1 or 0, got {value!r}",
+        reason="INVALID_BOOLEAN",
+    )
+
+
+def query_flag(request: web.Request, name: str) -> bool | None:
+    value = request.query.get(name)
+    return None if value is None else parse_flag(name, value)
+
+
 def query_int(
     request: web.Request, name: str, *, low: int | None = None, high: int | None = None
 ) -> int | None:

@@ -12,10 +12,10 @@ from typing import Any
 
 from aiohttp import web
 
+from hoodyd.api import run_exec
 from hoodyd.api.common import json_response, parse_int, read_body
 from hoodyd.api.health import add_health_route
 from hoodyd.api.keys import CONFIG, RUN
-from hoodyd.api import run_exec
 from hoodyd.api.openapi import add_openapi_routes
 from hoodyd.apps import wire
 from hoodyd.apps.service import AppService

@@ -27,7 +27,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from hoodyd.api.common import json_response, parse_int, read_body
+from hoodyd.api.common import json_response, parse_flag, parse_int, read_body
 from hoodyd.api.keys import CONFIG, RUN, RUNNER, TERMINALS
 from hoodyd.apps import pages, wire
 from hoodyd.apps.curl import CurlTarget
@@ -65,17 +65,6 @@ def _runner(request: web.Request) -> RunService:
 # --- decoding ------------------------------------------------------------------------------
 
 
-def _flag(name: str, value: str) -> bool:
-    if value in ("", "true", "1"):
-        return True
-    if value in ("false", "0"):
-        return False
-    raise InvalidRequest(
-        f"Invalid value for '{name}': expected true, false, 1 or 0, got {value!r}",
-        reason="INVALID_BOOLEAN",
-    )
-
-
 def selector_from_params(params: Mapping[str, list[str]]) -> Selector:
     """A Selector from query-style parameters (each name with its list of values)."""
     fields: dict[str, Any] = {}
@@ -100,7 +89,7 @@ def selector_from_params(params: Mapping[str, list[str]]) -> Selector:
         elif name in _INT_FIELDS:
             fields[name] = parse_int(value, name)
         elif name in _BOOL_FIELDS:
-            fields[name] = _flag(name, value)
+            fields[name] = parse_flag(name, value)
         else:
             fields[name] = value
     if "app" not in fields:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import WSMsgType, web
 
-from hoodyd.api.common import decode_body, decode_json, json_response, query_int
+from hoodyd.api.common import decode_body, decode_json, json_response, query_flag, query_int
 from hoodyd.api.health import add_health_route
 from hoodyd.api.keys import CONFIG, TERMINALS
 from hoodyd.api.openapi import add_openapi_routes
@@ -70,21 +70,6 @@ routes = web.RouteTableDef()
 
 def _service(request: web.Request) -> TerminalService:
     return request.app[TERMINALS]
-
-
-def _flag(request: web.Request, name: str) -> bool | None:
-    """Terminal-kit boolean: `true`, `1` or the bare key are true; `false`, `0` false."""
-    if name not in request.query:
-        return None
-    value = request.query[name]
-    if value in ("", "true", "1"):
-        return True
-    if value in ("false", "0"):
-        return False
-    raise InvalidRequest(
-        f"Invalid value for '{name}': expected true, false, 1 or 0, got {value!r}",
-        reason="INVALID_BOOLEAN",
-    )
 
 
 def _origin(request: web.Request) -> str | None:
@@ -146,7 +131,7 @@ def _defer(request: web.Request) -> DeferSpec | None:
 def _display_wait_timeout(request: web.Request) -> float | None:
     """Seconds to wait for a new session's display; the contract caps it at 10 and reads
     anything malformed or not positive as 10."""
-    if _flag(request, "skip_display_wait"):
+    if query_flag(request, "skip_display_wait"):
         return None
     try:
         value = float(request.query.get("display_wait_timeout", "10"))
@@ -194,14 +179,14 @@ async def execute(request: web.Request) -> web.Response:
             "body's 'command'",
             reason="UNSUPPORTED_PARAMETER",
         )
-    ephemeral = bool(_flag(request, "ephemeral"))
+    ephemeral = bool(query_flag(request, "ephemeral"))
     terminal_id = parse_terminal_id(request.query.get("terminal_id"), required=not ephemeral)
     defer = _defer(request)
     check_user(request.query.get("user"))
     body = await decode_body(request, ExecuteBody, optional=True)
     if body.command is None:
         raise InvalidRequest("Missing 'command' field", reason="MISSING_COMMAND")
-    wait = body.wait if body.wait is not None else _flag(request, "wait")
+    wait = body.wait if body.wait is not None else query_flag(request, "wait")
     session = SessionOptions(
         shell=request.query.get("shell"),
         cwd=request.query.get("cwd"),
@@ -221,8 +206,8 @@ async def execute(request: web.Request) -> web.Response:
             cwd=body.cwd,
             env=body.env or {},
             defer=defer,
-            reset=bool(_flag(request, "reset")),
-            cwd_auto_create=bool(_flag(request, "cwd_auto_create")),
+            reset=bool(query_flag(request, "reset")),
+            cwd_auto_create=bool(query_flag(request, "cwd_auto_create")),
             display_wait_timeout=_display_wait_timeout(request),
             session=session,
             origin=_origin(request),

@@ -18,7 +18,9 @@ TerminalShell = Literal["bash", "zsh", "fish", "sh", "tmux"]
 ProcessState = Literal[
     "STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN"
 ]
-WEBHOOK_EVENTS = ("STARTING", "RUNNING", "BACKOFF", "STOPPING", "STOPPED", "EXITED", "FATAL", "UNKNOWN")
+WEBHOOK_EVENTS = (
+    "STARTING", "RUNNING", "BACKOFF", "STOPPING", "STOPPED", "EXITED", "FATAL", "UNKNOWN"
+)
 
 
 class PortRange(Struct, forbid_unknown_fields=True):
@@ -53,27 +55,27 @@ class ProgramInput(Struct, forbid_unknown_fields=True):
     command: str | UnsetType = UNSET
     user: str | UnsetType = UNSET
     id: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
-    description: str | None | UnsetType = UNSET
+    description: str | UnsetType | None = UNSET
     enabled: bool | UnsetType = UNSET
     boot: bool | UnsetType = UNSET
     delay_seconds: Annotated[int, Meta(ge=0, le=3600)] | UnsetType = UNSET
     autorestart: Autorestart | bool | UnsetType = UNSET
-    directory: str | None | UnsetType = UNSET
+    directory: str | UnsetType | None = UNSET
     priority: Annotated[int, Meta(ge=1, le=999)] | UnsetType = UNSET
-    stdout_logfile: str | None | UnsetType = UNSET
-    stderr_logfile: str | None | UnsetType = UNSET
+    stdout_logfile: str | UnsetType | None = UNSET
+    stderr_logfile: str | UnsetType | None = UNSET
     logs_enabled: bool | UnsetType = UNSET
     log_max_bytes: Annotated[int, Meta(ge=0)] | UnsetType = UNSET
     log_backups: Annotated[int, Meta(ge=0, le=100)] | UnsetType = UNSET
-    environment: dict[str, str] | None | UnsetType = UNSET
-    port_range: PortRange | None | UnsetType = UNSET
-    port_param: str | None | UnsetType = UNSET
+    environment: dict[str, str] | UnsetType | None = UNSET
+    port_range: PortRange | UnsetType | None = UNSET
+    port_param: str | UnsetType | None = UNSET
     lazy_load: bool | UnsetType = UNSET
-    display: str | int | None | UnsetType = UNSET
-    terminal_id: TerminalId | None | UnsetType = UNSET
-    terminal_shell: TerminalShell | None | UnsetType = UNSET
-    terminal_interactive: bool | None | UnsetType = UNSET
-    webhooks: WebhooksInput | None | UnsetType = UNSET
+    display: str | int | UnsetType | None = UNSET
+    terminal_id: TerminalId | UnsetType | None = UNSET
+    terminal_shell: TerminalShell | UnsetType | None = UNSET
+    terminal_interactive: bool | UnsetType | None = UNSET
+    webhooks: WebhooksInput | UnsetType | None = UNSET
     # read-only in responses; accepted and ignored so a fetched program can be posted back
     hoody_kit: bool | UnsetType = UNSET
     status: Any = UNSET
@@ -154,19 +156,19 @@ class EphemeralInput(Struct, forbid_unknown_fields=True):
     wait: bool = False
     timeout: Annotated[int, Meta(ge=1, le=300)] = 30
     autorestart: Autorestart | bool | UnsetType = UNSET
-    directory: str | None | UnsetType = UNSET
-    environment: dict[str, str] | None | UnsetType = UNSET
+    directory: str | UnsetType | None = UNSET
+    environment: dict[str, str] | UnsetType | None = UNSET
     priority: Annotated[int, Meta(ge=1, le=999)] | UnsetType = UNSET
     delay_seconds: Annotated[int, Meta(ge=0, le=3600)] | UnsetType = UNSET
-    stdout_logfile: str | None | UnsetType = UNSET
-    stderr_logfile: str | None | UnsetType = UNSET
+    stdout_logfile: str | UnsetType | None = UNSET
+    stderr_logfile: str | UnsetType | None = UNSET
     logs_enabled: bool | UnsetType = UNSET
     log_max_bytes: Annotated[int, Meta(ge=0)] | UnsetType = UNSET
     log_backups: Annotated[int, Meta(ge=0, le=100)] | UnsetType = UNSET
-    display: str | int | None | UnsetType = UNSET
-    terminal_id: TerminalId | None | UnsetType = UNSET
-    terminal_shell: TerminalShell | None | UnsetType = UNSET
-    terminal_interactive: bool | None | UnsetType = UNSET
+    display: str | int | UnsetType | None = UNSET
+    terminal_id: TerminalId | UnsetType | None = UNSET
+    terminal_shell: TerminalShell | UnsetType | None = UNSET
+    terminal_interactive: bool | UnsetType | None = UNSET
 
 
 class Ephemeral(Struct, kw_only=True):
