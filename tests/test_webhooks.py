@@ -765,3 +765,35 @@ async def test_unreachable_urls_fail_with_a_connection_error() -> None:
     failures = [e for e in logs if e["event"] == "webhook_failed"]
     assert [(f["attempt"], f["status"]) for f in failures] == [(1, None), (2, None)]
     assert all(f["error"] for f in failures)
+
+
+async def test_one_programs_events_arrive_in_the_order_they_happened(
+    aiohttp_server: ServerFactory,
+) -> None:
+    """A receiver slow to take the first event still gets a program's events in order, though
+    four workers deliver: the next event is not sent before the previous one is answered."""
+    arrived: list[str] = []
+
+    async def slow_first(request: web.Request) -> web.Response:
+        event = (await request.json())["event"]
+        if not arrived and event == "STARTING":
+            await asyncio.sleep(0.3)
+        arrived.append(event)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", slow_first)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    dispatcher = make_dispatcher()
+    await dispatcher.start()
+    try:
+        program = make_program([str(server.make_url("/hook"))])
+        states = ["STARTING", "RUNNING", "STOPPING", "STOPPED"]
+        for state in states:
+            dispatcher.notify(program, state, from_state=None, pid=None)
+        deadline = time.monotonic() + 10
+        while len(arrived) < len(states) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+    finally:
+        await dispatcher.close()
+    assert arrived == states

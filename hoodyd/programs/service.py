@@ -87,6 +87,7 @@ class ProgramService:
         self._flights: dict[str, Flight] = {}
         self._seen: dict[str, tuple[str, int | None]] = {}  # name → (state, pid) last reported
         self._running: dict[str, int] = {}  # name → pid, for processes last seen RUNNING
+        self._event_at: dict[str, float] = {}  # name → monotonic time of its last event
         self._events: EventReceiver | None = None
         self._poller: asyncio.Task[None] | None = None
         # callbacks (process name, state) on every observed transition: ephemeral clean-up
@@ -666,6 +667,7 @@ class ProgramService:
         interval = self.config.supervisor.poll_interval
         while True:
             await asyncio.sleep(interval)
+            asked_at = time.monotonic()
             try:
                 infos = await self.status_map()
             except SupervisorUnavailable:
@@ -689,17 +691,21 @@ class ProgramService:
                 self._supervisor_lost = False
                 log.info("supervisor_back")
                 continue
-            self._record(infos)
+            self._record(infos, asked_at)
 
     async def _poll_once(self) -> None:
-        self._record(await self.status_map())
+        asked_at = time.monotonic()
+        self._record(await self.status_map(), asked_at)
 
-    def _record(self, infos: dict[str, dict[str, Any]]) -> None:
+    def _record(self, infos: dict[str, dict[str, Any]], asked_at: float) -> None:
         for name, info in infos.items():
+            if self._event_at.get(name, 0.0) > asked_at:
+                continue  # an event arrived while the poll was under way: it is newer
             self._observe(name, str(info["statename"]), int(info["pid"]) or None, source="poll")
         self._primed = True
 
     def _on_event(self, event: ProcessEvent) -> None:
+        self._event_at[event.process_name] = time.monotonic()
         self._observe(event.process_name, event.state, event.pid, source="event",
                       from_state=event.from_state)
         flight = self._flights.get(event.process_name)

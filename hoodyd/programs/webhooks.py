@@ -336,7 +336,9 @@ class WebhookDispatcher:
 
     One queued delivery per (event, URL), each retried on its own. Deliveries run on
     `concurrency` worker tasks sharing one HTTP session; the queue holds at most
-    `config.queue_size` deliveries and drops the oldest beyond that.
+    `config.queue_size` deliveries and drops the oldest beyond that. Deliveries of one
+    program to one URL hold a lock taken in queue order, so a receiver gets a program's
+    events in the order they happened (STARTING before RUNNING before STOPPED).
     """
 
     concurrency: Final = 4
@@ -354,6 +356,8 @@ class WebhookDispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self.dropped = 0
+        # asyncio.Lock wakes its waiters first come, first served: queue order is kept
+        self._in_order: dict[tuple[str, str], asyncio.Lock] = {}
 
     @property
     def pending(self) -> int:
@@ -449,8 +453,10 @@ class WebhookDispatcher:
     async def _work(self) -> None:
         while True:
             delivery = await self._queue.get()
+            lock = self._in_order.setdefault((delivery.program, delivery.url), asyncio.Lock())
             try:
-                await self._deliver(delivery)
+                async with lock:
+                    await self._deliver(delivery)
             except Exception:  # a worker must survive anything one delivery does
                 log.exception("webhook_worker_error", url=display_url(delivery.url))
             finally:
