@@ -282,12 +282,10 @@ async def test_planned_command_downloads_verifies_and_runs(aiohttp_server, short
     assert code == 3 and out == "" and "sha256 mismatch" in err
 
 
-async def test_network_failure_keeps_the_last_good_index(aiohttp_server, short_tmp: Path) -> None:
-    """When the API is unreachable, the source keeps its records and diagnostics say why."""
+async def release_service(short_tmp: Path, source_config: dict[str, Any]) -> Any:
+    """A started AppService whose one source `gh` is GitHub releases with `source_config`."""
     from hoodyd.apps.service import AppService
 
-    fake = world()
-    server = await start(aiohttp_server, fake)
     state = short_tmp / "state"
     (state / "run").mkdir(parents=True)
     source = {
@@ -296,13 +294,23 @@ async def test_network_failure_keeps_the_last_good_index(aiohttp_server, short_t
         "priority": 10,
         "provider": "appimage",
         "source_type": "app-image-git-hub-releases",
-        "config": config(fake, short_tmp, repo="BurntSushi/ripgrep", binary="rg"),
+        "config": source_config,
     }
     (state / "run" / "config.json").write_text(
         json.dumps({"version": 1, "sources": [source], "profiles": []})
     )
     service = AppService(state, quiet_settings(), environ={"XDG_CACHE_HOME": str(short_tmp)})
     await service.start()
+    return service
+
+
+async def test_network_failure_keeps_the_last_good_index(aiohttp_server, short_tmp: Path) -> None:
+    """When the API is unreachable, the source keeps its records and diagnostics say why."""
+    fake = world()
+    server = await start(aiohttp_server, fake)
+    service = await release_service(
+        short_tmp, config(fake, short_tmp, repo="BurntSushi/ripgrep", binary="rg")
+    )
     try:
         done = await service.job(service.sync_source("gh").job_id, wait=True, timeout_ms=30_000)
         assert done.status == "done", done
@@ -325,25 +333,11 @@ async def test_selector_release_and_asset_pin_release_records(
 ) -> None:
     """At search time `release` and `asset` keep only the release records that match them,
     while records of other sources are not affected."""
-    from hoodyd.apps.service import AppService
-
     fake = world()
     await start(aiohttp_server, fake)
-    state = short_tmp / "state"
-    (state / "run").mkdir(parents=True)
-    source = {
-        "source_id": "gh",
-        "enabled": True,
-        "priority": 10,
-        "provider": "appimage",
-        "source_type": "app-image-git-hub-releases",
-        "config": config(fake, short_tmp, repo="neovim/neovim", binary="nvim", releases=2),
-    }
-    (state / "run" / "config.json").write_text(
-        json.dumps({"version": 1, "sources": [source], "profiles": []})
+    service = await release_service(
+        short_tmp, config(fake, short_tmp, repo="neovim/neovim", binary="nvim", releases=2)
     )
-    service = AppService(state, quiet_settings(), environ={"XDG_CACHE_HOME": str(short_tmp)})
-    await service.start()
     try:
         done = await service.job(service.sync_source("gh").job_id, wait=True, timeout_ms=30_000)
         assert done.status == "done", done
