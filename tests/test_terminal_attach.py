@@ -63,12 +63,12 @@ async def test_execute_round_trip_over_the_unix_socket(terminal_daemon: DaemonPr
         assert (await health.json())["service"] == "hoodyd-terminal"
 
 
-async def test_hoodyd_attach_types_resizes_and_detaches(terminal_daemon: DaemonProcess) -> None:
-    """`hoodyd attach 1` in a PTY: keys reach the shell, SIGWINCH resizes, Ctrl-] detaches."""
+def attach_in_pty(daemon: DaemonProcess) -> tuple[subprocess.Popen[bytes], int]:
+    """`hoodyd attach 1` running on a new 80x24 PTY (its controlling TTY); the PTY master."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     client = subprocess.Popen(
-        [sys.executable, "-m", "hoodyd", "attach", "1", "--socket", str(terminal_daemon.socket)],
+        [sys.executable, "-m", "hoodyd", "attach", "1", "--socket", str(daemon.socket)],
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -76,6 +76,12 @@ async def test_hoodyd_attach_types_resizes_and_detaches(terminal_daemon: DaemonP
         preexec_fn=_controlling_tty,
     )
     os.close(slave)
+    return client, master
+
+
+async def test_hoodyd_attach_types_resizes_and_detaches(terminal_daemon: DaemonProcess) -> None:
+    """`hoodyd attach 1` in a PTY: keys reach the shell, SIGWINCH resizes, Ctrl-] detaches."""
+    client, master = attach_in_pty(terminal_daemon)
     seen = bytearray()
     try:
         # The first prompt shows the client is attached and in raw mode (entering raw mode
@@ -124,16 +130,7 @@ def test_hoodyd_attach_to_a_missing_terminal_says_why(terminal_daemon: DaemonPro
 
 def test_hoodyd_attach_ends_when_the_shell_exits(terminal_daemon: DaemonProcess) -> None:
     """When the remote shell exits, `hoodyd attach` restores the TTY and reports the status."""
-    master, slave = os.openpty()
-    client = subprocess.Popen(
-        [sys.executable, "-m", "hoodyd", "attach", "1", "--socket", str(terminal_daemon.socket)],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-        preexec_fn=_controlling_tty,
-    )
-    os.close(slave)
+    client, master = attach_in_pty(terminal_daemon)
     seen = bytearray()
     try:
         read_until(master, b"\x1b[?2004h", seen)
