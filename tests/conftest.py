@@ -159,3 +159,12 @@ async def aiohttp_client(short_tmp: Path, aiohttp_client: Any) -> Any:
     """The plugin's client factory, set up after `short_tmp` so that its apps close before
     the temp dir's supervisords are stopped (else a closing app could start one again)."""
     return aiohttp_client
+
+
+@pytest.fixture
+async def http(world: Any) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client on the Unix socket of the module's `world` daemon (run-area tests)."""
+    async with aiohttp.ClientSession(
+        connector=aiohttp.UnixConnector(path=world.socket), base_url="http://localhost"
+    ) as session:
+        yield session

@@ -41,6 +41,17 @@ async def call(
         return response.status, await response.json()
 
 
+async def start_sleeper(daemon: DaemonProcess, name: str) -> int:
+    """Add program 1 running `sleep 300`, start it with wait; its pid."""
+    async with session_for(daemon) as session:
+        await call(session, "POST", "/programs/add",
+                   {"name": name, "command": "/bin/sleep 300", "user": USER})
+        status, body = await call(session, "POST", "/programs/1/start", {"wait": True})
+    assert status == 200, body
+    pid: int = body["status"]["pid"]
+    return pid
+
+
 async def test_seed_page_examples_work_as_written(daemon: DaemonProcess) -> None:
     """Every request of the Program Control seed page, sent over the Unix socket."""
     base = free_ports(1)
@@ -93,18 +104,14 @@ async def test_restarting_hoodyd_leaves_programs_running_with_the_same_pids(
 ) -> None:
     """hoodyd restarts reconnect to supervisord: programs keep their pids."""
     first = start_daemon(short_tmp)
-    async with session_for(first) as session:
-        await call(session, "POST", "/programs/add",
-                   {"name": "steady", "command": "/bin/sleep 300", "user": USER})
-        status, body = await call(session, "POST", "/programs/1/start", {"wait": True})
-        assert status == 200
-        pid = body["status"]["pid"]
+    pid = await start_sleeper(first, "steady")
     assert first.stop() == 0
     assert psutil.pid_exists(pid)
     second = start_daemon(short_tmp)
     try:
         async with session_for(second) as session:
             status, body = await call(session, "GET", "/status/1")
+            assert status == 200
             assert body["status"]["status"] == "RUNNING"
             assert body["status"]["pid"] == pid
     finally:
@@ -180,12 +187,7 @@ async def test_stop_supervisor_ends_the_embedded_supervisord_and_its_programs(
 ) -> None:
     """`hoodyd stop-supervisor` stops what `hoodyd serve` deliberately leaves running."""
     daemon = start_daemon(short_tmp)
-    async with session_for(daemon) as session:
-        await call(session, "POST", "/programs/add",
-                   {"name": "lingering", "command": "/bin/sleep 300", "user": USER})
-        status, body = await call(session, "POST", "/programs/1/start", {"wait": True})
-        assert status == 200
-        program_pid = body["status"]["pid"]
+    program_pid = await start_sleeper(daemon, "lingering")
     daemon.stop()
     supervisord_pid = int((short_tmp / "supervisor" / "supervisord.pid").read_text())
     assert psutil.pid_exists(program_pid)

@@ -8,7 +8,7 @@ import asyncio
 import json
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -22,14 +22,6 @@ from tests.run_world import RUN, TERMINAL, TRICKY, RunWorld, run_world, wait_res
 def world() -> Iterator[RunWorld]:
     with run_world() as running:
         yield running
-
-
-@pytest.fixture
-async def http(world: RunWorld) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        connector=aiohttp.UnixConnector(path=world.socket), base_url="http://localhost"
-    ) as session:
-        yield session
 
 
 async def get(http: aiohttp.ClientSession, path: str, **params: Any) -> tuple[int, Any]:

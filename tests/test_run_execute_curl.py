@@ -7,7 +7,7 @@ import json
 import shlex
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -24,14 +24,6 @@ pytestmark = pytest.mark.skipif(
 def world() -> Iterator[RunWorld]:
     with run_world() as running:
         yield running
-
-
-@pytest.fixture
-async def http(world: RunWorld) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        connector=aiohttp.UnixConnector(path=world.socket), base_url="http://localhost"
-    ) as session:
-        yield session
 
 
 def shell(line: str) -> tuple[int, str]:
