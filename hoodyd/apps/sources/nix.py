@@ -34,7 +34,8 @@ SEARCH_ARGV = [
     "--json",
 ]
 ENV_ARGV = ["nix-env", "-qaP", "--json", "--meta"]
-_SYSTEM_ARCH = {"x86_64-linux": "amd64", "aarch64-linux": "arm64"}
+# nix system names and hoodyd arches (shared with the nix-flake source)
+SYSTEM_ARCH = {"x86_64-linux": "amd64", "aarch64-linux": "arm64"}
 _ATTR_PREFIX = re.compile(r"^(?:legacyPackages|packages)\.([\w-]+)\.")
 # descriptions rarely say "command line"; these words reliably mean a graphical program
 _GUI_WORDS = re.compile(
@@ -173,7 +174,7 @@ def parse_entries(entries: dict[str, NixEntry], installed: set[str]) -> list[App
             attr = key[match.end() :]
         elif key.startswith("nixpkgs."):
             attr = key[len("nixpkgs.") :]  # nix-env prefixes the channel name
-        if system and system not in _SYSTEM_ARCH:
+        if system and system not in SYSTEM_ARCH:
             continue  # darwin and other platforms cannot run here
         meta = entry.meta or NixMeta()
         if meta.broken:
@@ -192,7 +193,7 @@ def parse_entries(entries: dict[str, NixEntry], installed: set[str]) -> list[App
                 title=pname,
                 description=description,
                 kind="gui" if _GUI_WORDS.search(description) else "cli",
-                arch=_SYSTEM_ARCH.get(system or "", "any"),
+                arch=SYSTEM_ARCH.get(system or "", "any"),
                 version=entry.version or "",
                 binaries=(program,),
                 keywords=keywords,

@@ -23,12 +23,11 @@ import msgspec
 
 from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
 from hoodyd.apps.sources.base import config_str
-from hoodyd.apps.sources.nix import run_cli
+from hoodyd.apps.sources.nix import SYSTEM_ARCH, run_cli
 from hoodyd.schemas.run import Integrity, Requirement, SourceKind
 
 NIX = ["nix", "--extra-experimental-features", "nix-command flakes"]
 _SYSTEMS = {"x86_64": "x86_64-linux", "aarch64": "aarch64-linux", "arm64": "aarch64-linux"}
-_ARCH = {"x86_64-linux": "amd64", "aarch64-linux": "arm64"}
 _encoder = msgspec.json.Encoder()
 
 
@@ -125,7 +124,7 @@ class NixFlakeSource:
                     name=name,
                     title=title,
                     description=output.description or meta.description or "",
-                    arch=_ARCH.get(system, "any"),
+                    arch=SYSTEM_ARCH.get(system, "any"),
                     version=version,
                     binaries=(name,),
                     keywords=(attr,) if attr != name else (),
