@@ -15,8 +15,10 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from hoodyd.api.server import Runner
 from hoodyd.app import create_app
 from hoodyd.config import Config
+from hoodyd.private import AlreadyRunning, DaemonLock, UnsafePath, acquire_lock, private_dir
 
 log = structlog.get_logger()
 
@@ -26,12 +28,41 @@ BACKLOG = 1024
 
 
 async def serve(config: Config) -> None:
-    stop = _stop_on_signals()  # before the socket exists: a SIGTERM from then on is graceful
+    # before anything else: files are private from the first one, and a second daemon on
+    # this state dir or socket leaves at once without touching the first one's
+    os.umask(0o077)
     inherited = _inherited_fds()
+    locks = claim_paths(config, socket_inherited=bool(inherited))
+    try:
+        await _serve(config, inherited)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def claim_paths(config: Config, *, socket_inherited: bool) -> list[DaemonLock]:
+    """Make the state (and socket) directories private and take their one-daemon locks."""
+    socket_path = config.server.socket
+    try:
+        private_dir(config.state_path)
+        locks = [acquire_lock(config.state_path / "lock", socket=socket_path)]
+        if not socket_inherited:
+            group = config.server.allowed_gids[0] if config.server.allowed_gids else None
+            socket_dir = private_dir(Path(socket_path).parent, 0o700 if group is None else 0o750)
+            if group is not None:
+                os.chown(socket_dir, -1, group)
+            locks.append(acquire_lock(Path(f"{socket_path}.lock"), socket=socket_path))
+    except (UnsafePath, AlreadyRunning) as exc:
+        raise SystemExit(f"hoodyd: {exc}") from None
+    return locks
+
+
+async def _serve(config: Config, inherited: list[socket.socket]) -> None:
+    stop = _stop_on_signals()  # before the socket exists: a SIGTERM from then on is graceful
     on_tcp = bool(config.server.tcp) or any(s.family != socket.AF_UNIX for s in inherited)
     token = resolve_token(config) if on_tcp else None
     app = create_app(config, token=token)
-    runner = web.AppRunner(
+    runner = Runner(
         app, handle_signals=False, access_log=None, shutdown_timeout=config.server.shutdown_timeout
     )
     await runner.setup()  # services start here: supervisord, store, reconciliation
@@ -48,7 +79,8 @@ async def serve(config: Config) -> None:
             log.info("serving_inherited_sockets", count=len(inherited))
         else:
             created_socket = Path(config.server.socket)
-            sock = bind_unix_socket(created_socket, config.server.socket_mode)
+            group = config.server.allowed_gids[0] if config.server.allowed_gids else None
+            sock = bind_unix_socket(created_socket, socket_mode(config), group)
             await web.SockSite(
                 runner, sock, shutdown_timeout=config.server.shutdown_timeout, backlog=BACKLOG
             ).start()
@@ -72,7 +104,13 @@ async def serve(config: Config) -> None:
         log.info("stopped")
 
 
-def bind_unix_socket(path: Path, mode: int) -> socket.socket:
+def socket_mode(config: Config) -> int:
+    """The configured mode, with group access only where a group is allowed on the socket."""
+    mode = config.server.socket_mode & 0o770
+    return mode if config.server.allowed_gids else mode & 0o700
+
+
+def bind_unix_socket(path: Path, mode: int, group: int | None = None) -> socket.socket:
     """Bind and listen under a temporary name, then rename into place: the socket path
     appears only once it accepts connections, with its final mode."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +129,8 @@ def bind_unix_socket(path: Path, mode: int) -> socket.socket:
         staging.unlink()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(str(staging))
+    if group is not None:
+        os.chown(staging, -1, group)
     os.chmod(staging, mode)
     sock.listen(BACKLOG)
     os.rename(staging, path)

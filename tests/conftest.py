@@ -71,8 +71,11 @@ class DaemonProcess:
         return self.log_path.read_text()
 
 
-def start_daemon(state_dir: Path, *extra: str, env: dict[str, str] | None = None) -> DaemonProcess:
-    sock = state_dir / "hoodyd.sock"
+def start_daemon(
+    state_dir: Path, *extra: str, env: dict[str, str] | None = None, socket: Path | None = None
+) -> DaemonProcess:
+    sock = socket or state_dir / "hoodyd.sock"
+    state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / f"daemon-{time.monotonic_ns()}.log"
     handle = log_path.open("wb")
     process = subprocess.Popen(

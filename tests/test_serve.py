@@ -20,11 +20,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_serves_health_on_its_unix_socket_with_mode_0660(
+async def test_serves_health_on_its_unix_socket_with_mode_0600(
     daemon: DaemonProcess, unix_session: aiohttp.ClientSession
 ) -> None:
-    """The socket appears with mode 0660 and answers the 9-field health object."""
-    assert stat.S_IMODE(daemon.socket.stat().st_mode) == 0o660
+    """The socket appears with mode 0600 (no group is configured) and answers the 9-field
+    health object."""
+    assert stat.S_IMODE(daemon.socket.stat().st_mode) == 0o600
     async with unix_session.get("/api/v1/daemon/health") as response:
         body = await response.json()
     assert response.status == 200

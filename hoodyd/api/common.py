@@ -6,9 +6,11 @@ strict rules (daemon booleans accept only `true`/`false`).
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import msgspec
+import numpy as np
 from aiohttp import web
 
 from hoodyd.api.keys import CONFIG
@@ -18,19 +20,47 @@ T = TypeVar("T")
 
 _encoder = msgspec.json.Encoder()
 
+# No request body of the contract nests deeper than a handful of levels; the bound keeps a
+# crafted body from exhausting the decoder's recursion (a 500) or being stored and re-read.
+MAX_JSON_DEPTH = 64
+# a JSON string, or an unterminated one running to the end: every match attempt succeeds,
+# so stripping strings stays linear in the body's size whatever the bytes are
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
 
 def json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=_encoder.encode(body), status=status, content_type="application/json")
 
 
 async def read_body(request: web.Request) -> bytes:
+    """The request's JSON body, refused whole when it is too large or nested too deeply."""
     try:
-        return await request.read()
+        raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         limit = request.app[CONFIG].server.max_body_bytes
         raise PayloadTooLarge(
             f"request body exceeds the {limit}-byte limit", reason="PAYLOAD_TOO_LARGE"
         ) from exc
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise InvalidRequest(
+            f"JSON body nests deeper than {MAX_JSON_DEPTH} levels", reason="JSON_TOO_DEEP"
+        )
+    return raw
+
+
+def json_depth(raw: bytes) -> int:
+    """How deep arrays and objects nest in `raw` (brackets inside strings do not count)."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    if len(brackets) <= 2 * MAX_JSON_DEPTH:
+        depth = peak = 0
+        for byte in brackets:
+            depth += 1 if byte in b"[{" else -1
+            peak = max(peak, depth)
+        return peak
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
+    return int(np.cumsum(steps).max())
 
 
 async def decode_body(request: web.Request, kind: type[T], *, optional: bool = False) -> T:

@@ -1,4 +1,4 @@
-"""`GET /api/v1/{area}/health`: the contract's 9-field health object, unauthenticated."""
+"""`GET /api/v1/{area}/health`: the contract's 9-field health object, the only open routes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import psutil
 from aiohttp import web
 
 import hoodyd
+from hoodyd.api.access import open_route
 from hoodyd.api.common import json_response
 
 _PROCESS = psutil.Process()
@@ -33,6 +34,7 @@ def add_health_route(app: web.Application, base: str, service: str) -> None:
     built = _built()
     started = _rfc3339(_PROCESS.create_time())
 
+    @open_route
     async def health(request: web.Request) -> web.Response:
         with _PROCESS.oneshot():
             rss = _PROCESS.memory_info().rss

@@ -7,6 +7,7 @@ answers `{error, code, reason}`, the daemon and terminal areas `{success: false,
 from __future__ import annotations
 
 import hmac
+import re
 import socket
 import struct
 import time
@@ -18,8 +19,9 @@ import msgspec
 import structlog
 from aiohttp import web
 
+from hoodyd.api.access import is_open
 from hoodyd.api.keys import CONFIG, TOKEN
-from hoodyd.errors import Forbidden, HoodydError, Unauthorized
+from hoodyd.errors import Forbidden, HoodydError, InvalidRequest, Unauthorized
 
 log = structlog.get_logger()
 
@@ -34,7 +36,11 @@ _HTTP_REASONS = {
     405: "METHOD_NOT_ALLOWED",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
+    431: "HEADERS_TOO_LARGE",
 }
+# a caller's request id is echoed in a response header and logged: a short token, nothing else
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@+=/-]{1,128}$")
+_ORIGIN_MAX = 128
 
 
 def error_body(path: str, status: int, message: str, reason: str, extra: dict[str, Any]) -> bytes:
@@ -69,16 +75,22 @@ def peer_credentials(request: web.Request) -> tuple[int, int, int] | None:
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bind a request id (and the caller's origin) to every log line of this request."""
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
-    origin = request.query.get("origin") or request.headers.get("X-Hoody-Origin")
+    """Bind a request id (and the caller's origin) to every log line of this request.
+
+    Headers are checked here, before any handler runs: a request whose headers cannot be
+    decoded, echoed or logged is refused whole, so nothing it asked for has happened.
+    """
+    given_id = request.headers.get("X-Request-Id")
+    request_id = given_id if given_id and _REQUEST_ID.match(given_id) else uuid.uuid4().hex[:16]
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
-    if origin:
-        structlog.contextvars.bind_contextvars(origin=origin[:128])
     started = time.perf_counter()
     status = 500
     try:
+        _check_headers(request, given_id)
+        origin = request.query.get("origin") or request.headers.get("X-Hoody-Origin")
+        if origin:
+            structlog.contextvars.bind_contextvars(origin=origin[:_ORIGIN_MAX])
         response = await handler(request)
         status = response.status
         response.headers["X-Request-Id"] = request_id
@@ -105,7 +117,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             response.headers["Allow"] = exc.headers["Allow"]
         return response
     except Exception:
-        log.exception("request_failed", method=request.method, path=request.path)
+        log.exception("request_failed", method=request.method, path=_printable(request.path))
         return web.Response(
             body=error_body(request.path, 500, "internal error", "INTERNAL_ERROR", {}),
             status=500,
@@ -116,15 +128,49 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         log.info(
             "request",
             method=request.method,
-            path=request.path,
+            path=_printable(request.path),
             status=status,
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
 
 
+def _check_headers(request: web.Request, given_id: str | None) -> None:
+    """Every header value must be UTF-8; the ones hoodyd echoes or stores must be short text."""
+    for name, value in request.headers.items():
+        if not _is_utf8(name) or not _is_utf8(value):
+            raise InvalidRequest(
+                f"header {_printable(name)!r} is not valid UTF-8", reason="INVALID_HEADER"
+            )
+    if given_id is not None and not _REQUEST_ID.match(given_id):
+        raise InvalidRequest(
+            "X-Request-Id must be 1-128 characters of letters, digits and ._:@+=/-",
+            reason="INVALID_HEADER",
+        )
+    origin = request.headers.get("X-Hoody-Origin")
+    if origin is not None and (len(origin) > _ORIGIN_MAX or not origin.isprintable()):
+        raise InvalidRequest(
+            f"X-Hoody-Origin must be at most {_ORIGIN_MAX} printable characters",
+            reason="INVALID_HEADER",
+        )
+
+
+def _is_utf8(text: str) -> bool:
+    # the HTTP parser keeps undecodable bytes as lone surrogates
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Unix socket: the peer's uid/gid must be allowed. TCP: a bearer token, but for /health."""
+    """Unix socket: the peer's uid/gid must be allowed. TCP: a bearer token, except on the
+    routes declared open where they are registered (`hoodyd.api.access`)."""
     creds = peer_credentials(request)
     if creds is not None:
         _pid, uid, gid = creds
@@ -133,7 +179,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             raise Forbidden(f"uid {uid} is not allowed on this socket", reason="PEER_NOT_ALLOWED")
         return await handler(request)
     token = request.app.get(TOKEN)
-    if token is None or request.path.endswith("/health"):
+    if token is None or is_open(request):
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import msgspec
 from aiohttp import WSMsgType, web
 
 from hoodyd.api.common import decode_body, decode_json, json_response, query_flag, query_int
@@ -19,16 +20,19 @@ from hoodyd.api.keys import CONFIG, TERMINALS
 from hoodyd.api.openapi import add_openapi_routes
 from hoodyd.errors import HoodydError, InvalidRequest
 from hoodyd.schemas.terminal import (
+    DEFER_FIELDS,
     AttachControl,
     AttachInput,
     AttachResize,
     CreateRequest,
+    DeferFields,
     DeferSpec,
     ExecuteBody,
     ExecuteRequest,
     OutputEncoding,
     ResizeRequest,
     SessionOptions,
+    defer_spec,
 )
 from hoodyd.terminals.service import (
     REMOTE_FIELDS,
@@ -40,7 +44,6 @@ from hoodyd.terminals.service import (
 )
 
 BASE = "/api/v1/terminal"
-PID_MAX = 4194304  # the kernel's upper bound for pid_max
 OUTPUT_CHUNK = 65536
 
 _REMOTE_PARAMS = set(REMOTE_FIELDS)
@@ -100,32 +103,15 @@ def _history_limit(request: web.Request, default: int) -> int:
 
 
 def _defer(request: web.Request) -> DeferSpec | None:
-    given = [name for name in request.query if name.startswith("defer_")]
-    pid = query_int(request, "defer_pid", low=1, high=PID_MAX)
-    if pid is None:
-        if given:
-            raise InvalidRequest(
-                f"{', '.join(sorted(given))} needs defer_pid", reason="DEFER_PID_REQUIRED"
-            )
-        return None
-    ticks_text = request.query.get("defer_start_time_ticks")
-    ticks = None
-    if ticks_text is not None:
-        if not (ticks_text.isascii() and ticks_text.isdigit() and len(ticks_text) <= 20):
-            raise InvalidRequest(
-                "Invalid value for 'defer_start_time_ticks': expected the decimal clock ticks "
-                f"of /proc/PID/stat field 22, got {ticks_text!r}",
-                reason="INVALID_INTEGER",
-            )
-        ticks = int(ticks_text)
-    timeout_ms = query_int(request, "defer_timeout_ms", low=1, high=86_400_000)
-    poll_ms = query_int(request, "defer_poll_ms", low=10, high=60_000)
-    return DeferSpec(
-        pid=pid,
-        start_time_ticks=ticks,
-        timeout_ms=60000 if timeout_ms is None else timeout_ms,
-        poll_ms=50 if poll_ms is None else poll_ms,
-    )
+    given = {name: request.query[name] for name in DEFER_FIELDS if name in request.query}
+    try:
+        fields = msgspec.convert(given, DeferFields, strict=False)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"Invalid defer parameter: {exc}", reason="INVALID_DEFER") from None
+    try:
+        return defer_spec(fields)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), reason="DEFER_PID_REQUIRED") from None
 
 
 def _display_wait_timeout(request: web.Request) -> float | None:

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 from msgspec import Meta, Struct
 
+from hoodyd.schemas.terminal import DeferPid, DeferPollMs, DeferTicks, DeferTimeoutMs
+
 Os = Literal["linux", "windows", "any"]
 Arch = Literal["amd64", "arm64", "any"]
 AppKind = Literal["gui", "cli", "any"]
@@ -99,10 +101,11 @@ class _SelectorFields(Struct, kw_only=True, forbid_unknown_fields=True, omit_def
     terminal_id: TerminalId | None = None
     display: str | None = None
     origin: str | None = None
-    defer_pid: Annotated[int, Meta(ge=1)] | None = None
-    defer_start_time_ticks: str | None = None
-    defer_timeout_ms: NonNegative | None = None
-    defer_poll_ms: Annotated[int, Meta(ge=10)] | None = None
+    # bounds shared with the terminal area (`DeferFields`)
+    defer_pid: DeferPid | None = None
+    defer_start_time_ticks: DeferTicks | None = None
+    defer_timeout_ms: DeferTimeoutMs | None = None
+    defer_poll_ms: DeferPollMs | None = None
     format: OutputFormat | None = None
     redirect: bool | None = None
     redirect_to: str | None = None

@@ -87,11 +87,49 @@ class SessionOptions(Struct, frozen=True, kw_only=True):
     ephemeral: bool = False
 
 
+# Bounds of the defer fields, the one set both the terminal and the run area decode with.
+PID_MAX = 4_194_304  # the kernel's upper bound for /proc/sys/kernel/pid_max
+DeferPid = Annotated[int, Meta(ge=1, le=PID_MAX)]
+# clock ticks since boot of the process (field 22 of /proc/PID/stat), as decimal text
+DeferTicks = Annotated[str, Meta(pattern=r"^[0-9]{1,20}$")]
+DeferTimeoutMs = Annotated[int, Meta(ge=1, le=86_400_000)]
+DeferPollMs = Annotated[int, Meta(ge=10, le=60_000)]
+DEFER_TIMEOUT_MS = 60_000
+DEFER_POLL_MS = 50
+DEFER_FIELDS = ("defer_pid", "defer_start_time_ticks", "defer_timeout_ms", "defer_poll_ms")
+
+
+class DeferFields(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The `defer_*` request fields, as both areas accept them (query or body)."""
+
+    defer_pid: DeferPid | None = None
+    defer_start_time_ticks: DeferTicks | None = None
+    defer_timeout_ms: DeferTimeoutMs | None = None
+    defer_poll_ms: DeferPollMs | None = None
+
+
 class DeferSpec(Struct, frozen=True, kw_only=True):
-    pid: int
+    pid: DeferPid
     start_time_ticks: int | None = None
-    timeout_ms: int = 60000
-    poll_ms: int = 50
+    timeout_ms: DeferTimeoutMs = DEFER_TIMEOUT_MS
+    poll_ms: DeferPollMs = DEFER_POLL_MS
+
+
+def defer_spec(fields: DeferFields) -> DeferSpec | None:
+    """The defer a request asked for; `None` without `defer_pid`. Raises `ValueError` when
+    another defer field is given without it."""
+    if fields.defer_pid is None:
+        given = [name for name in DEFER_FIELDS if getattr(fields, name) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} needs defer_pid")
+        return None
+    ticks = fields.defer_start_time_ticks
+    return DeferSpec(
+        pid=fields.defer_pid,
+        start_time_ticks=None if ticks is None else int(ticks),
+        timeout_ms=DEFER_TIMEOUT_MS if fields.defer_timeout_ms is None else fields.defer_timeout_ms,
+        poll_ms=DEFER_POLL_MS if fields.defer_poll_ms is None else fields.defer_poll_ms,
+    )
 
 
 class ExecuteRequest(Struct, frozen=True, kw_only=True):

@@ -26,10 +26,16 @@ log = structlog.get_logger()
 READ_SIZE = 65536
 
 
+# A login shell's usual umask: hoodyd itself runs with 077 to keep its state private, but
+# files the user creates in a terminal are the user's business.
+SHELL_UMASK = 0o022
+
+
 def _take_controlling_terminal() -> None:
     # Runs in the child between fork and exec, after setsid (start_new_session=True): make the
     # PTY on stdin the controlling terminal. subprocess has no option for this.
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    os.umask(SHELL_UMASK)
 
 
 def set_window_size(fd: int, cols: int, rows: int) -> None:
