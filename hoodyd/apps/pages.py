@@ -13,6 +13,7 @@ import html
 import re
 from urllib.parse import urlencode
 
+from hoodyd.apps.destructive import marked
 from hoodyd.schemas.run import Candidate, Selector
 from hoodyd.schemas.run_exec import RunResponse
 from hoodyd.schemas.terminal import CommandResult
@@ -81,7 +82,9 @@ def candidates_page(response: RunResponse, selector: Selector) -> str:
             f"<div class=muted>{_e(candidate.description)}</div></td>"
             f"<td><code>{_e(candidate.candidate_id)}</code><br>"
             f"<span class=muted>{_e(candidate.provider)} · score {candidate.score:.1f}"
-            f"{'' if candidate.installed else ' · not installed'}</span></td>"
+            f"{'' if candidate.installed else ' · not installed'}"
+            f"{' · destructive: runs only when picked by id' if marked(candidate) else ''}"
+            "</span></td>"
             f"<td><code>{_e(candidate.shell_command or candidate.run_plan.command)}</code>"
             "</td></tr>"
         )

@@ -4,7 +4,8 @@ The command is the candidate's argv joined with `shlex.join`, preceded by `NAME=
 assignments (value shell-quoted) for the environment it needs: `DISPLAY` for a GUI app,
 defaulting to the terminal's own number. No user text reaches the shell unquoted. The plan
 also lists what is missing before the command can work (the source's tool or package, an X
-display, the terminal) and the side effects running it has (installs, downloads).
+display, the terminal) and the side effects running it has (installs, downloads, a destructive
+program).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from hoodyd.apps import destructive
 from hoodyd.errors import InvalidRequest
 from hoodyd.schemas.run import Candidate, ExecutionPlan, Requirement, SideEffectHint
 from hoodyd.terminals.service import parse_display
@@ -142,7 +144,9 @@ def plan(
 
 
 def side_effect_hints(candidate: Candidate, argv: list[str]) -> list[SideEffectHint]:
-    hints: list[SideEffectHint] = []
+    # the search marked the candidate from its record; the plan keeps the mark
+    danger = destructive.marked(candidate)
+    hints: list[SideEffectHint] = [danger] if danger else []
     for requirement in candidate.requirements:
         if requirement.resolution:
             hints.append(

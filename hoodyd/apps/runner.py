@@ -4,8 +4,9 @@ printed as a curl line.
 
 The pick reads the candidate set the search made (or the one `set_id` names), so a pick by
 index lands on the item the client saw. Everything that can refuse a request (pick, policy,
-display, defer fields, redirect target) is checked before the terminal is asked, so a
-refused request schedules nothing. The terminals service is called in-process.
+a destructive candidate not picked by id, display, defer fields, redirect target) is checked
+before the terminal is asked, so a refused request schedules nothing. The terminals service is
+called in-process.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from typing import Any
 import msgspec
 import structlog
 
-from hoodyd.apps import curl, planner, policy
+from hoodyd.apps import curl, destructive, planner, policy
 from hoodyd.apps.candidate_sets import CandidateSet
 from hoodyd.apps.curl import CurlTarget
 from hoodyd.apps.planner import Plan, TerminalState
 from hoodyd.apps.service import AppService, Resolution
 from hoodyd.config import default_socket
 from hoodyd.errors import Conflict, HoodydError, InvalidRequest, NotFound
-from hoodyd.schemas.run import Candidate, RecipeExecutionRequest, Selector
+from hoodyd.schemas.run import Candidate, RecipeExecutionRequest, Selector, SideEffectHint
 from hoodyd.schemas.run_exec import (
     EffectivePolicy,
     PreflightResponse,
@@ -34,15 +35,19 @@ from hoodyd.schemas.run_exec import (
     TerminalReply,
     TerminalRequestPreview,
 )
-from hoodyd.schemas.terminal import DeferSpec, ExecuteRequest
+from hoodyd.schemas.terminal import (
+    DEFER_FIELDS,
+    DeferFields,
+    DeferSpec,
+    ExecuteRequest,
+    defer_spec,
+)
 from hoodyd.terminals.service import TerminalService
 
 log = structlog.get_logger()
 
 RUN_BASE = "/api/v1/run"
 DEFAULT_TERMINAL = 1
-DEFAULT_DEFER_TIMEOUT_MS = 60000
-DEFAULT_DEFER_POLL_MS = 50
 
 
 class RunFailed(HoodydError):
@@ -70,6 +75,9 @@ class Choice:
     candidates: list[Candidate] | None = None
     selected: Candidate | None = None
     warnings: list[RunWarning] = field(default_factory=list)
+    # set when the selected candidate is destructive and was not picked by id: it may be
+    # shown (dry run, preflight) but not scheduled or printed as a curl line
+    needs_explicit_pick: SideEffectHint | None = None
 
 
 @dataclass
@@ -135,6 +143,15 @@ class RunService:
         position = _pick_position(entry, selector, mode)
         [choice.selected] = self.apps.candidates(entry, [entry.items[position]], resolution)
         policy.check_candidate(effective, choice.selected)
+        danger = destructive.marked(choice.selected)
+        if danger is not None and mode != "id":
+            choice.needs_explicit_pick = danger
+            choice.warnings.append(
+                RunWarning(
+                    code=destructive.REASON,
+                    message=f"{choice.selected.candidate_id} {danger.description}",
+                )
+            )
         return choice
 
     def _raise_if_sources_failed(self, resolution: Resolution, set_id: str) -> None:
@@ -193,6 +210,11 @@ class RunService:
         redirect_to = _redirect_target(selector.redirect_to)
         choice = self.choose(selector)
         selector = choice.selector
+        # a printed curl line is made to be run: it is refused like a run (dry runs answer)
+        if choice.needs_explicit_pick is not None and (
+            selector.print_curl is not None or not (command_only or selector.dry_run)
+        ):
+            raise _destructive_refusal(choice)
         base = RunResponse(
             status="resolved",
             set_id=choice.set_id,
@@ -342,10 +364,11 @@ class RunService:
         plan = await self.plan(choice)
         terminal_state = self._terminal_state(plan.terminal_id)
         mode: RecommendedMode = "delegated-execute"
-        if selector.print_curl is not None:
+        if selector.print_curl is not None and choice.needs_explicit_pick is None:
             mode = "printed-curl"
         elif (
             selector.dry_run
+            or choice.needs_explicit_pick is not None
             or not choice.policy.allow_delegated_execution
             or terminal_state in ("unavailable", "absent", "exited")
         ):
@@ -421,6 +444,24 @@ def _with_plan(candidate: Candidate, plan: Plan) -> Candidate:
     )
 
 
+def _destructive_refusal(choice: Choice) -> RunFailed:
+    """A destructive candidate reached by `first` or `index` (a fuzzy query included) is a
+    403 that names it; nothing is scheduled (hoodyd.apps.destructive)."""
+    assert choice.selected is not None and choice.needs_explicit_pick is not None
+    candidate_id, mode = choice.selected.candidate_id, choice.selector.pick
+    danger = choice.needs_explicit_pick.description
+    message = f"{candidate_id} {danger}; it was picked with pick={mode}"
+    log.warning("run_destructive_refused", candidate_id=candidate_id, pick=mode)
+    return RunFailed(
+        403,
+        message,
+        reason=destructive.REASON,
+        response=RunResponse(
+            status="error", set_id=choice.set_id, selected=choice.selected, error=message
+        ),
+    )
+
+
 def _check_pick_fields(selector: Selector, mode: str) -> None:
     if selector.pick_index is not None and mode != "index":
         raise InvalidRequest(
@@ -456,30 +497,11 @@ def _pick_position(entry: CandidateSet, selector: Selector, mode: str) -> int:
 
 
 def _defer(selector: Selector) -> DeferSpec | None:
-    given = [
-        name
-        for name in ("defer_start_time_ticks", "defer_timeout_ms", "defer_poll_ms")
-        if getattr(selector, name) is not None
-    ]
-    if selector.defer_pid is None:
-        if given:
-            raise InvalidRequest(f"{', '.join(given)} needs defer_pid", reason="DEFER_PID_REQUIRED")
-        return None
-    ticks = selector.defer_start_time_ticks
-    if ticks is not None and not (ticks.isascii() and ticks.isdigit() and len(ticks) <= 20):
-        raise InvalidRequest(
-            "Invalid value for 'defer_start_time_ticks': expected the decimal clock ticks of "
-            f"/proc/PID/stat field 22, got {ticks!r}",
-            reason="INVALID_INTEGER",
-        )
-    return DeferSpec(
-        pid=selector.defer_pid,
-        start_time_ticks=int(ticks) if ticks is not None else None,
-        timeout_ms=DEFAULT_DEFER_TIMEOUT_MS
-        if selector.defer_timeout_ms is None
-        else selector.defer_timeout_ms,
-        poll_ms=DEFAULT_DEFER_POLL_MS if selector.defer_poll_ms is None else selector.defer_poll_ms,
-    )
+    fields = DeferFields(**{name: getattr(selector, name) for name in DEFER_FIELDS})
+    try:
+        return defer_spec(fields)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), reason="DEFER_PID_REQUIRED") from None
 
 
 def _redirect_target(value: str | None) -> str | None:

@@ -26,7 +26,7 @@ from urllib.parse import quote
 import msgspec
 import structlog
 
-from hoodyd.apps import wire
+from hoodyd.apps import destructive, wire
 from hoodyd.apps.candidate_sets import (
     CandidateSet,
     CandidateSetStore,
@@ -826,6 +826,15 @@ class AppService:
         notes = list(plan.notes)
         if plan.requirements:
             notes.append(f"{len(plan.requirements)} missing requirement(s)")
+        danger = destructive.classify(record.name, plan.argv)
+        # a destructive candidate gets no ready-to-follow run link: the client writes the
+        # pick=id itself (hoodyd.apps.destructive)
+        href_path = (
+            None
+            if danger
+            else f"{RUN_BASE}/run?app={quote(resolution.selector.app, safe='')}"
+            f"&pick=id&candidate_id={quote(item.candidate_id, safe='')}"
+        )
         return Candidate(
             candidate_id=item.candidate_id,
             title=record.title,
@@ -842,7 +851,11 @@ class AppService:
             integrity=msgspec.json.decode(integrity, type=Integrity) if integrity else None,
             run_plan=RunPlan(command=command, env=plan.env),
             execution_plan=ExecutionPlan(
-                mode="argv", argv=plan.argv, shell_command=command, env=plan.env
+                mode="argv",
+                argv=plan.argv,
+                shell_command=command,
+                env=plan.env,
+                side_effect_hints=[danger.hint()] if danger else None,
             ),
             provenance=CandidateProvenance(
                 match_kind=item.match.tier,
@@ -857,8 +870,7 @@ class AppService:
             ),
             verified=verified,
             shell_command=command,
-            href_path=f"{RUN_BASE}/run?app={quote(resolution.selector.app, safe='')}"
-            f"&pick=id&candidate_id={quote(item.candidate_id, safe='')}",
+            href_path=href_path,
             requirements=plan.requirements,
         )
 
