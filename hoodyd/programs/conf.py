@@ -2,29 +2,54 @@
 
 One file per supervisord process group: a standard program is one group; a port-range program
 has one group per instance, `<name>_<port>`, registered only when that instance is needed.
+
+Every value must come back from supervisord's parser exactly as the user gave it. That parser
+is configparser with inline comments (`;` or `#` after whitespace ends a value, leading and
+trailing whitespace is dropped), then `%(name)s` expansion (once for most values, twice for
+log file names); in included files, a literal `%(here)s` is replaced before that. The command
+is therefore written as argv quoted for the `shlex.split` supervisord runs on it, with every
+`;`, `#` and `(` escaped outside quotes; environment values that supervisord's key=value
+parser cannot carry go through the exec helper (`launch`); paths that cannot be written
+plainly are refused by validation (`plain_value_problem`).
 """
 
 from __future__ import annotations
 
+import configparser
+import contextlib
+import io
 import os
 import pwd
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
 from supervisor.options import ServerOptions, UnhosedConfigParser
 
 from hoodyd.errors import InvalidRequest
+from hoodyd.programs.launch import ENVIRONMENT_VARIABLE, encode_environment, launcher_argv
 from hoodyd.schemas.daemon import Program
 
 FILE_PREFIX = "hoodyd-"
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# names hoodyd gives groups itself: fallbacks (`hoodyd-program-<id>`), the event listener
+# (`hoodyd-events`), quick-start programs (`quick_<ms>`) and port instances (`<name>_<port>`);
+# a program called like one of them is registered under its fallback name instead
+_RESERVED_NAME = re.compile(r"hoodyd-.*|quick(_.*)?|.*_[0-9]+", re.IGNORECASE)
+_ESCAPED = re.compile(r"([;#(])")
+_HERE = "%(here)s"
+# programs keep the umask supervisord gives them by default; supervisord itself runs with 077
+# so that the log files it creates are private
+PROGRAM_UMASK = "022"
 
 
 def supervisor_name(program: Program) -> str:
-    """supervisord's group/process name: the program's name when supervisord can carry it."""
-    if _SAFE_NAME.match(program.name):
-        return program.name
+    """supervisord's group/process name: the program's name when supervisord can carry it and
+    it cannot clash with a name hoodyd gives to another group."""
+    name = program.name
+    if _SAFE_NAME.fullmatch(name) and not _RESERVED_NAME.fullmatch(name):
+        return name
     return f"hoodyd-program-{program.id}"
 
 
@@ -38,15 +63,31 @@ def conf_filename(program: Program, port: int | None) -> str:
     return f"{FILE_PREFIX}program-{program.id}{suffix}.conf"
 
 
-def port_argument(port_param: str | None, port: int) -> str:
+def port_arguments(port_param: str | None, port: int) -> list[str]:
     param = port_param or "--port"
     # a parameter ending in "=" is glued to its value: "--port=" → "--port=8042"
-    return f"{param}{port}" if param.endswith("=") else f"{param} {port}"
+    return [f"{param}{port}"] if param.endswith("=") else [param, str(port)]
 
 
-def log_file(program: Program, stream: str, log_dir: Path, port: int | None) -> Path:
+def command_argv(program: Program, port: int | None) -> list[str]:
+    """The argv the program runs with: its command split as a POSIX shell would (no
+    expansion of any kind), then the port argument of a port instance."""
+    argv = shlex.split(program.command)
+    if port is not None:
+        argv += port_arguments(program.port_param, port)
+    return argv
+
+
+def log_file(
+    program: Program, stream: str, log_dir: Path, port: int | None, *, folder: str | None = None
+) -> Path:
+    """Where a stream is logged: the configured file, else `program-<id>/<stream>.log` under
+    the log dir (the program's name never becomes a path); a port instance adds `.<port>`."""
     configured = program.stdout_logfile if stream == "stdout" else program.stderr_logfile
-    path = Path(configured) if configured else log_dir / program.name / f"{stream}.log"
+    if configured:
+        path = Path(configured)
+    else:
+        path = log_dir / (folder or f"program-{program.id}") / f"{stream}.log"
     if port is None:
         return path
     return path.with_name(f"{path.stem}.{port}{path.suffix}")
@@ -59,14 +100,59 @@ def home_of(user: str) -> str:
         return "/"
 
 
-def _ini(value: str) -> str:
-    # supervisord expands %(name)s in values; log file names are expanded twice, so their
-    # literal % signs go through this twice
-    return value.replace("%", "%%")
+def plain_value_problem(value: str) -> str | None:
+    """Why `value` cannot be written as a plain supervisord value and read back unchanged,
+    or None if it can (its `%` signs are doubled by `_ini`)."""
+    if not value.isprintable():
+        return "must not contain control characters or whitespace other than spaces"
+    if value != value.strip():
+        return "must not begin or end with a space"
+    if " ;" in value or " #" in value:
+        return "must not contain a space followed by ';' or '#'"
+    if _HERE in value:
+        return f"must not contain {_HERE}"
+    return None
+
+
+def environment_value_fits(value: str) -> bool:
+    """Whether supervisord's `environment=` (configparser, then a non-POSIX shlex that keeps
+    quotes in tokens and strips quote characters off both ends) carries `value` unchanged."""
+    quotes = ("'", '"')
+    if all(quote in value for quote in quotes) or value[:1] in quotes or value[-1:] in quotes:
+        return False
+    if any(ch in value for ch in "\n\r\0") or _HERE in value:
+        return False
+    return not any(
+        ch in ";#" and index > 0 and value[index - 1].isspace() for index, ch in enumerate(value)
+    )
+
+
+def quote_arg(arg: str) -> str:
+    """One argv item for supervisord's `shlex.split`: shell-quoted segments with `;`, `#` and
+    `(` backslash-escaped outside quotes, so configparser never sees whitespace before `;` or
+    `#`, and a doubled `%` is never followed by `(here)s`."""
+    if not arg:
+        return "''"
+    return "".join(
+        "\\" + part if _ESCAPED.fullmatch(part) else shlex.quote(part)
+        for part in _ESCAPED.split(arg)
+        if part
+    )
+
+
+def quote_argv(argv: list[str]) -> str:
+    return " ".join(quote_arg(arg) for arg in argv)
+
+
+def _ini(value: str, expansions: int = 1) -> str:
+    # supervisord expands %(name)s in values (log file names twice): a literal % is doubled
+    # once per expansion
+    return value.replace("%", "%" * 2**expansions)
 
 
 def _env_value(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    quote = "'" if '"' in value else '"'
+    return quote + value + quote
 
 
 def render(
@@ -76,24 +162,28 @@ def render(
     autostart: bool,
     log_dir: Path,
     name: str | None = None,
+    log_folder: str | None = None,
 ) -> str:
     """The `[program:…]` section for the program (or one port instance of it)."""
     name = name or instance_name(program, port)
-    command = program.command
-    if port is not None:
-        command = f"{command} {port_argument(program.port_param, port)}"
-    if program.delay_seconds:
-        command = shlex.join(["/bin/sh", "-c", f"sleep {program.delay_seconds}; exec {command}"])
+    argv = command_argv(program, port)
     environment = dict(program.environment or {})
     if program.display:
         environment["DISPLAY"] = program.display
     if port is not None:
         environment.setdefault("PORT", str(port))
+    carried = {k: v for k, v in environment.items() if not environment_value_fits(v)}
+    environment = {k: v for k, v in environment.items() if k not in carried}
+    if carried:
+        environment[ENVIRONMENT_VARIABLE] = encode_environment(carried)
+    if program.delay_seconds or carried:
+        argv = launcher_argv(program.delay_seconds, argv)
     lines = [
         f"; hoodyd program id={program.id}" + ("" if port is None else f" port={port}"),
         f"[program:{name}]",
-        f"command={_ini(command)}",
+        f"command={_ini(quote_argv(argv))}",
         f"directory={_ini(program.directory or home_of(program.user))}",
+        f"umask={PROGRAM_UMASK}",
         f"autostart={'true' if autostart else 'false'}",
         f"autorestart={program.autorestart}",
         f"priority={program.priority}",
@@ -109,9 +199,9 @@ def render(
         lines.append(f"user={program.user}")
     if program.logs_enabled:
         for stream in ("stdout", "stderr"):
-            path = log_file(program, stream, log_dir, port)
+            path = log_file(program, stream, log_dir, port, folder=log_folder)
             lines += [
-                f"{stream}_logfile={_ini(_ini(str(path)))}",
+                f"{stream}_logfile={_ini(str(path), expansions=2)}",
                 f"{stream}_logfile_maxbytes={program.log_max_bytes}",
                 f"{stream}_logfile_backups={program.log_backups}",
             ]
@@ -123,14 +213,41 @@ def render(
     return "\n".join(lines) + "\n"
 
 
-def check(text: str) -> None:
-    """Parse the rendered section exactly as supervisord will, and refuse it if that fails."""
+def process_configs(text: str) -> list[Any]:
+    """supervisord's `ProcessConfig`s for a conf file's text, read the way supervisord reads an
+    included file: universal newlines, `%(here)s` replaced, then expansion."""
     parser = UnhosedConfigParser()
     parser.expansions = {}
+    parser.read_file(io.StringIO(text, newline=None))
+    parser.expand_here("/nonexistent-here")
+    configs: list[Any] = []
+    for group in ServerOptions().process_groups_from_parser(parser):
+        configs += group.process_configs
+    return configs
+
+
+def check(text: str) -> None:
+    """Parse the rendered section exactly as supervisord will, and refuse it if that fails."""
     try:
-        parser.read_string(text)
-        ServerOptions().process_groups_from_parser(parser)
+        process_configs(text)
     except Exception as exc:  # supervisor raises ValueError, configparser its own errors
         raise InvalidRequest(
             f"program would not parse as supervisord config: {exc}", reason="INVALID_CONFIG"
         ) from exc
+
+
+def log_paths(text: str) -> list[Path]:
+    """The log files a rendered section names, as supervisord will read them (before it
+    checks that their directories exist)."""
+    parser = UnhosedConfigParser()
+    paths = []
+    with contextlib.suppress(configparser.Error):  # `check` reports what does not parse
+        parser.read_file(io.StringIO(text, newline=None))
+    for section in parser.sections():
+        for key in ("stdout_logfile", "stderr_logfile"):
+            if parser.has_option(section, key):
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    value = parser.get(section, key) % {} % {}
+                    if value.startswith("/"):
+                        paths.append(Path(value))
+    return paths

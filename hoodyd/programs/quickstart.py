@@ -13,6 +13,7 @@ import contextlib
 import re
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -25,7 +26,7 @@ from hoodyd.programs.rules import build_program, validate_program
 from hoodyd.programs.service import ProgramService, read_log
 from hoodyd.programs.status import FAILED_STATES, instance_from_info
 from hoodyd.programs.supervisor import SupervisorFault
-from hoodyd.schemas.daemon import Ephemeral, EphemeralInput, Instance, Program
+from hoodyd.schemas.daemon import Ephemeral, EphemeralInput, Instance
 
 log = structlog.get_logger()
 
@@ -173,8 +174,8 @@ class QuickStartService:
     async def logs(self, temporary_id: str, *, stream: str, lines: int) -> dict[str, Any]:
         item = self._get(temporary_id)
         return await read_log(
-            self._as_program(item), stream=stream, lines=lines, port=None,
-            log_dir=self.programs.log_dir,
+            item.program, stream=stream, lines=lines, port=None,
+            log_dir=self.programs.log_dir, folder=item.temporary_id,
         )
 
     async def stop(self, temporary_id: str) -> dict[str, Any]:
@@ -189,22 +190,23 @@ class QuickStartService:
 
     # ---- internals -------------------------------------------------------------------
 
-    def _as_program(self, item: Ephemeral) -> Program:
-        return msgspec.structs.replace(item.program, name=item.temporary_id)
-
-    def _log(self, item: Ephemeral, stream: str) -> Any:
-        return conf.log_file(self._as_program(item), stream, self.programs.log_dir, None)
+    def _log(self, item: Ephemeral, stream: str) -> Path:
+        return conf.log_file(
+            item.program, stream, self.programs.log_dir, None,
+            folder=item.temporary_id,
+        )
 
     def _filename(self, item: Ephemeral) -> str:
         return f"{conf.FILE_PREFIX}quick-{item.temporary_id}.conf"
 
     def _render(self, item: Ephemeral) -> str:
         return conf.render(
-            self._as_program(item),
+            item.program,
             port=None,
             autostart=False,
             log_dir=self.programs.log_dir,
             name=item.temporary_id,
+            log_folder=item.temporary_id,
         )
 
     async def _info(self, name: str) -> dict[str, Any] | None:

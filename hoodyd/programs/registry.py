@@ -13,9 +13,9 @@ from pathlib import Path
 
 import structlog
 
-from hoodyd.programs.conf import FILE_PREFIX, check
+from hoodyd.programs.conf import FILE_PREFIX, check, log_paths
 from hoodyd.programs.supervisor import SupervisorClient, SupervisorFault
-from hoodyd.programs.supervisord import write_atomic
+from hoodyd.programs.supervisord import make_private_dirs, write_atomic
 
 log = structlog.get_logger()
 
@@ -90,8 +90,7 @@ class Registry:
 
 
 def _make_log_dirs(text: str) -> None:
-    """supervisord refuses a log file whose directory does not exist: create them first."""
-    for line in text.splitlines():
-        key, _, value = line.partition("=")
-        if key in ("stdout_logfile", "stderr_logfile") and value.startswith("/"):
-            Path(value.replace("%%%%", "%")).parent.mkdir(parents=True, exist_ok=True)
+    """supervisord refuses a log file whose directory does not exist: create them first,
+    closed to others."""
+    for path in log_paths(text):
+        make_private_dirs(path.parent)

@@ -12,6 +12,7 @@ import os
 import posixpath
 import pwd
 import re
+import shlex
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ import msgspec
 from msgspec import UNSET
 
 from hoodyd.errors import InvalidRequest
+from hoodyd.programs.conf import home_of, plain_value_problem
+from hoodyd.programs.launch import ENVIRONMENT_VARIABLE
 from hoodyd.programs.webhooks import validate_webhooks
 from hoodyd.schemas.daemon import EphemeralInput, Program, ProgramInput
 
@@ -29,6 +32,8 @@ PORT_PARAM_PATTERN = re.compile(r"^-{0,2}[A-Za-z0-9][A-Za-z0-9_.-]*=?$")
 ENV_KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DISPLAY_PATTERN = re.compile(r"^:?(\d{1,5})(\.\d{1,3})?$")
 KIT_ROOT = "/hoody/plugins"
+# program ids are stored as SQLite integers and shown to clients that may hold them in 32 bits
+MAX_PROGRAM_ID = 2**31 - 1
 _READ_ONLY = {"id", "hoody_kit", "status", "stats"}
 _INPUT_FIELDS = tuple(f for f in ProgramInput.__struct_fields__ if f not in _READ_ONLY)
 
@@ -44,6 +49,12 @@ def normalize_display(value: str | int | None) -> str | None:
     if not match:
         raise _bad(f"Invalid display: {value!r} (expected a display number such as 1 or :1)")
     return f":{match.group(1)}{match.group(2) or ''}"
+
+
+def check_program_id(value: int) -> int:
+    if not 1 <= value <= MAX_PROGRAM_ID:
+        raise _bad(f"id must be an integer from 1 to {MAX_PROGRAM_ID}, got {value}", "INVALID_ID")
+    return value
 
 
 def build_program(
@@ -102,6 +113,8 @@ def validate_program(
     check_user(program.user)
     if program.directory is not None:
         check_absolute(program.directory, "directory")
+    else:
+        _check_plain(home_of(program.user), "the home directory of the program's user")
     for stream in ("stdout_logfile", "stderr_logfile"):
         value = getattr(program, stream)
         if value is not None:
@@ -109,8 +122,12 @@ def validate_program(
     for key, value in (program.environment or {}).items():
         if not ENV_KEY_PATTERN.match(key):
             raise _bad(f"Invalid environment variable name: {key!r}")
+        if key == ENVIRONMENT_VARIABLE:
+            raise _bad(f"Environment variable name {key} is reserved for hoodyd")
         if any(c in value for c in "\n\r\x00"):
             raise _bad(f"Environment value of {key} contains a newline or NUL")
+        if not _encodable(value):
+            raise _bad(f"Environment value of {key} is not valid Unicode text")
     if program.lazy_load and program.boot:
         raise _bad("lazy_load cannot be combined with boot: true", "LAZY_LOAD_WITH_BOOT")
     if program.terminal_shell is not None and program.terminal_id is None:
@@ -154,6 +171,21 @@ def _check_command(command: str) -> None:
         raise _bad("command must not be empty")
     if any(c in command for c in "\n\r\x00"):
         raise _bad("command must not contain newline, carriage return or NUL", "INVALID_COMMAND")
+    if not _encodable(command):
+        raise _bad("command is not valid Unicode text", "INVALID_COMMAND")
+    try:
+        shlex.split(command)
+    except ValueError as exc:
+        # the command is split once, here, into the argv the program runs with
+        raise _bad(f"command does not split into arguments: {exc}", "INVALID_COMMAND") from None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate, possible only from the defaults file
+        return False
+    return True
 
 
 def check_user(user: str) -> None:
@@ -173,10 +205,19 @@ def check_user(user: str) -> None:
 def check_absolute(value: str, field: str) -> None:
     if not value.startswith("/") or "\x00" in value or "\n" in value:
         raise _bad(f"{field} must be an absolute path", "INVALID_PATH")
+    _check_plain(value, field)
+
+
+def _check_plain(value: str, field: str) -> None:
+    """The path goes into supervisord's config as it is: refuse what its parser would alter."""
+    problem = plain_value_problem(value)
+    if problem is not None:
+        raise _bad(f"{field} {problem}", "INVALID_PATH")
 
 
 def check_log_path(value: str, field: str, log_dir: Path) -> None:
     check_absolute(value, field)
+    _check_plain(str(Path(value)), field)  # written as Path gives it back
     root = posixpath.normpath(str(log_dir))
     if not posixpath.normpath(value).startswith(root + "/"):
         raise _bad(f"{field} must lie under {root}/", "INVALID_LOG_PATH")

@@ -29,7 +29,12 @@ from hoodyd.programs.eventlistener import render_listener_section
 from hoodyd.programs.events import EventReceiver, ProcessEvent
 from hoodyd.programs.flights import Flight, probe_port, start_failure
 from hoodyd.programs.registry import BAD_NAME, NOT_RUNNING, Registry
-from hoodyd.programs.rules import build_program, validate_program
+from hoodyd.programs.rules import (
+    MAX_PROGRAM_ID,
+    build_program,
+    check_program_id,
+    validate_program,
+)
 from hoodyd.programs.status import (
     RUNNING_STATES,
     StatsCollector,
@@ -221,7 +226,9 @@ class ProgramService:
 
     async def add(self, given: ProgramInput) -> Program:
         async with self._lock:
-            program_id = given.id if isinstance(given.id, int) else self._next_id()
+            program_id = (
+                check_program_id(given.id) if isinstance(given.id, int) else self._next_id()
+            )
             if program_id in self._programs:
                 raise Conflict(f"Program with ID {program_id} already exists", reason="ID_IN_USE")
             program = self._build(given, program_id, None)
@@ -280,7 +287,7 @@ class ProgramService:
         async with self._lock:
             programs: list[Program] = []
             for index, given in enumerate(defaults, start=1):
-                program_id = given.id if isinstance(given.id, int) else index
+                program_id = check_program_id(given.id) if isinstance(given.id, int) else index
                 program = self._build(given, program_id, None)
                 validate_program(
                     program,
@@ -316,7 +323,13 @@ class ProgramService:
         return program
 
     def _next_id(self) -> int:
-        return max(self._programs, default=0) + 1
+        """One more than the highest id; once that passes the bound (an id given explicitly
+        near it, or a store from before the bound), the lowest id not in use."""
+        following = max(self._programs, default=0) + 1
+        if following <= MAX_PROGRAM_ID:
+            return following
+        taken = set(self._programs)
+        return next(i for i in range(1, MAX_PROGRAM_ID + 1) if i not in taken)
 
     # ---- supervisord registration ----------------------------------------------------
 
@@ -779,11 +792,17 @@ def load_defaults(path: Path) -> list[ProgramInput]:
 
 
 async def read_log(
-    program: Program, *, stream: str, lines: int, port: int | None, log_dir: Path
+    program: Program,
+    *,
+    stream: str,
+    lines: int,
+    port: int | None,
+    log_dir: Path,
+    folder: str | None = None,
 ) -> dict[str, Any]:
     if not program.logs_enabled:
         raise Conflict("Logs are disabled for this program", reason="LOGS_DISABLED")
-    path = conf.log_file(program, stream, log_dir, port)
+    path = conf.log_file(program, stream, log_dir, port, folder=folder)
     text = await asyncio.to_thread(tail_lines, path, lines)
     return {
         "success": True,

@@ -7,11 +7,14 @@ transaction, run in a thread so the event loop never waits on the disk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 from pathlib import Path
 
 import msgspec
 
+from hoodyd.programs.supervisord import make_private_dirs
 from hoodyd.schemas.daemon import Ephemeral, Program
 
 SCHEMA = """
@@ -25,11 +28,17 @@ CREATE TABLE IF NOT EXISTS ephemeral (temporary_id TEXT PRIMARY KEY, body BLOB N
 class ProgramStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(path.parent)
+        # created before SQLite opens it: SQLite gives the -wal and -shm files the mode of
+        # the database file
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        for suffix in ("", "-wal", "-shm"):  # files an older hoodyd left open to others
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(f"{path}{suffix}", 0o600)
         self._lock = asyncio.Lock()
         self._encode = msgspec.json.Encoder().encode
 

@@ -19,6 +19,7 @@ import structlog
 
 from hoodyd.config import Config
 from hoodyd.errors import ServiceUnavailable
+from hoodyd.private import UnsafePath, private_dir
 from hoodyd.programs.supervisor import SupervisorClient
 
 log = structlog.get_logger()
@@ -37,6 +38,9 @@ pidfile={dir}/supervisord.pid
 childlogdir={log_dir}
 identifier=hoodyd
 loglevel=info
+; what supervisord creates (its log, the programs' logs) is private; each program section
+; sets the usual umask=022 back for the program itself
+umask=077
 
 [rpcinterface:supervisor]
 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
@@ -80,17 +84,22 @@ class SupervisordRuntime:
 
     def prepare(self) -> None:
         """Create directories and (embedded) write supervisord's own config."""
-        self.include_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        if self.embedded:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            text = EMBEDDED_CONF.format(
-                socket=_ini(self.socket),
-                dir=_ini(self.dir),
-                log_dir=_ini(self.log_dir),
-                include_dir=_ini(self.include_dir),
-            )
-            write_atomic(self.conf_file, text)
+        make_private_dirs(self.log_dir)
+        if not self.embedded:
+            make_private_dirs(self.include_dir)
+            return
+        try:
+            private_dir(self.dir)
+            private_dir(self.include_dir)
+        except UnsafePath as exc:
+            raise ServiceUnavailable(str(exc), reason="SUPERVISOR_UNAVAILABLE") from exc
+        text = EMBEDDED_CONF.format(
+            socket=_ini(self.socket),
+            dir=_ini(self.dir),
+            log_dir=_ini(self.log_dir),
+            include_dir=_ini(self.include_dir),
+        )
+        write_atomic(self.conf_file, text)
 
     async def ensure_running(self, client: SupervisorClient, timeout: float = 15) -> bool:
         """Make sure supervisord answers. Returns True if it had to be started."""
@@ -129,7 +138,8 @@ class SupervisordRuntime:
         if self.socket.exists():
             self.socket.unlink()  # stale: nothing answered on it
         start_log = self.dir / "start.log"
-        with start_log.open("ab") as out:
+        fd = os.open(start_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with open(fd, "ab") as out:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -141,6 +151,7 @@ class SupervisordRuntime:
                 stderr=out,
                 start_new_session=True,
                 cwd="/",
+                umask=0o077,  # the files it makes before reading its umask= are private too
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
             # the first process forks the daemon and exits at once; a cancelled caller must
@@ -182,15 +193,30 @@ class SupervisordRuntime:
         return killed
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write via a temp file and rename, so readers never see half a file."""
+def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write via a temp file and rename, so readers never see half a file. The file is
+    created with `mode`, so it is never readable by others, not even for a moment."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with tmp.open("w") as handle:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    with open(fd, "w") as handle:
+        os.fchmod(fd, mode)  # a temp file left over by an earlier run keeps its old mode
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
-    os.chmod(tmp, mode)
     os.replace(tmp, path)
+
+
+def make_private_dirs(path: Path) -> None:
+    """Create `path` and its missing parents with mode 0700 (`Path.mkdir(parents=True)` gives
+    the parents the default mode). Directories that exist are left as they are."""
+    missing = []
+    for directory in (path, *path.parents):
+        if directory.is_dir():
+            break
+        missing.append(directory)
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
 
 
 def stop_embedded(state_dir: Path, *, grace: float = 10.0) -> bool:

@@ -54,7 +54,9 @@ class ProgramInput(Struct, forbid_unknown_fields=True):
     name: str | UnsetType = UNSET
     command: str | UnsetType = UNSET
     user: str | UnsetType = UNSET
-    id: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    # bounded by the service (1..2**31-1, reason INVALID_ID) rather than here, so that the
+    # answer names the rule
+    id: int | UnsetType = UNSET
     description: str | UnsetType | None = UNSET
     enabled: bool | UnsetType = UNSET
     boot: bool | UnsetType = UNSET
