@@ -1,21 +1,45 @@
-"""The application factory used by the daemon and by the tests alike."""
+"""The composition root: the one place that builds hoodyd's services, in dependency order, and
+mounts each API area as a sub-application. The daemon and the tests use it alike; a test
+builds only the areas it tests (`areas=("terminal",)` starts no supervisord).
+
+Services are created and started together when the app starts (programs → terminals → apps →
+the run planner, which needs the last two) and closed in the reverse order; nothing is
+rewired after it was built.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from typing import Literal
+
 from aiohttp import web
 
-from hoodyd.api import daemon as daemon_api
-from hoodyd.api import run as run_api
-from hoodyd.api import terminal as terminal_api
-from hoodyd.api.keys import CONFIG, TOKEN
+from hoodyd.api.keys import AREA, CONFIG, PROGRAMS, QUICKSTART, RUN, RUNNER, TERMINALS, TOKEN, Area
 from hoodyd.api.middleware import authenticate, request_context
+from hoodyd.api.routes import add_routes
+from hoodyd.apps.curl import CurlTarget
+from hoodyd.apps.runner import RunService
+from hoodyd.apps.service import AppService
 from hoodyd.config import Config
+from hoodyd.programs.quickstart import QuickStartService
+from hoodyd.programs.service import ProgramService
+from hoodyd.terminals.service import TerminalService
 
-# Each API area adds its routes, its OpenAPI document and its services' cleanup_ctx.
-AREAS = (daemon_api.setup, terminal_api.setup, run_api.setup)
+Closer = Callable[[], Awaitable[None]]
+AreaName = Literal["daemon", "terminal", "run"]
+ALL_AREAS: tuple[AreaName, ...] = ("daemon", "terminal", "run")
+# each area's base path and its error shape (CONTRACT.md §1.4)
+AREAS: dict[AreaName, Area] = {
+    "daemon": Area("daemon", "/api/v1/daemon", "kit"),
+    "terminal": Area("terminal", "/api/v1/terminal", "kit"),
+    "run": Area("run", "/api/v1/run", "run"),
+}
 
 
-def create_app(config: Config, *, token: str | None = None) -> web.Application:
+def create_app(
+    config: Config, *, token: str | None = None, areas: Collection[AreaName] = ALL_AREAS
+) -> web.Application:
     app = web.Application(
         middlewares=[request_context, authenticate],
         client_max_size=config.server.max_body_bytes,
@@ -23,6 +47,43 @@ def create_app(config: Config, *, token: str | None = None) -> web.Application:
     app[CONFIG] = config
     if token:
         app[TOKEN] = token
-    for setup in AREAS:
-        setup(app)
+    app.cleanup_ctx.append(_services(frozenset(areas)))
+    for name in ALL_AREAS:
+        if name in areas:
+            area = web.Application(client_max_size=config.server.max_body_bytes)
+            area[AREA] = AREAS[name]
+            add_routes(area, name)
+            app.add_subapp(AREAS[name].base, area)
     return app
+
+
+def _services(
+    areas: frozenset[AreaName],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        config = app[CONFIG]
+        async with contextlib.AsyncExitStack() as started:
+
+            async def start(opening: Awaitable[None], closing: Closer) -> None:
+                await opening
+                started.push_async_callback(closing)
+
+            if "daemon" in areas:
+                programs = ProgramService(config)
+                await start(programs.open(), programs.close)
+                quick = QuickStartService(programs)
+                await start(quick.open(), quick.close)
+                app[PROGRAMS], app[QUICKSTART] = programs, quick
+            terminals = None
+            if "terminal" in areas:
+                terminals = TerminalService(config.terminals, config.state_path)
+                await start(terminals.start(), terminals.close)
+                app[TERMINALS] = terminals
+            if "run" in areas:
+                apps = AppService(config.state_path, config.run)
+                await start(apps.start(), apps.close)
+                runner = RunService(apps, terminals, CurlTarget(socket=config.server.socket))
+                app[RUN], app[RUNNER] = apps, runner
+            yield
+
+    return lifecycle

@@ -124,11 +124,12 @@ def program_config(short_tmp: Path) -> Config:
 
 @pytest.fixture
 async def client(program_config: Config) -> AsyncIterator[TestClient[Any, Any]]:
-    """A test client on the real app, its embedded supervisord started for real; the app is
-    closed before the temp dir's supervisord is stopped."""
+    """A test client on the program control area, its embedded supervisord started for real;
+    the app is closed before the temp dir's supervisord is stopped."""
     from hoodyd.app import create_app
 
-    async with TestClient(TestServer(create_app(program_config))) as test_client:
+    app = create_app(program_config, areas=("daemon",))
+    async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
 

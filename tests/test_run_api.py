@@ -11,9 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from hoodyd.api import run as run_api
-from hoodyd.api.keys import CONFIG
-from hoodyd.api.middleware import authenticate, request_context
+from hoodyd.app import create_app
 from tests.conftest import make_config
 from tests.data.apps.world import World, make_world
 
@@ -23,10 +21,7 @@ BASE = "/api/v1/run"
 def run_app(state_dir: Path, **run_settings: object) -> web.Application:
     """The run area alone, with the daemon's own middlewares (no supervisord to start)."""
     config = make_config(state_dir, run={"auto_sync": False, **run_settings})
-    app = web.Application(middlewares=[request_context, authenticate])
-    app[CONFIG] = config
-    run_api.setup(app)
-    return app
+    return create_app(config, areas=("run",))
 
 
 @pytest.fixture

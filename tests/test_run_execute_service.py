@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hoodyd.api.run_exec import GO_QUERY, go_path_params
+from hoodyd.api.selectors import GO_QUERY, go_path_params
 from hoodyd.apps import curl, planner
 from hoodyd.apps.curl import CurlTarget
 from hoodyd.apps.runner import RunService

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from hoodyd.api.common import MAX_JSON_DEPTH, json_depth
+from hoodyd.api.decoding import MAX_JSON_DEPTH, json_depth
 from hoodyd.app import create_app
 from hoodyd.config import Config
 from tests.conftest import sleeper

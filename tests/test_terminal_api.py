@@ -16,8 +16,6 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 
-from hoodyd import app as app_module
-from hoodyd.api import terminal as terminal_api
 from hoodyd.api.openapi import load_yaml_text
 from hoodyd.app import create_app
 from hoodyd.schemas import terminal as wire
@@ -28,13 +26,10 @@ WAIT = 10.0
 
 
 @pytest.fixture
-async def client(
-    aiohttp_client: Any, short_tmp: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[TestClient]:
+async def client(aiohttp_client: Any, short_tmp: Path) -> AsyncIterator[TestClient]:
     """The real app factory, serving only the terminal area (no supervisord needed)."""
-    monkeypatch.setattr(app_module, "AREAS", (terminal_api.setup,))
     config = make_config(short_tmp, terminals={"user_rc": False})
-    yield await aiohttp_client(create_app(config))
+    yield await aiohttp_client(create_app(config, areas=("terminal",)))
 
 
 async def execute(client: TestClient, query: str, body: Any, status: int = 200) -> dict[str, Any]:

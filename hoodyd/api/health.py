@@ -1,9 +1,11 @@
-"""`GET /api/v1/{area}/health`: the contract's 9-field health object, the only open routes."""
+"""`GET /api/v1/{area}/health`: the contract's 9-field health object, the one route of each
+area open without a token (`hoodyd.api.routes`)."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,8 +13,7 @@ import psutil
 from aiohttp import web
 
 import hoodyd
-from hoodyd.api.access import open_route
-from hoodyd.api.common import json_response
+from hoodyd.api.encoding import json_response
 
 _PROCESS = psutil.Process()
 
@@ -30,11 +31,11 @@ def _built() -> str | None:
     return None
 
 
-def add_health_route(app: web.Application, base: str, service: str) -> None:
+def health_handler(service: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The health handler of one area, reporting `service` as its name."""
     built = _built()
     started = _rfc3339(_PROCESS.create_time())
 
-    @open_route
     async def health(request: web.Request) -> web.Response:
         with _PROCESS.oneshot():
             rss = _PROCESS.memory_info().rss
@@ -53,4 +54,4 @@ def add_health_route(app: web.Application, base: str, service: str) -> None:
             }
         )
 
-    app.router.add_get(f"{base}/health", health)
+    return health

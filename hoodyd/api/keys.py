@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from aiohttp import web
 
@@ -15,7 +16,21 @@ if TYPE_CHECKING:
     from hoodyd.programs.service import ProgramService
     from hoodyd.terminals.service import TerminalService
 
+
+
+@dataclass(frozen=True)
+class Area:
+    """An API area: its name, the base path its sub-application is mounted at, and the shape
+    of its error bodies (`kit`: `{success: false, error}`; `run`: `{error, code}`)."""
+
+    name: str
+    base: str
+    error_shape: Literal["kit", "run"]
+
+
 CONFIG = web.AppKey("config", Config)
+# on each area's sub-application: which area it is
+AREA = web.AppKey("area", Area)
 # bearer token required on TCP; absent when the app serves only the Unix socket
 TOKEN = web.AppKey("token", str)
 PROGRAMS: web.AppKey[ProgramService] = web.AppKey("programs")

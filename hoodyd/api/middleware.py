@@ -1,7 +1,8 @@
 """Request middleware: request ids and logs, caller authentication, and the one error mapping.
 
-Every failure leaves here as JSON in its area's contract shape (CONTRACT.md §1.4): the run area
-answers `{error, code, reason}`, the daemon and terminal areas `{success: false, error, reason}`.
+Every failure leaves here as JSON in the contract shape (CONTRACT.md §1.4) of the area the
+router matched: the run area answers `{error, code, reason}`, the daemon and terminal areas
+`{success: false, error, reason}`.
 """
 
 from __future__ import annotations
@@ -13,19 +14,20 @@ import struct
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import structlog
 from aiohttp import web
 
-from hoodyd.api.access import is_open
-from hoodyd.api.keys import CONFIG, TOKEN
+from hoodyd.api.keys import AREA, CONFIG, TOKEN
+from hoodyd.api.routes import is_open
 from hoodyd.errors import Forbidden, HoodydError, InvalidRequest, Unauthorized
 
 log = structlog.get_logger()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ErrorShape = Literal["kit", "run"]
 
 _PEERCRED = struct.Struct("3i")
 _HTTP_REASONS = {
@@ -43,9 +45,11 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@+=/-]{1,128}$")
 _ORIGIN_MAX = 128
 
 
-def error_body(path: str, status: int, message: str, reason: str, extra: dict[str, Any]) -> bytes:
+def error_body(
+    shape: ErrorShape, status: int, message: str, reason: str, extra: dict[str, Any]
+) -> bytes:
     body: dict[str, Any]
-    if path.startswith("/api/v1/run/") or path == "/api/v1/run":
+    if shape == "run":
         body = {"error": message, "code": status, "reason": reason}
     else:
         body = {"success": False, "error": message, "reason": reason}
@@ -54,9 +58,19 @@ def error_body(path: str, status: int, message: str, reason: str, extra: dict[st
     return msgspec.json.encode(body)
 
 
+def error_shape(request: web.Request) -> ErrorShape:
+    """The error shape of the area whose sub-application the router matched (`kit` outside
+    every area)."""
+    for app in request.match_info.apps:
+        area = app.get(AREA)
+        if area is not None:
+            return area.error_shape
+    return "kit"
+
+
 def error_response(request: web.Request, exc: HoodydError) -> web.Response:
     return web.Response(
-        body=error_body(request.path, exc.status, exc.message, exc.reason, exc.extra),
+        body=error_body(error_shape(request), exc.status, exc.message, exc.reason, exc.extra),
         status=exc.status,
         content_type="application/json",
     )
@@ -107,7 +121,11 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         message = exc.reason if exc.status != 413 else "request body exceeds the size limit"
         response = web.Response(
             body=error_body(
-                request.path, exc.status, message, _HTTP_REASONS.get(exc.status, "HTTP_ERROR"), {}
+                error_shape(request),
+                exc.status,
+                message,
+                _HTTP_REASONS.get(exc.status, "HTTP_ERROR"),
+                {},
             ),
             status=exc.status,
             content_type="application/json",
@@ -119,7 +137,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     except Exception:
         log.exception("request_failed", method=request.method, path=_printable(request.path))
         return web.Response(
-            body=error_body(request.path, 500, "internal error", "INTERNAL_ERROR", {}),
+            body=error_body(error_shape(request), 500, "internal error", "INTERNAL_ERROR", {}),
             status=500,
             content_type="application/json",
             headers={"X-Request-Id": request_id},
@@ -174,11 +192,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     creds = peer_credentials(request)
     if creds is not None:
         _pid, uid, gid = creds
-        server = request.app[CONFIG].server
+        server = request.config_dict[CONFIG].server
         if uid not in server.allowed_uids and gid not in server.allowed_gids:
             raise Forbidden(f"uid {uid} is not allowed on this socket", reason="PEER_NOT_ALLOWED")
         return await handler(request)
-    token = request.app.get(TOKEN)
+    token = request.config_dict.get(TOKEN)
     if token is None or is_open(request):
         return await handler(request)
     header = request.headers.get("Authorization", "")

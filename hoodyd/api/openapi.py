@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -10,6 +11,7 @@ import yaml
 from aiohttp import web
 
 OPENAPI_PACKAGE = "hoodyd.api.specs"
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def load_yaml_text(area: str) -> str:
@@ -21,8 +23,8 @@ def load_document(area: str) -> dict[str, Any]:
     return document
 
 
-def add_openapi_routes(app: web.Application, area: str, base: str) -> None:
-    """Serve `{base}/openapi.yaml` verbatim and `{base}/openapi.json` converted once, here."""
+def openapi_handlers(area: str) -> tuple[Handler, Handler]:
+    """Handlers serving the area's document verbatim as YAML and, converted once here, as JSON."""
     text = load_yaml_text(area)
     as_json = msgspec.json.encode(yaml.safe_load(text))
 
@@ -32,5 +34,4 @@ def add_openapi_routes(app: web.Application, area: str, base: str) -> None:
     async def openapi_json(_request: web.Request) -> web.Response:
         return web.Response(body=as_json, content_type="application/json")
 
-    app.router.add_get(f"{base}/openapi.yaml", openapi_yaml)
-    app.router.add_get(f"{base}/openapi.json", openapi_json)
+    return openapi_yaml, openapi_json

@@ -10,15 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import TypeVar
 
-import msgspec
 from aiohttp import WSMsgType, web
 
-from hoodyd.api.common import decode_body, decode_json, json_response, query_flag, query_int
-from hoodyd.api.health import add_health_route
+from hoodyd.api.decoding import decode_body, decode_query
+from hoodyd.api.encoding import json_response
 from hoodyd.api.keys import CONFIG, TERMINALS
-from hoodyd.api.openapi import add_openapi_routes
 from hoodyd.errors import HoodydError, InvalidRequest
+from hoodyd.schemas.queries import (
+    AttachQuery,
+    ExecuteQuery,
+    HistoryQuery,
+    OutputQuery,
+    SessionsQuery,
+)
 from hoodyd.schemas.terminal import (
     DEFER_FIELDS,
     AttachControl,
@@ -29,11 +35,11 @@ from hoodyd.schemas.terminal import (
     DeferSpec,
     ExecuteBody,
     ExecuteRequest,
-    OutputEncoding,
     ResizeRequest,
     SessionOptions,
     defer_spec,
 )
+from hoodyd.schemas.validation import decode_json
 from hoodyd.terminals.service import (
     REMOTE_FIELDS,
     Attachment,
@@ -43,49 +49,22 @@ from hoodyd.terminals.service import (
     parse_terminal_id,
 )
 
-BASE = "/api/v1/terminal"
+Q = TypeVar("Q")
 OUTPUT_CHUNK = 65536
-
-_REMOTE_PARAMS = set(REMOTE_FIELDS)
-_EXECUTE_PARAMS = {
-    "terminal_id",
-    "ephemeral",
-    "defer_pid",
-    "defer_start_time_ticks",
-    "defer_timeout_ms",
-    "defer_poll_ms",
-    "reset",
-    "cwd",
-    "shell",
-    "user",
-    "cwd_auto_create",
-    "cmd",
-    "env",
-    "skip_display_wait",
-    "display_wait_timeout",
-    "display",
-    "wait",
-    "origin",
-} | _REMOTE_PARAMS
-
-routes = web.RouteTableDef()
+REMOTE_PARAMS = frozenset(REMOTE_FIELDS)
 
 
 def _service(request: web.Request) -> TerminalService:
-    return request.app[TERMINALS]
+    return request.config_dict[TERMINALS]
 
 
-def _origin(request: web.Request) -> str | None:
-    origin = request.query.get("origin") or request.headers.get("X-Hoody-Origin")
+def _query(request: web.Request, kind: type[Q]) -> Q:
+    return decode_query(request, kind, lenient_flags=True)
+
+
+def _origin(request: web.Request, query: str | None) -> str | None:
+    origin = query or request.headers.get("X-Hoody-Origin")
     return origin[:128] if origin else None
-
-
-def _refuse_unknown(request: web.Request, known: set[str]) -> None:
-    unknown = sorted(set(request.query) - known)
-    if unknown:
-        raise InvalidRequest(
-            f"Unknown query parameter(s): {', '.join(unknown)}", reason="UNKNOWN_PARAMETER"
-        )
 
 
 def _path_terminal_id(request: web.Request) -> int:
@@ -94,41 +73,29 @@ def _path_terminal_id(request: web.Request) -> int:
     return terminal_id
 
 
-def _history_limit(request: web.Request, default: int) -> int:
-    for name in ("history_limit", "history_lines", "limit"):
-        value = query_int(request, name, low=0, high=1000)
-        if value is not None:
-            return value
-    return default
-
-
-def _defer(request: web.Request) -> DeferSpec | None:
-    given = {name: request.query[name] for name in DEFER_FIELDS if name in request.query}
-    try:
-        fields = msgspec.convert(given, DeferFields, strict=False)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequest(f"Invalid defer parameter: {exc}", reason="INVALID_DEFER") from None
+def _defer(query: ExecuteQuery) -> DeferSpec | None:
+    fields = DeferFields(**{name: getattr(query, name) for name in DEFER_FIELDS})
     try:
         return defer_spec(fields)
     except ValueError as exc:
         raise InvalidRequest(str(exc), reason="DEFER_PID_REQUIRED") from None
 
 
-def _display_wait_timeout(request: web.Request) -> float | None:
+def _display_wait_timeout(query: ExecuteQuery) -> float | None:
     """Seconds to wait for a new session's display; the contract caps it at 10 and reads
     anything malformed or not positive as 10."""
-    if query_flag(request, "skip_display_wait"):
+    if query.skip_display_wait:
         return None
     try:
-        value = float(request.query.get("display_wait_timeout", "10"))
+        value = float(query.display_wait_timeout or "10")
     except ValueError:
         value = 10.0
     return 10.0 if not value > 0 else min(value, 10.0)
 
 
-def _query_env(request: web.Request) -> dict[str, str]:
+def _env(items: list[str]) -> dict[str, str]:
     env: dict[str, str] = {}
-    for item in request.query.getall("env", []):
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise InvalidRequest(
@@ -138,22 +105,9 @@ def _query_env(request: web.Request) -> dict[str, str]:
     return env
 
 
-@routes.get(f"{BASE}/sessions")
-async def list_sessions(request: web.Request) -> web.Response:
-    _refuse_unknown(request, {"history_limit", "history_lines", "origin"})
-    return json_response(_service(request).list_sessions(_history_limit(request, 50)))
-
-
-@routes.post(f"{BASE}/create")
-async def create(request: web.Request) -> web.Response:
-    body = await decode_body(request, CreateRequest, optional=True)
-    return json_response(await _service(request).create(body))
-
-
-@routes.post(f"{BASE}/execute")
-async def execute(request: web.Request) -> web.Response:
-    _refuse_unknown(request, _EXECUTE_PARAMS)
-    remote = sorted(_REMOTE_PARAMS & set(request.query))
+def _refuse_unsupported(request: web.Request) -> None:
+    """Parameters the contract names for features hoodyd does not have get their own 400."""
+    remote = sorted(REMOTE_PARAMS & set(request.query))
     if remote:
         raise InvalidRequest(
             f"SSH/SOCKS5 sessions are not supported by hoodyd (got {', '.join(remote)})",
@@ -165,26 +119,41 @@ async def execute(request: web.Request) -> web.Response:
             "body's 'command'",
             reason="UNSUPPORTED_PARAMETER",
         )
-    ephemeral = bool(query_flag(request, "ephemeral"))
-    terminal_id = parse_terminal_id(request.query.get("terminal_id"), required=not ephemeral)
-    defer = _defer(request)
-    check_user(request.query.get("user"))
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    query = _query(request, SessionsQuery)
+    limit = query.history_limit if query.history_limit is not None else query.history_lines
+    return json_response(_service(request).list_sessions(50 if limit is None else limit))
+
+
+async def create(request: web.Request) -> web.Response:
+    body = await decode_body(request, CreateRequest, optional=True)
+    return json_response(await _service(request).create(body))
+
+
+async def execute(request: web.Request) -> web.Response:
+    _refuse_unsupported(request)
+    query = _query(request, ExecuteQuery)
+    terminal_id = parse_terminal_id(query.terminal_id, required=not query.ephemeral)
+    defer = _defer(query)
+    check_user(query.user)
     body = await decode_body(request, ExecuteBody, optional=True)
     if body.command is None:
         raise InvalidRequest("Missing 'command' field", reason="MISSING_COMMAND")
-    wait = body.wait if body.wait is not None else query_flag(request, "wait")
+    wait = body.wait if body.wait is not None else query.wait
     session = SessionOptions(
-        shell=request.query.get("shell"),
-        cwd=request.query.get("cwd"),
-        env=_query_env(request),
-        display=request.query.get("display") or None,
-        ephemeral=ephemeral,
+        shell=query.shell,
+        cwd=query.cwd,
+        env=_env(query.env),
+        display=query.display or None,
+        ephemeral=query.ephemeral,
     )
     result = await _service(request).execute(
         ExecuteRequest(
             terminal_id=terminal_id,
             command=body.command,
-            ephemeral=ephemeral,
+            ephemeral=query.ephemeral,
             command_id=parse_command_id(body.id) if body.id not in (None, "") else None,
             # a deferred command returns at once: its PID may run for a long time
             wait=(wait is not False) and defer is None,
@@ -192,77 +161,68 @@ async def execute(request: web.Request) -> web.Response:
             cwd=body.cwd,
             env=body.env or {},
             defer=defer,
-            reset=bool(query_flag(request, "reset")),
-            cwd_auto_create=bool(query_flag(request, "cwd_auto_create")),
-            display_wait_timeout=_display_wait_timeout(request),
+            reset=query.reset,
+            cwd_auto_create=query.cwd_auto_create,
+            display_wait_timeout=_display_wait_timeout(query),
             session=session,
-            origin=_origin(request),
+            origin=_origin(request, query.origin),
         )
     )
     return json_response(result)
 
 
-@routes.get(f"{BASE}/result/{{command_id}}")
 async def result(request: web.Request) -> web.Response:
     command_id = parse_command_id(request.match_info["command_id"])
     return json_response(_service(request).result(command_id))
 
 
-@routes.get(f"{BASE}/history/{{terminal_id}}")
 async def history(request: web.Request) -> web.Response:
-    _refuse_unknown(request, {"history_limit", "history_lines", "limit", "origin"})
-    terminal_id = _path_terminal_id(request)
-    return json_response(_service(request).history(terminal_id, _history_limit(request, 100)))
-
-
-@routes.get(f"{BASE}/history")
-async def history_by_query(request: web.Request) -> web.Response:
-    _refuse_unknown(request, {"terminal_id", "history_limit", "history_lines", "limit", "origin"})
-    terminal_id = parse_terminal_id(request.query.get("terminal_id"))
-    assert terminal_id is not None
-    return json_response(_service(request).history(terminal_id, _history_limit(request, 100)))
-
-
-@routes.get(f"{BASE}/output/{{terminal_id}}")
-async def output(request: web.Request) -> web.Response:
-    _refuse_unknown(request, {"offset", "limit", "timeout_ms", "encoding", "origin"})
-    terminal_id = _path_terminal_id(request)
-    offset = query_int(request, "offset", low=0)
-    limit = query_int(
-        request, "limit", low=1, high=request.app[CONFIG].terminals.output_buffer_bytes
-    )
-    timeout_ms = query_int(request, "timeout_ms", low=0, high=60_000)
-    encoding = request.query.get("encoding", "utf-8")
-    if encoding not in ("utf-8", "base64"):
+    query = _query(request, HistoryQuery)
+    if query.terminal_id is not None:
         raise InvalidRequest(
-            f"Invalid value for 'encoding': {encoding!r} (allowed: utf-8, base64)",
-            reason="INVALID_ENUM",
+            "Unknown query parameter(s): terminal_id", reason="UNKNOWN_PARAMETER"
         )
-    chosen: OutputEncoding = "base64" if encoding == "base64" else "utf-8"
+    terminal_id = _path_terminal_id(request)
+    return json_response(_service(request).history(terminal_id, query.limit_or(100)))
+
+
+async def history_by_query(request: web.Request) -> web.Response:
+    query = _query(request, HistoryQuery)
+    terminal_id = parse_terminal_id(query.terminal_id)
+    assert terminal_id is not None
+    return json_response(_service(request).history(terminal_id, query.limit_or(100)))
+
+
+async def output(request: web.Request) -> web.Response:
+    query = _query(request, OutputQuery)
+    terminal_id = _path_terminal_id(request)
+    buffer = request.config_dict[CONFIG].terminals.output_buffer_bytes
+    if query.limit is not None and query.limit > buffer:
+        raise InvalidRequest(
+            f"Invalid value for 'limit': {query.limit} is outside 1-{buffer}",
+            reason="OUT_OF_RANGE",
+        )
     response = await _service(request).output(
         terminal_id,
-        offset,
-        OUTPUT_CHUNK if limit is None else limit,
-        (timeout_ms or 0) / 1000,
-        chosen,
+        query.offset,
+        OUTPUT_CHUNK if query.limit is None else query.limit,
+        query.timeout_ms / 1000,
+        query.encoding,
     )
     return json_response(response)
 
 
-@routes.post(f"{BASE}/resize/{{terminal_id}}")
 async def resize(request: web.Request) -> web.Response:
     terminal_id = _path_terminal_id(request)
     body = await decode_body(request, ResizeRequest)
     return json_response(_service(request).resize(terminal_id, body.cols, body.rows))
 
 
-@routes.get(f"{BASE}/attach/{{terminal_id}}")
 async def attach(request: web.Request) -> web.StreamResponse:
     """WebSocket: binary frames are raw terminal bytes both ways; text frames are JSON
     control messages (client: resize, input; server: attached, dropped, exit, error)."""
-    _refuse_unknown(request, {"replay", "origin"})
+    query = _query(request, AttachQuery)
     terminal_id = _path_terminal_id(request)
-    replay = query_int(request, "replay", low=0)
     async with _service(request).attach(terminal_id) as attachment:
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1024 * 1024)
         await ws.prepare(request)
@@ -274,7 +234,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
                 "rows": attachment.session.rows,
             }
         )
-        start = attachment.ring.tail(65536 if replay is None else replay)
+        start = attachment.ring.tail(query.replay)
         async with _pumping(ws, attachment, start):
             async for message in ws:
                 if message.type == WSMsgType.BINARY:
@@ -326,27 +286,5 @@ async def _pump_output(ws: web.WebSocketResponse, attachment: Attachment, offset
             return
 
 
-@routes.delete(f"{BASE}/{{terminal_id}}")
 async def delete(request: web.Request) -> web.Response:
     return json_response(await _service(request).delete(_path_terminal_id(request)))
-
-
-async def _terminals(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG]
-    service = TerminalService(config.terminals, config.state_path)
-    await service.start()
-    app[TERMINALS] = service
-    try:
-        yield
-    finally:
-        await service.close()
-
-
-def setup(app: web.Application) -> None:
-    add_health_route(app, BASE, "hoodyd-terminal")
-    add_openapi_routes(app, "terminal", BASE)
-    app.router.add_routes(routes)
-    app.cleanup_ctx.append(_terminals)
-
-
-__all__ = ["setup"]

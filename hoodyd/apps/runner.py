@@ -1,32 +1,42 @@
 """RunService: pick a candidate, plan its command, and deliver it — scheduled into a
 terminal (optionally deferred until a PID exits), returned as a command (dry run), or
-printed as a curl line.
+printed as a curl line — one selector at a time or a batch of them.
 
-The pick reads the candidate set the search made (or the one `set_id` names), so a pick by
-index lands on the item the client saw. Everything that can refuse a request (pick, policy,
-a destructive candidate not picked by id, display, defer fields, redirect target) is checked
-before the terminal is asked, so a refused request schedules nothing. The terminals service is
-called in-process.
+The pick (`hoodyd.apps.pick`) resolves the selector once and reads the candidate set that
+resolution's search made (or the one `set_id` names), so a pick by index lands on the item
+the client saw; only the candidates answered are planned. Everything that can refuse a
+request (pick, policy, a destructive candidate not picked by id, display, defer fields,
+redirect target) is checked before the terminal is asked, so a refused request schedules
+nothing. The terminals service is called in-process.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import structlog
 
-from hoodyd.apps import curl, destructive, planner, policy
-from hoodyd.apps.candidate_sets import CandidateSet
+from hoodyd.apps import curl, planner
+from hoodyd.apps.candidates import RunLink
 from hoodyd.apps.curl import CurlTarget
+from hoodyd.apps.pick import Choice, RunFailed, choose, destructive_refusal
 from hoodyd.apps.planner import Plan, TerminalState
-from hoodyd.apps.service import AppService, Resolution
+from hoodyd.apps.service import AppService
 from hoodyd.config import default_socket
-from hoodyd.errors import Conflict, HoodydError, InvalidRequest, NotFound
-from hoodyd.schemas.run import Candidate, RecipeExecutionRequest, Selector, SideEffectHint
+from hoodyd.errors import HoodydError, InvalidRequest, NotFound
+from hoodyd.schemas.run import (
+    ApiError,
+    BatchItemRequest,
+    BatchItemResult,
+    BatchResponse,
+    Candidate,
+    RecipeExecutionRequest,
+    Selector,
+)
 from hoodyd.schemas.run_exec import (
-    EffectivePolicy,
     PreflightResponse,
     RecommendedMode,
     RunHandoff,
@@ -42,42 +52,18 @@ from hoodyd.schemas.terminal import (
     ExecuteRequest,
     defer_spec,
 )
+from hoodyd.schemas.validation import decode_json
 from hoodyd.terminals.service import TerminalService
 
 log = structlog.get_logger()
 
 RUN_BASE = "/api/v1/run"
 DEFAULT_TERMINAL = 1
-
-
-class RunFailed(HoodydError):
-    """A run that failed after resolution: its error body is also a RunResponse
-    (`status: error`, `set_id`, and the handoff when the terminal refused)."""
-
-    def __init__(self, status: int, message: str, *, reason: str, response: RunResponse) -> None:
-        super().__init__(message, reason=reason, extra=msgspec.to_builtins(response))
-        self.status = status
-        self.response = response
+MAX_BATCH_ITEMS = 100
 
 
 def terminal_view_path(terminal_id: int) -> str:
     return f"{RUN_BASE}/t/{terminal_id}/view"
-
-
-@dataclass
-class Choice:
-    """A resolved selector and what the pick chose from it."""
-
-    selector: Selector
-    resolution: Resolution
-    policy: EffectivePolicy
-    set_id: str
-    candidates: list[Candidate] | None = None
-    selected: Candidate | None = None
-    warnings: list[RunWarning] = field(default_factory=list)
-    # set when the selected candidate is destructive and was not picked by id: it may be
-    # shown (dry run, preflight) but not scheduled or printed as a curl line
-    needs_explicit_pick: SideEffectHint | None = None
 
 
 @dataclass
@@ -102,74 +88,8 @@ class RunService:
 
     # --- pick ------------------------------------------------------------------------------
 
-    def choose(self, selector: Selector) -> Choice:
-        resolution = self.apps.resolve(selector)
-        selector = resolution.selector  # profile defaults applied (pick, terminal, display)
-        mode = selector.pick or "ask"
-        _check_pick_fields(selector, mode)
-        effective = policy.effective(resolution.policy)
-        if selector.set_id is not None:
-            entry = self.apps.candidate_set(selector.set_id)
-            if entry is None:
-                raise Conflict(
-                    f"cursor set expired: candidate set {selector.set_id!r} is unknown or "
-                    "has expired (sets are kept 300 s); search again",
-                    reason="CURSOR_SET_EXPIRED",
-                )
-            listed: list[Candidate] | None = None
-        else:
-            found = self.apps.search(selector)
-            entry = self.apps.candidate_set(found.set_id)
-            assert entry is not None
-            listed = found.candidates
-        choice = Choice(selector, resolution, effective, entry.set_id)
-        if not entry.items:
-            self._raise_if_sources_failed(resolution, entry.set_id)
-            raise RunFailed(
-                404,
-                f"no candidates for {selector.app!r}",
-                reason="NO_CANDIDATES",
-                response=RunResponse(
-                    status="error", set_id=entry.set_id, error=f"no candidates for {selector.app!r}"
-                ),
-            )
-        if mode == "ask":
-            choice.candidates = (
-                listed
-                if listed is not None
-                else self.apps.candidates(entry, entry.items[: resolution.limit], resolution)
-            )
-            return choice
-        position = _pick_position(entry, selector, mode)
-        [choice.selected] = self.apps.candidates(entry, [entry.items[position]], resolution)
-        policy.check_candidate(effective, choice.selected)
-        danger = destructive.marked(choice.selected)
-        if danger is not None and mode != "id":
-            choice.needs_explicit_pick = danger
-            choice.warnings.append(
-                RunWarning(
-                    code=destructive.REASON,
-                    message=f"{choice.selected.candidate_id} {danger.description}",
-                )
-            )
-        return choice
-
-    def _raise_if_sources_failed(self, resolution: Resolution, set_id: str) -> None:
-        """No candidates because a source that was asked could not be read is a 502 that
-        names the source and its error, not a plain "no candidates"."""
-        failed = []
-        for source, _ranked in resolution.sources:
-            state = self.apps.states.get(source.source_id)
-            if state is not None and state.index is None and state.last_error:
-                failed.append(f"{source.source_id}: {state.last_error}")
-        if failed:
-            message = f"source resolution failed ({'; '.join(failed)})"
-            raise RunFailed(
-                502,
-                message,
-                reason="SOURCE_RESOLUTION_FAILED",
-                response=RunResponse(status="error", set_id=set_id, error=message),
-            )
+    def choose(self, selector: Selector, run_link: RunLink | None = None) -> Choice:
+        return choose(self.apps, selector, run_link)
 
     # --- plan ------------------------------------------------------------------------------
 
@@ -202,19 +122,24 @@ class RunService:
     # --- run -------------------------------------------------------------------------------
 
     async def run(
-        self, selector: Selector, target: CurlTarget, *, command_only: bool = False
+        self,
+        selector: Selector,
+        target: CurlTarget,
+        *,
+        run_link: RunLink | None = None,
+        command_only: bool = False,
     ) -> Outcome:
         """Resolve, pick, plan and deliver. `command_only` (batch items) never schedules."""
         _bind_origin(selector)
         defer = _defer(selector)
         redirect_to = _redirect_target(selector.redirect_to)
-        choice = self.choose(selector)
+        choice = self.choose(selector, run_link)
         selector = choice.selector
         # a printed curl line is made to be run: it is refused like a run (dry runs answer)
         if choice.needs_explicit_pick is not None and (
             selector.print_curl is not None or not (command_only or selector.dry_run)
         ):
-            raise _destructive_refusal(choice)
+            raise destructive_refusal(choice)
         base = RunResponse(
             status="resolved",
             set_id=choice.set_id,
@@ -345,12 +270,14 @@ class RunService:
 
     # --- preflight -------------------------------------------------------------------------
 
-    async def preflight(self, selector: Selector) -> PreflightResponse:
+    async def preflight(
+        self, selector: Selector, *, run_link: RunLink | None = None
+    ) -> PreflightResponse:
         """What `run` would do, and what is missing, without scheduling anything."""
         _bind_origin(selector)
         defer = _defer(selector)
         redirect_to = _redirect_target(selector.redirect_to)
-        choice = self.choose(selector)
+        choice = self.choose(selector, run_link)
         selector = choice.selector
         response = PreflightResponse(
             set_id=choice.set_id,
@@ -411,11 +338,35 @@ class RunService:
 
     # --- batch and recipes -----------------------------------------------------------------
 
-    async def batch_item(self, selector: Selector) -> dict[str, Any]:
-        """A batch `run` item: command-only (CONTRACT.md §3.8), never scheduled."""
-        outcome = await self.run(selector, self.default_target, command_only=True)
-        result: dict[str, Any] = msgspec.to_builtins(outcome.response)
-        return result
+    async def batch(
+        self, items: list[msgspec.Raw], *, run_link: RunLink | None = None
+    ) -> BatchResponse:
+        """Each item on its own: a bad item is an error result, never a failed batch. A `run`
+        item is command-only (CONTRACT.md §3.8), never scheduled."""
+        if len(items) > MAX_BATCH_ITEMS:
+            raise InvalidRequest(
+                f"too many batch items: {len(items)} (at most {MAX_BATCH_ITEMS})",
+                reason="BATCH_TOO_LARGE",
+            )
+        results: list[BatchItemResult] = []
+        for raw in items:
+            await asyncio.sleep(0)  # let other requests in between the searches
+            request_id = _request_id(raw)
+            try:
+                item = decode_json(bytes(raw), BatchItemRequest)
+                if item.mode == "run":
+                    outcome = await self.run(
+                        item.selector, self.default_target, run_link=run_link, command_only=True
+                    )
+                    run: dict[str, Any] = msgspec.to_builtins(outcome.response)
+                    results.append(BatchItemResult("run", item.request_id, run=run))
+                else:
+                    found = self.apps.search(item.selector, run_link=run_link)
+                    results.append(BatchItemResult("search", item.request_id, search=found))
+            except HoodydError as exc:
+                error = ApiError(error=exc.message, code=exc.status, reason=exc.reason)
+                results.append(BatchItemResult("error", request_id, error=error))
+        return BatchResponse(items=results)
 
     def recipe_selector(self, name: str, request: RecipeExecutionRequest) -> Selector:
         return self.apps.recipe_selector(name, request)
@@ -444,64 +395,23 @@ def _with_plan(candidate: Candidate, plan: Plan) -> Candidate:
     )
 
 
-def _destructive_refusal(choice: Choice) -> RunFailed:
-    """A destructive candidate reached by `first` or `index` (a fuzzy query included) is a
-    403 that names it; nothing is scheduled (hoodyd.apps.destructive)."""
-    assert choice.selected is not None and choice.needs_explicit_pick is not None
-    candidate_id, mode = choice.selected.candidate_id, choice.selector.pick
-    danger = choice.needs_explicit_pick.description
-    message = f"{candidate_id} {danger}; it was picked with pick={mode}"
-    log.warning("run_destructive_refused", candidate_id=candidate_id, pick=mode)
-    return RunFailed(
-        403,
-        message,
-        reason=destructive.REASON,
-        response=RunResponse(
-            status="error", set_id=choice.set_id, selected=choice.selected, error=message
-        ),
-    )
-
-
-def _check_pick_fields(selector: Selector, mode: str) -> None:
-    if selector.pick_index is not None and mode != "index":
-        raise InvalidRequest(
-            f"pick_index is only used with pick=index (got pick={mode})", reason="INVALID_PICK"
-        )
-    if selector.candidate_id is not None and mode != "id":
-        raise InvalidRequest(
-            f"candidate_id is only used with pick=id (got pick={mode})", reason="INVALID_PICK"
-        )
-    if mode == "index" and selector.pick_index is None:
-        raise InvalidRequest("pick=index needs pick_index", reason="INVALID_PICK")
-    if mode == "id" and not selector.candidate_id:
-        raise InvalidRequest("pick=id needs candidate_id", reason="INVALID_PICK")
-
-
-def _pick_position(entry: CandidateSet, selector: Selector, mode: str) -> int:
-    if mode == "first":
-        return 0
-    if mode == "index":
-        assert selector.pick_index is not None
-        if selector.pick_index >= len(entry.items):
-            raise InvalidRequest(
-                f"pick_index out of range: {selector.pick_index}", reason="INVALID_PICK"
-            )
-        return selector.pick_index
-    for position, item in enumerate(entry.items):
-        if item.candidate_id == selector.candidate_id:
-            return position
-    raise InvalidRequest(
-        f"unknown candidate_id: {selector.candidate_id} (not in set {entry.set_id})",
-        reason="INVALID_PICK",
-    )
-
-
 def _defer(selector: Selector) -> DeferSpec | None:
     fields = DeferFields(**{name: getattr(selector, name) for name in DEFER_FIELDS})
     try:
         return defer_spec(fields)
     except ValueError as exc:
         raise InvalidRequest(str(exc), reason="DEFER_PID_REQUIRED") from None
+
+
+class _RequestIdOnly(msgspec.Struct):
+    request_id: str = ""
+
+
+def _request_id(raw: msgspec.Raw) -> str:
+    try:
+        return msgspec.json.decode(bytes(raw), type=_RequestIdOnly).request_id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ""
 
 
 def _redirect_target(value: str | None) -> str | None:

@@ -24,6 +24,7 @@ import structlog
 
 from hoodyd.config import TerminalsConfig
 from hoodyd.errors import Conflict, InvalidRequest, NotFound
+from hoodyd.polling import poll_until
 from hoodyd.schemas.terminal import (
     EPHEMERAL_FIRST,
     TERMINAL_ID_MAX,
@@ -166,22 +167,19 @@ def validate_env(env: dict[str, str] | None, *, typed: bool) -> dict[str, str]:
 
 async def wait_for_display(display: str, timeout: float) -> bool:
     """An X display served by this box's display stack answers on TCP 4000 + its number."""
-    number = int(display.lstrip(":").split(".")[0])
-    deadline = time.monotonic() + timeout
-    while True:
+    port = 4000 + int(display.lstrip(":").split(".")[0])
+
+    async def answers() -> bool | None:
         try:
-            _reader, writer = await asyncio.wait_for(
-                asyncio.open_connection("127.0.0.1", 4000 + number), 1.0
-            )
+            _reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1)
         except (OSError, TimeoutError):
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-            continue
+            return None
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
         return True
+
+    return await poll_until(answers, timeout=timeout) is not None
 
 
 @dataclass

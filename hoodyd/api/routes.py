@@ -1,0 +1,154 @@
+"""Every route hoodyd serves, area by area: method, path, handler, name and who may call it.
+
+This table is the one place that decides authentication: a route is `PROTECTED` unless it
+says `OPEN` here, and the middleware asks the route the router matched (by its name), never
+the path text. The open routes are exactly the three `/api/v1/{area}/health`.
+
+Paths are relative to their area's base (`/api/v1/daemon`, …): each area is a sub-application
+mounted there by the composition root (`hoodyd.app`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from aiohttp import web
+
+from hoodyd.api import daemon, run, run_exec, terminal
+from hoodyd.api.health import health_handler
+from hoodyd.api.openapi import openapi_handlers
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Access(Enum):
+    OPEN = "open"  # answers on TCP without the bearer token
+    PROTECTED = "protected"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    name: str
+    access: Access = Access.PROTECTED
+    # a GET that may start a program has no HEAD twin: a HEAD must never run anything
+    head: bool = True
+
+
+def _documents(area: str) -> list[Route]:
+    as_yaml, as_json = openapi_handlers(area)
+    return [
+        Route("GET", "/health", health_handler(f"hoodyd-{area}"), "health", Access.OPEN),
+        Route("GET", "/openapi.yaml", as_yaml, "openapi-yaml"),
+        Route("GET", "/openapi.json", as_json, "openapi-json"),
+    ]
+
+
+def daemon_routes() -> list[Route]:
+    return [
+        *_documents("daemon"),
+        Route("GET", "/programs", daemon.list_programs, "programs-list"),
+        Route("GET", "/programs/{id}", daemon.get_program, "program-get"),
+        Route("POST", "/programs/add", daemon.add_program, "program-add"),
+        Route("POST", "/programs/edit/{id}", daemon.edit_program, "program-edit"),
+        Route("POST", "/programs/remove/{id}", daemon.remove_program, "program-remove"),
+        Route("POST", "/programs/reset", daemon.reset_programs, "programs-reset"),
+        Route("POST", "/programs/{id}/enable", daemon.enable_program, "program-enable"),
+        Route("POST", "/programs/{id}/disable", daemon.disable_program, "program-disable"),
+        Route("POST", "/programs/{id}/start", daemon.start_program, "program-start"),
+        Route("POST", "/programs/{id}/stop", daemon.stop_program, "program-stop"),
+        Route("GET", "/programs/{id}/logs", daemon.program_logs, "program-logs"),
+        Route("GET", "/status", daemon.all_statuses, "status-all"),
+        Route("GET", "/status/{id}", daemon.one_status, "status-one"),
+        Route("POST", "/quick-start", daemon.quick_start, "quick-start"),
+        Route("GET", "/quick-start", daemon.quick_list, "quick-list"),
+        Route("GET", "/quick-start/{id}/status", daemon.quick_status, "quick-status"),
+        Route("GET", "/quick-start/{id}/logs", daemon.quick_logs, "quick-logs"),
+        Route("POST", "/quick-start/{id}/stop", daemon.quick_stop, "quick-stop"),
+    ]
+
+
+def terminal_routes() -> list[Route]:
+    return [
+        *_documents("terminal"),
+        Route("GET", "/sessions", terminal.list_sessions, "sessions"),
+        Route("POST", "/create", terminal.create, "create"),
+        Route("POST", "/execute", terminal.execute, "execute"),
+        Route("GET", "/result/{command_id}", terminal.result, "result"),
+        Route("GET", "/history/{terminal_id}", terminal.history, "history"),
+        Route("GET", "/history", terminal.history_by_query, "history-by-query"),
+        Route("GET", "/output/{terminal_id}", terminal.output, "output"),
+        Route("POST", "/resize/{terminal_id}", terminal.resize, "resize"),
+        Route("GET", "/attach/{terminal_id}", terminal.attach, "attach"),
+        Route("DELETE", "/{terminal_id}", terminal.delete, "delete"),
+    ]
+
+
+def run_routes() -> list[Route]:
+    return [
+        *_documents("run"),
+        Route("GET", "/search", run.search, "search"),
+        Route("POST", "/search/paged", run.search_paged, "search-paged"),
+        Route("POST", "/search/jobs", run.search_job, "search-job"),
+        Route("GET", "/jobs/{job_id}", run.get_job, "job"),
+        Route("POST", "/batch", run.batch, "batch"),
+        Route("GET", "/config", run.get_config, "config"),
+        Route("GET", "/sources", run.list_sources, "sources"),
+        Route("POST", "/sources", run.add_source, "source-add"),
+        Route("POST", "/sources/sync", run.sync_sources, "sources-sync"),
+        Route("PATCH", "/sources/{source_id}", run.patch_source, "source-patch"),
+        Route("DELETE", "/sources/{source_id}", run.delete_source, "source-delete"),
+        Route("POST", "/sources/{source_id}/sync", run.sync_source, "source-sync"),
+        Route("GET", "/sources/{source_id}/diagnostics", run.source_diagnostics, "diagnostics"),
+        Route("GET", "/profiles", run.list_profiles, "profiles"),
+        Route("POST", "/profiles", run.add_profile, "profile-add"),
+        Route("PATCH", "/profiles/{profile}", run.patch_profile, "profile-patch"),
+        Route("DELETE", "/profiles/{profile}", run.delete_profile, "profile-delete"),
+        Route("POST", "/profiles/{profile}/select", run.select_profile, "profile-select"),
+        Route("GET", "/recipes", run.list_recipes, "recipes"),
+        Route("POST", "/recipes", run.add_recipe, "recipe-add"),
+        Route("GET", "/recipes/{name}", run.get_recipe, "recipe-get"),
+        Route("PATCH", "/recipes/{name}", run.patch_recipe, "recipe-patch"),
+        Route("DELETE", "/recipes/{name}", run.delete_recipe, "recipe-delete"),
+        Route("POST", "/recipes/{name}/search", run.recipe_search, "recipe-search"),
+        Route("GET", "/run", run_exec.run_get, "run-get", head=False),
+        Route("POST", "/run", run_exec.run_post, "run-post"),
+        Route("GET", "/go/{rest:.+}", run_exec.go, "go", head=False),
+        Route("GET", "/t/{terminal_id}/go/{rest:.+}", run_exec.terminal_go, "t-go", head=False),
+        Route("GET", "/t/{terminal_id}/view", run_exec.terminal_view, "t-view"),
+        Route("POST", "/preflight", run_exec.preflight, "preflight"),
+        Route("POST", "/recipes/{name}/run", run_exec.recipe_run, "recipe-run"),
+    ]
+
+
+AREA_ROUTES: dict[str, Callable[[], list[Route]]] = {
+    "daemon": daemon_routes,
+    "terminal": terminal_routes,
+    "run": run_routes,
+}
+# names of the routes an area declared OPEN, kept on the area's sub-application
+OPEN_ROUTES = web.AppKey("open_routes", frozenset[str])
+
+
+def add_routes(app: web.Application, area: str) -> None:
+    """Register an area's routes on its sub-application; a route's full name is `area.name`."""
+    routes = AREA_ROUTES[area]()
+    for route in routes:
+        name = f"{area}.{route.name}"
+        if route.method == "GET":
+            app.router.add_get(route.path, route.handler, name=name, allow_head=route.head)
+        else:
+            app.router.add_route(route.method, route.path, route.handler, name=name)
+    app[OPEN_ROUTES] = frozenset(f"{area}.{r.name}" for r in routes if r.access is Access.OPEN)
+
+
+def is_open(request: web.Request) -> bool:
+    """True when the route the router matched for `request` was declared OPEN by its area."""
+    name = request.match_info.route.name
+    return name is not None and any(
+        name in app.get(OPEN_ROUTES, frozenset()) for app in request.match_info.apps
+    )

@@ -1,0 +1,128 @@
+"""Query strings and go paths into Selectors: the one parser `/search`, `/run` and the go paths
+share (the Selector Struct declares every field's type; `hoodyd.api.decoding` derives the rest).
+
+Query strings: every Selector field is a parameter; `q` and `name` alias `app`; `source` and
+`tags` may be repeated or comma-joined; `dry_run` and `redirect` take `true`/`false`/`1`/`0`
+(a bare key is true). An unknown parameter is a 400, so a misspelt `dry_run` never turns into
+a run. `/search` takes only the search fields (`SEARCH_QUERY_FIELDS`).
+
+Go paths (`/go/{rest}`) come in two forms, told apart by the first segment:
+
+- key-value when the first segment is a Selector field name (`app/firefox/os/linux/...`):
+  segments pair up as key, value; `app` must be among them;
+- positional otherwise: `{app}`, `{os}/{app}`, `{os}/{source}/{app}`,
+  `{os}/{source}/{kind}/{app}`, where `os` must be an Os value.
+
+No Os value is a field name, so the two never overlap: `/go/app` runs an app named `app`,
+`/go/linux/os` an app named `os`, and `/go/app/os` (key-value) also an app named `os`.
+Query parameters supply what the path does not; giving a field in both is a 400.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from hoodyd.api.decoding import decode_params, query_params
+from hoodyd.errors import InvalidRequest
+from hoodyd.schemas.run import ENUM_VALUES, SEARCH_QUERY_FIELDS, SELECTOR_FIELDS, Selector
+
+APP_ALIASES = ("q", "name")
+RUN_QUERY = frozenset(SELECTOR_FIELDS) | frozenset(APP_ALIASES)
+SEARCH_QUERY = frozenset(SEARCH_QUERY_FIELDS) | frozenset(APP_ALIASES) | {"origin"}
+GO_QUERY = RUN_QUERY - {"app", *APP_ALIASES}
+TERMINAL_GO_QUERY = GO_QUERY - {"terminal_id"}
+OS_VALUES = frozenset(ENUM_VALUES["os"])
+_LIST_FIELDS = frozenset({"source", "tags"})
+# the forms a go path can take when positional, by segment count
+_POSITIONAL = {1: ("app",), 2: ("os", "app"), 3: ("os", "source", "app"),
+               4: ("os", "source", "kind", "app")}  # fmt: skip
+
+
+def selector_from_params(params: dict[str, list[str]]) -> Selector:
+    """A Selector from query-style parameters (each name with its list of values)."""
+    named = {("app" if name in APP_ALIASES else name): values for name, values in params.items()}
+    if "app" not in named:
+        raise InvalidRequest(
+            "missing field 'app' (query parameter app, q or name)",
+            reason="MISSING_FIELD",
+            extra={"field": "app"},
+        )
+    return decode_params(named, Selector, lenient_flags=True)
+
+
+def query_selector_params(request: web.Request, allowed: frozenset[str]) -> dict[str, list[str]]:
+    """The query's Selector parameters, refusing unknown ones and an app given twice."""
+    unknown = sorted(set(request.query) - allowed)
+    if unknown:
+        raise InvalidRequest(
+            f"Unknown query parameter(s): {', '.join(unknown)}", reason="UNKNOWN_PARAMETER"
+        )
+    aliases = [name for name in ("app", *APP_ALIASES) if name in request.query]
+    if len(aliases) > 1:
+        raise InvalidRequest(
+            f"give the app once ({', '.join(aliases)} are aliases)", reason="DUPLICATE_PARAMETER"
+        )
+    return query_params(request)
+
+
+def go_path_params(rest: str, allowed: frozenset[str]) -> dict[str, list[str]]:
+    """The fields a go path names (see the module docstring for the two forms)."""
+    segments = [unquote(part) for part in rest.split("/")]
+    if segments and segments[-1] == "":
+        segments.pop()  # a trailing slash
+    if not segments or any(part == "" for part in segments):
+        raise InvalidRequest(f"invalid go path {rest!r}: empty segment", reason="INVALID_GO_PATH")
+    if len(segments) > 1 and segments[0] in SELECTOR_FIELDS:
+        return _key_value(rest, segments, allowed)
+    names = _POSITIONAL.get(len(segments))
+    if names is None:
+        raise InvalidRequest(
+            f"invalid go path {rest!r}: positional paths are {{app}}, {{os}}/{{app}}, "
+            "{os}/{source}/{app} or {os}/{source}/{kind}/{app}",
+            reason="INVALID_GO_PATH",
+        )
+    if len(segments) > 1 and segments[0] not in OS_VALUES:
+        raise InvalidRequest(
+            f"invalid go path {rest!r}: the first of several positional segments is the os "
+            f"({', '.join(ENUM_VALUES['os'])}), or a key of the key-value form",
+            reason="INVALID_GO_PATH",
+        )
+    return {name: [value] for name, value in zip(names, segments, strict=True)}
+
+
+def _key_value(rest: str, segments: list[str], allowed: frozenset[str]) -> dict[str, list[str]]:
+    if len(segments) % 2:
+        raise InvalidRequest(
+            f"invalid go path {rest!r}: key-value segments come in pairs "
+            f"(key {segments[-1]!r} has no value)",
+            reason="INVALID_GO_PATH",
+        )
+    params: dict[str, list[str]] = {}
+    for key, value in zip(segments[::2], segments[1::2], strict=True):
+        if key != "app" and key not in allowed:
+            raise InvalidRequest(
+                f"invalid go path {rest!r}: {key!r} is not a key this path takes",
+                reason="INVALID_GO_PATH",
+            )
+        if key in params and key not in _LIST_FIELDS:
+            raise InvalidRequest(
+                f"invalid go path {rest!r}: {key!r} is given twice", reason="INVALID_GO_PATH"
+            )
+        params.setdefault(key, []).append(value)
+    if "app" not in params:
+        raise InvalidRequest(
+            f"invalid go path {rest!r}: key-value paths need app/<name>",
+            reason="INVALID_GO_PATH",
+        )
+    return params
+
+
+def merge_params(path: dict[str, list[str]], query: dict[str, list[str]]) -> dict[str, list[str]]:
+    both = sorted(set(path) & set(query))
+    if both:
+        raise InvalidRequest(
+            f"{', '.join(both)} given in both the path and the query", reason="DUPLICATE_PARAMETER"
+        )
+    return {**query, **path}

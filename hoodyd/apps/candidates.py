@@ -1,0 +1,117 @@
+"""Ranked records turned into wire candidates: each one's launch plan (argv, requirements,
+notes), command, verification, provenance and destructive mark.
+
+Only the items asked for are planned: a search plans the candidates it lists, a pick only
+the one it picked. A candidate's run link (`href_path`) is made by the caller's `RunLink`,
+because the edge, not this service, knows the routes.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Sequence
+
+import msgspec
+
+from hoodyd.apps import destructive
+from hoodyd.apps.catalog import Catalog
+from hoodyd.apps.ranking import Scored
+from hoodyd.apps.records import LaunchPlan
+from hoodyd.apps.resolution import Resolution
+from hoodyd.apps.sources import SOURCES
+from hoodyd.apps.syncer import Syncer
+from hoodyd.schemas.run import (
+    Candidate,
+    CandidateProvenance,
+    ExecutionPlan,
+    Integrity,
+    RunPlan,
+    SourceConfig,
+    Verification,
+)
+
+# the path that runs a candidate picked by id: (the query's app, candidate id) -> path
+RunLink = Callable[[str, str], str]
+
+
+class CandidateBuilder:
+    def __init__(self, catalog: Catalog, syncer: Syncer) -> None:
+        self.catalog = catalog
+        self.syncer = syncer
+
+    def build(
+        self, items: Sequence[Scored], resolution: Resolution, run_link: RunLink | None = None
+    ) -> list[Candidate]:
+        return [self.candidate(item, resolution, run_link) for item in items]
+
+    def launch_plan(self, item: Scored, source: SourceConfig | None = None) -> LaunchPlan:
+        """How to launch a ranked item: argv (the planner joins it with `shlex.join`), the
+        requirements to resolve first, and notes. No I/O: the source plans from its record
+        and the facts of its last sync."""
+        source_id = item.source.source_id
+        if source is None:
+            # a set made before its source was disabled: plan with the source's config now
+            source = self.catalog.sources.find(source_id)
+        implementation = SOURCES[item.source.source_type]
+        return implementation.plan(
+            item.record, (source.config if source else None) or {}, self.syncer.details(source_id)
+        )
+
+    def candidate(
+        self, item: Scored, resolution: Resolution, run_link: RunLink | None = None
+    ) -> Candidate:
+        record = item.record
+        plan = self.launch_plan(item, resolution.source_config(item.source.source_id))
+        command = shlex.join(plan.argv)
+        verified = item.source.verified or record.extra_value("verified") == "true"
+        # sources that can prove what runs (a pinned sha256, a digest) keep it in the record
+        integrity = record.extra_value("integrity")
+        notes = list(plan.notes)
+        if plan.requirements:
+            notes.append(f"{len(plan.requirements)} missing requirement(s)")
+        danger = destructive.classify(record.name, plan.argv)
+        # a destructive candidate gets no ready-to-follow run link: the client writes the
+        # pick=id itself (hoodyd.apps.destructive)
+        href_path = (
+            run_link(resolution.selector.app, item.candidate_id)
+            if run_link is not None and danger is None
+            else None
+        )
+        return Candidate(
+            candidate_id=item.candidate_id,
+            title=record.title,
+            description=record.description,
+            provider=item.source.provider,
+            source_id=item.source.source_id,
+            score=item.score,
+            kind=record.kind,
+            installed=record.installed,
+            version=record.version or None,
+            homepage=record.homepage or None,
+            tags=list(record.tags) or None,
+            reasons=item.reasons,
+            integrity=msgspec.json.decode(integrity, type=Integrity) if integrity else None,
+            run_plan=RunPlan(command=command, env=plan.env),
+            execution_plan=ExecutionPlan(
+                mode="argv",
+                argv=plan.argv,
+                shell_command=command,
+                env=plan.env,
+                side_effect_hints=[danger.hint()] if danger else None,
+            ),
+            provenance=CandidateProvenance(
+                match_kind=item.match.tier,
+                matched_value=item.match.key,
+                match_evidence=item.evidence,
+                score_components=item.components,
+                verification=Verification(
+                    verified=verified,
+                    status="trusted-source" if verified else "unverified",
+                ),
+                provider_notes=notes or None,
+            ),
+            verified=verified,
+            shell_command=command,
+            href_path=href_path,
+            requirements=plan.requirements,
+        )

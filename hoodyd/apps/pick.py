@@ -1,0 +1,158 @@
+"""The pick: a selector resolved once, its candidate set (a new search's, or the one
+`set_id` names), and what the pick takes from it — the candidates listed (`ask`) or the one
+chosen by `first`, `index` or `id`, checked against the policy and marked when destructive.
+
+Only the candidates answered are planned. The failures a pick can end in (no candidates, a
+source that could not be read, a destructive candidate not picked by id) are `RunFailed`,
+whose error body is also a RunResponse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+import structlog
+
+from hoodyd.apps import destructive, policy
+from hoodyd.apps.candidate_sets import CandidateSet
+from hoodyd.apps.candidates import RunLink
+from hoodyd.apps.resolution import Resolution
+from hoodyd.apps.service import AppService
+from hoodyd.errors import HoodydError, InvalidRequest
+from hoodyd.schemas.run import Candidate, Selector, SideEffectHint
+from hoodyd.schemas.run_exec import EffectivePolicy, RunResponse, RunWarning
+
+log = structlog.get_logger()
+
+
+class RunFailed(HoodydError):
+    """A run that failed after resolution: its error body is also a RunResponse
+    (`status: error`, `set_id`, and the handoff when the terminal refused)."""
+
+    def __init__(self, status: int, message: str, *, reason: str, response: RunResponse) -> None:
+        super().__init__(message, reason=reason, extra=msgspec.to_builtins(response))
+        self.status = status
+        self.response = response
+
+
+@dataclass
+class Choice:
+    """A resolved selector and what the pick chose from it."""
+
+    selector: Selector
+    resolution: Resolution
+    policy: EffectivePolicy
+    set_id: str
+    candidates: list[Candidate] | None = None
+    selected: Candidate | None = None
+    warnings: list[RunWarning] = field(default_factory=list)
+    # set when the selected candidate is destructive and was not picked by id: it may be
+    # shown (dry run, preflight) but not scheduled or printed as a curl line
+    needs_explicit_pick: SideEffectHint | None = None
+
+
+def choose(apps: AppService, selector: Selector, run_link: RunLink | None = None) -> Choice:
+    """Resolve the selector once and pick from its candidate set: the listed candidates
+    (pick=ask) or the one chosen, checked against the policy and marked when destructive."""
+    resolution = apps.resolve(selector)
+    selector = resolution.selector  # profile defaults applied (pick, terminal, display)
+    mode = selector.pick or "ask"
+    _check_pick_fields(selector, mode)
+    effective = policy.effective(resolution.policy)
+    entry = apps.find(resolution).entry
+    choice = Choice(selector, resolution, effective, entry.set_id)
+    if not entry.items:
+        _raise_if_sources_failed(apps, resolution, entry.set_id)
+        raise RunFailed(
+            404,
+            f"no candidates for {selector.app!r}",
+            reason="NO_CANDIDATES",
+            response=RunResponse(
+                status="error", set_id=entry.set_id, error=f"no candidates for {selector.app!r}"
+            ),
+        )
+    if mode == "ask":
+        listed = entry.items[: resolution.limit]
+        choice.candidates = apps.candidates(listed, resolution, run_link)
+        return choice
+    position = _pick_position(entry, selector, mode)
+    [choice.selected] = apps.candidates([entry.items[position]], resolution, run_link)
+    policy.check_candidate(effective, choice.selected)
+    danger = destructive.marked(choice.selected)
+    if danger is not None and mode != "id":
+        choice.needs_explicit_pick = danger
+        choice.warnings.append(
+            RunWarning(
+                code=destructive.REASON,
+                message=f"{choice.selected.candidate_id} {danger.description}",
+            )
+        )
+    return choice
+
+
+def _raise_if_sources_failed(apps: AppService, resolution: Resolution, set_id: str) -> None:
+    """No candidates because a source that was asked could not be read is a 502 that
+    names the source and its error, not a plain "no candidates"."""
+    failed = apps.source_failures(source.source_id for source, _ in resolution.sources)
+    if failed:
+        named = "; ".join(f"{source_id}: {error}" for source_id, error in failed.items())
+        message = f"source resolution failed ({named})"
+        raise RunFailed(
+            502,
+            message,
+            reason="SOURCE_RESOLUTION_FAILED",
+            response=RunResponse(status="error", set_id=set_id, error=message),
+        )
+
+
+def destructive_refusal(choice: Choice) -> RunFailed:
+    """A destructive candidate reached by `first` or `index` (a fuzzy query included) is a
+    403 that names it; nothing is scheduled (hoodyd.apps.destructive)."""
+    assert choice.selected is not None and choice.needs_explicit_pick is not None
+    candidate_id, mode = choice.selected.candidate_id, choice.selector.pick
+    danger = choice.needs_explicit_pick.description
+    message = f"{candidate_id} {danger}; it was picked with pick={mode}"
+    log.warning("run_destructive_refused", candidate_id=candidate_id, pick=mode)
+    return RunFailed(
+        403,
+        message,
+        reason=destructive.REASON,
+        response=RunResponse(
+            status="error", set_id=choice.set_id, selected=choice.selected, error=message
+        ),
+    )
+
+
+def _check_pick_fields(selector: Selector, mode: str) -> None:
+    if selector.pick_index is not None and mode != "index":
+        raise InvalidRequest(
+            f"pick_index is only used with pick=index (got pick={mode})", reason="INVALID_PICK"
+        )
+    if selector.candidate_id is not None and mode != "id":
+        raise InvalidRequest(
+            f"candidate_id is only used with pick=id (got pick={mode})", reason="INVALID_PICK"
+        )
+    if mode == "index" and selector.pick_index is None:
+        raise InvalidRequest("pick=index needs pick_index", reason="INVALID_PICK")
+    if mode == "id" and not selector.candidate_id:
+        raise InvalidRequest("pick=id needs candidate_id", reason="INVALID_PICK")
+
+
+def _pick_position(entry: CandidateSet, selector: Selector, mode: str) -> int:
+    if mode == "first":
+        return 0
+    if mode == "index":
+        assert selector.pick_index is not None
+        if selector.pick_index >= len(entry.items):
+            raise InvalidRequest(
+                f"pick_index out of range: {selector.pick_index}", reason="INVALID_PICK"
+            )
+        return selector.pick_index
+    for position, item in enumerate(entry.items):
+        if item.candidate_id == selector.candidate_id:
+            return position
+    raise InvalidRequest(
+        f"unknown candidate_id: {selector.candidate_id} (not in set {entry.set_id})",
+        reason="INVALID_PICK",
+    )

@@ -1,0 +1,154 @@
+"""Ranked search over the in-memory indexes: a selector is resolved once and its search
+stored as a candidate set, and both are returned together, so a request never resolves or
+searches twice (nor reads back the set it just stored).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from hoodyd.apps.candidate_sets import CandidateSet, CandidateSetStore, decode_cursor, expired
+from hoodyd.apps.catalog import Catalog
+from hoodyd.apps.grouping import group_duplicates
+from hoodyd.apps.index import Match, SourceIndex, flags_allow
+from hoodyd.apps.ranking import (
+    RankedSource,
+    Scored,
+    first_pass,
+    first_pass_slack,
+    max_bonus,
+    pins_allow,
+    rank,
+    score,
+)
+from hoodyd.apps.resolution import Resolution, resolve, selector_key
+from hoodyd.apps.syncer import Syncer
+from hoodyd.config import RunConfig
+from hoodyd.errors import Conflict, InvalidRequest
+from hoodyd.schemas.run import PagedSearchRequest, Selector
+
+
+@dataclass(frozen=True)
+class Found:
+    """A resolved selector and the candidate set searched for it (or the one it names)."""
+
+    resolution: Resolution
+    entry: CandidateSet
+
+
+class Searcher:
+    def __init__(
+        self, catalog: Catalog, syncer: Syncer, sets: CandidateSetStore, settings: RunConfig
+    ) -> None:
+        self.catalog = catalog
+        self.syncer = syncer
+        self.sets = sets
+        self.settings = settings
+
+    def resolve(self, selector: Selector) -> Resolution:
+        return resolve(self.catalog, selector)
+
+    def search(self, selector: Selector) -> Found:
+        """Resolve the selector and store its best `limit` items as a new set."""
+        return self.searched(self.resolve(selector))
+
+    def searched(self, resolution: Resolution, cap: int | None = None) -> Found:
+        ranked = self.rank(resolution, resolution.limit if cap is None else cap)
+        return Found(resolution, self.sets.put(ranked, selector_key(resolution)))
+
+    def find(self, resolution: Resolution) -> Found:
+        """The set a pick reads: the one the selector's `set_id` names (a 409 once it has
+        expired), else a new search's, so a pick by index lands on the item the client saw."""
+        set_id = resolution.selector.set_id
+        if set_id is None:
+            return self.searched(resolution)
+        entry = self.sets.get(set_id)
+        if entry is None:
+            raise Conflict(
+                f"cursor set expired: candidate set {set_id!r} is unknown or has expired "
+                "(sets are kept 300 s); search again",
+                reason="CURSOR_SET_EXPIRED",
+            )
+        return Found(resolution, entry)
+
+    def page(self, request: PagedSearchRequest) -> tuple[Found, int]:
+        """A paged search's set and the offset its page starts at: a new set of up to
+        `paged_cap` items without a cursor, else the cursor's set (same selector only)."""
+        resolution = self.resolve(request.selector)
+        if request.cursor is None:
+            return self.searched(resolution, self.settings.paged_cap), 0
+        set_id, offset = decode_cursor(request.cursor)
+        entry = self.sets.get(set_id)
+        if entry is None:
+            raise expired()
+        if entry.selector_key != selector_key(resolution):
+            raise InvalidRequest(
+                "cursor belongs to a search with another selector",
+                reason="CURSOR_SELECTOR_MISMATCH",
+            )
+        return Found(resolution, entry), offset
+
+    def rank(self, resolution: Resolution, cap: int) -> list[Scored]:
+        """The best `cap` items, one app from several sources listed once among the
+        distinct apps (its duplicates after them). Whether an item duplicates another
+        depends only on the items ranked above it, so when the best `want` by score hold
+        `cap` distinct apps those are the first `cap` overall; else look deeper."""
+        want = cap
+        while True:
+            by_score = self.rank_by_score(resolution, want)
+            grouped, distinct = group_duplicates(by_score)
+            if distinct >= cap or len(by_score) < want:
+                return grouped[:cap]
+            want *= 4
+
+    def rank_by_score(self, resolution: Resolution, cap: int) -> list[Scored]:
+        """Matches from every enabled source, best first, at most `cap`. A first pass scores
+        each match from its flag byte; only those that can still reach the top `cap` are
+        decoded and scored in full."""
+        selector = resolution.selector
+        kind, os_, arch = selector.kind, selector.os, selector.arch
+        query = resolution.query
+        looked: list[tuple[SourceIndex, RankedSource, dict[int, Match], float]] = []
+        strong = 0
+        for source, ranked in resolution.sources:
+            index = self.syncer.index(source.source_id)
+            if index is None:
+                continue
+            started = time.perf_counter()
+            found = index.lookup(query, fuzzy=False)
+            strong += sum(
+                1
+                for position, match in found.items()
+                if match.tier in ("exact", "prefix")
+                and flags_allow(index.flags[position], kind, os_, arch)
+            )
+            looked.append((index, ranked, found, time.perf_counter() - started))
+        # fuzzy matches cannot reach the top `cap` once it is full of exact/prefix ones
+        fuzzy = strong < cap
+        first: list[tuple[float, SourceIndex, Match, RankedSource]] = []
+        for index, ranked, found, spent in looked:
+            started = time.perf_counter()
+            if fuzzy:
+                index.add_fuzzy(query, found)
+            flags = index.flags
+            for position, match in found.items():
+                if flags_allow(flags[position], kind, os_, arch):
+                    first.append((first_pass(match, flags[position], ranked), index, match, ranked))
+            spent += time.perf_counter() - started
+            self.syncer.searched(ranked.source_id, round(spent * 1000, 3))
+        pinned = bool(selector.release or selector.asset)
+        if len(first) > cap and not pinned:
+            # every score lies in [upper - slack, upper + bonus]: an item whose best case is
+            # below the cap-th best worst case cannot make the top `cap` (a release/asset pin
+            # filters decoded records, so it needs them all)
+            lower = sorted((u - first_pass_slack(m) for u, _, m, _ in first), reverse=True)
+            threshold = lower[cap - 1] - max_bonus(selector)
+            first = [item for item in first if item[0] >= threshold]
+        records = ((index.record(match.record), match, ranked) for _, index, match, ranked in first)
+        scored = [
+            score(record, match, ranked, selector)
+            for record, match, ranked in records
+            if not pinned or pins_allow(record, selector)
+        ]
+        return rank(scored)[:cap]
