@@ -16,6 +16,7 @@ from typing import Literal
 from aiohttp import web
 
 from hoodyd.api.keys import AREA, CONFIG, PROGRAMS, QUICKSTART, RUN, RUNNER, TERMINALS, TOKEN, Area
+from hoodyd.api.links import API_LINKS
 from hoodyd.api.middleware import authenticate, request_context
 from hoodyd.api.routes import add_routes
 from hoodyd.apps.curl import CurlTarget
@@ -82,7 +83,8 @@ def _services(
             if "run" in areas:
                 apps = AppService(config.state_path, config.run)
                 await start(apps.start(), apps.close)
-                runner = RunService(apps, terminals, CurlTarget(socket=config.server.socket))
+                target = CurlTarget(socket=config.server.socket)
+                runner = RunService(apps, terminals, target, links=API_LINKS)
                 app[RUN], app[RUNNER] = apps, runner
             yield
 

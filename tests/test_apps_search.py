@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 
 from hoodyd.apps.service import AppService
 from hoodyd.errors import InvalidRequest
+from hoodyd.polling import poll_until
 from hoodyd.schemas.run import PolicyConfig, ProfileConfig, ProfileSourceOverride, Selector
 from tests.data.apps.world import make_world, open_service, quiet_settings
 
@@ -218,7 +219,12 @@ async def test_close_stops_a_running_sync(short_tmp: Path) -> None:
     service = AppService(short_tmp / "s", quiet_settings(), environ=world.environ())
     await service.start()
     job = service.sync_source("apt")
-    await asyncio.sleep(0.3)
+
+    async def running() -> bool | None:
+        state = await service.job(job.job_id, wait=False, timeout_ms=0)
+        return True if state.status == "running" else None
+
+    assert await poll_until(running, timeout=10, interval=0.01)
     await service.close()
     state = await service.job(job.job_id, wait=False, timeout_ms=0)
     assert state.status == "error" and "cancelled" in state.error

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from hoodyd.polling import poll_until
 from tests.run_world import RUN, TERMINAL, TRICKY, RunWorld, run_world, wait_result
 
 
@@ -423,10 +424,15 @@ async def test_html_pages_and_redirect(http: aiohttp.ClientSession) -> None:
         allow_redirects=False,
     ) as response:
         assert response.status == 303 and response.headers["Location"] == "/api/v1/run/health"
-    await asyncio.sleep(0.3)
-    async with http.get(f"{RUN}/t/1/view") as response:
-        view = await response.text()
-        assert response.status == 200 and "hello-run" in view and "src=" not in view
+
+    async def view_shows_the_run() -> str | None:
+        async with http.get(f"{RUN}/t/1/view") as response:
+            assert response.status == 200
+            text = await response.text()
+        return text if "hello-run says" in text else None
+
+    view = await poll_until(view_shows_the_run, timeout=10, interval=0.05)
+    assert view is not None and "src=" not in view
     async with http.get(f"{RUN}/t/9/view") as response:
         assert response.status == 404
 

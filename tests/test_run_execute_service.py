@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hoodyd.api.links import API_LINKS
 from hoodyd.api.selectors import GO_QUERY, go_path_params
 from hoodyd.apps import curl, planner
 from hoodyd.apps.curl import CurlTarget
@@ -35,7 +36,7 @@ async def runner(short_tmp: Path, request: pytest.FixtureRequest) -> AsyncIterat
     await apps.start()
     await sync(apps)
     try:
-        yield RunService(apps, None)
+        yield RunService(apps, None, links=API_LINKS)
     finally:
         await apps.close()
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from hoodyd.api.decoding import decode_body, decode_query
 from hoodyd.api.encoding import json_response
 from hoodyd.api.keys import RUN, RUNNER
-from hoodyd.api.run_exec import candidate_run_path
+from hoodyd.api.links import candidate_run_path
 from hoodyd.api.selectors import SEARCH_QUERY, query_selector_params, selector_from_params
 from hoodyd.apps.service import AppService
 from hoodyd.schemas.queries import JobQuery
@@ -64,7 +64,7 @@ async def get_job(request: web.Request) -> web.Response:
 async def batch(request: web.Request) -> web.Response:
     body = await decode_body(request, BatchRequest)
     runner = request.config_dict[RUNNER]
-    return json_response(await runner.batch(body.items, run_link=candidate_run_path))
+    return json_response(await runner.batch(body.items))
 
 
 # --- runtime configuration ---------------------------------------------------------------------

@@ -6,7 +6,6 @@ for query strings and go paths), call RunService, encode as JSON, HTML or a 303.
 from __future__ import annotations
 
 import socket
-from urllib.parse import quote
 
 from aiohttp import web
 
@@ -27,21 +26,13 @@ from hoodyd.apps.curl import CurlTarget
 from hoodyd.apps.runner import Outcome, RunService
 from hoodyd.errors import HoodydError, InvalidRequest
 from hoodyd.schemas.run import RecipeExecutionRequest, Selector
-from hoodyd.terminals.service import parse_terminal_id
+from hoodyd.terminals.validation import parse_terminal_id
 
 BASE = "/api/v1/run"
 
 
 def _runner(request: web.Request) -> RunService:
     return request.config_dict[RUNNER]
-
-
-def candidate_run_path(app: str, candidate_id: str) -> str:
-    """A candidate's `href_path`: the run that picks it by its id."""
-    return (
-        f"{BASE}/run?app={quote(app, safe='')}"
-        f"&pick=id&candidate_id={quote(candidate_id, safe='')}"
-    )
 
 
 def _wants_html(request: web.Request, selector: Selector) -> bool:
@@ -71,9 +62,7 @@ def _html(text: str, status: int = 200) -> web.Response:
 async def _answer(request: web.Request, selector: Selector) -> web.Response:
     html = _wants_html(request, selector)
     try:
-        outcome: Outcome = await _runner(request).run(
-            selector, _curl_target(request), run_link=candidate_run_path
-        )
+        outcome: Outcome = await _runner(request).run(selector, _curl_target(request))
     except HoodydError as exc:
         if not html:
             raise
@@ -123,7 +112,7 @@ async def terminal_go(request: web.Request) -> web.Response:
 
 async def preflight(request: web.Request) -> web.Response:
     selector = await decode_body(request, Selector)
-    return json_response(await _runner(request).preflight(selector, run_link=candidate_run_path))
+    return json_response(await _runner(request).preflight(selector))
 
 
 async def recipe_run(request: web.Request) -> web.Response:

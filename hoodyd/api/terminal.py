@@ -40,10 +40,9 @@ from hoodyd.schemas.terminal import (
     defer_spec,
 )
 from hoodyd.schemas.validation import decode_json
-from hoodyd.terminals.service import (
+from hoodyd.terminals.service import Attachment, TerminalService
+from hoodyd.terminals.validation import (
     REMOTE_FIELDS,
-    Attachment,
-    TerminalService,
     check_user,
     parse_command_id,
     parse_terminal_id,

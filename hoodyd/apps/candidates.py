@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import msgspec
 
@@ -32,6 +33,16 @@ from hoodyd.schemas.run import (
 
 # the path that runs a candidate picked by id: (the query's app, candidate id) -> path
 RunLink = Callable[[str, str], str]
+
+
+@dataclass(frozen=True)
+class Links:
+    """The API paths a run answer links to, made by the HTTP edge (services know no URLs):
+    the run that picks a candidate by id, a terminal's page, a terminal's execute call."""
+
+    candidate_run: RunLink
+    terminal_view: Callable[[int], str]
+    terminal_execute: Callable[[int], str]
 
 
 class CandidateBuilder:

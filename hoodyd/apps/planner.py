@@ -21,7 +21,7 @@ from typing import Literal
 from hoodyd.apps import destructive
 from hoodyd.errors import InvalidRequest
 from hoodyd.schemas.run import Candidate, ExecutionPlan, Requirement, SideEffectHint
-from hoodyd.terminals.service import parse_display
+from hoodyd.terminals.validation import parse_display
 
 TerminalState = Literal["ready", "new", "absent", "exited", "unavailable"]
 

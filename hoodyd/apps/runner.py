@@ -20,7 +20,7 @@ import msgspec
 import structlog
 
 from hoodyd.apps import curl, planner
-from hoodyd.apps.candidates import RunLink
+from hoodyd.apps.candidates import Links
 from hoodyd.apps.curl import CurlTarget
 from hoodyd.apps.pick import Choice, RunFailed, choose, destructive_refusal
 from hoodyd.apps.planner import Plan, TerminalState
@@ -57,13 +57,8 @@ from hoodyd.terminals.service import TerminalService
 
 log = structlog.get_logger()
 
-RUN_BASE = "/api/v1/run"
 DEFAULT_TERMINAL = 1
 MAX_BATCH_ITEMS = 100
-
-
-def terminal_view_path(terminal_id: int) -> str:
-    return f"{RUN_BASE}/t/{terminal_id}/view"
 
 
 @dataclass
@@ -80,16 +75,19 @@ class RunService:
         apps: AppService,
         terminals: TerminalService | None,
         default_target: CurlTarget | None = None,
+        *,
+        links: Links,
     ) -> None:
         self.apps = apps
         self.terminals = terminals
+        self.links = links
         # batch items have no request of their own: their curl lines use the socket
         self.default_target = default_target or CurlTarget(socket=default_socket())
 
     # --- pick ------------------------------------------------------------------------------
 
-    def choose(self, selector: Selector, run_link: RunLink | None = None) -> Choice:
-        return choose(self.apps, selector, run_link)
+    def choose(self, selector: Selector) -> Choice:
+        return choose(self.apps, selector, self.links.candidate_run)
 
     # --- plan ------------------------------------------------------------------------------
 
@@ -126,14 +124,13 @@ class RunService:
         selector: Selector,
         target: CurlTarget,
         *,
-        run_link: RunLink | None = None,
         command_only: bool = False,
     ) -> Outcome:
         """Resolve, pick, plan and deliver. `command_only` (batch items) never schedules."""
         _bind_origin(selector)
         defer = _defer(selector)
         redirect_to = _redirect_target(selector.redirect_to)
-        choice = self.choose(selector, run_link)
+        choice = self.choose(selector)
         selector = choice.selector
         # a printed curl line is made to be run: it is refused like a run (dry runs answer)
         if choice.needs_explicit_pick is not None and (
@@ -169,7 +166,7 @@ class RunService:
             state="preview",
             terminal_id=plan.terminal_id,
             display=plan.display,
-            predicted_terminal_url=terminal_view_path(plan.terminal_id),
+            predicted_terminal_url=self.links.terminal_view(plan.terminal_id),
         )
         if selector.print_curl is not None:
             if selector.print_curl == "hoody-run":
@@ -200,7 +197,7 @@ class RunService:
         redirect = None
         if selector.redirect or redirect_to is not None:
             if choice.policy.allow_redirect:
-                redirect = redirect_to or terminal_view_path(plan.terminal_id)
+                redirect = redirect_to or self.links.terminal_view(plan.terminal_id)
             else:
                 warnings.append(
                     RunWarning(
@@ -263,21 +260,19 @@ class RunService:
             state="scheduled",
             terminal_id=plan.terminal_id,
             display=plan.display,
-            terminal_url=terminal_view_path(plan.terminal_id),
+            terminal_url=self.links.terminal_view(plan.terminal_id),
             command_id=result.command_id,
         )
         return response
 
     # --- preflight -------------------------------------------------------------------------
 
-    async def preflight(
-        self, selector: Selector, *, run_link: RunLink | None = None
-    ) -> PreflightResponse:
+    async def preflight(self, selector: Selector) -> PreflightResponse:
         """What `run` would do, and what is missing, without scheduling anything."""
         _bind_origin(selector)
         defer = _defer(selector)
         redirect_to = _redirect_target(selector.redirect_to)
-        choice = self.choose(selector, run_link)
+        choice = self.choose(selector)
         selector = choice.selector
         response = PreflightResponse(
             set_id=choice.set_id,
@@ -305,7 +300,7 @@ class RunService:
         response.shell_command = plan.shell_command
         response.missing_requirements = plan.missing
         response.terminal_request_preview = TerminalRequestPreview(
-            terminal_url=f"/api/v1/terminal/execute?terminal_id={plan.terminal_id}",
+            terminal_url=self.links.terminal_execute(plan.terminal_id),
             terminal_id=plan.terminal_id,
             display=plan.display,
             command=plan.shell_command,
@@ -319,10 +314,10 @@ class RunService:
             state="preview",
             terminal_id=plan.terminal_id,
             display=plan.display,
-            predicted_terminal_url=terminal_view_path(plan.terminal_id),
+            predicted_terminal_url=self.links.terminal_view(plan.terminal_id),
         )
         if (selector.redirect or redirect_to) and choice.policy.allow_redirect:
-            response.redirect_target = redirect_to or terminal_view_path(plan.terminal_id)
+            response.redirect_target = redirect_to or self.links.terminal_view(plan.terminal_id)
         if terminal_state == "unavailable":
             response.warnings.append(
                 RunWarning(code="TERMINALS_UNAVAILABLE", message="no terminal service runs here")
@@ -338,9 +333,7 @@ class RunService:
 
     # --- batch and recipes -----------------------------------------------------------------
 
-    async def batch(
-        self, items: list[msgspec.Raw], *, run_link: RunLink | None = None
-    ) -> BatchResponse:
+    async def batch(self, items: list[msgspec.Raw]) -> BatchResponse:
         """Each item on its own: a bad item is an error result, never a failed batch. A `run`
         item is command-only (CONTRACT.md §3.8), never scheduled."""
         if len(items) > MAX_BATCH_ITEMS:
@@ -355,13 +348,11 @@ class RunService:
             try:
                 item = decode_json(bytes(raw), BatchItemRequest)
                 if item.mode == "run":
-                    outcome = await self.run(
-                        item.selector, self.default_target, run_link=run_link, command_only=True
-                    )
+                    outcome = await self.run(item.selector, self.default_target, command_only=True)
                     run: dict[str, Any] = msgspec.to_builtins(outcome.response)
                     results.append(BatchItemResult("run", item.request_id, run=run))
                 else:
-                    found = self.apps.search(item.selector, run_link=run_link)
+                    found = self.apps.search(item.selector, run_link=self.links.candidate_run)
                     results.append(BatchItemResult("search", item.request_id, search=found))
             except HoodydError as exc:
                 error = ApiError(error=exc.message, code=exc.status, reason=exc.reason)

@@ -11,8 +11,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import pwd
-import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -44,125 +42,20 @@ from hoodyd.terminals.defer import pidfd_supported
 from hoodyd.terminals.ring import OutputRing
 from hoodyd.terminals.session import Command, TerminalSession
 from hoodyd.terminals.shells import ShellIntegration, resolve_shell, wrap_command
+from hoodyd.terminals.validation import (
+    COMMAND_ID_MAX,
+    DAEMON_ONLY_ENV,
+    TERMINAL_ID_REQUIRED,
+    check_create,
+    check_no_nul,
+    check_typed_text,
+    parse_display,
+    parse_terminal_id,
+    validate_command,
+    validate_env,
+)
 
 log = structlog.get_logger()
-
-INVALID_TERMINAL_ID = "Invalid terminal_id (must be numeric 1-65535)"
-TERMINAL_ID_REQUIRED = "terminal_id parameter required"
-MISSING_COMMAND = "Missing 'command' field"
-MAX_COMMAND_BYTES = 65536
-COMMAND_ID_MAX = 65535
-# Variables hoodyd sets for its own integration; a caller may not override them.
-_RESERVED_ENV = re.compile(r"^(HOODYD_|ZDOTDIR$|ENV$)")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DISPLAY = re.compile(r"^:?(\d{1,5})(?:\.(\d{1,3}))?$")
-# The daemon's own environment that must not leak into user shells.
-_DAEMON_ONLY_ENV = {
-    "NOTIFY_SOCKET",
-    "WATCHDOG_PID",
-    "WATCHDOG_USEC",
-    "INVOCATION_ID",
-    "JOURNAL_STREAM",
-    "LISTEN_PID",
-    "LISTEN_FDS",
-    "LISTEN_FDNAMES",
-    "COLUMNS",
-    "LINES",
-}
-
-
-def parse_terminal_id(value: str | int | None, *, required: bool = True) -> int | None:
-    """The contract's terminal id: numeric 1-65535; `0` and empty mean absent."""
-    if value is None or value in ("", "0", 0):
-        if required:
-            raise InvalidRequest(TERMINAL_ID_REQUIRED, reason="TERMINAL_ID_REQUIRED")
-        return None
-    text = str(value)
-    if isinstance(value, bool) or not text.isascii() or not text.isdigit():
-        raise InvalidRequest(INVALID_TERMINAL_ID, reason="INVALID_TERMINAL_ID")
-    number = int(text)
-    if not 1 <= number <= TERMINAL_ID_MAX:
-        raise InvalidRequest(INVALID_TERMINAL_ID, reason="INVALID_TERMINAL_ID")
-    return number
-
-
-def parse_command_id(value: str | int) -> int:
-    text = str(value)
-    if (
-        isinstance(value, bool)
-        or not text.isascii()
-        or not text.isdigit()
-        or not (1 <= int(text) <= COMMAND_ID_MAX)
-    ):
-        raise InvalidRequest(
-            "Invalid command id (must be numeric 1-65535)", reason="INVALID_COMMAND_ID"
-        )
-    return int(text)
-
-
-def parse_display(value: str | int | None) -> str | None:
-    if value is None or value == "":
-        return None
-    match = _DISPLAY.match(str(value))
-    if match is None:
-        raise InvalidRequest(
-            f"Invalid display {value!r} (expected a number such as 1 or :1)",
-            reason="INVALID_DISPLAY",
-        )
-    return f":{match.group(1)}" + (f".{match.group(2)}" if match.group(2) else "")
-
-
-def validate_command(command: str | None) -> str:
-    if command is None:
-        raise InvalidRequest(MISSING_COMMAND, reason="MISSING_COMMAND")
-    if not command.strip():
-        raise InvalidRequest("'command' is empty", reason="INVALID_COMMAND")
-    if len(command.encode()) > MAX_COMMAND_BYTES:
-        raise InvalidRequest(
-            f"'command' exceeds {MAX_COMMAND_BYTES} bytes", reason="COMMAND_TOO_LONG"
-        )
-    _check_typed_text("command", command)
-    return command
-
-
-def _check_typed_text(name: str, text: str) -> None:
-    """Text typed into the PTY: a newline would submit a line early, other control
-    characters are line-editor keys (Tab completes, Ctrl-C interrupts)."""
-    for char in text:
-        code = ord(char)
-        if code == 0:
-            raise InvalidRequest(f"'{name}' contains a NUL byte", reason="NUL_BYTE")
-        if char in "\r\n":
-            raise InvalidRequest(
-                f"'{name}' must be a single line (newlines are not allowed)",
-                reason="NEWLINE_NOT_ALLOWED",
-            )
-        if code < 0x20 or code == 0x7F:
-            raise InvalidRequest(
-                f"'{name}' contains control character 0x{code:02x}",
-                reason="CONTROL_CHARACTER",
-            )
-
-
-def _check_no_nul(name: str, text: str) -> None:
-    if "\x00" in text:
-        raise InvalidRequest(f"'{name}' contains a NUL byte", reason="NUL_BYTE")
-
-
-def validate_env(env: dict[str, str] | None, *, typed: bool) -> dict[str, str]:
-    """Environment variables; `typed` when they travel through the PTY (per command)."""
-    for key, value in (env or {}).items():
-        if not _ENV_NAME.match(key):
-            raise InvalidRequest(f"Invalid environment variable name {key!r}", reason="INVALID_ENV")
-        if _RESERVED_ENV.match(key):
-            raise InvalidRequest(
-                f"Environment variable {key!r} is reserved by hoodyd", reason="INVALID_ENV"
-            )
-        if typed:
-            _check_typed_text(f"env.{key}", value)
-        else:
-            _check_no_nul(f"env.{key}", value)
-    return dict(env or {})
 
 
 async def wait_for_display(display: str, timeout: float) -> bool:
@@ -298,7 +191,7 @@ class TerminalService:
     # changes
 
     async def create(self, request: CreateRequest) -> CreateResponse:
-        _refuse_unsupported(request)
+        check_create(request)
         display = parse_display(request.display)
         options = SessionOptions(
             shell=request.shell,
@@ -356,7 +249,7 @@ class TerminalService:
         # Everything is checked before a session is created, reset or written to.
         command_text = validate_command(request.command)
         if request.cwd is not None:
-            _check_typed_text("cwd", request.cwd)
+            check_typed_text("cwd", request.cwd)
         env = validate_env(request.env, typed=True)
         validate_env(request.session.env, typed=False)
         display = parse_display(request.session.display)
@@ -466,7 +359,7 @@ class TerminalService:
     def _session_cwd(self, cwd: str | None, auto_create: bool, *, check_only: bool) -> str:
         if cwd is None or cwd == "":
             return str(Path.home())
-        _check_no_nul("cwd", cwd)
+        check_no_nul("cwd", cwd)
         path = Path(cwd).expanduser()
         if not path.is_absolute():
             raise InvalidRequest(f"cwd must be an absolute path, got {cwd!r}", reason="INVALID_CWD")
@@ -484,7 +377,7 @@ class TerminalService:
         shell = resolve_shell(options.shell, self.config.default_shell)
         script = options.startup_script
         if script is not None:
-            _check_no_nul("startup_script", script)
+            check_no_nul("startup_script", script)
             if not Path(script).is_file():
                 raise InvalidRequest(
                     f"startup_script {script!r} is not a file", reason="INVALID_STARTUP_SCRIPT"
@@ -493,7 +386,7 @@ class TerminalService:
         env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith("HOODYD_") and key not in _DAEMON_ONLY_ENV
+            if not key.startswith("HOODYD_") and key not in DAEMON_ONLY_ENV
         }
         env["TERM"] = self.config.term
         env["HOODYD_TERMINAL_ID"] = str(terminal_id)
@@ -563,50 +456,3 @@ class TerminalService:
                     log.info("terminal_idle_reaped", terminal_id=terminal_id)
                     with contextlib.suppress(NotFound):
                         await self.delete(terminal_id)
-
-
-# the contract's remote-session fields, which hoodyd refuses rather than ignores
-REMOTE_FIELDS = (
-    "ssh_host",
-    "ssh_user",
-    "ssh_port",
-    "ssh_password",
-    "ssh_key",
-    "socks5_host",
-    "socks5_port",
-    "socks5_user",
-    "socks5_pass",
-)
-
-
-def _refuse_unsupported(request: CreateRequest) -> None:
-    remote = [name for name in REMOTE_FIELDS if getattr(request, name) not in (None, "")]
-    if remote:
-        raise InvalidRequest(
-            f"SSH/SOCKS5 sessions are not supported by hoodyd (got {', '.join(remote)})",
-            reason="SSH_NOT_SUPPORTED",
-        )
-    if request.desktop or request.desktop_env:
-        raise InvalidRequest(
-            "desktop sessions are not supported by hoodyd", reason="DESKTOP_NOT_SUPPORTED"
-        )
-    check_user(request.user)
-    if request.startup_script is not None:
-        _check_no_nul("startup_script", request.startup_script)
-    if request.cwd is not None:
-        _check_no_nul("cwd", request.cwd)
-
-
-def check_user(user: str | None) -> None:
-    """Sessions run as hoodyd's own user; naming that user is accepted, any other refused."""
-    if user in (None, ""):
-        return
-    try:
-        own = pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        own = str(os.getuid())
-    if user != own:
-        raise InvalidRequest(
-            f"Sessions run as {own!r}; switching to user {user!r} is not supported",
-            reason="USER_NOT_SUPPORTED",
-        )
