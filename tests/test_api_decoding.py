@@ -106,3 +106,20 @@ async def test_search_and_run_read_the_same_query_alike(run_client: Any) -> None
         on_search = await (await run_client.get(f"/api/v1/run/search?{bad}")).json()
         on_run = await (await run_client.get(f"/api/v1/run/run?{bad}")).json()
         assert on_search == on_run, bad
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/run/search?app=a%00b",
+        "/api/v1/run/run?app=a%0Ab&pick=first",
+        "/api/v1/run/go/a%00b",
+        "/api/v1/run/go/app/%1B%5B2J/pick/first",
+    ],
+)
+async def test_an_app_name_with_control_characters_is_a_400(run_client: Any, path: str) -> None:
+    """NUL, newlines and escape sequences never reach a search, a log line or a terminal."""
+    response = await run_client.get(path)
+    body = await response.json()
+    assert response.status == 400, body
+    assert body["reason"] == "VALIDATION_FAILED"

@@ -55,6 +55,8 @@ TerminalId = Annotated[int, Meta(ge=1, le=65535)]
 Limit = Annotated[int, Meta(ge=1, le=100)]
 NonNegative = Annotated[int, Meta(ge=0)]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
+# what a caller asks for by name: text, never control characters (NUL, newlines, escapes)
+AppQuery = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 # Field name -> allowed values, for "unknown enum value" errors that list the choices.
 ENUM_VALUES: dict[str, tuple[str, ...]] = {
@@ -116,13 +118,13 @@ class _SelectorFields(Struct, kw_only=True, forbid_unknown_fields=True, omit_def
 
 
 class Selector(_SelectorFields, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
-    app: str
+    app: AppQuery
 
 
 class SelectorTemplate(
     _SelectorFields, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
 ):
-    app: str | None = None
+    app: AppQuery | None = None
 
 
 SELECTOR_FIELDS: tuple[str, ...] = Selector.__struct_fields__
