@@ -22,7 +22,11 @@ from tests.data.apps.world import MANIFEST, desktop, executable, make_world
 def sync(
     source_type: str, config: dict, environ: dict[str, str] | None = None, pin: str | None = None
 ):
-    ctx = SyncContext(config, environ=environ or dict(os.environ), pin_sha256=pin)
+    ctx = SyncContext(
+        SOURCES[source_type].settings(config),
+        environ=environ or dict(os.environ),
+        pin_sha256=pin,
+    )
     return SOURCES[source_type].sync(ctx)
 
 
@@ -124,7 +128,7 @@ def test_apt_unreadable_list_is_a_sync_error(short_tmp: Path) -> None:
 
 def test_apt_machine_lists(short_tmp: Path) -> None:
     """On this Debian machine, apt-get indextargets finds the real lists and they parse."""
-    targets = index_targets(SyncContext({}, environ=dict(os.environ)))
+    targets = index_targets(SyncContext(SOURCES["apt"].settings({}), environ=dict(os.environ)))
     if not targets:
         pytest.skip("this machine has no apt lists (run apt-get update once)")
     result = sync("apt", {})

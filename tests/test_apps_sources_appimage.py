@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from hoodyd.apps.integrity import FetchSpec, IntegrityError, prepare, verify_ed25519
 from hoodyd.apps.records import SourceUnavailable, SyncContext
-from hoodyd.apps.sources import SOURCES
+from hoodyd.apps.sources import SOURCES, InvalidSettings
 from hoodyd.apps.sources.appimage import record_integrity
 
 # a stand-in AppImage: what matters here is the bytes that are checked and then executed
@@ -72,7 +72,11 @@ async def run(argv: list[str], cache: Path, path_dir: Path) -> tuple[int, str, s
 
 
 def sync(source_type: str, config: dict, cache: Path, pin: str | None = None):
-    ctx = SyncContext(config, environ={"XDG_CACHE_HOME": str(cache)}, pin_sha256=pin)
+    ctx = SyncContext(
+        SOURCES[source_type].settings(config),
+        environ={"XDG_CACHE_HOME": str(cache)},
+        pin_sha256=pin,
+    )
     return SOURCES[source_type].sync(ctx)
 
 
@@ -208,7 +212,8 @@ def test_only_http_downloads_are_run(short_tmp: Path) -> None:
 
 
 def test_pinned_config_errors() -> None:
-    """A pinned app without sha256, or with half a signature, fails the sync clearly."""
+    """A pinned app without sha256, or with half a signature, fails the sync clearly; a URL
+    that is not http(s) is refused before any sync, by the source's settings."""
     cache = Path("/nonexistent")
     with pytest.raises(SourceUnavailable, match="sha256 is required"):
         sync("app-image-pinned", {"url": "https://example.org/a.AppImage", "name": "a"}, cache)
@@ -223,8 +228,10 @@ def test_pinned_config_errors() -> None:
             },
             cache,
         )
-    with pytest.raises(SourceUnavailable, match="url"):
+    with pytest.raises(InvalidSettings, match=r"config\.url"):
         sync("app-image-pinned", {"url": "file:///etc/passwd", "name": "a"}, cache)
+    with pytest.raises(InvalidSettings, match=r"config\.apps\[0\]\.url"):
+        sync("app-image-pinned", {"apps": [{"url": "file:///etc/passwd", "name": "a"}]}, cache)
     # the source's pin supplies the hash when the config has none
     pinned = sync(
         "app-image-pinned",

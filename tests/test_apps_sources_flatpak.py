@@ -62,7 +62,7 @@ def test_installed_and_remote_apps(short_tmp: Path) -> None:
     environ = {"PATH": str(bin_dir)}
     source = SOURCES["flatpak"]
     assert source.detect(environ) is None
-    result = source.sync(SyncContext({}, environ=environ))
+    result = source.sync(SyncContext(source.settings({}), environ=environ))
     records = {r.ident: r for r in result.records}
     assert sorted(records) == [
         "com.visualstudio.code/x86_64/stable",
@@ -88,7 +88,7 @@ def test_installed_and_remote_apps(short_tmp: Path) -> None:
         "flatpak install -y --noninteractive flathub app/org.videolan.VLC/x86_64/stable"
     )
     assert result.details == {"installed": 3, "remote_apps": 3}
-    only_installed = source.sync(SyncContext({"remotes": False}, environ=environ))
+    only_installed = source.sync(SyncContext(source.settings({"remotes": False}), environ=environ))
     assert len(only_installed.records) == 3
 
 
@@ -96,7 +96,8 @@ def test_unreachable_remote_fails_the_sync(short_tmp: Path) -> None:
     """A remote that cannot be reached fails the sync with flatpak's message."""
     bin_dir = short_tmp / "bin"
     fake_flatpak(bin_dir, remote_fails=True)
+    flatpak = SOURCES["flatpak"]
     with pytest.raises(SourceUnavailable, match="Unable to load summary"):
-        SOURCES["flatpak"].sync(SyncContext({}, environ={"PATH": str(bin_dir)}))
+        flatpak.sync(SyncContext(flatpak.settings({}), environ={"PATH": str(bin_dir)}))
     with pytest.raises(SourceUnavailable, match="not found on PATH"):
-        SOURCES["flatpak"].sync(SyncContext({}, environ={"PATH": str(short_tmp / "none")}))
+        flatpak.sync(SyncContext(flatpak.settings({}), environ={"PATH": str(short_tmp / "none")}))

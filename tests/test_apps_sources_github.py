@@ -90,8 +90,9 @@ def config(fake: FakeGitHub, cache: Path, **extra: Any) -> dict[str, Any]:
 
 
 def sync(cfg: dict[str, Any], environ: dict[str, str] | None = None):
-    ctx = SyncContext(cfg, environ=environ or {"XDG_CACHE_HOME": "/nonexistent"})
-    return SOURCES["app-image-git-hub-releases"].sync(ctx)
+    source = SOURCES["app-image-git-hub-releases"]
+    ctx = SyncContext(source.settings(cfg), environ=environ or {"XDG_CACHE_HOME": "/nonexistent"})
+    return source.sync(ctx)
 
 
 async def test_assets_and_checksums_of_real_release_layouts(

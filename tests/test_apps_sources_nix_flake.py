@@ -72,7 +72,9 @@ def test_flake_apps_and_packages_with_a_locked_launch(short_tmp: Path) -> None:
     bin_dir = short_tmp / "bin"
     fake_nix(bin_dir)
     config = {"flake": "github:helix-editor/helix", "system": "x86_64-linux"}
-    result = SOURCES["nix-flake"].sync(SyncContext(config, environ={"PATH": str(bin_dir)}))
+    result = SOURCES["nix-flake"].sync(
+        SyncContext(SOURCES["nix-flake"].settings(config), environ={"PATH": str(bin_dir)})
+    )
     records = {r.ident: r for r in result.records}
     assert sorted(records) == [
         "apps.hx", "packages.default", "packages.helix-unwrapped", "packages.hx",
@@ -90,11 +92,12 @@ def test_flake_apps_and_packages_with_a_locked_launch(short_tmp: Path) -> None:
 def test_flake_errors(short_tmp: Path) -> None:
     """A missing reference, a missing nix or a failing nix is a sync error."""
     source = SOURCES["nix-flake"]
+    flake = source.settings({"flake": "github:a/b"})
     with pytest.raises(SourceUnavailable, match=r"config\.flake"):
-        source.sync(SyncContext({}, environ={"PATH": ""}))
+        source.sync(SyncContext(source.settings({}), environ={"PATH": ""}))
     with pytest.raises(SourceUnavailable, match="nix not found"):
-        source.sync(SyncContext({"flake": "github:a/b"}, environ={"PATH": str(short_tmp)}))
+        source.sync(SyncContext(flake, environ={"PATH": str(short_tmp)}))
     bin_dir = short_tmp / "bin"
     fake_nix(bin_dir)
     with pytest.raises(SourceUnavailable, match="cannot find flake"):
-        source.sync(SyncContext({"flake": "github:a/b"}, environ={"PATH": str(bin_dir)}))
+        source.sync(SyncContext(flake, environ={"PATH": str(bin_dir)}))

@@ -106,7 +106,7 @@ def test_docker_json_lines(short_tmp: Path) -> None:
     environ = {"PATH": str(bin_dir)}
     source = SOURCES["oci-local-images"]
     assert source.detect(environ) is None
-    result = source.sync(SyncContext({"gui": ["jlesage/*"]}, environ=environ))
+    result = source.sync(SyncContext(source.settings({"gui": ["jlesage/*"]}), environ=environ))
     records = {r.ident: r for r in result.records}
     assert sorted(records) == ["alpine:3.20", "jlesage/firefox:latest"]
     alpine = records["alpine:3.20"]
@@ -132,7 +132,8 @@ def test_podman_json_array(short_tmp: Path) -> None:
     """podman's array is read with its Names, Digest and Labels."""
     bin_dir = short_tmp / "bin"
     fake_engine(bin_dir, "podman", json.dumps(PODMAN_ARRAY, indent=4))
-    result = SOURCES["oci-local-images"].sync(SyncContext({}, environ={"PATH": str(bin_dir)}))
+    source = SOURCES["oci-local-images"]
+    result = source.sync(SyncContext(source.settings({}), environ={"PATH": str(bin_dir)}))
     records = {r.ident: r for r in result.records}
     assert sorted(records) == ["docker.io/library/redis:7", "localhost/gimp:dev"]
     assert records["localhost/gimp:dev"].kind == "gui"
@@ -145,10 +146,10 @@ def test_engine_missing_or_failing(short_tmp: Path) -> None:
     """No engine on PATH, or an engine that fails, is a sync error that says so."""
     source = SOURCES["oci-local-images"]
     with pytest.raises(SourceUnavailable, match="not found on PATH"):
-        source.sync(SyncContext({}, environ={"PATH": str(short_tmp)}))
+        source.sync(SyncContext(source.settings({}), environ={"PATH": str(short_tmp)}))
     bin_dir = short_tmp / "bin"
     executable(
         bin_dir / "docker", "#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n"
     )
     with pytest.raises(SourceUnavailable, match="Cannot connect to the Docker daemon"):
-        source.sync(SyncContext({}, environ={"PATH": str(bin_dir)}))
+        source.sync(SyncContext(source.settings({}), environ={"PATH": str(bin_dir)}))

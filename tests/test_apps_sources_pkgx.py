@@ -65,7 +65,7 @@ def test_pantry_programs_installed_state_and_launch(short_tmp: Path) -> None:
     }
     source = SOURCES["pkgx"]
     assert source.detect(environ) is None
-    result = source.sync(SyncContext({}, environ=environ))
+    result = source.sync(SyncContext(source.settings({}), environ=environ))
     records = {r.ident: r for r in result.records}
     assert len(records) == len(PROVIDES)
     rg = records["crates.io/ripgrep:rg"]
@@ -76,7 +76,7 @@ def test_pantry_programs_installed_state_and_launch(short_tmp: Path) -> None:
     assert shlex.join(plan.argv) == "pkgx +nodejs.org npx"
     assert [r.name for r in plan.requirements] == ["pkgx"]
     executable(bin_dir / "pkgx")
-    again = source.sync(SyncContext({}, environ=environ))
+    again = source.sync(SyncContext(source.settings({}), environ=environ))
     assert source.plan(rg, {}, again.details).requirements == []
 
 
@@ -85,11 +85,11 @@ def test_missing_or_foreign_database_is_a_sync_error(short_tmp: Path) -> None:
     source = SOURCES["pkgx"]
     missing = short_tmp / "none.db"
     with pytest.raises(SourceUnavailable, match="no such file"):
-        source.sync(SyncContext({"db": str(missing)}, environ={}))
+        source.sync(SyncContext(source.settings({"db": str(missing)}), environ={}))
     other = short_tmp / "other.db"
     with sqlite3.connect(other) as conn:
         conn.execute("CREATE TABLE t (x)")
     conn.close()
     with pytest.raises(SourceUnavailable, match="not a pkgx pantry database"):
-        source.sync(SyncContext({"db": str(other)}, environ={}))
+        source.sync(SyncContext(source.settings({"db": str(other)}), environ={}))
     assert source.detect({"HOME": str(short_tmp)}) is not None

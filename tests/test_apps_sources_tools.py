@@ -176,7 +176,7 @@ async def test_pypi_index_and_uvx_forms(aiohttp_server, short_tmp: Path) -> None
     bin_dir = short_tmp / "bin"
     tools_on_path(bin_dir)
     config = {"packages": ["ruff==0.8.0", "black"], "index_url": str(server.make_url("/pypi"))}
-    ctx = SyncContext(config, environ={"PATH": str(bin_dir)})
+    ctx = SyncContext(SOURCES["pypi"].settings(config), environ={"PATH": str(bin_dir)})
     result = await asyncio.to_thread(SOURCES["pypi"].sync, ctx)
     records = {r.ident: r for r in result.records}
     assert sorted(records) == [
@@ -215,7 +215,7 @@ async def test_npm_index_and_npx_forms(aiohttp_server, short_tmp: Path) -> None:
         "packages": ["prettier@3.3.3", "@angular/cli"],
         "registry_url": str(server.make_url("/npm")),
     }
-    ctx = SyncContext(config, environ={"PATH": str(bin_dir)})
+    ctx = SyncContext(SOURCES["npm"].settings(config), environ={"PATH": str(bin_dir)})
     result = await asyncio.to_thread(SOURCES["npm"].sync, ctx)
     records = {r.ident: r for r in result.records}
     assert sorted(records) == [
@@ -242,15 +242,21 @@ async def test_registry_failure_fails_the_sync(aiohttp_server, short_tmp: Path) 
     with pytest.raises(SourceUnavailable, match="HTTP 404"):
         await asyncio.to_thread(
             SOURCES["pypi"].sync,
-            SyncContext({"packages": ["nope"], "index_url": base + "pypi"}, environ={"PATH": ""}),
+            SyncContext(
+                SOURCES["pypi"].settings({"packages": ["nope"], "index_url": base + "pypi"}),
+                environ={"PATH": ""},
+            ),
         )
     await server.close()
     with pytest.raises(SourceUnavailable, match="refused"):
         await asyncio.to_thread(
             SOURCES["npm"].sync,
             SyncContext(
-                {"packages": ["prettier"], "registry_url": base + "npm"}, environ={"PATH": ""}
+                SOURCES["npm"].settings({"packages": ["prettier"], "registry_url": base + "npm"}),
+                environ={"PATH": ""},
             ),
         )
     with pytest.raises(SourceUnavailable, match="not an npm package name"):
-        SOURCES["npm"].sync(SyncContext({"packages": ["Bad Name"]}, environ={"PATH": ""}))
+        SOURCES["npm"].sync(
+            SyncContext(SOURCES["npm"].settings({"packages": ["Bad Name"]}), environ={"PATH": ""})
+        )

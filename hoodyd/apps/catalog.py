@@ -147,6 +147,10 @@ class Catalog:
     def current(self) -> RuntimeConfig:
         return self.store.current
 
+    def settings(self, source_id: str) -> msgspec.Struct | None:
+        """The typed settings of a configured source (its `config`, decoded when stored)."""
+        return self.store.settings(source_id)
+
     async def select_profile(self, name: str) -> SelectedProfile:
         self.profiles.get(name)
 

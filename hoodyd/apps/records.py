@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -72,20 +72,24 @@ class SyncCancelled(Exception):
     """The daemon is shutting down; the sync stops and keeps the previous index."""
 
 
-class SyncContext:
-    """What a sync running in a worker thread may use: the source's own config, the
-    process environment, a progress callback and a cancellation flag."""
+Settings = TypeVar("Settings")
+
+
+class SyncContext(Generic[Settings]):
+    """What a sync running in a worker thread may use: the source's own settings (its
+    config, decoded), the process environment, a progress callback and a cancellation
+    flag."""
 
     def __init__(
         self,
-        config: Mapping[str, Any],
+        settings: Settings,
         *,
         environ: Mapping[str, str],
         cancel: threading.Event | None = None,
         progress: Callable[[dict[str, Any]], None] | None = None,
         pin_sha256: str | None = None,
     ) -> None:
-        self.config = config
+        self.settings = settings
         self.environ = environ
         self.cancel = cancel or threading.Event()
         self._progress = progress

@@ -4,6 +4,14 @@
 Every edit builds a complete new config, validates it as a whole, writes it atomically
 (tmp + fsync + rename) and only then replaces the one in memory: an invalid edit changes
 nothing, and a crash leaves the old file or the new one.
+
+Validating decodes each source's `config` object into the settings Struct its source type
+declares (`hoodyd.apps.sources`); the store keeps those settings next to the config, so a
+sync reads typed settings and nothing decodes them again. An edit with a key the source
+does not read, or a value of the wrong type, is refused (INVALID_SOURCE_CONFIG). A file
+written by an earlier version may hold keys no source reads any more: loading drops them
+with a `source_config_ignored_keys` warning rather than refusing to start; any other bad
+value still refuses start-up.
 """
 
 from __future__ import annotations
@@ -16,7 +24,8 @@ from pathlib import Path
 import msgspec
 import structlog
 
-from hoodyd.apps.sources import SOURCES
+from hoodyd.apps.sources import SOURCES, InvalidSettings
+from hoodyd.apps.sources.base import setting_names
 from hoodyd.errors import InvalidRequest
 from hoodyd.schemas.run import (
     SELECTOR_FIELDS,
@@ -28,9 +37,8 @@ from hoodyd.schemas.run import (
 log = structlog.get_logger()
 
 CONFIG_VERSION = 1
-# provider each implemented source type reports as; other types are accepted (the
-# contract lists them) but their syncs fail with "not supported" in diagnostics
-# each source type's provider, as the source module declares it
+# each source type's provider, as the source module declares it; a type no module
+# implements is accepted (the contract lists it) but its syncs fail with "not supported"
 PROVIDERS = {source_type: source.provider for source_type, source in SOURCES.items()}
 DEFAULT_SOURCES = (
     ("system-path", "system-path", 60),
@@ -72,14 +80,16 @@ def initial_config(environ: Mapping[str, str]) -> RuntimeConfig:
     )
 
 
-def validate(config: RuntimeConfig) -> None:
+def validate(config: RuntimeConfig) -> dict[str, msgspec.Struct]:
+    """Check `config` as a whole; the settings of each source, by source id (a source of a
+    type no module implements has none)."""
     seen: set[str] = set()
+    settings: dict[str, msgspec.Struct] = {}
     for source in config.sources:
         if source.source_id in seen:
             raise InvalidRequest(
                 f"duplicate source_id: {source.source_id}", reason="DUPLICATE_SOURCE"
             )
-        seen.add(source.source_id)
         expected = PROVIDERS.get(source.source_type)
         if expected is not None and source.provider != expected:
             raise InvalidRequest(
@@ -87,8 +97,10 @@ def validate(config: RuntimeConfig) -> None:
                 f"got {source.provider}",
                 reason="INVALID_SOURCE_PROVIDER",
             )
-        if source.config is not None and source.source_type in PROVIDERS:
-            _check_source_config(source)
+        seen.add(source.source_id)
+        decoded = source_settings(source)
+        if decoded is not None:
+            settings[source.source_id] = decoded
     names: set[str] = set()
     for profile in config.profiles:
         if profile.name in names:
@@ -110,42 +122,52 @@ def validate(config: RuntimeConfig) -> None:
                     f"allowed_overrides names an unknown selector field: {name}",
                     reason="INVALID_RECIPE",
                 )
+    return settings
 
 
-_STRING_KEYS = {"path", "url", "file", "command", "flake", "status_file", "info_dir"}
-_LIST_KEYS = {"applications_dirs", "lists"}
-
-
-def _check_source_config(source: SourceConfig) -> None:
-    assert source.config is not None
-    for key, value in source.config.items():
-        if key in _STRING_KEYS and not isinstance(value, str):
-            raise InvalidRequest(
-                f"source {source.source_id}: config.{key} must be a string",
-                reason="INVALID_SOURCE_CONFIG",
-            )
-        if key in _LIST_KEYS and not (
-            isinstance(value, list) and all(isinstance(item, str) for item in value)
-        ):
-            raise InvalidRequest(
-                f"source {source.source_id}: config.{key} must be a list of strings",
-                reason="INVALID_SOURCE_CONFIG",
-            )
-        if key == "timeout_s" and not (isinstance(value, int | float) and value > 0):
-            raise InvalidRequest(
-                f"source {source.source_id}: config.timeout_s must be a positive number",
-                reason="INVALID_SOURCE_CONFIG",
-            )
-    if source.source_type == "manifest-remote-index" and "url" not in source.config:
+def source_settings(source: SourceConfig) -> msgspec.Struct | None:
+    """The source's `config` decoded into its type's settings (None for a type no module
+    implements); a key the type does not read or a bad value is INVALID_SOURCE_CONFIG."""
+    implementation = SOURCES.get(source.source_type)
+    if implementation is None:
+        return None
+    try:
+        settings: msgspec.Struct = implementation.settings(source.config)
+    except InvalidSettings as exc:
         raise InvalidRequest(
-            f"source {source.source_id}: config.url is required", reason="INVALID_SOURCE_CONFIG"
-        )
+            f"source {source.source_id} ({source.source_type}): {exc}",
+            reason="INVALID_SOURCE_CONFIG",
+        ) from exc
+    return settings
+
+
+def without_ignored_keys(config: RuntimeConfig) -> RuntimeConfig:
+    """`config` without the keys of a source's `config` that its type does not read (left
+    by an earlier version), each source's dropped keys logged once."""
+    sources = []
+    for source in config.sources:
+        implementation = SOURCES.get(source.source_type)
+        if implementation is not None and source.config:
+            known = setting_names(implementation.settings_type)
+            ignored = sorted(key for key in source.config if key not in known)
+            if ignored:
+                log.warning(
+                    "source_config_ignored_keys",
+                    source_id=source.source_id,
+                    source_type=source.source_type,
+                    keys=ignored,
+                )
+                kept = {key: value for key, value in source.config.items() if key in known}
+                source = msgspec.structs.replace(source, config=kept)
+        sources.append(source)
+    return msgspec.structs.replace(config, sources=sources)
 
 
 class RuntimeConfigStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._config: RuntimeConfig | None = None
+        self._settings: dict[str, msgspec.Struct] = {}
         self._lock = asyncio.Lock()
 
     @property
@@ -153,22 +175,28 @@ class RuntimeConfigStore:
         assert self._config is not None, "RuntimeConfigStore.load() first"
         return self._config
 
+    def settings(self, source_id: str) -> msgspec.Struct | None:
+        """The settings of the configured source `source_id`, decoded when the config was
+        loaded or last edited (None for a source type no module implements)."""
+        return self._settings.get(source_id)
+
     def load(self, environ: Mapping[str, str]) -> RuntimeConfig:
         """Read the file, or write the first-start config (runs in a worker thread)."""
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             config = initial_config(environ)
+            settings = validate(config)
             self._write(config)
             log.info("run_config_created", path=str(self.path))
         else:
             try:
-                config = msgspec.json.decode(raw, type=RuntimeConfig)
-                validate(config)
+                config = without_ignored_keys(msgspec.json.decode(raw, type=RuntimeConfig))
+                settings = validate(config)
             except (msgspec.ValidationError, msgspec.DecodeError, InvalidRequest) as exc:
                 # refuse to start rather than overwrite a hand-edited file with defaults
                 raise InvalidRequest(f"{self.path}: {exc}", reason="BAD_CONFIG") from exc
-        self._config = config
+        self._config, self._settings = config, settings
         return config
 
     async def update(self, change: Callable[[RuntimeConfig], RuntimeConfig]) -> RuntimeConfig:
@@ -176,9 +204,9 @@ class RuntimeConfigStore:
             # round-trip through JSON so the change works on a private copy
             draft = msgspec.json.decode(_encoder.encode(self.current), type=RuntimeConfig)
             new = change(draft)
-            validate(new)
+            settings = validate(new)
             await asyncio.to_thread(self._write, new)
-            self._config = new
+            self._config, self._settings = new, settings
             return new
 
     def _write(self, config: RuntimeConfig) -> None:

@@ -233,6 +233,7 @@ class Syncer:
             except NotFound:
                 return {"status": "error", "error": "source was deleted"}
             implementation = SOURCES.get(source.source_type)
+            settings = self.catalog.settings(source_id)
             loop = asyncio.get_running_loop()
 
             def report(facts: dict[str, Any]) -> None:
@@ -242,12 +243,12 @@ class Syncer:
 
             started = time.time()
             try:
-                if implementation is None:
+                if implementation is None or settings is None:
                     raise SourceUnavailable(
                         f"source type {source.source_type} is not supported by this daemon"
                     )
                 ctx = SyncContext(
-                    source.config or {},
+                    settings,
                     environ=self.environ,
                     cancel=self._cancel,
                     progress=report,
@@ -275,7 +276,7 @@ class Syncer:
             )
             return {"status": "ok", "records": len(index), "duration_ms": index.duration_ms}
 
-    def _sync_worker(self, source: SourceConfig, ctx: SyncContext) -> SourceIndex:
+    def _sync_worker(self, source: SourceConfig, ctx: SyncContext[msgspec.Struct]) -> SourceIndex:
         implementation = SOURCES[source.source_type]
         started = time.perf_counter()
         result = implementation.sync(ctx)

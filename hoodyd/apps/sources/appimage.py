@@ -18,7 +18,7 @@ them on first use and keeps them in the download cache (a cached copy counts as 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,35 +35,74 @@ from hoodyd.apps.integrity import (
     normalize_sha256,
 )
 from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
-from hoodyd.apps.sources.base import config_str
+from hoodyd.apps.sources.base import HttpUrl, Source, TimeoutS
 from hoodyd.apps.sources.manifest import fetch, read
 from hoodyd.schemas.run import Arch, Integrity, RecordKind, SourceKind
 
 _encoder = msgspec.json.Encoder()
 
 
-class RemoteApp(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """One pinned or catalogued program."""
+class AppFields(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The fields of one pinned or catalogued program but its `url` and `name`."""
 
-    url: Annotated[str, Meta(pattern=r"^https?://")]
-    name: Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._+@-]+$")]
     sha256: str | None = None
+    # what the record shows and a selector matches
     title: str = ""
     description: str = ""
     kind: RecordKind = "gui"
     arch: Arch = "any"
     version: str = ""
     homepage: str = ""
-    tags: list[str] = msgspec.field(default_factory=list)
-    keywords: list[str] = msgspec.field(default_factory=list)
+    tags: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
     # appimage | binary | archive | compressed | deb; unset: read from the URL's file name
     format: FetchKind | None = None
     # the program inside an archive (default: `name`)
     binary: str | None = None
-    args: list[str] = msgspec.field(default_factory=list)
+    args: tuple[str, ...] = ()
     terminal: bool = False
+    # a signature of the file's bytes (base64), checked besides its sha256
     author_pubkey_ed25519: str | None = None
     sig_ed25519: str | None = None
+
+
+AppName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._+@-]+$")]
+
+
+class RemoteApp(AppFields, frozen=True, kw_only=True):
+    """One pinned or catalogued program."""
+
+    url: HttpUrl
+    name: AppName
+
+
+class PinnedSettings(AppFields, frozen=True, kw_only=True):
+    """The pinned programs: one inline (`url`, `name` and the fields of `AppFields`; the
+    source's `pin.sha256` stands in for a missing `sha256`) or a list under `apps`."""
+
+    url: HttpUrl | None = None
+    name: AppName | None = None
+    apps: tuple[RemoteApp, ...] | None = None
+
+    def inline_app(self, pin_sha256: str | None) -> RemoteApp | None:
+        """The inline program; None when the config names none."""
+        if self.url is None and self.name is None:
+            return None
+        if self.url is None or self.name is None:
+            missing = "config.url" if self.url is None else "config.name"
+            raise SourceUnavailable(f"{missing} is required (or config.apps)")
+        fields = {name: getattr(self, name) for name in AppFields.__struct_fields__}
+        fields["sha256"] = self.sha256 or pin_sha256
+        return RemoteApp(url=self.url, name=self.name, **fields)
+
+
+class CatalogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Where the catalogue is read: a file (`path`) or an http(s) URL fetched within
+    `timeout_s` (the URL wins when both are set; a sync with neither fails)."""
+
+    path: str | None = None
+    url: HttpUrl | None = None
+    timeout_s: TimeoutS = 30
 
 
 class Catalog(msgspec.Struct, forbid_unknown_fields=True):
@@ -85,7 +124,7 @@ def remote_record(
     environ: Mapping[str, str],
     verified: bool,
     kind: RecordKind,
-    args: list[str] | None = None,
+    args: Sequence[str] = (),
     notes: list[str] | None = None,
     facts: tuple[tuple[str, str], ...] = (),
     **fields: Any,
@@ -207,25 +246,22 @@ def app_record(
     )
 
 
-class PinnedSource:
+class PinnedSource(Source[PinnedSettings]):
     source_type = "app-image-pinned"
     provider: SourceKind = "appimage"
     trusted = False
+    settings_type = PinnedSettings
 
     def detect(self, environ: Mapping[str, str]) -> str | None:
         return "needs config.url and config.sha256 (or config.apps)"
 
-    def sync(self, ctx: SyncContext) -> SyncResult:
-        config = dict(ctx.config)
-        raw_apps = config.pop("apps", None)
-        if raw_apps is None:
-            if "sha256" not in config and ctx.pin_sha256:
-                config["sha256"] = ctx.pin_sha256
-            raw_apps = [config] if config else []
-        try:
-            apps = msgspec.convert(raw_apps, type=list[RemoteApp])
-        except msgspec.ValidationError as exc:
-            raise SourceUnavailable(f"config: {exc}") from exc
+    def sync(self, ctx: SyncContext[PinnedSettings]) -> SyncResult:
+        settings = ctx.settings
+        if settings.apps is not None:
+            apps = list(settings.apps)
+        else:
+            inline = settings.inline_app(ctx.pin_sha256)
+            apps = [inline] if inline is not None else []
         if not apps:
             raise SourceUnavailable("config.url and config.sha256 (or config.apps) are required")
         records: dict[str, AppRecord] = {}
@@ -238,28 +274,27 @@ class PinnedSource:
             details={"apps": len(records), "signed": sum(1 for a in apps if a.sig_ed25519)},
         )
 
-    def plan(
-        self, record: AppRecord, config: Mapping[str, Any], details: Mapping[str, Any]
+    def launch_plan(
+        self, record: AppRecord, settings: PinnedSettings, details: Mapping[str, Any]
     ) -> LaunchPlan:
         return plan_remote(record)
 
 
-class CatalogSource:
+class CatalogSource(Source[CatalogSettings]):
     source_type = "app-image-catalog"
     provider: SourceKind = "appimage"
     trusted = False
+    settings_type = CatalogSettings
 
     def detect(self, environ: Mapping[str, str]) -> str | None:
         return "needs config.path or config.url"
 
-    def sync(self, ctx: SyncContext) -> SyncResult:
-        url = config_str(ctx.config, "url")
-        path = config_str(ctx.config, "path")
+    def sync(self, ctx: SyncContext[CatalogSettings]) -> SyncResult:
+        url = ctx.settings.url
+        path = ctx.settings.path
         pinned = False
         if url:
-            if not url.startswith(("http://", "https://")):
-                raise SourceUnavailable("config.url must be an http(s) URL")
-            body, origin = fetch(url, timeout=float(ctx.config.get("timeout_s", 30))), url
+            body, origin = fetch(url, timeout=ctx.settings.timeout_s), url
         elif path:
             body, origin = read(Path(path)), path
         else:
@@ -291,8 +326,8 @@ class CatalogSource:
             },
         )
 
-    def plan(
-        self, record: AppRecord, config: Mapping[str, Any], details: Mapping[str, Any]
+    def launch_plan(
+        self, record: AppRecord, settings: CatalogSettings, details: Mapping[str, Any]
     ) -> LaunchPlan:
         return plan_remote(record)
 

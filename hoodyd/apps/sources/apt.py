@@ -17,8 +17,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from msgspec import Struct
+
 from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
-from hoodyd.apps.sources.base import config_list, config_str
+from hoodyd.apps.sources.base import Source
 from hoodyd.schemas.run import Requirement, SourceKind
 
 APT_HELPER = "/usr/lib/apt/apt-helper"
@@ -56,10 +58,21 @@ _FIELDS = frozenset(
 )
 
 
-class AptSource:
+class AptSettings(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """What apt and dpkg state to read: the Packages lists (unset: every list
+    `apt-get indextargets` names), the dpkg status file (installed packages and versions)
+    and dpkg's info directory (each package's `.list` of files, for its executables)."""
+
+    lists: tuple[str, ...] | None = None
+    status_file: str = "/var/lib/dpkg/status"
+    info_dir: str = "/var/lib/dpkg/info"
+
+
+class AptSource(Source[AptSettings]):
     source_type = "apt"
     provider: SourceKind = "apt"
     trusted = True
+    settings_type = AptSettings
 
     def detect(self, environ: Mapping[str, str]) -> str | None:
         if not os.access(APT_HELPER, os.X_OK):
@@ -68,12 +81,11 @@ class AptSource:
             return "apt-get not found on PATH"
         return None
 
-    def sync(self, ctx: SyncContext) -> SyncResult:
-        lists = config_list(ctx.config, "lists")
-        if lists is None:
-            lists = index_targets(ctx)
-        status_file = Path(config_str(ctx.config, "status_file", "/var/lib/dpkg/status"))
-        info_dir = Path(config_str(ctx.config, "info_dir", "/var/lib/dpkg/info"))
+    def sync(self, ctx: SyncContext[AptSettings]) -> SyncResult:
+        settings = ctx.settings
+        lists = list(settings.lists) if settings.lists is not None else index_targets(ctx)
+        status_file = Path(settings.status_file)
+        info_dir = Path(settings.info_dir)
         installed = read_status(status_file)
         native = native_arch(ctx)
         packages: dict[str, dict[str, str]] = {}
@@ -117,8 +129,8 @@ class AptSource:
             },
         )
 
-    def plan(
-        self, record: AppRecord, config: Mapping[str, Any], details: Mapping[str, Any]
+    def launch_plan(
+        self, record: AppRecord, settings: AptSettings, details: Mapping[str, Any]
     ) -> LaunchPlan:
         package = record.ident
         if record.installed:
@@ -145,7 +157,7 @@ class AptSource:
         )
 
 
-def index_targets(ctx: SyncContext) -> list[str]:
+def index_targets(ctx: SyncContext[Any]) -> list[str]:
     try:
         done = subprocess.run(
             INDEXTARGETS_ARGV,
@@ -165,7 +177,7 @@ def index_targets(ctx: SyncContext) -> list[str]:
     return [f for f in files if Path(f).exists()]
 
 
-def native_arch(ctx: SyncContext) -> str:
+def native_arch(ctx: SyncContext[Any]) -> str:
     try:
         done = subprocess.run(
             ["dpkg", "--print-architecture"],
@@ -179,7 +191,7 @@ def native_arch(ctx: SyncContext) -> str:
     return done.stdout.strip() or "amd64"
 
 
-def cat_file(path: str, ctx: SyncContext) -> Iterator[str]:
+def cat_file(path: str, ctx: SyncContext[Any]) -> Iterator[str]:
     """Lines of a (possibly compressed) list, decompressed by apt's own helper."""
     try:
         process = subprocess.Popen(

@@ -19,8 +19,10 @@ import shutil
 from collections.abc import Mapping
 from typing import Any
 
+from msgspec import Struct
+
 from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
-from hoodyd.apps.sources.base import config_str
+from hoodyd.apps.sources.base import Source, TimeoutS
 from hoodyd.apps.sources.nix import run_cli
 from hoodyd.schemas.run import Requirement, SourceKind
 
@@ -70,20 +72,31 @@ def to_record(row: dict[str, str], *, installed: bool) -> AppRecord:
     )
 
 
-class FlatpakSource:
+class FlatpakSettings(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Whether the remotes' apps are listed besides the installed ones (`remotes`), from
+    every remote or only `remote`, and how long each flatpak command may take."""
+
+    remotes: bool = True
+    remote: str | None = None
+    timeout_s: TimeoutS = 300
+
+
+class FlatpakSource(Source[FlatpakSettings]):
     source_type = "flatpak"
     provider: SourceKind = "flatpak"
     trusted = False
+    settings_type = FlatpakSettings
 
     def detect(self, environ: Mapping[str, str]) -> str | None:
         if shutil.which("flatpak", path=environ.get("PATH", os.defpath)):
             return None
         return "flatpak not found on PATH"
 
-    def sync(self, ctx: SyncContext) -> SyncResult:
+    def sync(self, ctx: SyncContext[FlatpakSettings]) -> SyncResult:
         if self.detect(ctx.environ) is not None:
             raise SourceUnavailable("flatpak not found on PATH")
-        timeout = float(ctx.config.get("timeout_s", 300))
+        settings = ctx.settings
+        timeout = settings.timeout_s
         installed_out = run_cli(
             ["flatpak", "list", "--app", f"--columns={LIST_COLUMNS}"], ctx, timeout=timeout
         )
@@ -92,11 +105,10 @@ class FlatpakSource:
             record = to_record(row, installed=True)
             records.setdefault(record.ident, record)
         remote_count = 0
-        if ctx.config.get("remotes", True) is not False:
+        if settings.remotes:
             argv = ["flatpak", "remote-ls", "--app", f"--columns={REMOTE_COLUMNS}"]
-            remote = config_str(ctx.config, "remote")
-            if remote:
-                argv.append(remote)
+            if settings.remote:
+                argv.append(settings.remote)
             ctx.check_cancelled()
             # a remote that cannot be reached fails the sync: the last index stays
             remote_out = run_cli(argv, ctx, timeout=timeout)
@@ -112,8 +124,8 @@ class FlatpakSource:
             },
         )
 
-    def plan(
-        self, record: AppRecord, config: Mapping[str, Any], details: Mapping[str, Any]
+    def launch_plan(
+        self, record: AppRecord, settings: FlatpakSettings, details: Mapping[str, Any]
     ) -> LaunchPlan:
         app_id = record.extra_value("app_id") or record.ident.split("/", 1)[0]
         branch = record.extra_value("branch") or "stable"

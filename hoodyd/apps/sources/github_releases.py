@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import Meta, Struct
 
 from hoodyd.apps.assets import (
     DEFAULT_PREFER,
@@ -46,13 +46,12 @@ from hoodyd.apps.assets import (
 from hoodyd.apps.integrity import FetchSpec, IntegrityError, normalize_sha256
 from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
 from hoodyd.apps.sources.appimage import plan_remote, remote_record
-from hoodyd.apps.sources.base import config_str
-from hoodyd.schemas.run import SourceKind
+from hoodyd.apps.sources.base import HttpUrl, Source, TimeoutS
+from hoodyd.schemas.run import RecordKind, SourceKind
 
 DEFAULT_API = "https://api.github.com"
 MAX_CHECKSUM_BYTES = 1 << 20
 MAX_API_BYTES = 32 << 20
-_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _PRERELEASE_CHANNELS = {"prerelease", "pre", "beta", "alpha", "rc", "nightly", "edge", "unstable"}
 
 
@@ -81,18 +80,62 @@ class GhRepo(msgspec.Struct):
     topics: list[str] = msgspec.field(default_factory=list)
 
 
-class RepoConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """One repository; unset fields take the source-wide value of the same key."""
+RepoName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")]
+# the repository fields a source-wide key of the same name stands in for
+_REPO_DEFAULTS = ("asset", "release", "channel", "version", "kind", "title", "binary", "args")
+# ... and those that name one program, so stand in only when there is one repository
+_ONE_PROGRAM = ("title", "binary", "args")
 
-    repo: str
+
+class RepoConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One repository (`owner/name`); unset fields take the source-wide value of the same
+    key."""
+
+    repo: RepoName
     binary: str | None = None
     title: str | None = None
-    kind: str | None = None
+    kind: RecordKind | None = None
     asset: str | None = None
     release: str | None = None
     channel: str | None = None
     version: str | None = None
-    args: list[str] = msgspec.field(default_factory=list)
+    args: tuple[str, ...] = ()
+
+
+class GitHubReleasesSettings(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The repositories to index and how to pick their releases and assets, and how to
+    reach the GitHub API."""
+
+    # the repositories: `repo` and each of `repos` (a name or a `RepoConfig`)
+    repo: RepoName | None = None
+    repos: tuple[RepoName | RepoConfig, ...] = ()
+    # source-wide values of the repository fields (`title`, `binary` and `args` only
+    # apply when there is a single repository)
+    asset: str | None = None
+    release: str | None = None
+    channel: str | None = None
+    version: str | None = None
+    kind: RecordKind | None = None
+    title: str | None = None
+    binary: str | None = None
+    args: tuple[str, ...] | None = None
+    # which releases become records (the newest `releases` that match) and which asset of
+    # each: the one for this target (unset parts: this machine) in the `prefer` order;
+    # `alternatives` adds the best asset of each other format as a record of its own
+    releases: Annotated[int, Meta(ge=1)] = 1
+    os: str | None = None
+    arch: str | None = None
+    libc: str | None = None
+    prefer: Annotated[tuple[AssetKind, ...], Meta(min_length=1)] = DEFAULT_PREFER
+    alternatives: bool = False
+    # the API: its URL, the token (or the variable holding it), releases asked per page,
+    # where answers are cached with their ETag, how long a request may take
+    api_url: HttpUrl = DEFAULT_API
+    token: str | None = None
+    token_env: str = "GITHUB_TOKEN"
+    per_page: Annotated[int, Meta(ge=1, le=100)] = 30
+    cache_dir: str | None = None
+    timeout_s: TimeoutS = 30
 
 
 class CachedResponse(msgspec.Struct):
@@ -188,30 +231,21 @@ def _http_error(url: str, exc: urllib.error.HTTPError) -> str:
     return f"{url}: HTTP {exc.code}"
 
 
-def repo_configs(config: Mapping[str, Any]) -> list[RepoConfig]:
-    raw: list[Any] = []
-    if isinstance(config.get("repo"), str):
-        raw.append({"repo": config["repo"]})
-    repos = config.get("repos")
-    if isinstance(repos, list):
-        raw.extend({"repo": item} if isinstance(item, str) else item for item in repos)
-    if not raw:
+def repo_configs(settings: GitHubReleasesSettings) -> list[RepoConfig]:
+    listed = [RepoConfig(repo=settings.repo)] if settings.repo is not None else []
+    listed.extend(RepoConfig(repo=i) if isinstance(i, str) else i for i in settings.repos)
+    if not listed:
         raise SourceUnavailable("config.repo (owner/name) or config.repos is required")
-    try:
-        parsed = msgspec.convert(raw, type=list[RepoConfig])
-    except msgspec.ValidationError as exc:
-        raise SourceUnavailable(f"config.repos: {exc}") from exc
-    single = len(parsed) == 1
+    single = len(listed) == 1
     out: list[RepoConfig] = []
-    for item in parsed:
-        if not _REPO.match(item.repo):
-            raise SourceUnavailable(f"config: {item.repo!r} is not owner/name")
+    for item in listed:
         defaults: dict[str, Any] = {}
-        for key in ("asset", "release", "channel", "version", "kind", "title", "binary", "args"):
-            if getattr(item, key) in (None, []) and key in config:
-                if key in ("title", "binary", "args") and not single:
+        for key in _REPO_DEFAULTS:
+            value = getattr(settings, key)
+            if getattr(item, key) in (None, ()) and value is not None:
+                if key in _ONE_PROGRAM and not single:
                     continue  # one program's name is not every repository's
-                defaults[key] = config[key]
+                defaults[key] = value
         out.append(msgspec.structs.replace(item, **defaults) if defaults else item)
     return out
 
@@ -291,31 +325,27 @@ def asset_sha256(
     return None, "no checksum published for this asset"
 
 
-class GitHubReleasesSource:
+class GitHubReleasesSource(Source[GitHubReleasesSettings]):
     source_type = "app-image-git-hub-releases"
     provider: SourceKind = "appimage"
     trusted = False
+    settings_type = GitHubReleasesSettings
 
     def detect(self, environ: Mapping[str, str]) -> str | None:
         return "needs config.repo or config.repos"
 
-    def sync(self, ctx: SyncContext) -> SyncResult:
-        config = ctx.config
-        repos = repo_configs(config)
-        target = self.target(config)
-        prefer = self.prefer(config)
-        count = max(1, int(config.get("releases", 1)))
-        token = config_str(config, "token") or ctx.environ.get(
-            config_str(config, "token_env", "GITHUB_TOKEN"), ""
-        )
+    def sync(self, ctx: SyncContext[GitHubReleasesSettings]) -> SyncResult:
+        settings = ctx.settings
+        repos = repo_configs(settings)
+        target = self.target(settings)
+        prefer = settings.prefer
+        count = settings.releases
+        token = settings.token or ctx.environ.get(settings.token_env, "")
         client = GitHubClient(
-            config_str(config, "api_url", DEFAULT_API),
-            token,
-            self.cache_dir(config, ctx.environ),
-            float(config.get("timeout_s", 30)),
+            settings.api_url, token, self.cache_dir(settings, ctx.environ), settings.timeout_s
         )
-        per_page = max(1, min(100, int(config.get("per_page", 30))))
-        alternatives = config.get("alternatives") is True
+        per_page = settings.per_page
+        alternatives = settings.alternatives
         records: list[AppRecord] = []
         errors: dict[str, str] = {}
         chosen: dict[str, Any] = {}
@@ -354,7 +384,7 @@ class GitHubReleasesSource:
         prefer: tuple[AssetKind, ...],
         count: int,
         per_page: int,
-        ctx: SyncContext,
+        ctx: SyncContext[GitHubReleasesSettings],
         alternatives: bool = False,
     ) -> tuple[list[AppRecord], dict[str, Any]]:
         quoted = "/".join(urllib.parse.quote(part, safe="") for part in repo.repo.split("/"))
@@ -428,7 +458,7 @@ class GitHubReleasesSource:
         target: Target,
         binary: str,
         hints: str,
-        ctx: SyncContext,
+        ctx: SyncContext[GitHubReleasesSettings],
     ) -> AppRecord:
         assert choice.chosen is not None
         sha, sha_note = asset_sha256(client, choice, release.assets)
@@ -471,35 +501,25 @@ class GitHubReleasesSource:
         )
 
     @staticmethod
-    def target(config: Mapping[str, Any]) -> Target:
+    def target(settings: GitHubReleasesSettings) -> Target:
         host = host_target()
         return Target(
-            os=config_str(config, "os", host.os),
-            arch=config_str(config, "arch", host.arch),
-            libc=config_str(config, "libc", host.libc),
+            os=settings.os or host.os,
+            arch=settings.arch or host.arch,
+            libc=settings.libc or host.libc,
         )
 
     @staticmethod
-    def prefer(config: Mapping[str, Any]) -> tuple[AssetKind, ...]:
-        value = config.get("prefer")
-        if isinstance(value, list) and value and all(v in DEFAULT_PREFER for v in value):
-            return tuple(cast(list[AssetKind], value))
-        if value is not None:
-            raise SourceUnavailable(f"config.prefer: a list of {', '.join(DEFAULT_PREFER)}")
-        return DEFAULT_PREFER
-
-    @staticmethod
-    def cache_dir(config: Mapping[str, Any], environ: Mapping[str, str]) -> Path:
-        explicit = config_str(config, "cache_dir")
-        if explicit:
-            return Path(explicit)
+    def cache_dir(settings: GitHubReleasesSettings, environ: Mapping[str, str]) -> Path:
+        if settings.cache_dir:
+            return Path(settings.cache_dir)
         base = environ.get("XDG_CACHE_HOME") or os.path.join(
             environ.get("HOME") or os.path.expanduser("~"), ".cache"
         )
         return Path(base) / "hoodyd" / "github"
 
-    def plan(
-        self, record: AppRecord, config: Mapping[str, Any], details: Mapping[str, Any]
+    def launch_plan(
+        self, record: AppRecord, settings: GitHubReleasesSettings, details: Mapping[str, Any]
     ) -> LaunchPlan:
         return plan_remote(record)
 

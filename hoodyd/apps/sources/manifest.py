@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
-from msgspec import Meta
+from msgspec import Meta, Struct
 
 from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
-from hoodyd.apps.sources.base import config_str
+from hoodyd.apps.sources.base import HttpUrl, Settings, Source, TimeoutS
 from hoodyd.schemas.run import Arch, Os, RecordKind, Requirement, SourceKind
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
@@ -61,40 +61,32 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True):
 _requirements_encoder = msgspec.json.Encoder()
 
 
-class ManifestSource:
-    provider: SourceKind = "registry"
+class ManifestFileSettings(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The manifest file, or a directory of `*.json` manifests (a sync without one fails)."""
 
-    def __init__(self, source_type: str, *, trusted: bool) -> None:
-        self.source_type = source_type
-        self.trusted = trusted
+    path: str | None = None
+
+
+class RemoteIndexSettings(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The manifest's http(s) URL, and how long its fetch may take."""
+
+    url: HttpUrl
+    timeout_s: TimeoutS = 30
+
+
+class _ManifestSource(Source[Settings]):
+    """What the manifest sources share: records from parsed manifests, launched by argv."""
+
+    provider: SourceKind = "registry"
 
     def detect(self, environ: Mapping[str, str]) -> str | None:
         # needs a path or URL in its config, so never enabled on a first start
         return "needs config.path or config.url"
 
-    def sync(self, ctx: SyncContext) -> SyncResult:
-        path_value = ctx.environ.get("PATH", os.defpath)
-        verified = self.trusted
-        if self.source_type == "manifest-remote-index":
-            url = config_str(ctx.config, "url")
-            if not url.startswith(("http://", "https://")):
-                raise SourceUnavailable("config.url must be an http(s) URL")
-            body = fetch(url, timeout=float(ctx.config.get("timeout_s", 30)))
-            if ctx.pin_sha256:
-                digest = hashlib.sha256(body).hexdigest()
-                if digest != ctx.pin_sha256.lower():
-                    raise SourceUnavailable(
-                        f"{url}: sha256 {digest} does not match the pinned {ctx.pin_sha256}"
-                    )
-                verified = True
-            manifests = [(url, decode_manifest(body, url))]
-        else:
-            path = config_str(ctx.config, "path")
-            if not path:
-                raise SourceUnavailable("config.path is required")
-            manifests = [
-                (str(file), decode_manifest(read(file), str(file))) for file in files(Path(path))
-            ]
+    def sync_result(
+        self, manifests: list[tuple[str, Manifest]], environ: Mapping[str, str], *, verified: bool
+    ) -> SyncResult:
+        path_value = environ.get("PATH", os.defpath)
         records: dict[str, AppRecord] = {}
         for _origin, manifest in manifests:
             for app in manifest.apps:
@@ -104,8 +96,8 @@ class ManifestSource:
             details={"manifests": [origin for origin, _ in manifests], "verified": verified},
         )
 
-    def plan(
-        self, record: AppRecord, config: Mapping[str, Any], details: Mapping[str, Any]
+    def launch_plan(
+        self, record: AppRecord, settings: Settings, details: Mapping[str, Any]
     ) -> LaunchPlan:
         requirements: list[Requirement] = []
         encoded = record.extra_value("requirements")
@@ -120,6 +112,45 @@ class ManifestSource:
                 )
             )
         return LaunchPlan(argv=list(record.argv), requirements=requirements)
+
+
+class ManifestSource(_ManifestSource[ManifestFileSettings]):
+    """`trusted-list-file` (records `verified`) and `manifest-registry`: manifests on disk."""
+
+    settings_type = ManifestFileSettings
+
+    def __init__(self, source_type: str, *, trusted: bool) -> None:
+        self.source_type = source_type
+        self.trusted = trusted
+
+    def sync(self, ctx: SyncContext[ManifestFileSettings]) -> SyncResult:
+        path = ctx.settings.path
+        if not path:
+            raise SourceUnavailable("config.path is required")
+        manifests = [
+            (str(file), decode_manifest(read(file), str(file))) for file in files(Path(path))
+        ]
+        return self.sync_result(manifests, ctx.environ, verified=self.trusted)
+
+
+class RemoteIndexSource(_ManifestSource[RemoteIndexSettings]):
+    """`manifest-remote-index`: one manifest over HTTP(S), `verified` when pinned."""
+
+    source_type = "manifest-remote-index"
+    trusted = False
+    settings_type = RemoteIndexSettings
+
+    def sync(self, ctx: SyncContext[RemoteIndexSettings]) -> SyncResult:
+        url = ctx.settings.url
+        body = fetch(url, timeout=ctx.settings.timeout_s)
+        if ctx.pin_sha256:
+            digest = hashlib.sha256(body).hexdigest()
+            if digest != ctx.pin_sha256.lower():
+                raise SourceUnavailable(
+                    f"{url}: sha256 {digest} does not match the pinned {ctx.pin_sha256}"
+                )
+        manifests = [(url, decode_manifest(body, url))]
+        return self.sync_result(manifests, ctx.environ, verified=bool(ctx.pin_sha256))
 
 
 def files(path: Path) -> list[Path]:

@@ -16,12 +16,13 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta, Struct
 
 from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
-from hoodyd.apps.sources.base import config_str
+from hoodyd.apps.sources.base import Source, TimeoutS
 from hoodyd.schemas.run import Requirement, SourceKind
 
 SEARCH_ARGV = [
@@ -69,18 +70,32 @@ class NixEntry(msgspec.Struct):
 _decoder = msgspec.json.Decoder(dict[str, NixEntry])
 
 
-class NixSource:
+class NixSettings(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Where the package list comes from: a file holding either command's JSON output, else
+    the CLI run when syncing (`search`: `nix search nixpkgs ^ --json`; `env`:
+    `nix-env -qaP --json --meta`), given `timeout_s` to answer. `flake` is the flake whose
+    attributes a launch runs (`nix run FLAKE#ATTR`)."""
+
+    file: str | None = None
+    command: Literal["search", "env"] = "search"
+    timeout_s: TimeoutS = 900
+    flake: Annotated[str, Meta(min_length=1)] = "nixpkgs"
+
+
+class NixSource(Source[NixSettings]):
     source_type = "nix-pkgs"
     provider: SourceKind = "nix"
     trusted = False
+    settings_type = NixSettings
 
     def detect(self, environ: Mapping[str, str]) -> str | None:
         if shutil.which("nix", path=environ.get("PATH", os.defpath)):
             return None
         return "nix not found on PATH"
 
-    def sync(self, ctx: SyncContext) -> SyncResult:
-        file = config_str(ctx.config, "file")
+    def sync(self, ctx: SyncContext[NixSettings]) -> SyncResult:
+        settings = ctx.settings
+        file = settings.file
         path_value = ctx.environ.get("PATH", os.defpath)
         if file:
             try:
@@ -89,11 +104,10 @@ class NixSource:
                 raise SourceUnavailable(f"{file}: {exc.strerror}") from exc
             origin = file
         else:
-            mode = config_str(ctx.config, "command", "search")
-            argv = ENV_ARGV if mode == "env" else SEARCH_ARGV
+            argv = ENV_ARGV if settings.command == "env" else SEARCH_ARGV
             if shutil.which(argv[0], path=path_value) is None:
                 raise SourceUnavailable(f"{argv[0]} not found on PATH")
-            body = run_cli(argv, ctx, timeout=float(ctx.config.get("timeout_s", 900)))
+            body = run_cli(argv, ctx, timeout=settings.timeout_s)
             origin = " ".join(argv)
         ctx.check_cancelled()
         try:
@@ -112,10 +126,10 @@ class NixSource:
             },
         )
 
-    def plan(
-        self, record: AppRecord, config: Mapping[str, Any], details: Mapping[str, Any]
+    def launch_plan(
+        self, record: AppRecord, settings: NixSettings, details: Mapping[str, Any]
     ) -> LaunchPlan:
-        flake = config_str(config, "flake", "nixpkgs")
+        flake = settings.flake
         attr = record.ident
         program = record.binaries[0] if record.binaries else record.name
         if program == record.name:
@@ -135,7 +149,7 @@ class NixSource:
         return LaunchPlan(argv=argv, requirements=requirements, notes=[f"nix attribute {attr}"])
 
 
-def run_cli(argv: list[str], ctx: SyncContext, *, timeout: float) -> bytes:
+def run_cli(argv: list[str], ctx: SyncContext[Any], *, timeout: float) -> bytes:
     try:
         done = subprocess.run(
             argv, capture_output=True, timeout=timeout, env=dict(ctx.environ), check=False

@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
+from msgspec import Struct
 
 from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
-from hoodyd.apps.sources.base import config_str
+from hoodyd.apps.sources.base import Source, TimeoutS
 from hoodyd.apps.sources.nix import SYSTEM_ARCH, run_cli
 from hoodyd.schemas.run import Integrity, Requirement, SourceKind
 
@@ -72,24 +73,36 @@ def split_version(name: str) -> tuple[str, str]:
     return name, ""
 
 
-class NixFlakeSource:
+class NixFlakeSettings(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The flake to index (a flake reference; a sync without one fails), the nix system
+    whose outputs are records (unset: this machine's), and how long each `nix flake`
+    command may take."""
+
+    flake: str | None = None
+    system: str | None = None
+    timeout_s: TimeoutS = 600
+
+
+class NixFlakeSource(Source[NixFlakeSettings]):
     source_type = "nix-flake"
     provider: SourceKind = "nix"
     trusted = False
+    settings_type = NixFlakeSettings
 
     def detect(self, environ: Mapping[str, str]) -> str | None:
         return "needs config.flake"
 
-    def sync(self, ctx: SyncContext) -> SyncResult:
-        flake = config_str(ctx.config, "flake")
+    def sync(self, ctx: SyncContext[NixFlakeSettings]) -> SyncResult:
+        settings = ctx.settings
+        flake = settings.flake
         if not flake:
             raise SourceUnavailable("config.flake (a flake reference) is required")
         if shutil.which("nix", path=ctx.environ.get("PATH", os.defpath)) is None:
             raise SourceUnavailable("nix not found on PATH")
-        system = config_str(ctx.config, "system") or _SYSTEMS.get(
+        system = settings.system or _SYSTEMS.get(
             platform.machine().lower(), f"{platform.machine().lower()}-linux"
         )
-        timeout = float(ctx.config.get("timeout_s", 600))
+        timeout = settings.timeout_s
         try:
             meta = msgspec.json.decode(
                 run_cli([*NIX, "flake", "metadata", "--json", flake], ctx, timeout=timeout),
@@ -143,10 +156,10 @@ class NixFlakeSource:
             },
         )
 
-    def plan(
-        self, record: AppRecord, config: Mapping[str, Any], details: Mapping[str, Any]
+    def launch_plan(
+        self, record: AppRecord, settings: NixFlakeSettings, details: Mapping[str, Any]
     ) -> LaunchPlan:
-        flake = str(details.get("locked_url") or config_str(config, "flake"))
+        flake = str(details.get("locked_url") or settings.flake or "")
         output = record.extra_value("output") or record.ident
         requirements = []
         if not details.get("nix_cli", False):

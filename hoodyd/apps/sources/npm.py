@@ -21,9 +21,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
+from msgspec import Struct
 
 from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
-from hoodyd.apps.sources.base import config_str
+from hoodyd.apps.sources.base import HttpUrl, Source, TimeoutS
 from hoodyd.apps.sources.manifest import fetch
 from hoodyd.apps.sources.nix import run_cli
 from hoodyd.schemas.run import Requirement, SourceKind
@@ -49,18 +50,31 @@ class NpmLs(msgspec.Struct):
     dependencies: dict[str, NpmInstalled] = msgspec.field(default_factory=dict)
 
 
-def split_spec(value: Any) -> tuple[str, str | None]:
-    if isinstance(value, dict) and isinstance(value.get("name"), str):
-        name, version = value["name"], value.get("version")
-    elif isinstance(value, str):
+class NpmPackage(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: str
+    version: str | None = None
+
+
+class NpmSettings(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The packages to index besides the globally installed ones (`NAME`, `NAME@VERSION`
+    or a `NpmPackage`), the registry asked for their version documents, and how long
+    `npm ls` and each registry request may take."""
+
+    packages: tuple[str | NpmPackage, ...] = ()
+    registry_url: HttpUrl = DEFAULT_REGISTRY
+    timeout_s: TimeoutS = 30
+
+
+def split_spec(value: str | NpmPackage) -> tuple[str, str | None]:
+    if isinstance(value, NpmPackage):
+        name, version = value.name, value.version
+    else:
         # a leading @ is the scope, the last @ after it the version
         at = value.find("@", 1)
         name, version = (value, None) if at < 0 else (value[:at], value[at + 1 :])
-    else:
-        raise SourceUnavailable(f"config.packages: {value!r} is not a package")
     if not _NAME.match(name):
         raise SourceUnavailable(f"config.packages: {name!r} is not an npm package name")
-    return name, version if isinstance(version, str) and version else None
+    return name, version or None
 
 
 def commands_of(doc: NpmVersion) -> list[str]:
@@ -70,23 +84,22 @@ def commands_of(doc: NpmVersion) -> list[str]:
     return [doc.name.rsplit("/", 1)[-1]]
 
 
-class NpmSource:
+class NpmSource(Source[NpmSettings]):
     source_type = "npm"
     provider: SourceKind = "npm"
     trusted = False
+    settings_type = NpmSettings
 
     def detect(self, environ: Mapping[str, str]) -> str | None:
         if shutil.which("npx", path=environ.get("PATH", os.defpath)):
             return None
         return "npx not found on PATH"
 
-    def sync(self, ctx: SyncContext) -> SyncResult:
-        raw = ctx.config.get("packages", [])
-        if not isinstance(raw, list):
-            raise SourceUnavailable("config.packages must be a list")
-        wanted = dict(split_spec(item) for item in raw)
+    def sync(self, ctx: SyncContext[NpmSettings]) -> SyncResult:
+        settings = ctx.settings
+        wanted = dict(split_spec(item) for item in settings.packages)
         path_value = ctx.environ.get("PATH", os.defpath)
-        timeout = float(ctx.config.get("timeout_s", 30))
+        timeout = settings.timeout_s
         installed: dict[str, str] = {}
         if shutil.which("npm", path=path_value):
             body = run_cli(["npm", "ls", "-g", "--json", "--depth=0"], ctx, timeout=timeout)
@@ -97,7 +110,7 @@ class NpmSource:
             installed = {name: dep.version for name, dep in deps.items() if name != "npm"}
         for name in installed:
             wanted.setdefault(name, None)
-        registry = config_str(ctx.config, "registry_url", DEFAULT_REGISTRY).rstrip("/")
+        registry = settings.registry_url.rstrip("/")
         records: list[AppRecord] = []
         for name in sorted(wanted):
             ctx.check_cancelled()
@@ -134,8 +147,8 @@ class NpmSource:
             },
         )
 
-    def plan(
-        self, record: AppRecord, config: Mapping[str, Any], details: Mapping[str, Any]
+    def launch_plan(
+        self, record: AppRecord, settings: NpmSettings, details: Mapping[str, Any]
     ) -> LaunchPlan:
         package = record.extra_value("package") or record.name
         pin = record.extra_value("pin")

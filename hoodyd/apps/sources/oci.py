@@ -19,12 +19,13 @@ import fnmatch
 import os
 import shutil
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
+from msgspec import Struct
 
 from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
-from hoodyd.apps.sources.base import config_list, config_str
+from hoodyd.apps.sources.base import Source, TimeoutS
 from hoodyd.apps.sources.nix import run_cli
 from hoodyd.schemas.run import Integrity, Requirement, SourceKind
 
@@ -102,8 +103,24 @@ def parse_podman(text: str) -> list[Image]:
     return images
 
 
-def pick_engine(config: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
-    wanted = config_str(config, "engine")
+Engine = Literal["docker", "podman"]
+
+
+class OciSettings(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The engine whose images are listed (unset: whichever is on PATH, docker first) and
+    how long its `image ls` may take; `gui`: glob patterns (one, or a list) of the images
+    that are GUI apps."""
+
+    engine: Engine | None = None
+    timeout_s: TimeoutS = 60
+    gui: str | tuple[str, ...] = ()
+
+    @property
+    def gui_patterns(self) -> tuple[str, ...]:
+        return (self.gui,) if isinstance(self.gui, str) else self.gui
+
+
+def pick_engine(wanted: Engine | None, environ: Mapping[str, str]) -> str | None:
     path_value = environ.get("PATH", os.defpath)
     for engine in (wanted,) if wanted else ENGINES:
         if shutil.which(engine, path=path_value):
@@ -111,28 +128,29 @@ def pick_engine(config: Mapping[str, Any], environ: Mapping[str, str]) -> str | 
     return None
 
 
-class OciSource:
+class OciSource(Source[OciSettings]):
     source_type = "oci-local-images"
     provider: SourceKind = "oci"
     trusted = False
+    settings_type = OciSettings
 
     def detect(self, environ: Mapping[str, str]) -> str | None:
-        return None if pick_engine({}, environ) else "neither docker nor podman is on PATH"
+        return None if pick_engine(None, environ) else "neither docker nor podman is on PATH"
 
-    def sync(self, ctx: SyncContext) -> SyncResult:
-        engine = pick_engine(ctx.config, ctx.environ)
+    def sync(self, ctx: SyncContext[OciSettings]) -> SyncResult:
+        settings = ctx.settings
+        engine = pick_engine(settings.engine, ctx.environ)
         if engine is None:
-            wanted = config_str(ctx.config, "engine") or "docker or podman"
-            raise SourceUnavailable(f"{wanted} not found on PATH")
+            raise SourceUnavailable(f"{settings.engine or 'docker or podman'} not found on PATH")
         body = run_cli(
             # docker fills Digest only with --digests
             [engine, "image", "ls", "--digests", "--format", "json"],
             ctx,
-            timeout=float(ctx.config.get("timeout_s", 60)),
+            timeout=settings.timeout_s,
         ).decode(errors="replace")
         # docker prints JSON lines, podman a JSON array; the first byte tells which
         images = parse_podman(body) if body.lstrip().startswith("[") else parse_docker(body)
-        gui = config_list(ctx.config, "gui") or []
+        gui = settings.gui_patterns
         records: dict[str, AppRecord] = {}
         for image in images:
             ref = f"{image.repository}:{image.tag}"
@@ -171,8 +189,8 @@ class OciSource:
             details={"engine": engine, "images": len(records)},
         )
 
-    def plan(
-        self, record: AppRecord, config: Mapping[str, Any], details: Mapping[str, Any]
+    def launch_plan(
+        self, record: AppRecord, settings: OciSettings, details: Mapping[str, Any]
     ) -> LaunchPlan:
         engine = record.extra_value("engine") or "docker"
         image = record.extra_value("image") or record.ident

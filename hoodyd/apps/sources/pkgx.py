@@ -17,8 +17,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from msgspec import Struct
+
 from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
-from hoodyd.apps.sources.base import config_str
+from hoodyd.apps.sources.base import Source
 from hoodyd.schemas.run import Requirement, SourceKind
 
 
@@ -71,19 +73,28 @@ def homepage(project: str) -> str:
     return f"https://{project}" if "." in host else ""
 
 
-class PkgxSource:
+class PkgxSettings(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Where pkgx keeps its state: the pantry database to read (unset: pkgx's own cache)
+    and the directory of installed projects (unset: `$PKGX_DIR` or `~/.pkgx`)."""
+
+    db: str | None = None
+    pkgx_dir: str | None = None
+
+
+class PkgxSource(Source[PkgxSettings]):
     source_type = "pkgx"
     provider: SourceKind = "pkgx"
     trusted = False
+    settings_type = PkgxSettings
 
     def detect(self, environ: Mapping[str, str]) -> str | None:
         if default_db(environ).is_file():
             return None
         return f"{default_db(environ)} not found"
 
-    def sync(self, ctx: SyncContext) -> SyncResult:
-        db = Path(config_str(ctx.config, "db") or default_db(ctx.environ))
-        pkgx_dir = Path(config_str(ctx.config, "pkgx_dir") or default_pkgx_dir(ctx.environ))
+    def sync(self, ctx: SyncContext[PkgxSettings]) -> SyncResult:
+        db = Path(ctx.settings.db or default_db(ctx.environ))
+        pkgx_dir = Path(ctx.settings.pkgx_dir or default_pkgx_dir(ctx.environ))
         rows = read_provides(db)
         ctx.check_cancelled()
         installed_cache: dict[str, set[str]] = {}
@@ -118,8 +129,8 @@ class PkgxSource:
             },
         )
 
-    def plan(
-        self, record: AppRecord, config: Mapping[str, Any], details: Mapping[str, Any]
+    def launch_plan(
+        self, record: AppRecord, settings: PkgxSettings, details: Mapping[str, Any]
     ) -> LaunchPlan:
         project = record.extra_value("project") or record.ident.rsplit(":", 1)[0]
         requirements = []

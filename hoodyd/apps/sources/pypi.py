@@ -24,12 +24,13 @@ import re
 import shutil
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
+from msgspec import Struct
 
 from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
-from hoodyd.apps.sources.base import config_str
+from hoodyd.apps.sources.base import HttpUrl, Source, TimeoutS
 from hoodyd.apps.sources.manifest import fetch
 from hoodyd.apps.sources.nix import run_cli
 from hoodyd.schemas.run import Requirement, SourceKind
@@ -40,11 +41,27 @@ _UV_TOOL = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*) v(?P<version>\S+)"
 _UV_EXE = re.compile(r"^- (?P<exe>\S+)")
 
 
-class PackageSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class PackageSpec(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     name: str
     version: str | None = None
-    commands: list[str] = msgspec.field(default_factory=list)
+    commands: tuple[str, ...] = ()
     description: str | None = None
+
+
+Runner = Literal["uvx", "pipx"]
+
+
+class PypiSettings(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The packages to index besides the installed tools (`NAME`, `NAME==VERSION`,
+    `NAME@VERSION` or a `PackageSpec`); whether their metadata is read from the PyPI JSON
+    API at `index_url`; the runner launches use (unset: uvx, or pipx when only pipx is on
+    PATH); how long each command and request may take."""
+
+    packages: tuple[str | PackageSpec, ...] = ()
+    metadata: bool = True
+    index_url: HttpUrl = DEFAULT_INDEX
+    runner: Runner | None = None
+    timeout_s: TimeoutS = 30
 
 
 class PypiInfo(msgspec.Struct):
@@ -77,16 +94,13 @@ class PipxList(msgspec.Struct):
     venvs: dict[str, PipxVenv] = msgspec.field(default_factory=dict)
 
 
-def parse_spec(value: Any) -> PackageSpec:
+def parse_spec(value: str | PackageSpec) -> PackageSpec:
     """`name`, `name==1.2`, `name@1.2` or an object."""
     if isinstance(value, str):
         name, _, version = value.replace("==", "@", 1).partition("@")
         spec = PackageSpec(name=name.strip(), version=version.strip() or None)
     else:
-        try:
-            spec = msgspec.convert(value, type=PackageSpec)
-        except msgspec.ValidationError as exc:
-            raise SourceUnavailable(f"config.packages: {exc}") from exc
+        spec = value
     if not _NAME.match(spec.name):
         raise SourceUnavailable(f"config.packages: {spec.name!r} is not a package name")
     return spec
@@ -112,9 +126,8 @@ def pep503(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def pick_runner(config: Mapping[str, Any], environ: Mapping[str, str]) -> str:
-    wanted = config_str(config, "runner")
-    if wanted in ("uvx", "pipx"):
+def pick_runner(wanted: Runner | None, environ: Mapping[str, str]) -> Runner:
+    if wanted is not None:
         return wanted
     path_value = environ.get("PATH", os.defpath)
     if shutil.which("uvx", path=path_value) is None and shutil.which("pipx", path=path_value):
@@ -122,10 +135,11 @@ def pick_runner(config: Mapping[str, Any], environ: Mapping[str, str]) -> str:
     return "uvx"
 
 
-class PypiSource:
+class PypiSource(Source[PypiSettings]):
     source_type = "pypi"
     provider: SourceKind = "pypi"
     trusted = False
+    settings_type = PypiSettings
 
     def detect(self, environ: Mapping[str, str]) -> str | None:
         path_value = environ.get("PATH", os.defpath)
@@ -133,13 +147,11 @@ class PypiSource:
             return None
         return "neither uvx nor pipx is on PATH"
 
-    def sync(self, ctx: SyncContext) -> SyncResult:
-        raw = ctx.config.get("packages", [])
-        if not isinstance(raw, list):
-            raise SourceUnavailable("config.packages must be a list")
-        specs = {pep503(s.name): s for s in map(parse_spec, raw)}
+    def sync(self, ctx: SyncContext[PypiSettings]) -> SyncResult:
+        settings = ctx.settings
+        specs = {pep503(s.name): s for s in map(parse_spec, settings.packages)}
         path_value = ctx.environ.get("PATH", os.defpath)
-        timeout = float(ctx.config.get("timeout_s", 30))
+        timeout = settings.timeout_s
         installed: dict[str, tuple[str, list[str]]] = {}
         if shutil.which("uv", path=path_value):
             installed.update(
@@ -156,8 +168,8 @@ class PypiSource:
                 installed.setdefault(main.package, (main.package_version, main.apps))
         for name, (_version, _commands) in installed.items():
             specs.setdefault(pep503(name), PackageSpec(name=name))
-        index_url = config_str(ctx.config, "index_url", DEFAULT_INDEX).rstrip("/")
-        use_metadata = ctx.config.get("metadata", True) is not False
+        index_url = settings.index_url.rstrip("/")
+        use_metadata = settings.metadata
         records: list[AppRecord] = []
         for key in sorted(specs):
             ctx.check_cancelled()
@@ -170,7 +182,7 @@ class PypiSource:
                 except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                     raise SourceUnavailable(f"{url}: not PyPI JSON: {exc}") from exc
             have = next((v for n, v in installed.items() if pep503(n) == key), None)
-            commands = spec.commands or (have[1] if have and have[1] else [spec.name])
+            commands = list(spec.commands) or (have[1] if have and have[1] else [spec.name])
             homepage = info.home_page or next(iter((info.project_urls or {}).values()), "")
             for command in commands:
                 records.append(
@@ -192,19 +204,19 @@ class PypiSource:
         return SyncResult(
             records=records,
             details={
-                "runner": pick_runner(ctx.config, ctx.environ),
+                "runner": pick_runner(settings.runner, ctx.environ),
                 "runner_on_path": self.detect(ctx.environ) is None,
                 "installed_tools": sorted(installed),
                 "index_url": index_url if use_metadata else None,
             },
         )
 
-    def plan(
-        self, record: AppRecord, config: Mapping[str, Any], details: Mapping[str, Any]
+    def launch_plan(
+        self, record: AppRecord, settings: PypiSettings, details: Mapping[str, Any]
     ) -> LaunchPlan:
         package = record.extra_value("package") or record.name
         pin = record.extra_value("pin")
-        runner = config_str(config, "runner") or str(details.get("runner", "uvx"))
+        runner = settings.runner or str(details.get("runner", "uvx"))
         command = record.name
         if runner == "pipx":
             argv = ["pipx", "run", "--spec", f"{package}=={pin}" if pin else package, command]

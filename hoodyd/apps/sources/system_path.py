@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from msgspec import Struct
 
 from hoodyd.apps.index import words_of
 from hoodyd.apps.records import AppRecord, LaunchPlan, SyncContext, SyncResult
-from hoodyd.apps.sources.base import config_list, config_str
+from hoodyd.apps.sources.base import Source
 from hoodyd.apps.sources.desktop_entry import (
     DesktopEntry,
     DesktopEntryError,
@@ -41,17 +42,27 @@ def application_dirs(environ: Mapping[str, str]) -> list[Path]:
     ]
 
 
-class SystemPathSource:
+class SystemPathSettings(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Where to look: the PATH to scan for executables (unset or empty: the daemon's own
+    `$PATH`) and the directories of desktop entries, in precedence order (unset: the XDG
+    `applications` directories; empty: none)."""
+
+    path: str | None = None
+    applications_dirs: tuple[str, ...] | None = None
+
+
+class SystemPathSource(Source[SystemPathSettings]):
     source_type = "system-path"
     provider: SourceKind = "system"
     trusted = True
+    settings_type = SystemPathSettings
 
     def detect(self, environ: Mapping[str, str]) -> str | None:
         return None  # every box has a PATH
 
-    def sync(self, ctx: SyncContext) -> SyncResult:
-        path_value = config_str(ctx.config, "path") or ctx.environ.get("PATH", os.defpath)
-        dirs = config_list(ctx.config, "applications_dirs")
+    def sync(self, ctx: SyncContext[SystemPathSettings]) -> SyncResult:
+        path_value = ctx.settings.path or ctx.environ.get("PATH", os.defpath)
+        dirs = ctx.settings.applications_dirs
         app_dirs = [Path(d) for d in dirs] if dirs is not None else application_dirs(ctx.environ)
         executables = scan_path(path_value)
         ctx.check_cancelled()
@@ -70,8 +81,8 @@ class SystemPathSource:
             },
         )
 
-    def plan(
-        self, record: AppRecord, config: Mapping[str, Any], details: Mapping[str, Any]
+    def launch_plan(
+        self, record: AppRecord, settings: SystemPathSettings, details: Mapping[str, Any]
     ) -> LaunchPlan:
         notes = []
         desktop = record.extra_value("desktop_file")
