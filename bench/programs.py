@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 import psutil
 
-from hoodyd.programs.supervisord import stop_embedded
+from hoodyd.programs.embedded import stop_embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT_SERVER = f"{sys.executable} {ROOT / 'tests' / 'data' / 'portserver.py'}"

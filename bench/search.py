@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-from hoodyd.programs.supervisord import stop_embedded
+from hoodyd.programs.embedded import stop_embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 SYLLABLES = (

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from hoodyd import log  # noqa: E402
 from hoodyd.config import TerminalsConfig  # noqa: E402
-from hoodyd.programs.supervisord import stop_embedded  # noqa: E402
+from hoodyd.programs.embedded import stop_embedded  # noqa: E402
 from hoodyd.schemas.terminal import DeferSpec, ExecuteRequest  # noqa: E402
 from hoodyd.terminals.markers import MarkerScanner, PromptDrawn  # noqa: E402
 from hoodyd.terminals.pty_process import PtyProcess  # noqa: E402

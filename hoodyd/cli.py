@@ -75,7 +75,7 @@ def _attach(args: argparse.Namespace) -> int:
 def _stop_supervisor(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from hoodyd.programs.supervisord import stop_embedded
+    from hoodyd.programs.embedded import stop_embedded
 
     cfg = config.load(args.config, overrides={("state_dir",): args.state_dir})
     if cfg.supervisor.mode != "embedded":

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from hoodyd import config as hoodyd_config
 from hoodyd.config import Config
-from hoodyd.programs.supervisord import stop_embedded
+from hoodyd.programs.embedded import stop_embedded
 
 
 @pytest.fixture

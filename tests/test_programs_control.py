@@ -9,6 +9,7 @@ from typing import Any
 import psutil
 
 from hoodyd.config import Config
+from hoodyd.polling import poll_until
 from tests.conftest import PORT_SERVER
 from tests.conftest import add_program as add
 
@@ -325,13 +326,15 @@ async def test_editing_a_running_program_restarts_it_with_the_new_definition(
         client, f"/programs/edit/{program['id']}", {"environment": {"GREETING": "two"}}
     )
     assert status == 200
-    for _ in range(100):
+
+    async def restarted() -> int | None:
         current = (await status_of(client, program["id"]))["status"]
-        if current["status"] == "RUNNING" and current["pid"] != old_pid:
-            break
-        await asyncio.sleep(0.1)
-    assert current["pid"] != old_pid
-    assert psutil.Process(current["pid"]).environ()["GREETING"] == "two"
+        restarted = current["status"] == "RUNNING" and current["pid"] != old_pid
+        return current["pid"] if restarted else None
+
+    new_pid = await poll_until(restarted, timeout=10)
+    assert new_pid is not None
+    assert psutil.Process(new_pid).environ()["GREETING"] == "two"
 
 
 async def test_remove_stops_a_running_program(client: Any) -> None:
@@ -340,6 +343,5 @@ async def test_remove_stops_a_running_program(client: Any) -> None:
     _, started = await post(client, f"/programs/{program['id']}/start", {"wait": True})
     pid = started["status"]["pid"]
     status, _ = await post(client, f"/programs/remove/{program['id']}")
-    assert status == 200
-    await asyncio.sleep(0.2)
+    assert status == 200  # answered once supervisord has stopped the process
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

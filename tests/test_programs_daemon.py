@@ -10,13 +10,13 @@ import pwd
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psutil
 
+from hoodyd.polling import poll_until
 from tests.conftest import PORT_SERVER, DaemonProcess, start_daemon
 from tests.test_programs_control import free_ports
 
@@ -164,14 +164,13 @@ async def test_requests_get_503_while_supervisord_is_down_then_work_again(
             assert status == 503
             assert body["success"] is False
             assert body["reason"] == "SUPERVISOR_UNAVAILABLE"
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
+
+            async def running() -> dict[str, Any] | None:
                 status, body = await call(session, "GET", "/status/1")
-                if status == 200 and body["status"]["status"] == "RUNNING":
-                    break
-                await asyncio.sleep(0.2)
-            assert status == 200
-            assert body["status"]["status"] == "RUNNING"  # boot program came back
+                return body if status == 200 and body["status"]["status"] == "RUNNING" else None
+
+            body = await poll_until(running, timeout=20, interval=0.2)
+            assert body is not None  # the boot program came back
             assert int(pidfile.read_text()) != old
             assert body["status"]["pid"] != orphan
             # the program the killed supervisord left behind was killed, not duplicated

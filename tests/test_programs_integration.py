@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,10 @@ import psutil
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from hoodyd.api.keys import PROGRAMS
 from hoodyd.app import create_app
+from hoodyd.polling import poll_until
+from hoodyd.programs.observer import Transition
 from tests.conftest import make_config, sleeper, start_daemon, stop_embedded_supervisord
 
 API = "/api/v1/daemon"
@@ -43,13 +46,11 @@ async def receiver() -> tuple[web.AppRunner, str, list[dict[str, Any]]]:
     return runner, f"http://127.0.0.1:{port}/hook", received
 
 
-async def until(predicate: Any, timeout: float = 15) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return False
+async def until(predicate: Callable[[], bool], timeout: float = 15) -> bool:
+    async def holds() -> bool | None:
+        return True if predicate() else None
+
+    return bool(await poll_until(holds, timeout=timeout, interval=0.05))
 
 
 async def test_lifecycle_events_reach_the_program_webhook(client: Any) -> None:
@@ -89,11 +90,14 @@ async def test_polling_alone_still_reports_transitions(short_tmp: Path) -> None:
     )
     runner, url, received = await receiver()
     try:
-        async with TestClient(TestServer(create_app(config))) as client:
+        async with TestClient(TestServer(create_app(config, areas=("daemon",)))) as client:
+            seen: list[Transition] = []
+            client.app[PROGRAMS].observer.subscribe(seen.append)
             response = await client.post(f"{API}/programs/add", json=sleeper(
                 webhooks={"enabled": True, "urls": [url], "events": ["running"]}))
             program = (await response.json())["program"]
-            await asyncio.sleep(0.3)  # the first poll is the starting point
+            # a poll has seen the program (STOPPED) before it starts
+            assert await until(lambda: any(t.name == program["name"] for t in seen))
             await client.post(f"{API}/programs/{program['id']}/start", json={"wait": True})
             assert await until(lambda: len(received) >= 1)
             assert [r["body"]["event"] for r in received] == ["RUNNING"]
@@ -138,7 +142,7 @@ async def test_external_supervisord_is_used_and_its_other_programs_left_alone(
             short_tmp,
             supervisor={"mode": "external", "socket": str(sock), "include_dir": str(include)},
         )
-        async with TestClient(TestServer(create_app(config))) as client:
+        async with TestClient(TestServer(create_app(config, areas=("daemon",)))) as client:
             response = await client.post(f"{API}/programs/add", json=sleeper(name="ours"))
             program = (await response.json())["program"]
             response = await client.post(
@@ -215,7 +219,7 @@ async def test_sigterm_lets_an_in_flight_request_finish(short_tmp: Path) -> None
                     return response.status, await response.json()
 
             pending = asyncio.create_task(slow_start())
-            await asyncio.sleep(0.5)
+            assert await until(lambda: '"program_started"' in daemon.logs())  # under way
             daemon.process.send_signal(signal.SIGTERM)
             status, body = await pending
         assert status == 200, body

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hoodyd.api.keys import PROGRAMS
 from hoodyd.config import Config
 from hoodyd.programs.store import ProgramStore
-from hoodyd.schemas.daemon import Program
+from hoodyd.schemas.daemon import PortRangeStatus, Program
 from tests.conftest import add_program, make_config, sleeper
 
 API = "/api/v1/daemon"
@@ -81,14 +81,15 @@ async def test_program_names_never_become_paths_or_clashing_supervisord_names(
         status, answer = await post(nested_client, f"/programs/{program['id']}/start", body)
         assert status == 200, (program["name"], answer)
     service = nested_client.app[PROGRAMS]
-    infos = await service.status_map()
-    assert infos["hoodyd-events"]["group"] == "hoodyd-events"  # the listener, untouched
-    assert infos["hoodyd-events"]["statename"] == "RUNNING"
-    groups = [
-        service.program_status(service.get(p["id"]), infos)
-        for p in programs
+    infos = await service.client.processes()
+    assert infos["hoodyd-events"].group == "hoodyd-events"  # the listener, untouched
+    assert infos["hoodyd-events"].statename == "RUNNING"
+    statuses = await service.statuses_of(
+        [service.get(p["id"]) for p in programs], with_stats=False
+    )
+    running = [
+        s.instances[0].status if isinstance(s, PortRangeStatus) else s.status for s in statuses
     ]
-    running = [g["status"] if "status" in g else g["instances"][0]["status"] for g in groups]
     assert running == ["RUNNING"] * len(names)
     owned = [name for name in infos if name != "hoodyd-events"]
     assert len(owned) == len(set(owned)) == len(names)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from typing import Any
 
 import psutil
 
 from hoodyd.config import Config
+from hoodyd.polling import poll_until
 from tests.conftest import sleeper
 
 API = "/api/v1/daemon/quick-start"
@@ -25,12 +24,10 @@ async def launch(client: Any, **fields: Any) -> dict[str, Any]:
 
 
 async def gone(client: Any, temporary_id: str, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (await client.get(f"{API}/{temporary_id}/status")).status == 404:
-            return True
-        await asyncio.sleep(0.1)
-    return False
+    async def not_found() -> bool | None:
+        return True if (await client.get(f"{API}/{temporary_id}/status")).status == 404 else None
+
+    return bool(await poll_until(not_found, timeout=timeout))
 
 
 async def test_launch_with_wait_runs_and_is_listed_but_not_a_program(client: Any) -> None:
@@ -92,13 +89,14 @@ async def test_logs_of_a_running_quick_start(client: Any) -> None:
     """Logs of an ephemeral program come back like a program's."""
     answer = await launch(client, command="/bin/sh -c 'echo hello-quick; exec sleep 300'",
                           wait=True)
-    for _ in range(50):
+
+    async def logged() -> dict[str, Any] | None:
         body = await (await client.get(f"{API}/{answer['temporary_id']}/logs?lines=5")).json()
-        if "hello-quick" in body["logs"]:
-            break
-        await asyncio.sleep(0.05)
+        return body if "hello-quick" in body["logs"] else None
+
+    body = await poll_until(logged, timeout=5)
+    assert body is not None
     assert body["success"] is True
-    assert "hello-quick" in body["logs"]
 
 
 async def test_bad_quick_start_input_is_refused(client: Any) -> None:

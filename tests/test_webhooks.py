@@ -17,7 +17,8 @@ from structlog.testing import capture_logs
 
 from hoodyd.config import NotificationsConfig
 from hoodyd.errors import InvalidRequest
-from hoodyd.programs.webhooks import WebhookDispatcher, validate_webhooks
+from hoodyd.programs.webhook_delivery import WebhookDispatcher
+from hoodyd.programs.webhooks import validate_webhooks
 from hoodyd.schemas.daemon import Program, Webhooks, WebhooksInput
 
 ServerFactory = Callable[..., Awaitable[TestServer]]

@@ -32,6 +32,8 @@ from hoodyd.programs.launch import ENVIRONMENT_VARIABLE, encode_environment, lau
 from hoodyd.schemas.daemon import Program
 
 FILE_PREFIX = "hoodyd-"
+EPHEMERAL_PREFIX = f"{FILE_PREFIX}quick-"
+_HEADER = "; hoodyd program id="
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # names hoodyd gives groups itself: fallbacks (`hoodyd-program-<id>`), the event listener
 # (`hoodyd-events`), quick-start programs (`quick_<ms>`) and port instances (`<name>_<port>`);
@@ -61,6 +63,29 @@ def instance_name(program: Program, port: int | None) -> str:
 def conf_filename(program: Program, port: int | None) -> str:
     suffix = "" if port is None else f"-{port}"
     return f"{FILE_PREFIX}program-{program.id}{suffix}.conf"
+
+
+def ephemeral_filename(temporary_id: str) -> str:
+    return f"{EPHEMERAL_PREFIX}{temporary_id}.conf"
+
+
+def parse_header(text: str) -> tuple[int, int | None] | None:
+    """(program id, port) from the comment line `render` puts first; None for a file that
+    is no program's (the event listener's, a quick-start's)."""
+    first = text.split("\n", 1)[0]
+    if not first.startswith(_HEADER):
+        return None
+    fields = dict(part.split("=", 1) for part in first.split() if "=" in part)
+    port = fields.get("port")
+    return int(fields["id"]), int(port) if port else None
+
+
+def section_name(text: str) -> str:
+    """The name of the first `[kind:name]` section: the group the file defines."""
+    for line in text.splitlines():
+        if line.startswith("[") and ":" in line:
+            return line[line.index(":") + 1 : line.rindex("]")]
+    raise ValueError("no section in conf text")
 
 
 def port_arguments(port_param: str | None, port: int) -> list[str]:
@@ -179,7 +204,7 @@ def render(
     if program.delay_seconds or carried:
         argv = launcher_argv(program.delay_seconds, argv)
     lines = [
-        f"; hoodyd program id={program.id}" + ("" if port is None else f" port={port}"),
+        f"{_HEADER}{program.id}" + ("" if port is None else f" port={port}"),
         f"[program:{name}]",
         f"command={_ini(quote_argv(argv))}",
         f"directory={_ini(program.directory or home_of(program.user))}",

@@ -2,8 +2,8 @@
 
 The listener (`hoodyd.programs.eventlistener`, run by supervisord) sends one JSON datagram per
 PROCESS_STATE_* event to a Unix datagram socket that `EventReceiver` binds; each datagram is
-decoded into a `ProcessEvent` and handed to a callback. Datagrams are a hint, not the truth:
-one can be lost while hoodyd restarts, so the program service still reconciles by polling.
+decoded into a `ProcessEvent` and handed to a callback (the observer's). Datagrams are a hint,
+not the truth: one can be lost while hoodyd restarts, so the observer polls as well.
 """
 
 from __future__ import annotations

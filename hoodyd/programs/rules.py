@@ -51,6 +51,27 @@ def normalize_display(value: str | int | None) -> str | None:
     return f":{match.group(1)}{match.group(2) or ''}"
 
 
+def check_port(program: Program, port: int | None) -> int | None:
+    """The port a request names for the program: one inside its range, or none at all for a
+    standard program."""
+    if program.port_range is None:
+        if port is not None:
+            raise InvalidRequest(
+                f"Program {program.name} has no port_range; port is not accepted",
+                reason="PORT_NOT_ACCEPTED",
+            )
+        return None
+    if port is None:
+        raise InvalidRequest("Port parameter required", reason="PORT_REQUIRED")
+    if port not in program.ports():
+        raise InvalidRequest(
+            f"Port {port} is outside the program's port_range "
+            f"{program.port_range.start}-{program.port_range.end}",
+            reason="PORT_OUT_OF_RANGE",
+        )
+    return port
+
+
 def check_program_id(value: int) -> int:
     if not 1 <= value <= MAX_PROGRAM_ID:
         raise _bad(f"id must be an integer from 1 to {MAX_PROGRAM_ID}, got {value}", "INVALID_ID")

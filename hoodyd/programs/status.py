@@ -1,18 +1,35 @@
-"""Process facts: supervisord's process info as hoodyd instances, and psutil resource stats."""
+"""Status answers: supervisord's process info as hoodyd instances, a program's status (its
+process, or its port range's instances) as Structs, and psutil resource stats."""
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 import psutil
+from msgspec import UNSET
 
-from hoodyd.schemas.daemon import Instance
+from hoodyd.programs import conf
+from hoodyd.programs.supervisor_client import ProcessInfo, SupervisorClient
+from hoodyd.programs.table import ProgramTable
+from hoodyd.schemas.daemon import (
+    AnyStatus,
+    Instance,
+    PortRangeStatus,
+    ProcessSample,
+    ProcessStats,
+    ProcessStatus,
+    Program,
+    Stats,
+    StatusAnswer,
+)
 
 RUNNING_STATES = frozenset({"STARTING", "RUNNING", "BACKOFF"})
 FAILED_STATES = frozenset({"BACKOFF", "FATAL", "EXITED"})
+
+Processes = dict[str, ProcessInfo]  # by supervisord process name
 
 
 def format_uptime(seconds: int) -> str:
@@ -47,22 +64,98 @@ def process_start_time(pid: int) -> float | None:
     return started
 
 
-def instance_from_info(info: dict[str, Any] | None, name: str, port: int | None) -> Instance:
+def instance_from_info(info: ProcessInfo | None, name: str, port: int | None) -> Instance:
     """An Instance from `getProcessInfo`; None (not registered) reads as STOPPED."""
     if info is None:
         return Instance(port=port, instance_name=name, status="STOPPED")
-    state = str(info["statename"])
-    running = state in ("RUNNING", "STARTING", "STOPPING") and info.get("pid")
-    uptime = format_uptime(int(info["now"]) - int(info["start"])) if state == "RUNNING" else None
+    state = info.statename
+    running = state in ("RUNNING", "STARTING", "STOPPING") and info.pid
     return Instance(
         port=port,
         instance_name=name,
         status=state,
-        pid=int(info["pid"]) if running else None,
-        uptime=uptime,
-        exitstatus=int(info["exitstatus"]) if state in ("EXITED", "FATAL", "BACKOFF") else None,
-        spawnerr=str(info["spawnerr"]) or None,
+        pid=info.pid if running else None,
+        uptime=format_uptime(info.now - info.start) if state == "RUNNING" else None,
+        exitstatus=info.exitstatus if state in ("EXITED", "FATAL", "BACKOFF") else None,
+        spawnerr=info.spawnerr or None,
     )
+
+
+def process_status(
+    instance: Instance, stats: Stats = UNSET, *, program_id: int | None = None
+) -> ProcessStatus:
+    """The instance as answers show it; with `program_id`, as the status of that standard
+    program (named by its id instead)."""
+    return ProcessStatus(
+        id=UNSET if program_id is None else program_id,
+        port=UNSET if instance.port is None else instance.port,
+        instance_name=instance.instance_name if program_id is None else UNSET,
+        status=instance.status,
+        pid=instance.pid,
+        uptime=instance.uptime,
+        exitstatus=UNSET if instance.exitstatus is None else instance.exitstatus,
+        spawnerr=UNSET if instance.spawnerr is None else instance.spawnerr,
+        stats=stats,
+    )
+
+
+class StatusReader:
+    """Status of programs from one `getAllProcessInfo` snapshot."""
+
+    def __init__(self, client: SupervisorClient, table: ProgramTable) -> None:
+        self.client = client
+        self.table = table
+        self.stats = StatsCollector()
+
+    async def snapshot(self) -> Processes:
+        return await self.client.processes()
+
+    async def statuses(self, programs: Iterable[Program], *, with_stats: bool) -> list[AnyStatus]:
+        infos = await self.snapshot()
+        return [self.of(program, infos, with_stats=with_stats) for program in programs]
+
+    async def one(self, program: Program, *, port: int | None, with_stats: bool) -> StatusAnswer:
+        """One program's status (one instance with `port`); a process's stats lifted out."""
+        status = self.of(program, await self.snapshot(), with_stats=with_stats, port=port)
+        if isinstance(status, PortRangeStatus) or status.stats is UNSET:
+            return StatusAnswer(status=status)
+        stats, status.stats = status.stats, UNSET
+        return StatusAnswer(status=status, stats=stats)
+
+    def of(
+        self, program: Program, infos: Processes, *, with_stats: bool, port: int | None = None
+    ) -> AnyStatus:
+        """A standard program's status; a port-range program's (or one instance's)."""
+        if program.port_range is None:
+            name = conf.instance_name(program, None)
+            found = instance_from_info(infos.get(name), name, None)
+            return process_status(found, self._stats(found.pid, with_stats), program_id=program.id)
+        if port is not None:
+            ports = [port]
+        else:  # the instances that exist in supervisord (a range may hold 1000 ports)
+            ports = [p for p, name in self.table.instances_of(program.id) if name in infos]
+        instances = []
+        for each in ports:
+            name = conf.instance_name(program, each)
+            found = instance_from_info(infos.get(name), name, each)
+            instances.append(process_status(found, self._stats(found.pid, with_stats)))
+        if port is not None:
+            return instances[0]
+        return PortRangeStatus(
+            running_instances=sum(1 for i in instances if i.status == "RUNNING"),
+            total_instances=len(program.ports()),
+            instances=instances,
+        )
+
+    def _stats(self, pid: int | None, wanted: bool) -> Stats:
+        return self.stats.collect(pid) if wanted and pid is not None else UNSET
+
+    async def running_among(self, names: list[str]) -> list[str]:
+        """Which of the named processes are starting or running."""
+        if not names:
+            return []
+        infos = await self.snapshot()
+        return [n for n in names if n in infos and infos[n].statename in RUNNING_STATES]
 
 
 class StatsCollector:
@@ -72,7 +165,7 @@ class StatsCollector:
     def __init__(self) -> None:
         self._processes: dict[tuple[int, float], psutil.Process] = {}
 
-    def collect(self, pid: int) -> dict[str, Any] | None:
+    def collect(self, pid: int) -> ProcessStats | None:
         try:
             root = psutil.Process(pid)
             tree = [root, *root.children(recursive=True)]
@@ -80,19 +173,19 @@ class StatsCollector:
             return None
         if len(self._processes) > 4096:
             self.forget_dead()
-        processes = [sample for proc in tree if (sample := self._sample(proc)) is not None]
-        if not processes:
+        samples = [sample for proc in tree if (sample := self._sample(proc)) is not None]
+        if not samples:
             return None
-        return {
-            "pid": pid,
-            "started_at": datetime.fromtimestamp(root.create_time(), UTC).isoformat(),
-            "cpu_percent": round(sum(p["cpu_percent"] for p in processes), 2),
-            "memory_rss_bytes": sum(p["memory_rss_bytes"] for p in processes),
-            "process_count": len(processes),
-            "processes": processes,
-        }
+        return ProcessStats(
+            pid=pid,
+            started_at=datetime.fromtimestamp(root.create_time(), UTC).isoformat(),
+            cpu_percent=round(sum(s.cpu_percent for s in samples), 2),
+            memory_rss_bytes=sum(s.memory_rss_bytes for s in samples),
+            process_count=len(samples),
+            processes=samples,
+        )
 
-    def _sample(self, proc: psutil.Process) -> dict[str, Any] | None:
+    def _sample(self, proc: psutil.Process) -> ProcessSample | None:
         try:
             with proc.oneshot():
                 key = (proc.pid, proc.create_time())
@@ -105,12 +198,12 @@ class StatsCollector:
                     cpu = 100.0 * (times.user + times.system) / elapsed
                 else:
                     cpu = known.cpu_percent(None)
-                return {
-                    "pid": proc.pid,
-                    "name": proc.name(),
-                    "cpu_percent": round(cpu, 2),
-                    "memory_rss_bytes": proc.memory_info().rss,
-                }
+                return ProcessSample(
+                    pid=proc.pid,
+                    name=proc.name(),
+                    cpu_percent=round(cpu, 2),
+                    memory_rss_bytes=proc.memory_info().rss,
+                )
         except psutil.Error:
             return None
 

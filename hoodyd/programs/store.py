@@ -1,7 +1,8 @@
 """SQLite store (WAL) of programs and ephemeral programs under the state dir.
 
-The service keeps the authoritative copy in memory and writes through; each write is one
-transaction, run in a thread so the event loop never waits on the disk.
+The program table (`hoodyd.programs.table`) is the copy reads are answered from, written
+through to here; each write is one transaction, run in a thread so the event loop never waits
+on the disk.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import msgspec
 
-from hoodyd.programs.supervisord import make_private_dirs
+from hoodyd.programs.files import make_private_dirs
 from hoodyd.schemas.daemon import Ephemeral, Program
 
 SCHEMA = """

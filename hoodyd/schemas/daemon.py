@@ -2,11 +2,14 @@
 
 Input Structs mark every field `UNSET` by default so that an edit can tell "omitted" from
 "set to null"; `Program` is the stored and returned shape with the server-side defaults.
+Answer Structs are what the program services return; the edge wraps them in the
+`{success: true, ...}` envelope. Their extension fields are `UNSET` (left out of the JSON)
+where they have nothing to say.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -112,10 +115,6 @@ class Program(Struct, kw_only=True):
     terminal_interactive: bool | None = None
     webhooks: Webhooks | None = None
 
-    @property
-    def is_port_range(self) -> bool:
-        return self.port_range is not None
-
     def ports(self) -> range:
         assert self.port_range is not None
         return range(self.port_range.start, self.port_range.end + 1)
@@ -180,3 +179,113 @@ class Ephemeral(Struct, kw_only=True):
     program: Program
     created_at: float
     expires_at: float | None = None
+
+
+# --- answers -------------------------------------------------------------------------------
+
+
+class ProcessSample(Struct):
+    """One process of a program's process tree."""
+
+    pid: int
+    name: str
+    cpu_percent: float
+    memory_rss_bytes: int
+
+
+class ProcessStats(Struct):
+    """CPU and memory of a program's process tree (psutil)."""
+
+    pid: int
+    started_at: str
+    cpu_percent: float
+    memory_rss_bytes: int
+    process_count: int
+    processes: list[ProcessSample]
+
+
+# a stats field: UNSET when not asked for (or no pid), None when the process was gone
+Stats: TypeAlias = ProcessStats | UnsetType | None
+
+
+class ProcessStatus(Struct, kw_only=True):
+    """A process as status and start answers show it: an instance by its name (and `port`,
+    on a port instance), a standard program's status by the program's `id`."""
+
+    id: int | UnsetType = UNSET
+    port: int | UnsetType = UNSET
+    instance_name: str | UnsetType = UNSET
+    status: str
+    pid: int | None
+    uptime: str | None
+    exitstatus: int | UnsetType = UNSET
+    spawnerr: str | UnsetType = UNSET
+    stats: Stats = UNSET
+
+
+class PortRangeStatus(Struct, kw_only=True):
+    """A port-range program's status: the instances registered with supervisord."""
+
+    type: Literal["port-range"] = "port-range"
+    running_instances: int
+    total_instances: int  # ports in the range
+    instances: list[ProcessStatus]
+
+
+AnyStatus: TypeAlias = ProcessStatus | PortRangeStatus
+
+
+class StatusAnswer(Struct, kw_only=True):
+    """One program's status; a process's stats are lifted out beside it."""
+
+    status: AnyStatus
+    stats: Stats = UNSET
+
+
+class Started(Struct, kw_only=True):
+    """What a start did: whether the instance already ran, and its state now."""
+
+    already_running: bool
+    instance: ProcessStatus
+
+
+class LogTail(Struct, kw_only=True):
+    """The last lines of one log stream."""
+
+    logs: str
+    type: str
+    lines: int
+    log_file: str
+
+
+class EphemeralStatus(Struct, kw_only=True):
+    """A quick-start program as its launch and status answers show it."""
+
+    temporary_id: str
+    name: str
+    display: str | None
+    status: str
+    pid: int | None
+    uptime: str | None
+    created_at: str
+    expires_at: str | None
+
+
+class EphemeralListing(Struct, kw_only=True):
+    """A quick-start program as the listing shows it."""
+
+    temporary_id: str
+    name: str
+    command: str
+    user: str
+    stdout_logfile: str
+    stderr_logfile: str
+    logs_enabled: bool
+    log_max_bytes: int
+    log_backups: int
+    display: str | None
+    status: str
+    pid: int | None
+    uptime: str | None
+    created_at: str
+    expires_at: str | None

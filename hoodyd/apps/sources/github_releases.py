@@ -17,6 +17,10 @@ sync and the failure is listed in the sync details. Network failures fail the sy
 the source keeps its last good index and diagnostics show why.
 
 Launch is the download-verify-run command of `hoodyd.apps.integrity`.
+
+The module is a little over 500 lines because it is one protocol end to end (settings, the
+cached REST client, release choice, checksum lookup, records): asset choice, the part that
+grows with every new platform, already lives in `hoodyd.apps.assets`.
 """
 
 from __future__ import annotations

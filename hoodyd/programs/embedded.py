@@ -1,5 +1,5 @@
-"""Where supervisord lives: embedded under the state dir (started by hoodyd, detached) or
-external (a given socket and include dir).
+"""Where supervisord lives and, when embedded, how it runs: embedded under the state dir
+(configured and started by hoodyd, detached) or external (a given socket and include dir).
 
 Embedded supervisord daemonizes itself (fork + setsid), so it outlives hoodyd and with it the
 user's programs: restarting hoodyd never restarts a program.
@@ -19,8 +19,10 @@ import structlog
 
 from hoodyd.config import Config
 from hoodyd.errors import ServiceUnavailable
+from hoodyd.polling import poll_until
 from hoodyd.private import UnsafePath, private_dir
-from hoodyd.programs.supervisor import SupervisorClient
+from hoodyd.programs.files import make_private_dirs, write_atomic
+from hoodyd.programs.supervisor_client import SupervisorClient
 
 log = structlog.get_logger()
 
@@ -112,12 +114,13 @@ class SupervisordRuntime:
                     reason="SUPERVISOR_UNAVAILABLE",
                 )
             await self._spawn()
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if await client.ping():
-                    log.info("supervisord_started", socket=str(self.socket))
-                    return True
-                await asyncio.sleep(0.05)
+
+            async def answers() -> bool | None:
+                return True if await client.ping() else None
+
+            if await poll_until(answers, timeout=timeout, interval=0.05):
+                log.info("supervisord_started", socket=str(self.socket))
+                return True
             raise ServiceUnavailable(
                 f"supervisord did not come up within {timeout:.0f}s; see {self.dir}/start.log",
                 reason="SUPERVISOR_UNAVAILABLE",
@@ -164,7 +167,6 @@ class SupervisordRuntime:
                 reason="SUPERVISOR_UNAVAILABLE",
             )
 
-
     def running_pid(self) -> int | None:
         """The pid of this state dir's supervisord if that process is alive."""
         try:
@@ -191,32 +193,6 @@ class SupervisordRuntime:
             except psutil.Error:
                 continue
         return killed
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write via a temp file and rename, so readers never see half a file. The file is
-    created with `mode`, so it is never readable by others, not even for a moment."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    with open(fd, "w") as handle:
-        os.fchmod(fd, mode)  # a temp file left over by an earlier run keeps its old mode
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def make_private_dirs(path: Path) -> None:
-    """Create `path` and its missing parents with mode 0700 (`Path.mkdir(parents=True)` gives
-    the parents the default mode). Directories that exist are left as they are."""
-    missing = []
-    for directory in (path, *path.parents):
-        if directory.is_dir():
-            break
-        missing.append(directory)
-    for directory in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            directory.mkdir(mode=0o700)
 
 
 def stop_embedded(state_dir: Path, *, grace: float = 10.0) -> bool:

@@ -1,16 +1,18 @@
 """Async XML-RPC client for supervisord over its Unix socket.
 
 Marshalling is the standard library's; transport is aiohttp's UnixConnector so no call ever
-blocks the event loop. Every supervisord fault is mapped to a hoodyd error in one table.
+blocks the event loop. Answers are decoded into Structs (`ProcessInfo`); every supervisord
+fault is named in `Fault` and mapped to a hoodyd error in one table.
 """
 
 from __future__ import annotations
 
 import xmlrpc.client
+from enum import IntEnum
 from typing import Any
 
 import aiohttp
-import structlog
+import msgspec
 
 from hoodyd.errors import (
     Conflict,
@@ -21,25 +23,47 @@ from hoodyd.errors import (
     UpstreamFailed,
 )
 
-log = structlog.get_logger()
 
-# supervisor.xmlrpc.Faults numbers → (error class, reason). Anything else is an internal error.
+class Fault(IntEnum):
+    """supervisord's fault numbers (`supervisor.xmlrpc.Faults`)."""
+
+    UNKNOWN_METHOD = 1
+    INCORRECT_PARAMETERS = 2
+    BAD_ARGUMENTS = 3
+    SIGNATURE_UNSUPPORTED = 4
+    SHUTDOWN_STATE = 6
+    BAD_NAME = 10  # no such process or group
+    BAD_SIGNAL = 11
+    NO_FILE = 20  # the command's executable, or a log file, does not exist
+    NOT_EXECUTABLE = 21
+    FAILED = 30
+    ABNORMAL_TERMINATION = 40
+    SPAWN_ERROR = 50
+    ALREADY_STARTED = 60
+    NOT_RUNNING = 70
+    SUCCESS = 80
+    ALREADY_ADDED = 90
+    STILL_RUNNING = 91
+    CANT_REREAD = 92  # a config file failed to parse
+
+
+# fault → (error class, reason) a client sees. Anything else is an internal error.
 FAULTS: dict[int, tuple[type[HoodydError], str]] = {
-    2: (InvalidRequest, "SUPERVISOR_INCORRECT_PARAMETERS"),
-    3: (InvalidRequest, "SUPERVISOR_BAD_ARGUMENTS"),
-    6: (ServiceUnavailable, "SUPERVISOR_SHUTTING_DOWN"),
-    10: (NotFound, "PROCESS_NOT_FOUND"),  # BAD_NAME
-    11: (InvalidRequest, "BAD_SIGNAL"),
-    20: (UpstreamFailed, "NO_FILE"),  # the command's executable does not exist
-    21: (UpstreamFailed, "NOT_EXECUTABLE"),
-    30: (UpstreamFailed, "SUPERVISOR_FAILED"),
-    40: (UpstreamFailed, "ABNORMAL_TERMINATION"),
-    50: (UpstreamFailed, "SPAWN_ERROR"),
-    60: (Conflict, "ALREADY_RUNNING"),  # ALREADY_STARTED
-    70: (Conflict, "NOT_RUNNING"),
-    90: (Conflict, "ALREADY_ADDED"),
-    91: (Conflict, "STILL_RUNNING"),
-    92: (UpstreamFailed, "CONFIG_REJECTED"),  # CANT_REREAD: a config file failed to parse
+    Fault.INCORRECT_PARAMETERS: (InvalidRequest, "SUPERVISOR_INCORRECT_PARAMETERS"),
+    Fault.BAD_ARGUMENTS: (InvalidRequest, "SUPERVISOR_BAD_ARGUMENTS"),
+    Fault.SHUTDOWN_STATE: (ServiceUnavailable, "SUPERVISOR_SHUTTING_DOWN"),
+    Fault.BAD_NAME: (NotFound, "PROCESS_NOT_FOUND"),
+    Fault.BAD_SIGNAL: (InvalidRequest, "BAD_SIGNAL"),
+    Fault.NO_FILE: (UpstreamFailed, "NO_FILE"),
+    Fault.NOT_EXECUTABLE: (UpstreamFailed, "NOT_EXECUTABLE"),
+    Fault.FAILED: (UpstreamFailed, "SUPERVISOR_FAILED"),
+    Fault.ABNORMAL_TERMINATION: (UpstreamFailed, "ABNORMAL_TERMINATION"),
+    Fault.SPAWN_ERROR: (UpstreamFailed, "SPAWN_ERROR"),
+    Fault.ALREADY_STARTED: (Conflict, "ALREADY_RUNNING"),
+    Fault.NOT_RUNNING: (Conflict, "NOT_RUNNING"),
+    Fault.ALREADY_ADDED: (Conflict, "ALREADY_ADDED"),
+    Fault.STILL_RUNNING: (Conflict, "STILL_RUNNING"),
+    Fault.CANT_REREAD: (UpstreamFailed, "CONFIG_REJECTED"),
 }
 
 
@@ -56,6 +80,25 @@ class SupervisorFault(HoodydError):
 
 class SupervisorUnavailable(ServiceUnavailable):
     default_reason = "SUPERVISOR_UNAVAILABLE"
+
+
+class ProcessInfo(msgspec.Struct, frozen=True):
+    """One process as `getProcessInfo` describes it: times in seconds since the epoch, `pid`
+    0 and `spawnerr` empty when there is none."""
+
+    name: str
+    group: str
+    state: int
+    statename: str
+    pid: int
+    start: int
+    stop: int
+    now: int
+    exitstatus: int
+    spawnerr: str
+    description: str
+    stdout_logfile: str
+    stderr_logfile: str
 
 
 class SupervisorClient:
@@ -116,13 +159,23 @@ class SupervisorClient:
             return False
         return bool(state.get("statename") == "RUNNING")
 
-    async def process_info(self, name: str) -> dict[str, Any]:
-        info: dict[str, Any] = await self.call("supervisor.getProcessInfo", name)
-        return info
+    async def find_process(self, name: str) -> ProcessInfo | None:
+        """The process called `name`, or None if supervisord has no such process."""
+        try:
+            info = await self.call("supervisor.getProcessInfo", name)
+        except SupervisorFault as fault:
+            if fault.code == Fault.BAD_NAME:
+                return None
+            raise
+        return msgspec.convert(info, ProcessInfo)
 
-    async def all_process_info(self) -> list[dict[str, Any]]:
-        infos: list[dict[str, Any]] = await self.call("supervisor.getAllProcessInfo")
-        return infos
+    async def all_process_info(self) -> list[ProcessInfo]:
+        infos = await self.call("supervisor.getAllProcessInfo")
+        return msgspec.convert(infos, list[ProcessInfo])
+
+    async def processes(self) -> dict[str, ProcessInfo]:
+        """Every process supervisord runs, by process name."""
+        return {info.name: info for info in await self.all_process_info()}
 
     async def start(self, name: str, *, wait: bool = False) -> None:
         await self.call("supervisor.startProcess", name, wait)
@@ -142,8 +195,15 @@ class SupervisorClient:
     async def remove_group(self, name: str) -> None:
         await self.call("supervisor.removeProcessGroup", name)
 
-    async def tail_stderr(self, name: str, length: int = 2048) -> str:
-        text, _offset, _overflow = await self.call(
-            "supervisor.tailProcessStderrLog", name, 0, length
-        )
+    async def stderr_tail(self, name: str, length: int = 4096) -> str:
+        """The end of the process's stderr log; empty when the process is gone (BAD_NAME) or
+        logs nothing (NO_FILE)."""
+        try:
+            text, _offset, _overflow = await self.call(
+                "supervisor.tailProcessStderrLog", name, 0, length
+            )
+        except SupervisorFault as fault:
+            if fault.code in (Fault.BAD_NAME, Fault.NO_FILE):
+                return ""
+            raise
         return str(text)

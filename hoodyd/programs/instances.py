@@ -1,0 +1,304 @@
+"""Starting, joining and stopping instances: a standard program's process, or one port instance.
+
+A start in flight (`Flight`) lives from the first start request of an instance until the
+instance settles (RUNNING, or a failure state). Every caller that arrives meanwhile awaits the
+same futures, so 500 simultaneous `if_not_running` starts produce one spawn and 500 identical
+answers. A flight re-reads its process when the observer reports a transition of it, and every
+50 ms in case no event comes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import structlog
+
+from hoodyd.errors import Conflict, HoodydError, UpstreamFailed, WaitTimeout
+from hoodyd.polling import poll_until
+from hoodyd.programs import conf
+from hoodyd.programs.observer import Observer, Transition
+from hoodyd.programs.registry import Registry
+from hoodyd.programs.status import (
+    FAILED_STATES,
+    RUNNING_STATES,
+    format_uptime,
+    instance_from_info,
+    process_start_time,
+    process_status,
+)
+from hoodyd.programs.supervisor_client import (
+    Fault,
+    ProcessInfo,
+    SupervisorClient,
+    SupervisorFault,
+)
+from hoodyd.programs.table import ProgramTable
+from hoodyd.schemas.daemon import Instance, Program, Started, StartRequest
+
+log = structlog.get_logger()
+
+SETTLE_LIMIT_S = 300.0
+POLL_S = 0.05
+PORT_POLL_S = 0.002
+# what a start of a registered program can fail with before anything ran
+SPAWN_FAULTS = frozenset({Fault.NO_FILE, Fault.NOT_EXECUTABLE, Fault.SPAWN_ERROR})
+
+
+def _quiet(future: asyncio.Future[Any]) -> None:
+    # a failure nobody waited for must not be reported as "never retrieved"
+    if not future.cancelled():
+        future.exception()
+
+
+class Flight:
+    def __init__(self, name: str, port: int | None) -> None:
+        loop = asyncio.get_running_loop()
+        self.name = name
+        self.port = port
+        self.spawned: asyncio.Future[bool] = loop.create_future()  # result: already running
+        self.settled: asyncio.Future[Instance] = loop.create_future()
+        self.port_ready: asyncio.Future[Instance] | None = None
+        self.last = Instance(port=port, instance_name=name, status="STARTING")
+        self.wakeup = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        for future in (self.spawned, self.settled):
+            future.add_done_callback(_quiet)
+
+    async def watch(self, client: SupervisorClient) -> None:
+        """Follow the instance's state until RUNNING or a failure state, then settle. Waits
+        on `wakeup` between reads, which the `poll_until` loop cannot."""
+        deadline = time.monotonic() + SETTLE_LIMIT_S
+        while time.monotonic() < deadline:
+            info = await client.find_process(self.name)
+            self.last = instance_from_info(info, self.name, self.port)
+            state = self.last.status
+            if state == "RUNNING":
+                self.settled.set_result(self.last)
+                return
+            if state in FAILED_STATES or state == "STOPPED":
+                self.settled.set_exception(await start_failure(client, self.last))
+                return
+            self.wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), POLL_S)
+        self.settled.set_exception(
+            UpstreamFailed(f"{self.name} did not settle", reason="START_UNSETTLED")
+        )
+
+    def wait_port(self, host: str = "127.0.0.1") -> asyncio.Future[Instance]:
+        """A future that resolves once the instance accepts TCP connections on its port."""
+        if self.port_ready is None:
+            self.port_ready = asyncio.ensure_future(self._port_then_last(host))
+            self.port_ready.add_done_callback(_quiet)
+        return self.port_ready
+
+    async def _port_then_last(self, host: str) -> Instance:
+        assert self.port is not None
+        if not await probe_port(host, self.port, self, timeout=SETTLE_LIMIT_S):
+            raise WaitTimeout(f"{self.name} did not accept connections on port {self.port}")
+        return self.last
+
+
+async def probe_port(host: str, port: int, flight: Flight | None, *, timeout: float) -> bool:
+    """Connect until the port accepts (True) or `timeout` passes (False); give up at once if
+    the flight settles as a failure."""
+
+    async def accepts() -> bool | None:
+        try:
+            _reader, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            if flight is not None and flight.settled.done() and flight.settled.exception():
+                raise flight.settled.exception() from None  # type: ignore[misc]
+            return None
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+
+    return bool(await poll_until(accepts, timeout=timeout, interval=PORT_POLL_S))
+
+
+async def start_failure(client: SupervisorClient, instance: Instance) -> HoodydError:
+    """The error a failed start answers: its state, spawn error and the tail of its stderr."""
+
+    # supervisord drains a dead process's pipes on a later turn of its loop: an empty tail
+    # right after the exit may just be early
+    async def tail() -> str | None:
+        return await client.stderr_tail(instance.instance_name) or None
+
+    try:
+        text = await poll_until(tail, timeout=0.15, interval=0.05) or ""
+    except HoodydError:
+        text = ""
+    detail = f": {instance.spawnerr}" if instance.spawnerr else ""
+    return UpstreamFailed(
+        f"{instance.instance_name} failed to start ({instance.status}){detail}",
+        reason="START_FAILED",
+        extra={"instance": instance, "state": instance.status, "stderr_tail": text[-4096:]},
+    )
+
+
+class Instances:
+    """Starts in flight by supervisord name; instances registered on demand."""
+
+    def __init__(
+        self,
+        client: SupervisorClient,
+        registry: Registry,
+        table: ProgramTable,
+        observer: Observer,
+    ) -> None:
+        self.client = client
+        self.registry = registry
+        self.table = table
+        self.observer = observer
+        self._flights: dict[str, Flight] = {}
+        observer.subscribe(self._wake)
+
+    def close(self) -> None:
+        for flight in list(self._flights.values()):
+            if flight.task is not None:
+                flight.task.cancel()
+
+    def _wake(self, transition: Transition) -> None:
+        flight = self._flights.get(transition.name)
+        if flight is not None:
+            flight.wakeup.set()
+
+    # ---- start -------------------------------------------------------------------------
+
+    async def start(self, program: Program, port: int | None, request: StartRequest) -> Started:
+        """Start (or join the start of) one instance of an enabled program."""
+        name = conf.instance_name(program, port)
+        flight = self._flights.get(name)
+        if flight is not None:
+            log.info("instance_join", instance=name)
+        else:
+            known = self._known_running(name, port) if request.if_not_running else None
+            if known is not None:
+                return await self._answer_running(request, name, port, known)
+            info = await self.client.find_process(name)
+            flight = self._flights.get(name)  # another caller may have begun meanwhile
+            if flight is None:
+                if info is not None and info.statename == "RUNNING":
+                    running = instance_from_info(info, name, port)
+                    return await self._answer_running(request, name, port, running)
+                flight = self._launch(program, port, name, info)
+        already_running = await asyncio.shield(flight.spawned)
+        if already_running and not request.if_not_running:
+            raise Conflict(f"{name} is already running", reason="ALREADY_RUNNING")
+        if not request.wait:
+            return Started(already_running=already_running, instance=process_status(flight.last))
+        waiting = flight.wait_port() if request.wait_for == "port" else flight.settled
+        try:
+            instance = await asyncio.wait_for(asyncio.shield(waiting), request.timeout)
+        except TimeoutError:
+            raise WaitTimeout(
+                f"{name} did not become ready within {request.timeout}s (last state "
+                f"{flight.last.status})",
+                reason="WAIT_TIMEOUT",
+                extra={"instance": flight.last, "already_running": already_running},
+            ) from None
+        return Started(already_running=already_running, instance=process_status(instance))
+
+    def _known_running(self, name: str, port: int | None) -> Instance | None:
+        """The instance as last reported RUNNING by supervisord (event or poll), if its pid is
+        still alive: answers an idempotent start without a round trip to supervisord."""
+        pid = self.observer.running_pid(name)
+        started = process_start_time(pid) if pid is not None else None
+        if pid is None or started is None:
+            return None
+        uptime = format_uptime(int(time.time() - started))
+        return Instance(port=port, instance_name=name, status="RUNNING", pid=pid, uptime=uptime)
+
+    async def _answer_running(
+        self, request: StartRequest, name: str, port: int | None, instance: Instance
+    ) -> Started:
+        if not request.if_not_running:
+            raise Conflict(f"{name} is already running", reason="ALREADY_RUNNING")
+        probing = port if request.wait and request.wait_for == "port" else None
+        if probing and not await probe_port("127.0.0.1", probing, None, timeout=request.timeout):
+            raise WaitTimeout(
+                f"{name} is running but port {port} did not accept within {request.timeout}s",
+                extra={"instance": instance},
+            )
+        return Started(already_running=True, instance=process_status(instance))
+
+    def _launch(
+        self, program: Program, port: int | None, name: str, info: ProcessInfo | None
+    ) -> Flight:
+        flight = Flight(name, port)
+        self._flights[name] = flight
+
+        async def fly() -> None:
+            try:
+                already = info is not None and info.statename in RUNNING_STATES
+                if not already:
+                    await self._spawn(program, port, name, info)
+                flight.spawned.set_result(already)
+                await flight.watch(self.client)
+            except BaseException as exc:
+                failure = (
+                    exc
+                    if isinstance(exc, Exception)
+                    else Conflict(f"{name} was stopped while starting", reason="START_CANCELLED")
+                )
+                for future in (flight.spawned, flight.settled):
+                    if not future.done():
+                        future.set_exception(failure)
+                if not isinstance(exc, Exception):
+                    raise
+            finally:
+                self._flights.pop(name, None)
+                log.info("instance_settled", instance=name, state=flight.last.status)
+
+        flight.task = asyncio.create_task(fly())
+        return flight
+
+    async def _spawn(
+        self, program: Program, port: int | None, name: str, info: ProcessInfo | None
+    ) -> None:
+        if info is None:  # not registered: an on-demand port, or lost by a restart
+            self.table.own(await self.registry.ensure_instance(program, port), program.id, port)
+        try:
+            await self.client.start(name, wait=False)
+        except SupervisorFault as fault:
+            if fault.code == Fault.ALREADY_STARTED:  # it began between our look and our start
+                return
+            failed = instance_from_info(await self.client.find_process(name), name, port)
+            raise await start_failure(self.client, failed) from fault
+        log.info("program_started", instance=name, program_id=program.id, port=port)
+
+    async def restart(self, names: list[str]) -> None:
+        """Start again what ran before its group was re-registered."""
+        for name in names:
+            try:
+                await self.client.start(name)
+            except SupervisorFault as fault:
+                if fault.code == Fault.ALREADY_STARTED:  # a boot program starts with its group
+                    continue
+                if fault.code in SPAWN_FAULTS:  # the new definition is in place but fails
+                    log.warning("instance_restart_failed", instance=name, error=fault.message)
+                    continue
+                raise
+
+    # ---- stop --------------------------------------------------------------------------
+
+    async def stop(self, names: list[str]) -> list[str]:
+        """Stop each named instance (a start in flight is called off); the names that were
+        running. Stopping what does not run, or is not registered, is no error."""
+        stopped = []
+        for name in names:
+            flight = self._flights.get(name)
+            if flight is not None and flight.task is not None:
+                flight.task.cancel()
+            try:
+                await self.client.stop(name, wait=True)
+                stopped.append(name)
+            except SupervisorFault as fault:
+                if fault.code not in (Fault.NOT_RUNNING, Fault.BAD_NAME):
+                    raise
+        return stopped
