@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from hoodyd.errors import InvalidRequest
+from hoodyd.errors import InvalidRequest, Reason
 
 
 class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -157,7 +157,9 @@ def load(
         try:
             raw = tomllib.loads(Path(path).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise InvalidRequest(f"cannot read config {path}: {exc}", reason="BAD_CONFIG") from exc
+            raise InvalidRequest(
+                f"cannot read config {path}: {exc}", reason=Reason.BAD_CONFIG
+            ) from exc
     for name, keys in _ENV_KEYS.items():
         if env.get(name):
             _set(raw, keys, env[name])
@@ -167,7 +169,7 @@ def load(
     try:
         config = msgspec.convert(raw, Config, strict=False)
     except msgspec.ValidationError as exc:
-        raise InvalidRequest(f"invalid config: {exc}", reason="BAD_CONFIG") from exc
+        raise InvalidRequest(f"invalid config: {exc}", reason=Reason.BAD_CONFIG) from exc
     return finalize(config)
 
 
@@ -190,7 +192,7 @@ def finalize(config: Config) -> Config:
     if supervisor.mode == "external" and not (supervisor.socket and supervisor.include_dir):
         raise InvalidRequest(
             "external supervisor mode needs supervisor.socket and supervisor.include_dir",
-            reason="BAD_CONFIG",
+            reason=Reason.BAD_CONFIG,
         )
     return msgspec.structs.replace(
         config, state_dir=str(state), server=server, programs=programs, supervisor=supervisor

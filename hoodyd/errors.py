@@ -7,70 +7,240 @@ additional fields of the error body (for example the last state seen by a wait t
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import msgspec
+
+if TYPE_CHECKING:
+    from hoodyd.schemas.run_exec import RunResponse
+
+
+class Reason(StrEnum):
+    """Every stable reason code a client can switch on, in one catalogue (listed in each
+    area's OpenAPI error schema; a test keeps the two in step)."""
+
+    ABNORMAL_TERMINATION = "ABNORMAL_TERMINATION"
+    ALREADY_ADDED = "ALREADY_ADDED"
+    ALREADY_RUNNING = "ALREADY_RUNNING"
+    BAD_CONFIG = "BAD_CONFIG"
+    BAD_DEFAULTS = "BAD_DEFAULTS"
+    BAD_SIGNAL = "BAD_SIGNAL"
+    BAD_TOKEN = "BAD_TOKEN"
+    BATCH_TOO_LARGE = "BATCH_TOO_LARGE"
+    BODY_REQUIRED = "BODY_REQUIRED"
+    COMMAND_ID_IN_USE = "COMMAND_ID_IN_USE"
+    COMMAND_NOT_FOUND = "COMMAND_NOT_FOUND"
+    COMMAND_TOO_LONG = "COMMAND_TOO_LONG"
+    CONFIG_REJECTED = "CONFIG_REJECTED"
+    CONFLICT = "CONFLICT"
+    CONTROL_CHARACTER = "CONTROL_CHARACTER"
+    CURSOR_SELECTOR_MISMATCH = "CURSOR_SELECTOR_MISMATCH"
+    CURSOR_SET_EXPIRED = "CURSOR_SET_EXPIRED"
+    DEFER_PID_REQUIRED = "DEFER_PID_REQUIRED"
+    DESKTOP_NOT_SUPPORTED = "DESKTOP_NOT_SUPPORTED"
+    DESTRUCTIVE_NEEDS_EXPLICIT_PICK = "DESTRUCTIVE_NEEDS_EXPLICIT_PICK"
+    DUPLICATE_PARAMETER = "DUPLICATE_PARAMETER"
+    DUPLICATE_PROFILE = "DUPLICATE_PROFILE"
+    DUPLICATE_RECIPE = "DUPLICATE_RECIPE"
+    DUPLICATE_SOURCE = "DUPLICATE_SOURCE"
+    EPHEMERAL_NOT_FOUND = "EPHEMERAL_NOT_FOUND"
+    FORBIDDEN = "FORBIDDEN"
+    HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
+    HTTP_ERROR = "HTTP_ERROR"
+    ID_IN_USE = "ID_IN_USE"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    INVALID_BOOLEAN = "INVALID_BOOLEAN"
+    INVALID_COMMAND = "INVALID_COMMAND"
+    INVALID_COMMAND_ID = "INVALID_COMMAND_ID"
+    INVALID_CONFIG = "INVALID_CONFIG"
+    INVALID_CURSOR = "INVALID_CURSOR"
+    INVALID_CWD = "INVALID_CWD"
+    INVALID_DISPLAY = "INVALID_DISPLAY"
+    INVALID_ENUM = "INVALID_ENUM"
+    INVALID_ENV = "INVALID_ENV"
+    INVALID_GO_PATH = "INVALID_GO_PATH"
+    INVALID_HEADER = "INVALID_HEADER"
+    INVALID_ID = "INVALID_ID"
+    INVALID_INTEGER = "INVALID_INTEGER"
+    INVALID_LOG_PATH = "INVALID_LOG_PATH"
+    INVALID_NAME = "INVALID_NAME"
+    INVALID_PATH = "INVALID_PATH"
+    INVALID_PICK = "INVALID_PICK"
+    INVALID_PORT_PARAM = "INVALID_PORT_PARAM"
+    INVALID_PORT_RANGE = "INVALID_PORT_RANGE"
+    INVALID_RECIPE = "INVALID_RECIPE"
+    INVALID_REDIRECT = "INVALID_REDIRECT"
+    INVALID_REQUEST = "INVALID_REQUEST"
+    INVALID_SOURCE_CONFIG = "INVALID_SOURCE_CONFIG"
+    INVALID_SOURCE_PROVIDER = "INVALID_SOURCE_PROVIDER"
+    INVALID_STARTUP_SCRIPT = "INVALID_STARTUP_SCRIPT"
+    INVALID_TEMPORARY_ID = "INVALID_TEMPORARY_ID"
+    INVALID_TERMINAL_ID = "INVALID_TERMINAL_ID"
+    INVALID_USER = "INVALID_USER"
+    INVALID_WEBHOOK = "INVALID_WEBHOOK"
+    JOB_NOT_FOUND = "JOB_NOT_FOUND"
+    JSON_TOO_DEEP = "JSON_TOO_DEEP"
+    LAZY_LOAD_WITH_BOOT = "LAZY_LOAD_WITH_BOOT"
+    LOGS_DISABLED = "LOGS_DISABLED"
+    MALFORMED_JSON = "MALFORMED_JSON"
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    MISSING_COMMAND = "MISSING_COMMAND"
+    MISSING_FIELD = "MISSING_FIELD"
+    NAME_IN_USE = "NAME_IN_USE"
+    NEWLINE_NOT_ALLOWED = "NEWLINE_NOT_ALLOWED"
+    NOT_EXECUTABLE = "NOT_EXECUTABLE"
+    NOT_FOUND = "NOT_FOUND"
+    NOT_RUNNING = "NOT_RUNNING"
+    NO_CANDIDATES = "NO_CANDIDATES"
+    NO_FILE = "NO_FILE"
+    NO_FREE_COMMAND_ID = "NO_FREE_COMMAND_ID"
+    NO_FREE_TERMINAL_ID = "NO_FREE_TERMINAL_ID"
+    NUL_BYTE = "NUL_BYTE"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    PEER_NOT_ALLOWED = "PEER_NOT_ALLOWED"
+    POLICY_DENIED_PROVIDER = "POLICY_DENIED_PROVIDER"
+    POLICY_DENIED_SOURCE = "POLICY_DENIED_SOURCE"
+    POLICY_REQUIRES_INTEGRITY = "POLICY_REQUIRES_INTEGRITY"
+    POLICY_REQUIRES_VERIFIED = "POLICY_REQUIRES_VERIFIED"
+    PORT_NOT_ACCEPTED = "PORT_NOT_ACCEPTED"
+    PORT_OUT_OF_RANGE = "PORT_OUT_OF_RANGE"
+    PORT_PARAM_WITHOUT_RANGE = "PORT_PARAM_WITHOUT_RANGE"
+    PORT_RANGE = "PORT_RANGE"
+    PORT_RANGE_OVERLAP = "PORT_RANGE_OVERLAP"
+    PORT_REQUIRED = "PORT_REQUIRED"
+    PROCESS_NOT_FOUND = "PROCESS_NOT_FOUND"
+    PROFILE_NOT_FOUND = "PROFILE_NOT_FOUND"
+    PROGRAM_DISABLED = "PROGRAM_DISABLED"
+    PROGRAM_NOT_FOUND = "PROGRAM_NOT_FOUND"
+    RECIPE_NOT_FOUND = "RECIPE_NOT_FOUND"
+    RECIPE_OVERRIDE_NOT_ALLOWED = "RECIPE_OVERRIDE_NOT_ALLOWED"
+    RESERVED_TERMINAL_ID = "RESERVED_TERMINAL_ID"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    SHELL_EXITED = "SHELL_EXITED"
+    SHELL_NOT_FOUND = "SHELL_NOT_FOUND"
+    SOURCE_NOT_FOUND = "SOURCE_NOT_FOUND"
+    SOURCE_RESOLUTION_FAILED = "SOURCE_RESOLUTION_FAILED"
+    SPAWN_ERROR = "SPAWN_ERROR"
+    SSH_NOT_SUPPORTED = "SSH_NOT_SUPPORTED"
+    START_CANCELLED = "START_CANCELLED"
+    START_FAILED = "START_FAILED"
+    START_UNSETTLED = "START_UNSETTLED"
+    STILL_RUNNING = "STILL_RUNNING"
+    SUPERVISOR_AUTH = "SUPERVISOR_AUTH"
+    SUPERVISOR_BAD_ARGUMENTS = "SUPERVISOR_BAD_ARGUMENTS"
+    SUPERVISOR_FAILED = "SUPERVISOR_FAILED"
+    SUPERVISOR_FAULT = "SUPERVISOR_FAULT"
+    SUPERVISOR_INCORRECT_PARAMETERS = "SUPERVISOR_INCORRECT_PARAMETERS"
+    SUPERVISOR_SHUTTING_DOWN = "SUPERVISOR_SHUTTING_DOWN"
+    SUPERVISOR_UNAVAILABLE = "SUPERVISOR_UNAVAILABLE"
+    TERMINALS_UNAVAILABLE = "TERMINALS_UNAVAILABLE"
+    TERMINAL_ID_REQUIRED = "TERMINAL_ID_REQUIRED"
+    TERMINAL_NOT_FOUND = "TERMINAL_NOT_FOUND"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    UNKNOWN_FIELD = "UNKNOWN_FIELD"
+    UNKNOWN_PARAMETER = "UNKNOWN_PARAMETER"
+    UNKNOWN_USER = "UNKNOWN_USER"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    UNSUPPORTED_PARAMETER = "UNSUPPORTED_PARAMETER"
+    UNSUPPORTED_SHELL = "UNSUPPORTED_SHELL"
+    UPSTREAM_FAILED = "UPSTREAM_FAILED"
+    USER_NOT_SUPPORTED = "USER_NOT_SUPPORTED"
+    USER_SWITCH_NOT_ALLOWED = "USER_SWITCH_NOT_ALLOWED"
+    VALIDATION_FAILED = "VALIDATION_FAILED"
+    WAIT_TIMEOUT = "WAIT_TIMEOUT"
 
 
 class HoodydError(Exception):
     """Base of every error hoodyd reports to a client."""
 
     status: int = 500
-    default_reason: ClassVar[str] = "INTERNAL_ERROR"
+    default_reason: ClassVar[Reason] = Reason.INTERNAL_ERROR
 
     def __init__(
-        self, message: str, *, reason: str | None = None, extra: dict[str, Any] | None = None
+        self, message: str, *, reason: Reason | None = None, extra: dict[str, Any] | None = None
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.reason = reason or self.default_reason
+        self.reason: Reason = reason or self.default_reason
         self.extra = extra or {}
 
 
 class InvalidRequest(HoodydError):
     status = 400
-    default_reason = "INVALID_REQUEST"
+    default_reason = Reason.INVALID_REQUEST
 
 
 class Forbidden(HoodydError):
     status = 403
-    default_reason = "FORBIDDEN"
+    default_reason = Reason.FORBIDDEN
 
 
 class Unauthorized(HoodydError):
     status = 401
-    default_reason = "UNAUTHORIZED"
+    default_reason = Reason.UNAUTHORIZED
 
 
 class NotFound(HoodydError):
     status = 404
-    default_reason = "NOT_FOUND"
+    default_reason = Reason.NOT_FOUND
 
 
 class Conflict(HoodydError):
     """The request is valid but the current state forbids it (a disabled program, a dead shell)."""
 
     status = 409
-    default_reason = "CONFLICT"
+    default_reason = Reason.CONFLICT
 
 
 class PayloadTooLarge(HoodydError):
     status = 413
-    default_reason = "PAYLOAD_TOO_LARGE"
+    default_reason = Reason.PAYLOAD_TOO_LARGE
 
 
 class UpstreamFailed(HoodydError):
     """Something hoodyd drives (a program, a package source) failed in a way it reports back."""
 
     status = 502
-    default_reason = "UPSTREAM_FAILED"
+    default_reason = Reason.UPSTREAM_FAILED
 
 
 class ServiceUnavailable(HoodydError):
     """A backend hoodyd needs (supervisord) does not answer; retrying later may succeed."""
 
     status = 503
-    default_reason = "SERVICE_UNAVAILABLE"
+    default_reason = Reason.SERVICE_UNAVAILABLE
 
 
 class WaitTimeout(HoodydError):
     status = 504
-    default_reason = "WAIT_TIMEOUT"
+    default_reason = Reason.WAIT_TIMEOUT
+
+
+class SupervisorFault(HoodydError):
+    """A fault supervisord answered; the status and reason are the ones its fault number maps
+    to (`hoodyd.programs.supervisor_client.FAULTS`), `code` the fault number itself."""
+
+    def __init__(self, code: int, text: str, *, status: int, reason: Reason) -> None:
+        super().__init__(f"supervisord: {text}", reason=reason)
+        self.status = status
+        self.code = code
+        self.text = text
+
+
+class SupervisorUnavailable(ServiceUnavailable):
+    default_reason = Reason.SUPERVISOR_UNAVAILABLE
+
+
+class RunFailed(HoodydError):
+    """A run that failed after resolution: its error body is also a RunResponse
+    (`status: error`, `set_id`, and the handoff when the terminal refused)."""
+
+    def __init__(
+        self, status: int, message: str, *, reason: Reason, response: RunResponse
+    ) -> None:
+        super().__init__(message, reason=reason, extra=msgspec.to_builtins(response))
+        self.status = status
+        self.response = response

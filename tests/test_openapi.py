@@ -84,3 +84,13 @@ async def test_documents_are_served_as_yaml_and_json(aiohttp_client, short_tmp: 
         assert yaml.safe_load(await as_yaml.text()) == document
         as_json = await client.get(yaml_path.replace(".yaml", ".json"))
         assert await as_json.json() == document
+
+
+def test_every_document_lists_the_one_reason_catalogue() -> None:
+    """Each area's error schema enumerates exactly the reasons of `hoodyd.errors.Reason`."""
+    from hoodyd.errors import Reason
+
+    for name, document in documents().items():
+        schemas = document["components"]["schemas"]
+        listed = schemas.get("Reason") or schemas["app_Reason"]
+        assert listed["enum"] == sorted(Reason), name

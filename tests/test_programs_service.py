@@ -19,12 +19,12 @@ import pytest
 from msgspec import UNSET
 
 from hoodyd.config import Config
-from hoodyd.errors import Conflict, InvalidRequest, NotFound
+from hoodyd.errors import Conflict, InvalidRequest, NotFound, SupervisorFault
 from hoodyd.polling import poll_until
 from hoodyd.programs.observer import Transition
 from hoodyd.programs.quickstart import QuickStartService
 from hoodyd.programs.service import ProgramService
-from hoodyd.programs.supervisor_client import Fault, SupervisorFault
+from hoodyd.programs.supervisor_client import Fault
 from hoodyd.programs.table import ProgramFilter
 from hoodyd.schemas.daemon import (
     EphemeralInput,

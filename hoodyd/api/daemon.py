@@ -12,7 +12,7 @@ from aiohttp import web
 from hoodyd.api.decoding import decode_body, decode_query, path_int
 from hoodyd.api.encoding import json_response
 from hoodyd.api.keys import PROGRAMS, QUICKSTART
-from hoodyd.errors import InvalidRequest
+from hoodyd.errors import InvalidRequest, Reason
 from hoodyd.programs.table import ProgramFilter
 from hoodyd.schemas.daemon import (
     EphemeralInput,
@@ -50,11 +50,15 @@ async def list_programs(request: web.Request) -> web.Response:
     service = request.config_dict[PROGRAMS]
     query = decode_query(request, ProgramListQuery)
     if (query.port_from is None) != (query.port_to is None):
-        raise InvalidRequest("port_from and port_to must be given together", reason="PORT_RANGE")
-    if query.port_from is not None and query.port_to is not None and (
-        query.port_from > query.port_to
+        raise InvalidRequest(
+            "port_from and port_to must be given together", reason=Reason.PORT_RANGE
+        )
+    if (
+        query.port_from is not None
+        and query.port_to is not None
+        and (query.port_from > query.port_to)
     ):
-        raise InvalidRequest("port_from must not exceed port_to", reason="PORT_RANGE")
+        raise InvalidRequest("port_from must not exceed port_to", reason=Reason.PORT_RANGE)
     where = ProgramFilter(
         hoody_kit=query.hoody_kit,
         lazy_load=query.lazy_load,

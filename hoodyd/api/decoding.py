@@ -25,7 +25,7 @@ import numpy as np
 from aiohttp import web
 
 from hoodyd.api.keys import CONFIG
-from hoodyd.errors import InvalidRequest, PayloadTooLarge
+from hoodyd.errors import InvalidRequest, PayloadTooLarge, Reason
 from hoodyd.schemas.validation import convert, decode_json
 
 T = TypeVar("T")
@@ -39,7 +39,6 @@ _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 
-
 # --- bodies ----------------------------------------------------------------------------------
 
 
@@ -50,11 +49,11 @@ async def read_body(request: web.Request) -> bytes:
     except web.HTTPRequestEntityTooLarge as exc:
         limit = request.config_dict[CONFIG].server.max_body_bytes
         raise PayloadTooLarge(
-            f"request body exceeds the {limit}-byte limit", reason="PAYLOAD_TOO_LARGE"
+            f"request body exceeds the {limit}-byte limit", reason=Reason.PAYLOAD_TOO_LARGE
         ) from exc
     if json_depth(raw) > MAX_JSON_DEPTH:
         raise InvalidRequest(
-            f"JSON body nests deeper than {MAX_JSON_DEPTH} levels", reason="JSON_TOO_DEEP"
+            f"JSON body nests deeper than {MAX_JSON_DEPTH} levels", reason=Reason.JSON_TOO_DEEP
         )
     return raw
 
@@ -78,7 +77,7 @@ async def decode_body(request: web.Request, kind: type[T], *, optional: bool = F
     raw = await read_body(request)
     if not raw.strip():
         if not optional:
-            raise InvalidRequest("request body is required", reason="BODY_REQUIRED")
+            raise InvalidRequest("request body is required", reason=Reason.BODY_REQUIRED)
         raw = b"{}"
     return decode_json(raw, kind)
 
@@ -103,7 +102,7 @@ def decode_params(
     unknown = sorted(set(params) - set(shapes))
     if unknown:
         raise InvalidRequest(
-            f"Unknown query parameter(s): {', '.join(unknown)}", reason="UNKNOWN_PARAMETER"
+            f"Unknown query parameter(s): {', '.join(unknown)}", reason=Reason.UNKNOWN_PARAMETER
         )
     repeat_only: frozenset[str] = getattr(kind, "repeat_only", frozenset())
     fields: dict[str, Any] = {}
@@ -118,7 +117,9 @@ def decode_params(
                 fields[name] = items
             continue
         if len(values) > 1:
-            raise InvalidRequest(f"'{name}' is given more than once", reason="DUPLICATE_PARAMETER")
+            raise InvalidRequest(
+                f"'{name}' is given more than once", reason=Reason.DUPLICATE_PARAMETER
+            )
         value = values[0]
         if shape == "bool":
             value = _flag(name, value, lenient=lenient_flags)
@@ -132,7 +133,7 @@ def _flag(name: str, value: str, *, lenient: bool) -> str:
         expected = "true, false, 1 or 0" if lenient else "'true' or 'false'"
         raise InvalidRequest(
             f"Invalid value for '{name}': expected {expected}, got {value!r}",
-            reason="INVALID_BOOLEAN",
+            reason=Reason.INVALID_BOOLEAN,
         )
     return "true" if value == "" else value
 
@@ -170,11 +171,12 @@ def parse_int(value: str, name: str, *, low: int | None = None, high: int | None
     except ValueError:
         raise InvalidRequest(
             f"Invalid value for '{name}': expected an integer, got {value!r}",
-            reason="INVALID_INTEGER",
+            reason=Reason.INVALID_INTEGER,
         ) from None
     if (low is not None and number < low) or (high is not None and number > high):
         raise InvalidRequest(
-            f"Invalid value for '{name}': {number} is outside {low}-{high}", reason="OUT_OF_RANGE"
+            f"Invalid value for '{name}': {number} is outside {low}-{high}",
+            reason=Reason.OUT_OF_RANGE,
         )
     return number
 

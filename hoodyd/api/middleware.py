@@ -22,7 +22,7 @@ from aiohttp import web
 
 from hoodyd.api.keys import AREA, CONFIG, TOKEN
 from hoodyd.api.routes import is_open
-from hoodyd.errors import Forbidden, HoodydError, InvalidRequest, Unauthorized
+from hoodyd.errors import Forbidden, HoodydError, InvalidRequest, Reason, Unauthorized
 
 log = structlog.get_logger()
 
@@ -31,14 +31,14 @@ ErrorShape = Literal["kit", "run"]
 
 _PEERCRED = struct.Struct("3i")
 _HTTP_REASONS = {
-    400: "INVALID_REQUEST",
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    431: "HEADERS_TOO_LARGE",
+    400: Reason.INVALID_REQUEST,
+    401: Reason.UNAUTHORIZED,
+    403: Reason.FORBIDDEN,
+    404: Reason.NOT_FOUND,
+    405: Reason.METHOD_NOT_ALLOWED,
+    413: Reason.PAYLOAD_TOO_LARGE,
+    415: Reason.UNSUPPORTED_MEDIA_TYPE,
+    431: Reason.HEADERS_TOO_LARGE,
 }
 # a caller's request id is echoed in a response header and logged: a short token, nothing else
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@+=/-]{1,128}$")
@@ -46,7 +46,7 @@ _ORIGIN_MAX = 128
 
 
 def error_body(
-    shape: ErrorShape, status: int, message: str, reason: str, extra: dict[str, Any]
+    shape: ErrorShape, status: int, message: str, reason: Reason, extra: dict[str, Any]
 ) -> bytes:
     body: dict[str, Any]
     if shape == "run":
@@ -124,7 +124,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                 error_shape(request),
                 exc.status,
                 message,
-                _HTTP_REASONS.get(exc.status, "HTTP_ERROR"),
+                _HTTP_REASONS.get(exc.status, Reason.HTTP_ERROR),
                 {},
             ),
             status=exc.status,
@@ -137,7 +137,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     except Exception:
         log.exception("request_failed", method=request.method, path=_printable(request.path))
         return web.Response(
-            body=error_body(error_shape(request), 500, "internal error", "INTERNAL_ERROR", {}),
+            body=error_body(error_shape(request), 500, "internal error", Reason.INTERNAL_ERROR, {}),
             status=500,
             content_type="application/json",
             headers={"X-Request-Id": request_id},
@@ -157,18 +157,18 @@ def _check_headers(request: web.Request, given_id: str | None) -> None:
     for name, value in request.headers.items():
         if not _is_utf8(name) or not _is_utf8(value):
             raise InvalidRequest(
-                f"header {_printable(name)!r} is not valid UTF-8", reason="INVALID_HEADER"
+                f"header {_printable(name)!r} is not valid UTF-8", reason=Reason.INVALID_HEADER
             )
     if given_id is not None and not _REQUEST_ID.match(given_id):
         raise InvalidRequest(
             "X-Request-Id must be 1-128 characters of letters, digits and ._:@+=/-",
-            reason="INVALID_HEADER",
+            reason=Reason.INVALID_HEADER,
         )
     origin = request.headers.get("X-Hoody-Origin")
     if origin is not None and (len(origin) > _ORIGIN_MAX or not origin.isprintable()):
         raise InvalidRequest(
             f"X-Hoody-Origin must be at most {_ORIGIN_MAX} printable characters",
-            reason="INVALID_HEADER",
+            reason=Reason.INVALID_HEADER,
         )
 
 
@@ -194,7 +194,9 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         _pid, uid, gid = creds
         server = request.config_dict[CONFIG].server
         if uid not in server.allowed_uids and gid not in server.allowed_gids:
-            raise Forbidden(f"uid {uid} is not allowed on this socket", reason="PEER_NOT_ALLOWED")
+            raise Forbidden(
+                f"uid {uid} is not allowed on this socket", reason=Reason.PEER_NOT_ALLOWED
+            )
         return await handler(request)
     token = request.config_dict.get(TOKEN)
     if token is None or is_open(request):
@@ -203,5 +205,5 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     scheme, _, given = header.partition(" ")
     valid = hmac.compare_digest(given.strip().encode(), token.encode())
     if scheme.lower() != "bearer" or not valid:
-        raise Unauthorized("missing or invalid bearer token", reason="BAD_TOKEN")
+        raise Unauthorized("missing or invalid bearer token", reason=Reason.BAD_TOKEN)
     return await handler(request)

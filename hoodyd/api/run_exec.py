@@ -24,7 +24,7 @@ from hoodyd.api.selectors import (
 )
 from hoodyd.apps.curl import CurlTarget
 from hoodyd.apps.runner import Outcome, RunService
-from hoodyd.errors import HoodydError, InvalidRequest
+from hoodyd.errors import HoodydError, InvalidRequest, Reason
 from hoodyd.schemas.run import RecipeExecutionRequest, Selector
 from hoodyd.terminals.validation import parse_terminal_id
 
@@ -128,7 +128,9 @@ async def terminal_view(request: web.Request) -> web.Response:
     terminals = request.config_dict.get(TERMINALS)
     try:
         if terminals is None:
-            raise InvalidRequest("no terminal service runs here", reason="TERMINALS_UNAVAILABLE")
+            raise InvalidRequest(
+                "no terminal service runs here", reason=Reason.TERMINALS_UNAVAILABLE
+            )
         session = terminals.session(terminal_id)
         output = await terminals.output(terminal_id, session.ring.tail(16384), 16384, 0, "utf-8")
         history = terminals.history(terminal_id, 20)

@@ -25,7 +25,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from hoodyd.api.decoding import decode_params, query_params
-from hoodyd.errors import InvalidRequest
+from hoodyd.errors import InvalidRequest, Reason
 from hoodyd.schemas.run import ENUM_VALUES, SEARCH_QUERY_FIELDS, SELECTOR_FIELDS, Selector
 
 APP_ALIASES = ("q", "name")
@@ -46,7 +46,7 @@ def selector_from_params(params: dict[str, list[str]]) -> Selector:
     if "app" not in named:
         raise InvalidRequest(
             "missing field 'app' (query parameter app, q or name)",
-            reason="MISSING_FIELD",
+            reason=Reason.MISSING_FIELD,
             extra={"field": "app"},
         )
     return decode_params(named, Selector, lenient_flags=True)
@@ -57,12 +57,13 @@ def query_selector_params(request: web.Request, allowed: frozenset[str]) -> dict
     unknown = sorted(set(request.query) - allowed)
     if unknown:
         raise InvalidRequest(
-            f"Unknown query parameter(s): {', '.join(unknown)}", reason="UNKNOWN_PARAMETER"
+            f"Unknown query parameter(s): {', '.join(unknown)}", reason=Reason.UNKNOWN_PARAMETER
         )
     aliases = [name for name in ("app", *APP_ALIASES) if name in request.query]
     if len(aliases) > 1:
         raise InvalidRequest(
-            f"give the app once ({', '.join(aliases)} are aliases)", reason="DUPLICATE_PARAMETER"
+            f"give the app once ({', '.join(aliases)} are aliases)",
+            reason=Reason.DUPLICATE_PARAMETER,
         )
     return query_params(request)
 
@@ -73,7 +74,9 @@ def go_path_params(rest: str, allowed: frozenset[str]) -> dict[str, list[str]]:
     if segments and segments[-1] == "":
         segments.pop()  # a trailing slash
     if not segments or any(part == "" for part in segments):
-        raise InvalidRequest(f"invalid go path {rest!r}: empty segment", reason="INVALID_GO_PATH")
+        raise InvalidRequest(
+            f"invalid go path {rest!r}: empty segment", reason=Reason.INVALID_GO_PATH
+        )
     if len(segments) > 1 and segments[0] in SELECTOR_FIELDS:
         return _key_value(rest, segments, allowed)
     names = _POSITIONAL.get(len(segments))
@@ -81,13 +84,13 @@ def go_path_params(rest: str, allowed: frozenset[str]) -> dict[str, list[str]]:
         raise InvalidRequest(
             f"invalid go path {rest!r}: positional paths are {{app}}, {{os}}/{{app}}, "
             "{os}/{source}/{app} or {os}/{source}/{kind}/{app}",
-            reason="INVALID_GO_PATH",
+            reason=Reason.INVALID_GO_PATH,
         )
     if len(segments) > 1 and segments[0] not in OS_VALUES:
         raise InvalidRequest(
             f"invalid go path {rest!r}: the first of several positional segments is the os "
             f"({', '.join(ENUM_VALUES['os'])}), or a key of the key-value form",
-            reason="INVALID_GO_PATH",
+            reason=Reason.INVALID_GO_PATH,
         )
     return {name: [value] for name, value in zip(names, segments, strict=True)}
 
@@ -97,24 +100,24 @@ def _key_value(rest: str, segments: list[str], allowed: frozenset[str]) -> dict[
         raise InvalidRequest(
             f"invalid go path {rest!r}: key-value segments come in pairs "
             f"(key {segments[-1]!r} has no value)",
-            reason="INVALID_GO_PATH",
+            reason=Reason.INVALID_GO_PATH,
         )
     params: dict[str, list[str]] = {}
     for key, value in zip(segments[::2], segments[1::2], strict=True):
         if key != "app" and key not in allowed:
             raise InvalidRequest(
                 f"invalid go path {rest!r}: {key!r} is not a key this path takes",
-                reason="INVALID_GO_PATH",
+                reason=Reason.INVALID_GO_PATH,
             )
         if key in params and key not in _LIST_FIELDS:
             raise InvalidRequest(
-                f"invalid go path {rest!r}: {key!r} is given twice", reason="INVALID_GO_PATH"
+                f"invalid go path {rest!r}: {key!r} is given twice", reason=Reason.INVALID_GO_PATH
             )
         params.setdefault(key, []).append(value)
     if "app" not in params:
         raise InvalidRequest(
             f"invalid go path {rest!r}: key-value paths need app/<name>",
-            reason="INVALID_GO_PATH",
+            reason=Reason.INVALID_GO_PATH,
         )
     return params
 
@@ -123,6 +126,7 @@ def merge_params(path: dict[str, list[str]], query: dict[str, list[str]]) -> dic
     both = sorted(set(path) & set(query))
     if both:
         raise InvalidRequest(
-            f"{', '.join(both)} given in both the path and the query", reason="DUPLICATE_PARAMETER"
+            f"{', '.join(both)} given in both the path and the query",
+            reason=Reason.DUPLICATE_PARAMETER,
         )
     return {**query, **path}

@@ -17,13 +17,15 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
+from hoodyd.errors import Reason
+
 log = structlog.get_logger()
 
 # aiohttp's default limit of a request line and of one header field
 MAX_FIELD_SIZE = 8190
 
 
-def parse_error_body(status: int, message: str, reason: str) -> bytes:
+def parse_error_body(status: int, message: str, reason: Reason) -> bytes:
     return msgspec.json.encode(
         {"success": False, "error": message, "code": status, "reason": reason}
     )
@@ -38,12 +40,12 @@ class _JsonErrorRequestHandler(RequestHandler):
         message: str | None = None,
     ) -> web.StreamResponse:
         if isinstance(exc, LineTooLong):
-            status, reason = 431, "HEADERS_TOO_LARGE"
+            status, reason = 431, Reason.HEADERS_TOO_LARGE
             text = f"request line or a header field exceeds {MAX_FIELD_SIZE} bytes"
         elif isinstance(exc, HttpProcessingError) and 400 <= status < 500:
-            reason, text = "MALFORMED_REQUEST", "malformed HTTP request"
+            reason, text = Reason.MALFORMED_REQUEST, "malformed HTTP request"
         else:
-            status, reason, text = 500, "INTERNAL_ERROR", "internal error"
+            status, reason, text = 500, Reason.INTERNAL_ERROR, "internal error"
         log.warning("request_refused", status=status, reason=reason, error=str(exc)[:200])
         response = web.Response(
             body=parse_error_body(status, text, reason),

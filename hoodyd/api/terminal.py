@@ -17,7 +17,7 @@ from aiohttp import WSMsgType, web
 from hoodyd.api.decoding import decode_body, decode_query
 from hoodyd.api.encoding import json_response
 from hoodyd.api.keys import CONFIG, TERMINALS
-from hoodyd.errors import HoodydError, InvalidRequest
+from hoodyd.errors import HoodydError, InvalidRequest, Reason
 from hoodyd.schemas.queries import (
     AttachQuery,
     ExecuteQuery,
@@ -77,7 +77,7 @@ def _defer(query: ExecuteQuery) -> DeferSpec | None:
     try:
         return defer_spec(fields)
     except ValueError as exc:
-        raise InvalidRequest(str(exc), reason="DEFER_PID_REQUIRED") from None
+        raise InvalidRequest(str(exc), reason=Reason.DEFER_PID_REQUIRED) from None
 
 
 def _display_wait_timeout(query: ExecuteQuery) -> float | None:
@@ -98,7 +98,8 @@ def _env(items: list[str]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise InvalidRequest(
-                f"Invalid value for 'env': expected KEY=VALUE, got {item!r}", reason="INVALID_ENV"
+                f"Invalid value for 'env': expected KEY=VALUE, got {item!r}",
+                reason=Reason.INVALID_ENV,
             )
         env[key] = value
     return env
@@ -110,13 +111,13 @@ def _refuse_unsupported(request: web.Request) -> None:
     if remote:
         raise InvalidRequest(
             f"SSH/SOCKS5 sessions are not supported by hoodyd (got {', '.join(remote)})",
-            reason="SSH_NOT_SUPPORTED",
+            reason=Reason.SSH_NOT_SUPPORTED,
         )
     if "cmd" in request.query:
         raise InvalidRequest(
             "The 'cmd' query parameter is not supported; send the command as the JSON "
             "body's 'command'",
-            reason="UNSUPPORTED_PARAMETER",
+            reason=Reason.UNSUPPORTED_PARAMETER,
         )
 
 
@@ -139,7 +140,7 @@ async def execute(request: web.Request) -> web.Response:
     check_user(query.user)
     body = await decode_body(request, ExecuteBody, optional=True)
     if body.command is None:
-        raise InvalidRequest("Missing 'command' field", reason="MISSING_COMMAND")
+        raise InvalidRequest("Missing 'command' field", reason=Reason.MISSING_COMMAND)
     wait = body.wait if body.wait is not None else query.wait
     session = SessionOptions(
         shell=query.shell,
@@ -179,7 +180,7 @@ async def history(request: web.Request) -> web.Response:
     query = _query(request, HistoryQuery)
     if query.terminal_id is not None:
         raise InvalidRequest(
-            "Unknown query parameter(s): terminal_id", reason="UNKNOWN_PARAMETER"
+            "Unknown query parameter(s): terminal_id", reason=Reason.UNKNOWN_PARAMETER
         )
     terminal_id = _path_terminal_id(request)
     return json_response(_service(request).history(terminal_id, query.limit_or(100)))
@@ -199,7 +200,7 @@ async def output(request: web.Request) -> web.Response:
     if query.limit is not None and query.limit > buffer:
         raise InvalidRequest(
             f"Invalid value for 'limit': {query.limit} is outside 1-{buffer}",
-            reason="OUT_OF_RANGE",
+            reason=Reason.OUT_OF_RANGE,
         )
     response = await _service(request).output(
         terminal_id,

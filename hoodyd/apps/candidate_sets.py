@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import msgspec
 
 from hoodyd.apps.ranking import Scored
-from hoodyd.errors import Conflict, InvalidRequest
+from hoodyd.errors import Conflict, InvalidRequest, Reason
 
 
 @dataclass(slots=True)
@@ -80,11 +80,11 @@ def decode_cursor(cursor: str) -> tuple[str, int]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         parsed = msgspec.msgpack.decode(raw, type=_Cursor)
     except (binascii.Error, ValueError, msgspec.DecodeError, msgspec.ValidationError):
-        raise InvalidRequest("invalid cursor", reason="INVALID_CURSOR") from None
+        raise InvalidRequest("invalid cursor", reason=Reason.INVALID_CURSOR) from None
     if parsed.offset < 0:
-        raise InvalidRequest("invalid cursor", reason="INVALID_CURSOR")
+        raise InvalidRequest("invalid cursor", reason=Reason.INVALID_CURSOR)
     return parsed.set_id, parsed.offset
 
 
 def expired() -> Conflict:
-    return Conflict("cursor set expired", reason="CURSOR_SET_EXPIRED")
+    return Conflict("cursor set expired", reason=Reason.CURSOR_SET_EXPIRED)

@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from hoodyd.apps.runtime_config import RuntimeConfigStore
-from hoodyd.errors import InvalidRequest, NotFound
+from hoodyd.errors import InvalidRequest, NotFound, Reason
 from hoodyd.schemas.run import (
     ProfileConfig,
     ProfilePatch,
@@ -41,10 +41,14 @@ class NamedItems(Generic[Item, Patch]):
         noun: str,
         attribute: str,
         key: str,
+        not_found: Reason,
+        duplicate: Reason,
         on_delete: Callable[[RuntimeConfig, str], None] | None = None,
     ) -> None:
         self.store = store
-        self.noun = noun  # "source": names the item in messages and reasons
+        self.noun = noun  # "source": names the item in messages
+        self.not_found = not_found
+        self.duplicate = duplicate
         self.attribute = attribute
         self.key = key
         # what else a deletion changes in the same edit
@@ -68,7 +72,7 @@ class NamedItems(Generic[Item, Patch]):
         item = self.find(name)
         if item is None:
             raise NotFound(
-                f"{self.noun} not found: {name}", reason=f"{self.noun.upper()}_NOT_FOUND"
+                f"{self.noun} not found: {name}", reason=self.not_found
             )
         return item
 
@@ -80,7 +84,7 @@ class NamedItems(Generic[Item, Patch]):
             items = self._items(config)
             if any(self._name(existing) == name for existing in items):
                 raise InvalidRequest(
-                    f"{self.noun} already exists: {name}", reason=f"DUPLICATE_{self.noun.upper()}"
+                    f"{self.noun} already exists: {name}", reason=self.duplicate
                 )
             setattr(config, self.attribute, [*items, item])
             return config
@@ -134,13 +138,29 @@ class Catalog:
     def __init__(self, store: RuntimeConfigStore) -> None:
         self.store = store
         self.sources: NamedItems[SourceConfig, SourcePatch] = NamedItems(
-            store, noun="source", attribute="sources", key="source_id"
+            store,
+            noun="source",
+            attribute="sources",
+            key="source_id",
+            not_found=Reason.SOURCE_NOT_FOUND,
+            duplicate=Reason.DUPLICATE_SOURCE,
         )
         self.profiles: NamedItems[ProfileConfig, ProfilePatch] = NamedItems(
-            store, noun="profile", attribute="profiles", key="name", on_delete=_unselect
+            store,
+            noun="profile",
+            attribute="profiles",
+            key="name",
+            not_found=Reason.PROFILE_NOT_FOUND,
+            duplicate=Reason.DUPLICATE_PROFILE,
+            on_delete=_unselect,
         )
         self.recipes: NamedItems[RecipeConfig, RecipePatch] = NamedItems(
-            store, noun="recipe", attribute="recipes", key="name"
+            store,
+            noun="recipe",
+            attribute="recipes",
+            key="name",
+            not_found=Reason.RECIPE_NOT_FOUND,
+            duplicate=Reason.DUPLICATE_RECIPE,
         )
 
     @property

@@ -42,10 +42,11 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from hoodyd.errors import Reason
 from hoodyd.schemas.run import Candidate, SideEffectHint
 
 HINT_CODE = "destructive"
-REASON = "DESTRUCTIVE_NEEDS_EXPLICIT_PICK"
+REASON = Reason.DESTRUCTIVE_NEEDS_EXPLICIT_PICK
 
 _FAMILIES: dict[str, tuple[str, ...]] = {
     "powers the machine off or restarts it": (

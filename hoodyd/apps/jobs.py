@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from hoodyd.errors import NotFound
+from hoodyd.errors import NotFound, Reason
 from hoodyd.schemas.run import Job, JobKind, JobResultType
 
 log = structlog.get_logger()
@@ -91,7 +91,7 @@ class JobStore:
         handle = self._jobs.get(job_id)
         if handle is None or handle.expires_at <= time.monotonic():
             self._jobs.pop(job_id, None)
-            raise NotFound(f"job not found: {job_id}", reason="JOB_NOT_FOUND")
+            raise NotFound(f"job not found: {job_id}", reason=Reason.JOB_NOT_FOUND)
         if wait and not handle.done.is_set() and timeout_ms > 0:
             # on timeout, answer with the state reached so far, as the contract's long poll does
             with contextlib.suppress(TimeoutError):

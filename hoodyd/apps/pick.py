@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import msgspec
 import structlog
 
 from hoodyd.apps import destructive, policy
@@ -19,21 +18,11 @@ from hoodyd.apps.candidate_sets import CandidateSet
 from hoodyd.apps.candidates import RunLink
 from hoodyd.apps.resolution import Resolution
 from hoodyd.apps.service import AppService
-from hoodyd.errors import HoodydError, InvalidRequest
+from hoodyd.errors import InvalidRequest, Reason, RunFailed
 from hoodyd.schemas.run import Candidate, Selector, SideEffectHint
 from hoodyd.schemas.run_exec import EffectivePolicy, RunResponse, RunWarning
 
 log = structlog.get_logger()
-
-
-class RunFailed(HoodydError):
-    """A run that failed after resolution: its error body is also a RunResponse
-    (`status: error`, `set_id`, and the handoff when the terminal refused)."""
-
-    def __init__(self, status: int, message: str, *, reason: str, response: RunResponse) -> None:
-        super().__init__(message, reason=reason, extra=msgspec.to_builtins(response))
-        self.status = status
-        self.response = response
 
 
 @dataclass
@@ -67,7 +56,7 @@ def choose(apps: AppService, selector: Selector, run_link: RunLink | None = None
         raise RunFailed(
             404,
             f"no candidates for {selector.app!r}",
-            reason="NO_CANDIDATES",
+            reason=Reason.NO_CANDIDATES,
             response=RunResponse(
                 status="error", set_id=entry.set_id, error=f"no candidates for {selector.app!r}"
             ),
@@ -101,7 +90,7 @@ def _raise_if_sources_failed(apps: AppService, resolution: Resolution, set_id: s
         raise RunFailed(
             502,
             message,
-            reason="SOURCE_RESOLUTION_FAILED",
+            reason=Reason.SOURCE_RESOLUTION_FAILED,
             response=RunResponse(status="error", set_id=set_id, error=message),
         )
 
@@ -127,16 +116,16 @@ def destructive_refusal(choice: Choice) -> RunFailed:
 def _check_pick_fields(selector: Selector, mode: str) -> None:
     if selector.pick_index is not None and mode != "index":
         raise InvalidRequest(
-            f"pick_index is only used with pick=index (got pick={mode})", reason="INVALID_PICK"
+            f"pick_index is only used with pick=index (got pick={mode})", reason=Reason.INVALID_PICK
         )
     if selector.candidate_id is not None and mode != "id":
         raise InvalidRequest(
-            f"candidate_id is only used with pick=id (got pick={mode})", reason="INVALID_PICK"
+            f"candidate_id is only used with pick=id (got pick={mode})", reason=Reason.INVALID_PICK
         )
     if mode == "index" and selector.pick_index is None:
-        raise InvalidRequest("pick=index needs pick_index", reason="INVALID_PICK")
+        raise InvalidRequest("pick=index needs pick_index", reason=Reason.INVALID_PICK)
     if mode == "id" and not selector.candidate_id:
-        raise InvalidRequest("pick=id needs candidate_id", reason="INVALID_PICK")
+        raise InvalidRequest("pick=id needs candidate_id", reason=Reason.INVALID_PICK)
 
 
 def _pick_position(entry: CandidateSet, selector: Selector, mode: str) -> int:
@@ -146,7 +135,7 @@ def _pick_position(entry: CandidateSet, selector: Selector, mode: str) -> int:
         assert selector.pick_index is not None
         if selector.pick_index >= len(entry.items):
             raise InvalidRequest(
-                f"pick_index out of range: {selector.pick_index}", reason="INVALID_PICK"
+                f"pick_index out of range: {selector.pick_index}", reason=Reason.INVALID_PICK
             )
         return selector.pick_index
     for position, item in enumerate(entry.items):
@@ -154,5 +143,5 @@ def _pick_position(entry: CandidateSet, selector: Selector, mode: str) -> int:
             return position
     raise InvalidRequest(
         f"unknown candidate_id: {selector.candidate_id} (not in set {entry.set_id})",
-        reason="INVALID_PICK",
+        reason=Reason.INVALID_PICK,
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from hoodyd.apps import destructive
-from hoodyd.errors import InvalidRequest
+from hoodyd.errors import InvalidRequest, Reason
 from hoodyd.schemas.run import Candidate, ExecutionPlan, Requirement, SideEffectHint
 from hoodyd.terminals.validation import parse_display
 
@@ -62,7 +62,7 @@ def shell_command(argv: list[str], env: dict[str, str]) -> str:
     for name in env:
         if not _ENV_NAME.match(name):
             raise InvalidRequest(
-                f"invalid environment variable name {name!r}", reason="INVALID_ENV"
+                f"invalid environment variable name {name!r}", reason=Reason.INVALID_ENV
             )
     assignments = [f"{name}={shlex.quote(value)}" for name, value in sorted(env.items())]
     return " ".join([*assignments, shlex.join(argv)])

@@ -7,7 +7,7 @@ redirects are allowed, because hoodyd's terminals are local (DESIGN.md, App exec
 
 from __future__ import annotations
 
-from hoodyd.errors import Forbidden
+from hoodyd.errors import Forbidden, Reason
 from hoodyd.schemas.run import Candidate, PolicyConfig
 from hoodyd.schemas.run_exec import EffectivePolicy
 
@@ -29,19 +29,21 @@ def check_candidate(policy: EffectivePolicy, candidate: Candidate) -> None:
     name = candidate.candidate_id
     if candidate.provider in (policy.deny_providers or []):
         raise Forbidden(
-            f"policy denies provider {candidate.provider}: {name}", reason="POLICY_DENIED_PROVIDER"
+            f"policy denies provider {candidate.provider}: {name}",
+            reason=Reason.POLICY_DENIED_PROVIDER,
         )
     if candidate.source_id in (policy.deny_source_ids or []):
         raise Forbidden(
-            f"policy denies source {candidate.source_id}: {name}", reason="POLICY_DENIED_SOURCE"
+            f"policy denies source {candidate.source_id}: {name}",
+            reason=Reason.POLICY_DENIED_SOURCE,
         )
     if policy.require_verified and not candidate.verified:
         raise Forbidden(
             f"policy requires a verified candidate: {name} is not verified",
-            reason="POLICY_REQUIRES_VERIFIED",
+            reason=Reason.POLICY_REQUIRES_VERIFIED,
         )
     if policy.require_integrity and (candidate.integrity is None or not candidate.integrity.sha256):
         raise Forbidden(
             f"policy requires integrity data (a sha256): {name} has none",
-            reason="POLICY_REQUIRES_INTEGRITY",
+            reason=Reason.POLICY_REQUIRES_INTEGRITY,
         )

@@ -14,7 +14,7 @@ import msgspec
 from hoodyd.apps.catalog import Catalog
 from hoodyd.apps.ranking import RankedSource
 from hoodyd.apps.sources import SOURCES
-from hoodyd.errors import InvalidRequest
+from hoodyd.errors import InvalidRequest, Reason
 from hoodyd.schemas.run import (
     SELECTOR_FIELDS,
     PolicyConfig,
@@ -77,7 +77,9 @@ def resolve(catalog: Catalog, selector: Selector) -> Resolution:
             selector = msgspec.structs.replace(selector, **fill)
     query = " ".join(selector.app.lower().split())
     if not query:
-        raise InvalidRequest("missing field 'app': the name query is empty", reason="MISSING_FIELD")
+        raise InvalidRequest(
+            "missing field 'app': the name query is empty", reason=Reason.MISSING_FIELD
+        )
     limit = DEFAULT_LIMIT if selector.limit is None else min(MAX_LIMIT, max(1, selector.limit))
     policy = merge_policy(config.policy, profile.policy if profile else None)
     sources = enabled_sources(config.sources, profile, policy, set(selector.source or []))
@@ -163,7 +165,7 @@ def recipe_selector(recipe: RecipeConfig, request: RecipeExecutionRequest) -> Se
     for key, value in msgspec.to_builtins(request.overrides or SelectorTemplate()).items():
         if key not in allowed:
             raise InvalidRequest(
-                f"recipe override not allowed: {key}", reason="RECIPE_OVERRIDE_NOT_ALLOWED"
+                f"recipe override not allowed: {key}", reason=Reason.RECIPE_OVERRIDE_NOT_ALLOWED
             )
         merged[key] = value
     return convert(merged, Selector)

@@ -22,11 +22,11 @@ import structlog
 from hoodyd.apps import curl, planner
 from hoodyd.apps.candidates import Links
 from hoodyd.apps.curl import CurlTarget
-from hoodyd.apps.pick import Choice, RunFailed, choose, destructive_refusal
+from hoodyd.apps.pick import Choice, choose, destructive_refusal
 from hoodyd.apps.planner import Plan, TerminalState
 from hoodyd.apps.service import AppService
 from hoodyd.config import default_socket
-from hoodyd.errors import HoodydError, InvalidRequest, NotFound
+from hoodyd.errors import HoodydError, InvalidRequest, NotFound, Reason, RunFailed
 from hoodyd.schemas.run import (
     ApiError,
     BatchItemRequest,
@@ -339,7 +339,7 @@ class RunService:
         if len(items) > MAX_BATCH_ITEMS:
             raise InvalidRequest(
                 f"too many batch items: {len(items)} (at most {MAX_BATCH_ITEMS})",
-                reason="BATCH_TOO_LARGE",
+                reason=Reason.BATCH_TOO_LARGE,
             )
         results: list[BatchItemResult] = []
         for raw in items:
@@ -391,7 +391,7 @@ def _defer(selector: Selector) -> DeferSpec | None:
     try:
         return defer_spec(fields)
     except ValueError as exc:
-        raise InvalidRequest(str(exc), reason="DEFER_PID_REQUIRED") from None
+        raise InvalidRequest(str(exc), reason=Reason.DEFER_PID_REQUIRED) from None
 
 
 class _RequestIdOnly(msgspec.Struct):
@@ -415,6 +415,6 @@ def _redirect_target(value: str | None) -> str | None:
     ):
         raise InvalidRequest(
             f"redirect_to must be a path starting with / or an http(s) URL, got {value!r}",
-            reason="INVALID_REDIRECT",
+            reason=Reason.INVALID_REDIRECT,
         )
     return value

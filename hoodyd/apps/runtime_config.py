@@ -26,7 +26,7 @@ import structlog
 
 from hoodyd.apps.sources import SOURCES, InvalidSettings
 from hoodyd.apps.sources.base import setting_names
-from hoodyd.errors import InvalidRequest
+from hoodyd.errors import InvalidRequest, Reason
 from hoodyd.schemas.run import (
     SELECTOR_FIELDS,
     PolicyConfig,
@@ -88,14 +88,14 @@ def validate(config: RuntimeConfig) -> dict[str, msgspec.Struct]:
     for source in config.sources:
         if source.source_id in seen:
             raise InvalidRequest(
-                f"duplicate source_id: {source.source_id}", reason="DUPLICATE_SOURCE"
+                f"duplicate source_id: {source.source_id}", reason=Reason.DUPLICATE_SOURCE
             )
         expected = PROVIDERS.get(source.source_type)
         if expected is not None and source.provider != expected:
             raise InvalidRequest(
                 f"source_type {source.source_type} needs provider {expected}, "
                 f"got {source.provider}",
-                reason="INVALID_SOURCE_PROVIDER",
+                reason=Reason.INVALID_SOURCE_PROVIDER,
             )
         seen.add(source.source_id)
         decoded = source_settings(source)
@@ -104,23 +104,25 @@ def validate(config: RuntimeConfig) -> dict[str, msgspec.Struct]:
     names: set[str] = set()
     for profile in config.profiles:
         if profile.name in names:
-            raise InvalidRequest(f"duplicate profile: {profile.name}", reason="DUPLICATE_PROFILE")
+            raise InvalidRequest(
+                f"duplicate profile: {profile.name}", reason=Reason.DUPLICATE_PROFILE
+            )
         names.add(profile.name)
     if config.selected_profile is not None and config.selected_profile not in names:
         raise InvalidRequest(
             f"selected profile does not exist: {config.selected_profile}",
-            reason="PROFILE_NOT_FOUND",
+            reason=Reason.PROFILE_NOT_FOUND,
         )
     recipes: set[str] = set()
     for recipe in config.recipes or []:
         if recipe.name in recipes:
-            raise InvalidRequest(f"duplicate recipe: {recipe.name}", reason="DUPLICATE_RECIPE")
+            raise InvalidRequest(f"duplicate recipe: {recipe.name}", reason=Reason.DUPLICATE_RECIPE)
         recipes.add(recipe.name)
         for name in recipe.allowed_overrides or []:
             if name not in SELECTOR_FIELDS:
                 raise InvalidRequest(
                     f"allowed_overrides names an unknown selector field: {name}",
-                    reason="INVALID_RECIPE",
+                    reason=Reason.INVALID_RECIPE,
                 )
     return settings
 
@@ -136,7 +138,7 @@ def source_settings(source: SourceConfig) -> msgspec.Struct | None:
     except InvalidSettings as exc:
         raise InvalidRequest(
             f"source {source.source_id} ({source.source_type}): {exc}",
-            reason="INVALID_SOURCE_CONFIG",
+            reason=Reason.INVALID_SOURCE_CONFIG,
         ) from exc
     return settings
 
@@ -195,7 +197,7 @@ class RuntimeConfigStore:
                 settings = validate(config)
             except (msgspec.ValidationError, msgspec.DecodeError, InvalidRequest) as exc:
                 # refuse to start rather than overwrite a hand-edited file with defaults
-                raise InvalidRequest(f"{self.path}: {exc}", reason="BAD_CONFIG") from exc
+                raise InvalidRequest(f"{self.path}: {exc}", reason=Reason.BAD_CONFIG) from exc
         self._config, self._settings = config, settings
         return config
 

@@ -25,7 +25,7 @@ from hoodyd.apps.ranking import (
 from hoodyd.apps.resolution import Resolution, resolve, selector_key
 from hoodyd.apps.syncer import Syncer
 from hoodyd.config import RunConfig
-from hoodyd.errors import Conflict, InvalidRequest
+from hoodyd.errors import Conflict, InvalidRequest, Reason
 from hoodyd.schemas.run import PagedSearchRequest, Selector
 
 
@@ -68,7 +68,7 @@ class Searcher:
             raise Conflict(
                 f"cursor set expired: candidate set {set_id!r} is unknown or has expired "
                 "(sets are kept 300 s); search again",
-                reason="CURSOR_SET_EXPIRED",
+                reason=Reason.CURSOR_SET_EXPIRED,
             )
         return Found(resolution, entry)
 
@@ -85,7 +85,7 @@ class Searcher:
         if entry.selector_key != selector_key(resolution):
             raise InvalidRequest(
                 "cursor belongs to a search with another selector",
-                reason="CURSOR_SELECTOR_MISMATCH",
+                reason=Reason.CURSOR_SELECTOR_MISMATCH,
             )
         return Found(resolution, entry), offset
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from supervisor.options import ServerOptions, UnhosedConfigParser
 
-from hoodyd.errors import InvalidRequest
+from hoodyd.errors import InvalidRequest, Reason
 from hoodyd.programs.launch import ENVIRONMENT_VARIABLE, encode_environment, launcher_argv
 from hoodyd.schemas.daemon import Program
 
@@ -257,7 +257,7 @@ def check(text: str) -> None:
         process_configs(text)
     except Exception as exc:  # supervisor raises ValueError, configparser its own errors
         raise InvalidRequest(
-            f"program would not parse as supervisord config: {exc}", reason="INVALID_CONFIG"
+            f"program would not parse as supervisord config: {exc}", reason=Reason.INVALID_CONFIG
         ) from exc
 
 

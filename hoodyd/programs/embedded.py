@@ -18,7 +18,7 @@ import psutil
 import structlog
 
 from hoodyd.config import Config
-from hoodyd.errors import ServiceUnavailable
+from hoodyd.errors import Reason, ServiceUnavailable
 from hoodyd.polling import poll_until
 from hoodyd.private import UnsafePath, private_dir
 from hoodyd.programs.files import make_private_dirs, write_atomic
@@ -94,7 +94,7 @@ class SupervisordRuntime:
             private_dir(self.dir)
             private_dir(self.include_dir)
         except UnsafePath as exc:
-            raise ServiceUnavailable(str(exc), reason="SUPERVISOR_UNAVAILABLE") from exc
+            raise ServiceUnavailable(str(exc), reason=Reason.SUPERVISOR_UNAVAILABLE) from exc
         text = EMBEDDED_CONF.format(
             socket=_ini(self.socket),
             dir=_ini(self.dir),
@@ -111,7 +111,7 @@ class SupervisordRuntime:
             if not self.embedded:
                 raise ServiceUnavailable(
                     f"external supervisord is not answering on {self.socket}",
-                    reason="SUPERVISOR_UNAVAILABLE",
+                    reason=Reason.SUPERVISOR_UNAVAILABLE,
                 )
             await self._spawn()
 
@@ -123,7 +123,7 @@ class SupervisordRuntime:
                 return True
             raise ServiceUnavailable(
                 f"supervisord did not come up within {timeout:.0f}s; see {self.dir}/start.log",
-                reason="SUPERVISOR_UNAVAILABLE",
+                reason=Reason.SUPERVISOR_UNAVAILABLE,
             )
 
     async def _spawn(self) -> None:
@@ -133,7 +133,7 @@ class SupervisordRuntime:
             # never start a second supervisord beside a hung one
             raise ServiceUnavailable(
                 f"supervisord (pid {alive}) is running but does not answer on {self.socket}",
-                reason="SUPERVISOR_UNAVAILABLE",
+                reason=Reason.SUPERVISOR_UNAVAILABLE,
             )
         orphans = await asyncio.to_thread(self.kill_orphans)
         if orphans:
@@ -164,7 +164,7 @@ class SupervisordRuntime:
             tail = start_log.read_text(errors="replace")[-2000:]
             raise ServiceUnavailable(
                 f"supervisord failed to start (exit {code}): {tail.strip()}",
-                reason="SUPERVISOR_UNAVAILABLE",
+                reason=Reason.SUPERVISOR_UNAVAILABLE,
             )
 
     def running_pid(self) -> int | None:

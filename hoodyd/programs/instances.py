@@ -16,7 +16,14 @@ from typing import Any
 
 import structlog
 
-from hoodyd.errors import Conflict, HoodydError, UpstreamFailed, WaitTimeout
+from hoodyd.errors import (
+    Conflict,
+    HoodydError,
+    Reason,
+    SupervisorFault,
+    UpstreamFailed,
+    WaitTimeout,
+)
 from hoodyd.polling import poll_until
 from hoodyd.programs import conf
 from hoodyd.programs.observer import Observer, Transition
@@ -29,12 +36,7 @@ from hoodyd.programs.status import (
     process_start_time,
     process_status,
 )
-from hoodyd.programs.supervisor_client import (
-    Fault,
-    ProcessInfo,
-    SupervisorClient,
-    SupervisorFault,
-)
+from hoodyd.programs.supervisor_client import Fault, ProcessInfo, SupervisorClient
 from hoodyd.programs.table import ProgramTable
 from hoodyd.schemas.daemon import Instance, Program, Started, StartRequest
 
@@ -85,7 +87,7 @@ class Flight:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), POLL_S)
         self.settled.set_exception(
-            UpstreamFailed(f"{self.name} did not settle", reason="START_UNSETTLED")
+            UpstreamFailed(f"{self.name} did not settle", reason=Reason.START_UNSETTLED)
         )
 
     def wait_port(self, host: str = "127.0.0.1") -> asyncio.Future[Instance]:
@@ -136,7 +138,7 @@ async def start_failure(client: SupervisorClient, instance: Instance) -> HoodydE
     detail = f": {instance.spawnerr}" if instance.spawnerr else ""
     return UpstreamFailed(
         f"{instance.instance_name} failed to start ({instance.status}){detail}",
-        reason="START_FAILED",
+        reason=Reason.START_FAILED,
         extra={"instance": instance, "state": instance.status, "stderr_tail": text[-4096:]},
     )
 
@@ -189,7 +191,7 @@ class Instances:
                 flight = self._launch(program, port, name, info)
         already_running = await asyncio.shield(flight.spawned)
         if already_running and not request.if_not_running:
-            raise Conflict(f"{name} is already running", reason="ALREADY_RUNNING")
+            raise Conflict(f"{name} is already running", reason=Reason.ALREADY_RUNNING)
         if not request.wait:
             return Started(already_running=already_running, instance=process_status(flight.last))
         waiting = flight.wait_port() if request.wait_for == "port" else flight.settled
@@ -199,7 +201,7 @@ class Instances:
             raise WaitTimeout(
                 f"{name} did not become ready within {request.timeout}s (last state "
                 f"{flight.last.status})",
-                reason="WAIT_TIMEOUT",
+                reason=Reason.WAIT_TIMEOUT,
                 extra={"instance": flight.last, "already_running": already_running},
             ) from None
         return Started(already_running=already_running, instance=process_status(instance))
@@ -218,7 +220,7 @@ class Instances:
         self, request: StartRequest, name: str, port: int | None, instance: Instance
     ) -> Started:
         if not request.if_not_running:
-            raise Conflict(f"{name} is already running", reason="ALREADY_RUNNING")
+            raise Conflict(f"{name} is already running", reason=Reason.ALREADY_RUNNING)
         probing = port if request.wait and request.wait_for == "port" else None
         if probing and not await probe_port("127.0.0.1", probing, None, timeout=request.timeout):
             raise WaitTimeout(
@@ -244,7 +246,9 @@ class Instances:
                 failure = (
                     exc
                     if isinstance(exc, Exception)
-                    else Conflict(f"{name} was stopped while starting", reason="START_CANCELLED")
+                    else Conflict(
+                        f"{name} was stopped while starting", reason=Reason.START_CANCELLED
+                    )
                 )
                 for future in (flight.spawned, flight.settled):
                     if not future.done():

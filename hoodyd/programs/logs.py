@@ -7,7 +7,7 @@ import os
 from collections import deque
 from pathlib import Path
 
-from hoodyd.errors import Conflict
+from hoodyd.errors import Conflict, Reason
 from hoodyd.programs import conf
 from hoodyd.schemas.daemon import LogTail, Program
 
@@ -22,7 +22,7 @@ async def read_log(
     folder: str | None = None,
 ) -> LogTail:
     if not program.logs_enabled:
-        raise Conflict("Logs are disabled for this program", reason="LOGS_DISABLED")
+        raise Conflict("Logs are disabled for this program", reason=Reason.LOGS_DISABLED)
     path = conf.log_file(program, stream, log_dir, port, folder=folder)
     text = await asyncio.to_thread(tail_lines, path, lines)
     return LogTail(logs=text, type=stream, lines=lines, log_file=str(path))

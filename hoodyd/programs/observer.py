@@ -19,13 +19,9 @@ from pathlib import Path
 import msgspec
 import structlog
 
-from hoodyd.errors import HoodydError
+from hoodyd.errors import HoodydError, SupervisorUnavailable
 from hoodyd.programs.events import EventReceiver, ProcessEvent
-from hoodyd.programs.supervisor_client import (
-    ProcessInfo,
-    SupervisorClient,
-    SupervisorUnavailable,
-)
+from hoodyd.programs.supervisor_client import ProcessInfo, SupervisorClient
 
 log = structlog.get_logger()
 

@@ -20,7 +20,14 @@ from typing import Protocol
 import msgspec
 import structlog
 
-from hoodyd.errors import HoodydError, InvalidRequest, NotFound, WaitTimeout
+from hoodyd.errors import (
+    HoodydError,
+    InvalidRequest,
+    NotFound,
+    Reason,
+    SupervisorFault,
+    WaitTimeout,
+)
 from hoodyd.polling import poll_until
 from hoodyd.programs import conf
 from hoodyd.programs.instances import start_failure
@@ -29,7 +36,7 @@ from hoodyd.programs.observer import Observer, Transition
 from hoodyd.programs.registry import Registry
 from hoodyd.programs.rules import build_program, validate_program
 from hoodyd.programs.status import FAILED_STATES, instance_from_info
-from hoodyd.programs.supervisor_client import SupervisorClient, SupervisorFault
+from hoodyd.programs.supervisor_client import SupervisorClient
 from hoodyd.schemas.daemon import (
     Ephemeral,
     EphemeralInput,
@@ -203,12 +210,12 @@ class QuickStartService:
     def _get(self, temporary_id: str) -> Ephemeral:
         if not TEMPORARY_ID.match(temporary_id):
             raise InvalidRequest(
-                f"Invalid temporary_id: {temporary_id!r}", reason="INVALID_TEMPORARY_ID"
+                f"Invalid temporary_id: {temporary_id!r}", reason=Reason.INVALID_TEMPORARY_ID
             )
         item = self._items.get(temporary_id)
         if item is None:
             raise NotFound(
-                f"Ephemeral program {temporary_id} not found", reason="EPHEMERAL_NOT_FOUND"
+                f"Ephemeral program {temporary_id} not found", reason=Reason.EPHEMERAL_NOT_FOUND
             )
         return item
 

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import structlog
 
+from hoodyd.errors import SupervisorFault
 from hoodyd.programs import conf
 from hoodyd.programs.files import make_private_dirs, write_atomic
-from hoodyd.programs.supervisor_client import Fault, SupervisorClient, SupervisorFault
+from hoodyd.programs.supervisor_client import Fault, SupervisorClient
 from hoodyd.programs.table import Owner
 from hoodyd.schemas.daemon import Ephemeral, Program
 

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 
-from hoodyd.errors import InvalidRequest
+from hoodyd.errors import InvalidRequest, Reason
 from hoodyd.programs.conf import home_of, plain_value_problem
 from hoodyd.programs.launch import ENVIRONMENT_VARIABLE
 from hoodyd.programs.webhooks import validate_webhooks
@@ -38,7 +38,7 @@ _READ_ONLY = {"id", "hoody_kit", "status", "stats"}
 _INPUT_FIELDS = tuple(f for f in ProgramInput.__struct_fields__ if f not in _READ_ONLY)
 
 
-def _bad(message: str, reason: str = "VALIDATION_FAILED") -> InvalidRequest:
+def _bad(message: str, reason: Reason = Reason.VALIDATION_FAILED) -> InvalidRequest:
     return InvalidRequest(message, reason=reason)
 
 
@@ -58,23 +58,25 @@ def check_port(program: Program, port: int | None) -> int | None:
         if port is not None:
             raise InvalidRequest(
                 f"Program {program.name} has no port_range; port is not accepted",
-                reason="PORT_NOT_ACCEPTED",
+                reason=Reason.PORT_NOT_ACCEPTED,
             )
         return None
     if port is None:
-        raise InvalidRequest("Port parameter required", reason="PORT_REQUIRED")
+        raise InvalidRequest("Port parameter required", reason=Reason.PORT_REQUIRED)
     if port not in program.ports():
         raise InvalidRequest(
             f"Port {port} is outside the program's port_range "
             f"{program.port_range.start}-{program.port_range.end}",
-            reason="PORT_OUT_OF_RANGE",
+            reason=Reason.PORT_OUT_OF_RANGE,
         )
     return port
 
 
 def check_program_id(value: int) -> int:
     if not 1 <= value <= MAX_PROGRAM_ID:
-        raise _bad(f"id must be an integer from 1 to {MAX_PROGRAM_ID}, got {value}", "INVALID_ID")
+        raise _bad(
+            f"id must be an integer from 1 to {MAX_PROGRAM_ID}, got {value}", Reason.INVALID_ID
+        )
     return value
 
 
@@ -89,7 +91,7 @@ def build_program(
     if current is None:
         for required in ("name", "command", "user"):
             if getattr(given, required, UNSET) is UNSET:
-                raise _bad(f"Missing required field: {required}", "MISSING_FIELD")
+                raise _bad(f"Missing required field: {required}", Reason.MISSING_FIELD)
         fields: dict[str, Any] = {}
     else:
         fields = msgspec.structs.asdict(current)
@@ -104,7 +106,7 @@ def build_program(
     fields["display"] = normalize_display(fields.get("display"))
     if fields.get("port_range") is None:
         if getattr(given, "port_param", UNSET) not in (UNSET, None):
-            raise _bad("port_param requires port_range", "PORT_PARAM_WITHOUT_RANGE")
+            raise _bad("port_param requires port_range", Reason.PORT_PARAM_WITHOUT_RANGE)
         fields["port_param"] = None
     elif fields.get("port_param") is None:
         fields["port_param"] = "--port"
@@ -150,31 +152,30 @@ def validate_program(
         if not _encodable(value):
             raise _bad(f"Environment value of {key} is not valid Unicode text")
     if program.lazy_load and program.boot:
-        raise _bad("lazy_load cannot be combined with boot: true", "LAZY_LOAD_WITH_BOOT")
+        raise _bad("lazy_load cannot be combined with boot: true", Reason.LAZY_LOAD_WITH_BOOT)
     if program.terminal_shell is not None and program.terminal_id is None:
         raise _bad("terminal_shell requires terminal_id")
     if program.port_param is not None and not PORT_PARAM_PATTERN.match(program.port_param):
-        raise _bad(f'Invalid port_param format: "{program.port_param}"', "INVALID_PORT_PARAM")
+        raise _bad(f'Invalid port_param format: "{program.port_param}"', Reason.INVALID_PORT_PARAM)
     others = [other for other in others if other.id != program.id]
     for other in others:
         if other.name == program.name:
-            raise _bad(f"Program name already in use: {program.name}", "NAME_IN_USE")
+            raise _bad(f"Program name already in use: {program.name}", Reason.NAME_IN_USE)
     if program.port_range is not None:
         start, end = program.port_range.start, program.port_range.end
         if start > end:
-            raise _bad("Invalid port_range: start must not exceed end", "INVALID_PORT_RANGE")
+            raise _bad("Invalid port_range: start must not exceed end", Reason.INVALID_PORT_RANGE)
         if end - start + 1 > max_port_range:
             raise _bad(
                 f"Invalid port_range: at most {max_port_range} ports per program",
-                "INVALID_PORT_RANGE",
+                Reason.INVALID_PORT_RANGE,
             )
         for other in others:
             span = other.port_range
             if span is not None and span.start <= end and span.end >= start:
                 raise _bad(
-                    f"Port range overlaps with program '{other.name}' "
-                    f"({span.start}-{span.end})",
-                    "PORT_RANGE_OVERLAP",
+                    f"Port range overlaps with program '{other.name}' ({span.start}-{span.end})",
+                    Reason.PORT_RANGE_OVERLAP,
                 )
 
 
@@ -184,21 +185,25 @@ def _check_name(name: str) -> None:
     if len(name) > 128:
         raise _bad("name must be at most 128 characters")
     if NAME_FORBIDDEN.search(name):
-        raise _bad("name must not contain quotes or control characters", "INVALID_NAME")
+        raise _bad("name must not contain quotes or control characters", Reason.INVALID_NAME)
 
 
 def _check_command(command: str) -> None:
     if not command.strip():
         raise _bad("command must not be empty")
     if any(c in command for c in "\n\r\x00"):
-        raise _bad("command must not contain newline, carriage return or NUL", "INVALID_COMMAND")
+        raise _bad(
+            "command must not contain newline, carriage return or NUL", Reason.INVALID_COMMAND
+        )
     if not _encodable(command):
-        raise _bad("command is not valid Unicode text", "INVALID_COMMAND")
+        raise _bad("command is not valid Unicode text", Reason.INVALID_COMMAND)
     try:
         shlex.split(command)
     except ValueError as exc:
         # the command is split once, here, into the argv the program runs with
-        raise _bad(f"command does not split into arguments: {exc}", "INVALID_COMMAND") from None
+        raise _bad(
+            f"command does not split into arguments: {exc}", Reason.INVALID_COMMAND
+        ) from None
 
 
 def _encodable(text: str) -> bool:
@@ -211,21 +216,21 @@ def _encodable(text: str) -> bool:
 
 def check_user(user: str) -> None:
     if not USER_PATTERN.match(user):
-        raise _bad(f"Invalid user name: {user!r}", "INVALID_USER")
+        raise _bad(f"Invalid user name: {user!r}", Reason.INVALID_USER)
     try:
         pwd.getpwnam(user)
     except KeyError:
-        raise _bad(f"User does not exist: {user}", "UNKNOWN_USER") from None
+        raise _bad(f"User does not exist: {user}", Reason.UNKNOWN_USER) from None
     if os.geteuid() != 0 and pwd.getpwuid(os.geteuid()).pw_name != user:
         raise _bad(
             f"hoodyd runs as uid {os.geteuid()} and can only run programs as its own user",
-            "USER_SWITCH_NOT_ALLOWED",
+            Reason.USER_SWITCH_NOT_ALLOWED,
         )
 
 
 def check_absolute(value: str, field: str) -> None:
     if not value.startswith("/") or "\x00" in value or "\n" in value:
-        raise _bad(f"{field} must be an absolute path", "INVALID_PATH")
+        raise _bad(f"{field} must be an absolute path", Reason.INVALID_PATH)
     _check_plain(value, field)
 
 
@@ -233,7 +238,7 @@ def _check_plain(value: str, field: str) -> None:
     """The path goes into supervisord's config as it is: refuse what its parser would alter."""
     problem = plain_value_problem(value)
     if problem is not None:
-        raise _bad(f"{field} {problem}", "INVALID_PATH")
+        raise _bad(f"{field} {problem}", Reason.INVALID_PATH)
 
 
 def check_log_path(value: str, field: str, log_dir: Path) -> None:
@@ -241,4 +246,4 @@ def check_log_path(value: str, field: str, log_dir: Path) -> None:
     _check_plain(str(Path(value)), field)  # written as Path gives it back
     root = posixpath.normpath(str(log_dir))
     if not posixpath.normpath(value).startswith(root + "/"):
-        raise _bad(f"{field} must lie under {root}/", "INVALID_LOG_PATH")
+        raise _bad(f"{field} must lie under {root}/", Reason.INVALID_LOG_PATH)

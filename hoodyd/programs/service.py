@@ -31,7 +31,7 @@ import structlog
 
 from hoodyd import __version__
 from hoodyd.config import Config
-from hoodyd.errors import Conflict, InvalidRequest, ServiceUnavailable
+from hoodyd.errors import Conflict, InvalidRequest, Reason, ServiceUnavailable
 from hoodyd.programs import conf
 from hoodyd.programs.embedded import SupervisordRuntime
 from hoodyd.programs.eventlistener import render_listener_section
@@ -153,7 +153,7 @@ class ProgramService:
 
     async def logs(self, program: Program, *, stream: str, lines: int, port: int | None) -> LogTail:
         if program.port_range is not None and port is None:
-            raise InvalidRequest("Port parameter required", reason="PORT_REQUIRED")
+            raise InvalidRequest("Port parameter required", reason=Reason.PORT_REQUIRED)
         port = check_port(program, port) if port is not None else None
         return await read_log(program, stream=stream, lines=lines, port=port, log_dir=self.log_dir)
 
@@ -165,7 +165,9 @@ class ProgramService:
                 check_program_id(given.id) if isinstance(given.id, int) else self.table.next_id()
             )
             if program_id in self.table:
-                raise Conflict(f"Program with ID {program_id} already exists", reason="ID_IN_USE")
+                raise Conflict(
+                    f"Program with ID {program_id} already exists", reason=Reason.ID_IN_USE
+                )
             program = self._build(given, program_id, None)
             if program.enabled:
                 await self.registry.register(program)
@@ -267,11 +269,13 @@ class ProgramService:
         """Start (or join the start of) one instance."""
         program = self.get(program_id)
         if not program.enabled:
-            raise Conflict(f"Program with ID {program_id} is disabled", reason="PROGRAM_DISABLED")
+            raise Conflict(
+                f"Program with ID {program_id} is disabled", reason=Reason.PROGRAM_DISABLED
+            )
         port = check_port(program, request.port)
         if request.wait_for == "port" and port is None:
             raise InvalidRequest(
-                'wait_for "port" needs a port-range program and a port', reason="PORT_REQUIRED"
+                'wait_for "port" needs a port-range program and a port', reason=Reason.PORT_REQUIRED
             )
         return await self.instances.start(program, port, request)
 
@@ -291,7 +295,7 @@ class ProgramService:
         else:
             raise InvalidRequest(
                 "Port parameter required (or all: true) for a port-range program",
-                reason="PORT_REQUIRED",
+                reason=Reason.PORT_REQUIRED,
             )
         stopped = await self.instances.stop(names)
         log.info("program_stopped", program_id=program_id, instances=stopped)
@@ -307,10 +311,10 @@ def load_defaults(path: Path) -> list[ProgramInput]:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise InvalidRequest(
-            f"defaults file {path} is not valid JSON: {exc}", reason="BAD_DEFAULTS"
+            f"defaults file {path} is not valid JSON: {exc}", reason=Reason.BAD_DEFAULTS
         ) from exc
     items = raw.get("programs", []) if isinstance(raw, dict) else raw
     try:
         return msgspec.convert(items, list[ProgramInput])
     except msgspec.ValidationError as exc:
-        raise InvalidRequest(f"defaults file {path}: {exc}", reason="BAD_DEFAULTS") from exc
+        raise InvalidRequest(f"defaults file {path}: {exc}", reason=Reason.BAD_DEFAULTS) from exc

@@ -19,7 +19,10 @@ from hoodyd.errors import (
     HoodydError,
     InvalidRequest,
     NotFound,
+    Reason,
     ServiceUnavailable,
+    SupervisorFault,
+    SupervisorUnavailable,
     UpstreamFailed,
 )
 
@@ -48,38 +51,29 @@ class Fault(IntEnum):
 
 
 # fault → (error class, reason) a client sees. Anything else is an internal error.
-FAULTS: dict[int, tuple[type[HoodydError], str]] = {
-    Fault.INCORRECT_PARAMETERS: (InvalidRequest, "SUPERVISOR_INCORRECT_PARAMETERS"),
-    Fault.BAD_ARGUMENTS: (InvalidRequest, "SUPERVISOR_BAD_ARGUMENTS"),
-    Fault.SHUTDOWN_STATE: (ServiceUnavailable, "SUPERVISOR_SHUTTING_DOWN"),
-    Fault.BAD_NAME: (NotFound, "PROCESS_NOT_FOUND"),
-    Fault.BAD_SIGNAL: (InvalidRequest, "BAD_SIGNAL"),
-    Fault.NO_FILE: (UpstreamFailed, "NO_FILE"),
-    Fault.NOT_EXECUTABLE: (UpstreamFailed, "NOT_EXECUTABLE"),
-    Fault.FAILED: (UpstreamFailed, "SUPERVISOR_FAILED"),
-    Fault.ABNORMAL_TERMINATION: (UpstreamFailed, "ABNORMAL_TERMINATION"),
-    Fault.SPAWN_ERROR: (UpstreamFailed, "SPAWN_ERROR"),
-    Fault.ALREADY_STARTED: (Conflict, "ALREADY_RUNNING"),
-    Fault.NOT_RUNNING: (Conflict, "NOT_RUNNING"),
-    Fault.ALREADY_ADDED: (Conflict, "ALREADY_ADDED"),
-    Fault.STILL_RUNNING: (Conflict, "STILL_RUNNING"),
-    Fault.CANT_REREAD: (UpstreamFailed, "CONFIG_REJECTED"),
+FAULTS: dict[int, tuple[type[HoodydError], Reason]] = {
+    Fault.INCORRECT_PARAMETERS: (InvalidRequest, Reason.SUPERVISOR_INCORRECT_PARAMETERS),
+    Fault.BAD_ARGUMENTS: (InvalidRequest, Reason.SUPERVISOR_BAD_ARGUMENTS),
+    Fault.SHUTDOWN_STATE: (ServiceUnavailable, Reason.SUPERVISOR_SHUTTING_DOWN),
+    Fault.BAD_NAME: (NotFound, Reason.PROCESS_NOT_FOUND),
+    Fault.BAD_SIGNAL: (InvalidRequest, Reason.BAD_SIGNAL),
+    Fault.NO_FILE: (UpstreamFailed, Reason.NO_FILE),
+    Fault.NOT_EXECUTABLE: (UpstreamFailed, Reason.NOT_EXECUTABLE),
+    Fault.FAILED: (UpstreamFailed, Reason.SUPERVISOR_FAILED),
+    Fault.ABNORMAL_TERMINATION: (UpstreamFailed, Reason.ABNORMAL_TERMINATION),
+    Fault.SPAWN_ERROR: (UpstreamFailed, Reason.SPAWN_ERROR),
+    Fault.ALREADY_STARTED: (Conflict, Reason.ALREADY_RUNNING),
+    Fault.NOT_RUNNING: (Conflict, Reason.NOT_RUNNING),
+    Fault.ALREADY_ADDED: (Conflict, Reason.ALREADY_ADDED),
+    Fault.STILL_RUNNING: (Conflict, Reason.STILL_RUNNING),
+    Fault.CANT_REREAD: (UpstreamFailed, Reason.CONFIG_REJECTED),
 }
 
 
-class SupervisorFault(HoodydError):
-    """A fault answered by supervisord; `status` and `reason` come from FAULTS."""
-
-    def __init__(self, code: int, text: str) -> None:
-        kind, reason = FAULTS.get(code, (HoodydError, "SUPERVISOR_FAULT"))
-        super().__init__(f"supervisord: {text}", reason=reason)
-        self.status = kind.status
-        self.code = code
-        self.text = text
-
-
-class SupervisorUnavailable(ServiceUnavailable):
-    default_reason = "SUPERVISOR_UNAVAILABLE"
+def fault_error(code: int, text: str) -> SupervisorFault:
+    """The hoodyd error a supervisord fault number maps to (anything unlisted: a 500)."""
+    kind, reason = FAULTS.get(code, (HoodydError, Reason.SUPERVISOR_FAULT))
+    return SupervisorFault(code, text, status=kind.status, reason=reason)
 
 
 class ProcessInfo(msgspec.Struct, frozen=True):
@@ -136,7 +130,7 @@ class SupervisorClient:
                 payload = await response.read()
                 if response.status == 401:
                     raise SupervisorUnavailable(
-                        "supervisord refused hoodyd's credentials", reason="SUPERVISOR_AUTH"
+                        "supervisord refused hoodyd's credentials", reason=Reason.SUPERVISOR_AUTH
                     )
                 if response.status != 200:
                     raise SupervisorUnavailable(
@@ -149,7 +143,7 @@ class SupervisorClient:
         try:
             (result,), _ = xmlrpc.client.loads(payload, use_builtin_types=True)
         except xmlrpc.client.Fault as fault:
-            raise SupervisorFault(fault.faultCode, fault.faultString) from None
+            raise fault_error(fault.faultCode, fault.faultString) from None
         return result
 
     async def ping(self) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from hoodyd.errors import NotFound
+from hoodyd.errors import NotFound, Reason
 from hoodyd.programs import conf
 from hoodyd.programs.rules import MAX_PROGRAM_ID
 from hoodyd.schemas.daemon import Program
@@ -51,7 +51,9 @@ class ProgramTable:
     def get(self, program_id: int) -> Program:
         program = self._programs.get(program_id)
         if program is None:
-            raise NotFound(f"Program with ID {program_id} not found", reason="PROGRAM_NOT_FOUND")
+            raise NotFound(
+                f"Program with ID {program_id} not found", reason=Reason.PROGRAM_NOT_FOUND
+            )
         return program
 
     def find(self, where: ProgramFilter) -> list[Program]:

@@ -21,7 +21,7 @@ from typing import Final
 import yarl
 from msgspec import UNSET
 
-from hoodyd.errors import InvalidRequest
+from hoodyd.errors import InvalidRequest, Reason
 from hoodyd.schemas.daemon import WEBHOOK_EVENTS, Webhooks, WebhooksInput
 
 MAX_URLS: Final = 5
@@ -29,7 +29,7 @@ MAX_HEADERS: Final = 10
 MAX_URL_LENGTH: Final = 2048
 MAX_HEADER_VALUE_LENGTH: Final = 4096
 WILDCARD_EVENTS: Final = frozenset({"*", "ALL"})
-REASON: Final = "INVALID_WEBHOOK"
+REASON: Final = Reason.INVALID_WEBHOOK
 
 # RFC 9110 token characters
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from hoodyd.errors import InvalidRequest
+from hoodyd.errors import InvalidRequest, Reason
 from hoodyd.schemas.run import ENUM_VALUES
 
 T = TypeVar("T")
@@ -34,15 +34,15 @@ def decode_json(raw: bytes | str, kind: type[T]) -> T:
         if missing is not None:
             raise InvalidRequest(
                 f"missing field '{missing}': {exc}",
-                reason="MISSING_FIELD",
+                reason=Reason.MISSING_FIELD,
                 extra={"field": missing},
             ) from exc
         raise translate(exc, kind, source="body") from exc
     except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"malformed JSON body: {exc}", reason="MALFORMED_JSON") from exc
+        raise InvalidRequest(f"malformed JSON body: {exc}", reason=Reason.MALFORMED_JSON) from exc
     except RecursionError:
         # a WebSocket message is not read through read_body's depth check
-        raise InvalidRequest("JSON nests too deeply", reason="JSON_TOO_DEEP") from None
+        raise InvalidRequest("JSON nests too deeply", reason=Reason.JSON_TOO_DEEP) from None
 
 
 def _missing_required(raw: bytes | str, kind: type[Any]) -> str | None:
@@ -75,7 +75,7 @@ def invalid_enum(field: str, value: object, allowed: tuple[str, ...] = ()) -> In
     choices = allowed or ENUM_VALUES.get(field, ())
     return InvalidRequest(
         f"invalid value {value!r} for '{field}': allowed values are {', '.join(choices)}",
-        reason="INVALID_ENUM",
+        reason=Reason.INVALID_ENUM,
         extra={"field": field, "allowed": list(choices)},
     )
 
@@ -98,19 +98,22 @@ def translate(exc: msgspec.ValidationError, kind: type[Any], *, source: str) -> 
         field = missing.group("field")
         where = "query parameter" if source == "query" else "field"
         return InvalidRequest(
-            f"missing {where} '{field}': {text}", reason="MISSING_FIELD", extra={"field": field}
+            f"missing {where} '{field}': {text}",
+            reason=Reason.MISSING_FIELD,
+            extra={"field": field},
         )
     unknown = _UNKNOWN.search(text)
     if unknown:
         return InvalidRequest(
-            f"unknown field '{unknown.group('field')}': {text}", reason="UNKNOWN_FIELD"
+            f"unknown field '{unknown.group('field')}': {text}", reason=Reason.UNKNOWN_FIELD
         )
     at = _AT.search(text)
     name = at.group("path") if at else "?"
     if source == "query" and ("`int`" in text or "`int |" in text):
-        reason = "OUT_OF_RANGE" if re.search(r"[<>]=? ?-?\d", text) else "INVALID_INTEGER"
+        bounded = re.search(r"[<>]=? ?-?\d", text)
+        reason = Reason.OUT_OF_RANGE if bounded else Reason.INVALID_INTEGER
         return InvalidRequest(f"Invalid value for '{name}': {text}", reason=reason)
-    return InvalidRequest(f"invalid request {source}: {text}", reason="VALIDATION_FAILED")
+    return InvalidRequest(f"invalid request {source}: {text}", reason=Reason.VALIDATION_FAILED)
 
 
 def _literal_values(kind: type[Any], field: str) -> tuple[str, ...]:
@@ -133,7 +136,3 @@ def _literals(info: msgspec.inspect.Type) -> tuple[str, ...]:
     if isinstance(info, msgspec.inspect.ListType):
         return _literals(info.item_type)
     return ()
-
-
-
-

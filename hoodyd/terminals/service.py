@@ -21,7 +21,7 @@ import msgspec
 import structlog
 
 from hoodyd.config import TerminalsConfig
-from hoodyd.errors import Conflict, InvalidRequest, NotFound
+from hoodyd.errors import Conflict, InvalidRequest, NotFound, Reason
 from hoodyd.polling import poll_until
 from hoodyd.schemas.terminal import (
     EPHEMERAL_FIRST,
@@ -141,13 +141,13 @@ class TerminalService:
     def session(self, terminal_id: int) -> TerminalSession:
         session = self._sessions.get(terminal_id)
         if session is None:
-            raise NotFound(f"Terminal {terminal_id} not found", reason="TERMINAL_NOT_FOUND")
+            raise NotFound(f"Terminal {terminal_id} not found", reason=Reason.TERMINAL_NOT_FOUND)
         return session
 
     def command(self, command_id: int) -> Command:
         command = self._results.get(command_id)
         if command is None:
-            raise NotFound(f"Command {command_id} not found", reason="COMMAND_NOT_FOUND")
+            raise NotFound(f"Command {command_id} not found", reason=Reason.COMMAND_NOT_FOUND)
         return command
 
     def result(self, command_id: int) -> CommandResult:
@@ -217,7 +217,7 @@ class TerminalService:
             raise InvalidRequest(
                 f"terminal_id {EPHEMERAL_FIRST}-{TERMINAL_ID_MAX} are reserved for ephemeral "
                 "sessions (create with ephemeral: true)",
-                reason="RESERVED_TERMINAL_ID",
+                reason=Reason.RESERVED_TERMINAL_ID,
             )
         session = self._start_session(terminal_id, options, cwd_auto_create=False)
         ready = await session.wait_ready(self.config.ready_timeout)
@@ -258,23 +258,23 @@ class TerminalService:
             if existing is not None and not existing.final:
                 raise Conflict(
                     f"Command id {request.command_id} is still in use",
-                    reason="COMMAND_ID_IN_USE",
+                    reason=Reason.COMMAND_ID_IN_USE,
                 )
         terminal_id = request.terminal_id
         if terminal_id is None and not request.ephemeral:
-            raise InvalidRequest(TERMINAL_ID_REQUIRED, reason="TERMINAL_ID_REQUIRED")
+            raise InvalidRequest(TERMINAL_ID_REQUIRED, reason=Reason.TERMINAL_ID_REQUIRED)
         session = self._sessions.get(terminal_id) if terminal_id is not None else None
         new_session = session is None or request.reset
         if session is None and terminal_id is not None and terminal_id != 1:
             raise NotFound(
                 f"Terminal {terminal_id} not found (create it with POST /api/v1/terminal/create)",
-                reason="TERMINAL_NOT_FOUND",
+                reason=Reason.TERMINAL_NOT_FOUND,
             )
         if session is not None and not session.running and not request.reset:
             raise Conflict(
                 f"Terminal {terminal_id}: the shell exited (status {session.exit_code}); "
                 "recreate it with POST /api/v1/terminal/create or execute with reset=true",
-                reason="SHELL_EXITED",
+                reason=Reason.SHELL_EXITED,
             )
         if new_session:
             resolve_shell(request.session.shell, self.config.default_shell)
@@ -331,11 +331,11 @@ class TerminalService:
         if session is None and terminal_id == 1:
             session = self._start_session(1, SessionOptions(), cwd_auto_create=False)
         if session is None:
-            raise NotFound(f"Terminal {terminal_id} not found", reason="TERMINAL_NOT_FOUND")
+            raise NotFound(f"Terminal {terminal_id} not found", reason=Reason.TERMINAL_NOT_FOUND)
         if not session.running:
             raise Conflict(
                 f"Terminal {terminal_id}: the shell exited (status {session.exit_code})",
-                reason="SHELL_EXITED",
+                reason=Reason.SHELL_EXITED,
             )
         session.clients += 1
         log.info("terminal_attached", terminal_id=terminal_id, clients=session.clients)
@@ -352,7 +352,7 @@ class TerminalService:
         if not session.running:
             raise Conflict(
                 f"Terminal {terminal_id}: the shell exited (status {session.exit_code})",
-                reason="SHELL_EXITED",
+                reason=Reason.SHELL_EXITED,
             )
         return session
 
@@ -362,14 +362,16 @@ class TerminalService:
         check_no_nul("cwd", cwd)
         path = Path(cwd).expanduser()
         if not path.is_absolute():
-            raise InvalidRequest(f"cwd must be an absolute path, got {cwd!r}", reason="INVALID_CWD")
+            raise InvalidRequest(
+                f"cwd must be an absolute path, got {cwd!r}", reason=Reason.INVALID_CWD
+            )
         if path.is_dir():
             return str(path)
         if auto_create and not path.exists():
             if not check_only:
                 path.mkdir(parents=True, exist_ok=True)
             return str(path)
-        raise InvalidRequest(f"cwd {cwd!r} is not a directory", reason="INVALID_CWD")
+        raise InvalidRequest(f"cwd {cwd!r} is not a directory", reason=Reason.INVALID_CWD)
 
     def _start_session(
         self, terminal_id: int, options: SessionOptions, *, cwd_auto_create: bool
@@ -380,7 +382,7 @@ class TerminalService:
             check_no_nul("startup_script", script)
             if not Path(script).is_file():
                 raise InvalidRequest(
-                    f"startup_script {script!r} is not a file", reason="INVALID_STARTUP_SCRIPT"
+                    f"startup_script {script!r} is not a file", reason=Reason.INVALID_STARTUP_SCRIPT
                 )
         cwd = self._session_cwd(options.cwd, cwd_auto_create, check_only=False)
         env = {
@@ -418,7 +420,7 @@ class TerminalService:
             self._next_ephemeral = EPHEMERAL_FIRST + (candidate + 1 - EPHEMERAL_FIRST) % span
             if candidate not in self._sessions:
                 return candidate
-        raise Conflict("No free ephemeral terminal id", reason="NO_FREE_TERMINAL_ID")
+        raise Conflict("No free ephemeral terminal id", reason=Reason.NO_FREE_TERMINAL_ID)
 
     def _allocate_command_id(self) -> int:
         fallback = None
@@ -431,7 +433,7 @@ class TerminalService:
             if fallback is None and existing.final:
                 fallback = candidate
         if fallback is None:
-            raise Conflict("No free command id", reason="NO_FREE_COMMAND_ID")
+            raise Conflict("No free command id", reason=Reason.NO_FREE_COMMAND_ID)
         return fallback
 
     def _remember(self, command: Command) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from hoodyd.errors import InvalidRequest
+from hoodyd.errors import InvalidRequest, Reason
 
 ShellKind = Literal["bash", "zsh", "fish", "sh"]
 SHELL_KINDS: tuple[ShellKind, ...] = ("bash", "zsh", "fish", "sh")
@@ -138,11 +138,11 @@ def resolve_shell(name: str | None, default: str) -> Shell:
     if chosen not in SHELL_KINDS:
         raise InvalidRequest(
             f"Unsupported shell {chosen!r} (expected one of {', '.join(SHELL_KINDS)})",
-            reason="UNSUPPORTED_SHELL",
+            reason=Reason.UNSUPPORTED_SHELL,
         )
     path = shutil.which(chosen)
     if path is None:
-        raise InvalidRequest(f"Shell {chosen!r} is not installed", reason="SHELL_NOT_FOUND")
+        raise InvalidRequest(f"Shell {chosen!r} is not installed", reason=Reason.SHELL_NOT_FOUND)
     return Shell(chosen, path)
 
 

@@ -8,7 +8,7 @@ import os
 import pwd
 import re
 
-from hoodyd.errors import InvalidRequest
+from hoodyd.errors import InvalidRequest, Reason
 from hoodyd.schemas.terminal import TERMINAL_ID_MAX, CreateRequest
 
 INVALID_TERMINAL_ID = "Invalid terminal_id (must be numeric 1-65535)"
@@ -39,14 +39,14 @@ def parse_terminal_id(value: str | int | None, *, required: bool = True) -> int 
     """The contract's terminal id: numeric 1-65535; `0` and empty mean absent."""
     if value is None or value in ("", "0", 0):
         if required:
-            raise InvalidRequest(TERMINAL_ID_REQUIRED, reason="TERMINAL_ID_REQUIRED")
+            raise InvalidRequest(TERMINAL_ID_REQUIRED, reason=Reason.TERMINAL_ID_REQUIRED)
         return None
     text = str(value)
     if isinstance(value, bool) or not text.isascii() or not text.isdigit():
-        raise InvalidRequest(INVALID_TERMINAL_ID, reason="INVALID_TERMINAL_ID")
+        raise InvalidRequest(INVALID_TERMINAL_ID, reason=Reason.INVALID_TERMINAL_ID)
     number = int(text)
     if not 1 <= number <= TERMINAL_ID_MAX:
-        raise InvalidRequest(INVALID_TERMINAL_ID, reason="INVALID_TERMINAL_ID")
+        raise InvalidRequest(INVALID_TERMINAL_ID, reason=Reason.INVALID_TERMINAL_ID)
     return number
 
 
@@ -59,7 +59,7 @@ def parse_command_id(value: str | int) -> int:
         or not (1 <= int(text) <= COMMAND_ID_MAX)
     ):
         raise InvalidRequest(
-            "Invalid command id (must be numeric 1-65535)", reason="INVALID_COMMAND_ID"
+            "Invalid command id (must be numeric 1-65535)", reason=Reason.INVALID_COMMAND_ID
         )
     return int(text)
 
@@ -71,19 +71,19 @@ def parse_display(value: str | int | None) -> str | None:
     if match is None:
         raise InvalidRequest(
             f"Invalid display {value!r} (expected a number such as 1 or :1)",
-            reason="INVALID_DISPLAY",
+            reason=Reason.INVALID_DISPLAY,
         )
     return f":{match.group(1)}" + (f".{match.group(2)}" if match.group(2) else "")
 
 
 def validate_command(command: str | None) -> str:
     if command is None:
-        raise InvalidRequest(MISSING_COMMAND, reason="MISSING_COMMAND")
+        raise InvalidRequest(MISSING_COMMAND, reason=Reason.MISSING_COMMAND)
     if not command.strip():
-        raise InvalidRequest("'command' is empty", reason="INVALID_COMMAND")
+        raise InvalidRequest("'command' is empty", reason=Reason.INVALID_COMMAND)
     if len(command.encode()) > MAX_COMMAND_BYTES:
         raise InvalidRequest(
-            f"'command' exceeds {MAX_COMMAND_BYTES} bytes", reason="COMMAND_TOO_LONG"
+            f"'command' exceeds {MAX_COMMAND_BYTES} bytes", reason=Reason.COMMAND_TOO_LONG
         )
     check_typed_text("command", command)
     return command
@@ -95,39 +95,40 @@ def check_typed_text(name: str, text: str) -> None:
     for char in text:
         code = ord(char)
         if code == 0:
-            raise InvalidRequest(f"'{name}' contains a NUL byte", reason="NUL_BYTE")
+            raise InvalidRequest(f"'{name}' contains a NUL byte", reason=Reason.NUL_BYTE)
         if char in "\r\n":
             raise InvalidRequest(
                 f"'{name}' must be a single line (newlines are not allowed)",
-                reason="NEWLINE_NOT_ALLOWED",
+                reason=Reason.NEWLINE_NOT_ALLOWED,
             )
         if code < 0x20 or code == 0x7F:
             raise InvalidRequest(
                 f"'{name}' contains control character 0x{code:02x}",
-                reason="CONTROL_CHARACTER",
+                reason=Reason.CONTROL_CHARACTER,
             )
 
 
 def check_no_nul(name: str, text: str) -> None:
     if "\x00" in text:
-        raise InvalidRequest(f"'{name}' contains a NUL byte", reason="NUL_BYTE")
+        raise InvalidRequest(f"'{name}' contains a NUL byte", reason=Reason.NUL_BYTE)
 
 
 def validate_env(env: dict[str, str] | None, *, typed: bool) -> dict[str, str]:
     """Environment variables; `typed` when they travel through the PTY (per command)."""
     for key, value in (env or {}).items():
         if not _ENV_NAME.match(key):
-            raise InvalidRequest(f"Invalid environment variable name {key!r}", reason="INVALID_ENV")
+            raise InvalidRequest(
+                f"Invalid environment variable name {key!r}", reason=Reason.INVALID_ENV
+            )
         if _RESERVED_ENV.match(key):
             raise InvalidRequest(
-                f"Environment variable {key!r} is reserved by hoodyd", reason="INVALID_ENV"
+                f"Environment variable {key!r} is reserved by hoodyd", reason=Reason.INVALID_ENV
             )
         if typed:
             check_typed_text(f"env.{key}", value)
         else:
             check_no_nul(f"env.{key}", value)
     return dict(env or {})
-
 
 
 # the contract's remote-session fields, which hoodyd refuses rather than ignores
@@ -150,11 +151,11 @@ def check_create(request: CreateRequest) -> None:
     if remote:
         raise InvalidRequest(
             f"SSH/SOCKS5 sessions are not supported by hoodyd (got {', '.join(remote)})",
-            reason="SSH_NOT_SUPPORTED",
+            reason=Reason.SSH_NOT_SUPPORTED,
         )
     if request.desktop or request.desktop_env:
         raise InvalidRequest(
-            "desktop sessions are not supported by hoodyd", reason="DESKTOP_NOT_SUPPORTED"
+            "desktop sessions are not supported by hoodyd", reason=Reason.DESKTOP_NOT_SUPPORTED
         )
     check_user(request.user)
     if request.startup_script is not None:
@@ -174,5 +175,5 @@ def check_user(user: str | None) -> None:
     if user != own:
         raise InvalidRequest(
             f"Sessions run as {own!r}; switching to user {user!r} is not supported",
-            reason="USER_NOT_SUPPORTED",
+            reason=Reason.USER_NOT_SUPPORTED,
         )
