@@ -4,9 +4,14 @@
     supervisord `getProcessInfo` XML-RPC round trip measured in the same run;
 (b) N concurrent `if_not_running` starts of one cold port instance: spawns and answers;
 (c) cold start with `wait_for: "port"` of a small HTTP server, against the time the same
-    server needs to bind when spawned directly.
+    server needs to bind when spawned directly;
+(d) scale: 200 lazy instances of one 1000-port range started concurrently (total time), and
+    the cost of registering an instance as the 1st against as the 200th: instances of a second
+    range started one after another, each start's time (registration + startProcess) taken
+    at the 1st-10th and at the 191st-200th. The reference is the 1st-10th.
 
 Run: .venv/bin/python bench/programs.py [--requests 2000] [--crowd 500] [--cold 15]
+     [--scale 200] [--only scale]
 """
 
 from __future__ import annotations
@@ -48,9 +53,10 @@ def percentile(values: list[float], q: float) -> float:
 _handed_out: set[int] = set()
 
 
-def free_base(count: int) -> int:
-    """The first of `count` free consecutive ports, never one handed out before."""
-    for base in range(30000, 60000, 1013):
+def free_base(count: int, first: int = 30000) -> int:
+    """The first of `count` free consecutive ports from `first`, never one handed out
+    before."""
+    for base in range(first, 60000, 1013):
         if base in _handed_out:
             continue
         try:
@@ -206,23 +212,72 @@ async def bench_cold(daemon: Daemon, runs: int) -> dict[str, float]:
             "added_p50_ms": statistics.median(via) - statistics.median(direct)}
 
 
+# an instance that runs without listening: `--port N` lands in $1 and $2 of the shell
+QUIET = "/bin/sh -c 'exec sleep 3600' quiet"
+
+
+async def bench_scale(daemon: Daemon, count: int) -> dict[str, float]:
+    async with daemon.session() as session:
+        # below Linux's ephemeral ports (32768-60999), which client connections leave busy
+        base = free_base(1000, first=10000)
+        _, added = await post(session, "/programs/add", {
+            "name": "bench-scale", "command": QUIET, "user": USER,
+            "port_range": {"start": base, "end": base + 999}, "lazy_load": True})
+        crowd_id = added["id"]
+        began = time.perf_counter()
+        answers = await asyncio.gather(*(
+            post(session, f"/programs/{crowd_id}/start", {"port": base + i})
+            for i in range(count)))
+        concurrent_s = time.perf_counter() - began
+        assert all(status == 200 for status, _ in answers), answers[:3]
+        base = free_base(1000, first=10000)
+        _, added = await post(session, "/programs/add", {
+            "name": "bench-seq", "command": QUIET, "user": USER,
+            "port_range": {"start": base, "end": base + 999}, "lazy_load": True})
+        seq_id = added["id"]
+        costs = []
+        for i in range(count):
+            t0 = time.perf_counter()
+            status, answer = await post(session, f"/programs/{seq_id}/start", {"port": base + i})
+            costs.append((time.perf_counter() - t0) * 1000)
+            assert status == 200, answer
+        for program in (crowd_id, seq_id):
+            await post(session, f"/programs/{program}/stop", {"all": True})
+    first, last = statistics.median(costs[:10]), statistics.median(costs[-10:])
+    return {"instances": count, "concurrent_s": concurrent_s, "first_ms": first,
+            "last_ms": last, "ratio": last / first}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--crowd", type=int, default=500)
     parser.add_argument("--cold", type=int, default=15)
+    parser.add_argument("--scale", type=int, default=200)
+    parser.add_argument("--only", choices=["scale"], help="run only this part")
     args = parser.parse_args()
     state = Path(tempfile.mkdtemp(prefix="hdb-", dir="/tmp"))
     daemon = Daemon(state)
     try:
-        idem = await bench_idempotent(daemon, args.requests)
-        crowd = await bench_crowd(daemon, args.crowd)
-        cold = await bench_cold(daemon, args.cold)
+        if args.only != "scale":
+            idem = await bench_idempotent(daemon, args.requests)
+            crowd = await bench_crowd(daemon, args.crowd)
+            cold = await bench_cold(daemon, args.cold)
+        scale = await bench_scale(daemon, args.scale)
     finally:
         daemon.close()
         shutil.rmtree(state, ignore_errors=True)
     print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cpus, "
-          f"python {platform.python_version()}")
+          f"python {platform.python_version()}, load {os.getloadavg()[0]:.2f}")
+    print(f"\n(d) scale: {scale['instances']} lazy instances of a 1000-port range")
+    print(f"started concurrently: {scale['concurrent_s']:.2f} s (goal <= 5 s)")
+    print(f"one start (registration + startProcess), median of the 1st-10th (reference): "
+          f"{scale['first_ms']:.1f} ms; of the {scale['instances'] - 9}th-"
+          f"{scale['instances']}th: {scale['last_ms']:.1f} ms; ratio {scale['ratio']:.2f} "
+          "(goal <= 2)")
+    if args.only == "scale":
+        print(json.dumps({"scale": scale}))
+        return
     print("\n(a) idempotent start of a running instance, sequential, Unix socket")
     print(f"{'':22}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}")
     for label in ("raw", "hoodyd"):
@@ -239,7 +294,7 @@ async def main() -> None:
     print(f"hoodyd start answered:              {cold['hoodyd_ready_p50_ms']:.1f} ms")
     print(f"added by hoodyd: {cold['added_p50_ms']:.1f} ms (goal <= 30 ms); ratio "
           f"{cold['hoodyd_ready_p50_ms'] / cold['direct_bind_p50_ms']:.2f}")
-    print(json.dumps({"idempotent": idem, "crowd": crowd, "cold": cold}))
+    print(json.dumps({"idempotent": idem, "crowd": crowd, "cold": cold, "scale": scale}))
 
 
 if __name__ == "__main__":

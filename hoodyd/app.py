@@ -15,6 +15,8 @@ from typing import Literal
 
 from aiohttp import web
 
+from hoodyd.api import draining
+from hoodyd.api.draining import answer_on_shutdown
 from hoodyd.api.keys import AREA, CONFIG, PROGRAMS, QUICKSTART, RUN, RUNNER, TERMINALS, TOKEN, Area
 from hoodyd.api.links import API_LINKS
 from hoodyd.api.middleware import authenticate, request_context
@@ -42,10 +44,11 @@ def create_app(
     config: Config, *, token: str | None = None, areas: Collection[AreaName] = ALL_AREAS
 ) -> web.Application:
     app = web.Application(
-        middlewares=[request_context, authenticate],
+        middlewares=[request_context, answer_on_shutdown, authenticate],
         client_max_size=config.server.max_body_bytes,
     )
     app[CONFIG] = config
+    draining.install(app)
     if token:
         app[TOKEN] = token
     app.cleanup_ctx.append(_services(frozenset(areas)))

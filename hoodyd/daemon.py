@@ -1,5 +1,13 @@
 """The daemon's lifecycle, top to bottom: build the app, bind the sites, notify readiness,
-wait for a signal, drain in-flight requests within a bound, close."""
+wait for a signal, drain in-flight requests within a bound, close.
+
+SIGTERM and SIGINT stop the daemon within `server.shutdown_timeout`: the listening sockets
+close, every request still in flight is answered 503 `SHUTTING_DOWN`, WebSockets are closed
+with 1001 (`hoodyd.api.draining`), services close, and whatever is still running when the
+bound is reached is abandoned. SIGHUP is ignored with a log line: everything the config sets
+(sockets, state dir, supervisord, sources) is bound at start-up, so applying a changed
+config means a restart, which never restarts a program.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +16,10 @@ import contextlib
 import gc
 import os
 import secrets
+import shlex
 import signal
 import socket
+import sys
 from pathlib import Path
 
 import structlog
@@ -62,9 +72,10 @@ async def _serve(config: Config, inherited: list[socket.socket]) -> None:
     on_tcp = bool(config.server.tcp) or any(s.family != socket.AF_UNIX for s in inherited)
     token = resolve_token(config) if on_tcp else None
     app = create_app(config, token=token)
-    runner = Runner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=config.server.shutdown_timeout
-    )
+    # aiohttp may wait twice its timeout (for handlers, then for their cancellation); the
+    # drain answers in-flight requests at once, so this only bounds a handler that hangs
+    drain_s = config.server.shutdown_timeout / 4
+    runner = Runner(app, handle_signals=False, access_log=None, shutdown_timeout=drain_s)
     await runner.setup()  # services start here: supervisord, store, reconciliation
     # what start-up allocated (indexes, config) lives as long as the daemon: keep it out of
     # every later full collection, which would otherwise stall requests for ~20 ms
@@ -74,7 +85,7 @@ async def _serve(config: Config, inherited: list[socket.socket]) -> None:
         if inherited:
             for sock in inherited:
                 await web.SockSite(
-                    runner, sock, shutdown_timeout=config.server.shutdown_timeout, backlog=BACKLOG
+                    runner, sock, shutdown_timeout=drain_s, backlog=BACKLOG
                 ).start()
             log.info("serving_inherited_sockets", count=len(inherited))
         else:
@@ -82,26 +93,60 @@ async def _serve(config: Config, inherited: list[socket.socket]) -> None:
             group = config.server.allowed_gids[0] if config.server.allowed_gids else None
             sock = bind_unix_socket(created_socket, socket_mode(config), group)
             await web.SockSite(
-                runner, sock, shutdown_timeout=config.server.shutdown_timeout, backlog=BACKLOG
+                runner, sock, shutdown_timeout=drain_s, backlog=BACKLOG
             ).start()
             log.info("serving_unix", socket=str(created_socket))
         if config.server.tcp:
             host, port = parse_host_port(config.server.tcp)
             await web.TCPSite(
-                runner, host, port, shutdown_timeout=config.server.shutdown_timeout,
-                backlog=BACKLOG,
+                runner, host, port, shutdown_timeout=drain_s, backlog=BACKLOG
             ).start()
             log.info("serving_tcp", host=host, port=port)
         sd_notify("READY=1")
+        _tell_terminal(f"hoodyd: listening on {', '.join(_addresses(config, inherited))}")
         await stop.wait()
         sd_notify("STOPPING=1")
         log.info("shutting_down", drain_timeout_s=config.server.shutdown_timeout)
     finally:
-        await runner.cleanup()
+        await _close_within(runner, config.server.shutdown_timeout)
         if created_socket is not None:
             with contextlib.suppress(FileNotFoundError):
                 created_socket.unlink()
         log.info("stopped")
+        _tell_terminal(_left_running(config))
+
+
+async def _close_within(runner: web.AppRunner, limit: float) -> None:
+    """Drain and close, abandoning what is still running when `limit` seconds have passed
+    (systemd's TimeoutStopSec must exceed it)."""
+    try:
+        async with asyncio.timeout(limit):
+            await runner.cleanup()
+    except TimeoutError:
+        log.error("shutdown_timed_out", limit_s=limit)
+
+
+def _tell_terminal(line: str) -> None:
+    """One line for a person running `hoodyd serve` in a terminal (logs go elsewhere)."""
+    if sys.stdout.isatty():
+        print(line, flush=True)
+
+
+def _addresses(config: Config, inherited: list[socket.socket]) -> list[str]:
+    where = [f"unix:{config.server.socket}"] if not inherited else ["inherited sockets"]
+    if config.server.tcp:
+        host, port = parse_host_port(config.server.tcp)
+        where.append(f"http://{host}:{port}")
+    return where
+
+
+def _left_running(config: Config) -> str:
+    if config.supervisor.mode != "embedded":
+        return "hoodyd: stopped; the external supervisord and its programs keep running"
+    return (
+        "hoodyd: stopped; supervisord and its programs keep running. Stop them with: "
+        f"hoodyd stop-supervisor --state-dir {shlex.quote(str(config.state_path))}"
+    )
 
 
 def socket_mode(config: Config) -> int:
@@ -186,4 +231,13 @@ def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _ignore_hangup)
     return stop
+
+
+def _ignore_hangup() -> None:
+    log.warning(
+        "sighup_ignored",
+        detail="the config is read at start-up; restart hoodyd to apply changes "
+        "(programs and terminals keep running)",
+    )

@@ -83,6 +83,8 @@ def test_running_payload_becomes_a_datagram_with_pid() -> None:
         "from_state": "STARTING",
         "pid": 2766,
         "expected": None,
+        "serial": 21,
+        "source": os.getppid(),
     }
 
 
@@ -197,7 +199,13 @@ async def test_listener_speaks_the_protocol_and_forwards_state_events(
         await collected.wait_until(lambda: len(collected.events) == 1)
         assert collected.events == [
             ProcessEvent(
-                process_name="web", group_name="web", state="STOPPED", from_state="STOPPING", pid=99
+                process_name="web",
+                group_name="web",
+                state="STOPPED",
+                from_state="STOPPING",
+                pid=99,
+                serial=1,
+                source=os.getpid(),  # the listener's parent: here the test, else supervisord
             )
         ]
     finally:

@@ -22,7 +22,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from hoodyd.api.keys import PROGRAMS
 from hoodyd.app import create_app
 from hoodyd.polling import poll_until
-from hoodyd.programs.observer import Transition
 from tests.conftest import make_config, sleeper, start_daemon, stop_embedded_supervisord
 
 API = "/api/v1/daemon"
@@ -91,13 +90,12 @@ async def test_polling_alone_still_reports_transitions(short_tmp: Path) -> None:
     runner, url, received = await receiver()
     try:
         async with TestClient(TestServer(create_app(config, areas=("daemon",)))) as client:
-            seen: list[Transition] = []
-            client.app[PROGRAMS].observer.subscribe(seen.append)
             response = await client.post(f"{API}/programs/add", json=sleeper(
                 webhooks={"enabled": True, "urls": [url], "events": ["running"]}))
             program = (await response.json())["program"]
-            # a poll has seen the program (STOPPED) before it starts
-            assert await until(lambda: any(t.name == program["name"] for t in seen))
+            # the program (STOPPED) is known before it starts: its start is a change
+            observer = client.app[PROGRAMS].observer
+            assert await until(lambda: program["name"] in observer.processes())
             await client.post(f"{API}/programs/{program['id']}/start", json={"wait": True})
             assert await until(lambda: len(received) >= 1)
             assert [r["body"]["event"] for r in received] == ["RUNNING"]
@@ -202,8 +200,9 @@ async def test_socket_activation_and_ready_notification(short_tmp: Path) -> None
         notify.close()
 
 
-async def test_sigterm_lets_an_in_flight_request_finish(short_tmp: Path) -> None:
-    """A request under way when SIGTERM arrives still gets its answer before hoodyd exits."""
+async def test_sigterm_answers_an_in_flight_request(short_tmp: Path) -> None:
+    """A start waiting for RUNNING when SIGTERM arrives is answered (503 SHUTTING_DOWN, in
+    JSON) before hoodyd exits, instead of losing its connection."""
     daemon = start_daemon(short_tmp)
     try:
         async with aiohttp.ClientSession(
@@ -222,8 +221,8 @@ async def test_sigterm_lets_an_in_flight_request_finish(short_tmp: Path) -> None
             assert await until(lambda: '"program_started"' in daemon.logs())  # under way
             daemon.process.send_signal(signal.SIGTERM)
             status, body = await pending
-        assert status == 200, body
-        assert body["status"]["status"] == "RUNNING"
+        assert status == 503, body
+        assert body["reason"] == "SHUTTING_DOWN"
         assert daemon.process.wait(timeout=20) == 0
     finally:
         daemon.stop()

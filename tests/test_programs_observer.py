@@ -93,3 +93,71 @@ def test_a_failing_subscriber_does_not_silence_the_others() -> None:
     unsubscribe()
     watching.on_event(event("web", "RUNNING", pid=1))
     assert heard == ["STARTING"]
+
+
+def serial_event(
+    name: str, state: ProcessState, serial: int, pid: int | None = None
+) -> ProcessEvent:
+    return ProcessEvent(
+        process_name=name, group_name=name, state=state, pid=pid, serial=serial, source=4242
+    )
+
+
+def test_events_arriving_out_of_order_leave_the_newest_state() -> None:
+    """An event numbered before the one recorded (a datagram overtaken by a later one) changes
+    nothing: the status read from memory stays the newest state."""
+    watching = observer()
+    heard: list[str] = []
+    watching.subscribe(lambda t: heard.append(t.state))
+    watching.on_event(serial_event("web", "RUNNING", 12, pid=500))
+    watching.on_event(serial_event("web", "STARTING", 11))
+    watching.on_event(serial_event("web", "STOPPED", 10))
+    assert heard == ["RUNNING"]
+    assert watching.running_pid("web") == 500
+    shown = watching.processes()["web"]
+    assert (shown.statename, shown.pid) == ("RUNNING", 500)
+    watching.on_event(serial_event("web", "STOPPING", 13, pid=500))
+    assert watching.processes()["web"].statename == "STOPPING"
+
+
+def test_a_restarted_supervisord_numbers_events_anew() -> None:
+    """Serials are compared only between events of the same supervisord: a new one's low
+    serials are newer than the dead one's high ones."""
+    watching = observer()
+    watching.on_event(serial_event("web", "RUNNING", 900, pid=600))
+    restarted = ProcessEvent(
+        process_name="web", group_name="web", state="STARTING", serial=3, source=4243
+    )
+    watching.on_event(restarted)
+    assert watching.processes()["web"].statename == "STARTING"
+
+
+def test_status_comes_from_memory_and_a_removed_group_is_forgotten() -> None:
+    """`processes()` shows what events and polls reported, with the running start time; a
+    process the next poll lacks (its group removed) is gone from it."""
+    watching = observer()
+    watching.record([info("web", "STOPPED"), info("db", "STOPPED")], time.monotonic())
+    before = int(time.time())
+    watching.on_event(serial_event("web", "RUNNING", 1, pid=700))
+    shown = watching.processes()
+    assert shown["web"].statename == "RUNNING" and shown["web"].start >= before
+    assert shown["db"].statename == "STOPPED"
+    watching.record([info("web", "RUNNING", 700)], time.monotonic())
+    assert set(watching.processes()) == {"web"}
+
+
+def test_a_start_answered_running_is_not_undone_by_an_event_still_under_way() -> None:
+    """A direct read of RUNNING (what a start with wait answers) holds against the STARTING
+    datagram sent before it; the events after it continue from there."""
+    watching = observer()
+    watching.record([info("web", "STOPPED")], time.monotonic())
+    asked = time.monotonic()
+    watching.note(info("web", "RUNNING", 300), "web", asked)
+    time.sleep(0.001)  # the datagram lands after the read was answered
+    watching.on_event(event("web", "STARTING", from_state="STOPPED"))
+    assert watching.running_pid("web") == 300
+    assert watching.processes()["web"].statename == "RUNNING"
+    watching.on_event(event("web", "RUNNING", 300, from_state="STARTING"))
+    watching.on_event(event("web", "EXITED", from_state="RUNNING"))
+    assert watching.processes()["web"].statename == "EXITED"
+    assert watching.running_pid("web") is None

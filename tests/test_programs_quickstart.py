@@ -54,7 +54,8 @@ async def test_launch_with_wait_runs_and_is_listed_but_not_a_program(client: Any
 async def test_stop_cleans_up_and_later_calls_are_404(
     client: Any, program_config: Config
 ) -> None:
-    """Stop answers cleaned_up; afterwards status and logs are 404 and the config is gone."""
+    """Stop answers cleaned_up; afterwards status and logs are 404, and the config and the
+    log folder are gone."""
     answer = await launch(client, wait=True)
     temporary_id = answer["temporary_id"]
     response = await client.post(f"{API}/{temporary_id}/stop")
@@ -67,6 +68,7 @@ async def test_stop_cleans_up_and_later_calls_are_404(
     assert (await client.post(f"{API}/{temporary_id}/stop")).status == 404
     conf_dir = program_config.state_path / "supervisor" / "conf.d"
     assert list(conf_dir.glob("hoodyd-quick-*")) == []
+    assert not (program_config.log_path / temporary_id).exists()
     assert not psutil.pid_exists(answer["pid"]) or (
         psutil.Process(answer["pid"]).status() == psutil.STATUS_ZOMBIE
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import sys
 import time
@@ -18,7 +19,7 @@ import psutil
 import structlog
 
 from hoodyd.config import Config
-from hoodyd.errors import Reason, ServiceUnavailable
+from hoodyd.errors import Conflict, Reason, ServiceUnavailable
 from hoodyd.polling import poll_until
 from hoodyd.private import UnsafePath, private_dir
 from hoodyd.programs.files import make_private_dirs, write_atomic
@@ -46,6 +47,10 @@ umask=077
 
 [rpcinterface:supervisor]
 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+; hoodyd.addGroupFromFile: one group added without re-reading every included file
+[rpcinterface:hoodyd]
+supervisor.rpcinterface_factory = hoodyd.programs.supervisor_plugin:make_rpcinterface
 
 [supervisorctl]
 serverurl=unix://{socket}
@@ -167,6 +172,20 @@ class SupervisordRuntime:
                 reason=Reason.SUPERVISOR_UNAVAILABLE,
             )
 
+    def seems_alive(self) -> bool:
+        """Whether the embedded supervisord's process still exists (always True when
+        external): one read of /proc, so answers from memory notice a dead supervisord at
+        once instead of at the next poll."""
+        if not self.embedded:
+            return True
+        try:
+            pid = int(self.pid_file.read_text())
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except (OSError, ValueError, IndexError):
+            return False
+        return fields[0] != b"Z"
+
     def running_pid(self) -> int | None:
         """The pid of this state dir's supervisord if that process is alive."""
         try:
@@ -200,7 +219,10 @@ def stop_embedded(state_dir: Path, *, grace: float = 10.0) -> bool:
 
     SIGTERM first (supervisord stops its programs), then, after `grace` seconds, SIGKILL for
     whatever of the tree is left. Returns False when no supervisord was running there.
+    Refuses (`Conflict`) while a hoodyd serves that state dir: it would see supervisord gone
+    and start it again at once.
     """
+    refuse_while_serving(state_dir)
     pidfile = state_dir / "supervisor" / "supervisord.pid"
     try:
         supervisord = psutil.Process(int(pidfile.read_text()))
@@ -218,6 +240,27 @@ def stop_embedded(state_dir: Path, *, grace: float = 10.0) -> bool:
             proc.kill()
     _wait_gone(family, 5.0)
     return True
+
+
+def refuse_while_serving(state_dir: Path) -> None:
+    """Raise `Conflict` if a hoodyd holds the state dir's one-daemon lock (`hoodyd.private`)."""
+    try:
+        fd = os.open(state_dir / "lock", os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return  # no daemon ever ran here
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").split("\n")
+        pid = holder[0] if holder and holder[0].isdigit() else "?"
+        raise Conflict(
+            f"hoodyd (pid {pid}) is running on {state_dir} and would start supervisord again; "
+            "stop hoodyd first (systemctl stop hoodyd, or Ctrl-C on hoodyd serve), then run "
+            "this again",
+            reason=Reason.CONFLICT,
+        ) from None
+    finally:
+        os.close(fd)
 
 
 def _wait_gone(processes: list[psutil.Process], timeout: float) -> None:

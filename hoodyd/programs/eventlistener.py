@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shlex
 import socket
 import sys
@@ -47,6 +48,7 @@ def event_datagram(header: dict[str, str], payload: str) -> bytes | None:
     pid_text = fields.get("pid", "")
     pid = int(pid_text) if pid_text.isdigit() and int(pid_text) > 0 else None
     expected = fields.get("expected")
+    serial = header.get("serial", "")
     message = {
         "process_name": fields.get("processname", ""),
         "group_name": fields.get("groupname", ""),
@@ -54,6 +56,8 @@ def event_datagram(header: dict[str, str], payload: str) -> bytes | None:
         "from_state": fields.get("from_state") or None,
         "pid": pid,
         "expected": None if expected is None else expected == "1",
+        "serial": int(serial) if serial.isdigit() else None,
+        "source": os.getppid(),  # the supervisord that runs this listener
     }
     return json.dumps(message, separators=(",", ":")).encode()
 

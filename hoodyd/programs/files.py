@@ -11,16 +11,19 @@ import os
 from pathlib import Path
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+def write_atomic(path: Path, text: str, mode: int = 0o600, *, durable: bool = True) -> None:
     """Write via a temp file and rename, so readers never see half a file. The file is
-    created with `mode`, so it is never readable by others, not even for a moment."""
+    created with `mode`, so it is never readable by others, not even for a moment. Without
+    `durable` the data is not forced to disk first (for a file rebuilt from the store if a
+    crash loses it)."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     with open(fd, "w") as handle:
         os.fchmod(fd, mode)  # a temp file left over by an earlier run keeps its old mode
         handle.write(text)
         handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 

@@ -44,6 +44,7 @@ log = structlog.get_logger()
 
 SETTLE_LIMIT_S = 300.0
 POLL_S = 0.05
+EVENTS_FALLBACK_POLL_S = 0.5  # in case an event datagram is lost
 PORT_POLL_S = 0.002
 # what a start of a registered program can fail with before anything ran
 SPAWN_FAULTS = frozenset({Fault.NO_FILE, Fault.NOT_EXECUTABLE, Fault.SPAWN_ERROR})
@@ -69,12 +70,15 @@ class Flight:
         for future in (self.spawned, self.settled):
             future.add_done_callback(_quiet)
 
-    async def watch(self, client: SupervisorClient) -> None:
+    async def watch(self, client: SupervisorClient, observer: Observer) -> None:
         """Follow the instance's state until RUNNING or a failure state, then settle. Waits
-        on `wakeup` between reads, which the `poll_until` loop cannot."""
+        on `wakeup` between reads, which the `poll_until` loop cannot. What it reads is what
+        status answers show from then on."""
         deadline = time.monotonic() + SETTLE_LIMIT_S
         while time.monotonic() < deadline:
+            asked_at = time.monotonic()
             info = await client.find_process(self.name)
+            observer.note(info, self.name, asked_at)
             self.last = instance_from_info(info, self.name, self.port)
             state = self.last.status
             if state == "RUNNING":
@@ -84,8 +88,11 @@ class Flight:
                 self.settled.set_exception(await start_failure(client, self.last))
                 return
             self.wakeup.clear()
+            # with events, each transition wakes the flight: reading supervisord every 50 ms
+            # as well would, with 200 instances starting, flood it with 4000 calls a second
+            pause = EVENTS_FALLBACK_POLL_S if observer.hears_events else POLL_S
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), POLL_S)
+                await asyncio.wait_for(self.wakeup.wait(), pause)
         self.settled.set_exception(
             UpstreamFailed(f"{self.name} did not settle", reason=Reason.START_UNSETTLED)
         )
@@ -241,7 +248,7 @@ class Instances:
                 if not already:
                     await self._spawn(program, port, name, info)
                 flight.spawned.set_result(already)
-                await flight.watch(self.client)
+                await flight.watch(self.client, self.observer)
             except BaseException as exc:
                 failure = (
                     exc
@@ -305,4 +312,6 @@ class Instances:
             except SupervisorFault as fault:
                 if fault.code not in (Fault.NOT_RUNNING, Fault.BAD_NAME):
                     raise
+        if stopped:
+            await self.observer.refresh()
         return stopped

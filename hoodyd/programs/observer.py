@@ -25,6 +25,9 @@ from hoodyd.programs.supervisor_client import ProcessInfo, SupervisorClient
 
 log = structlog.get_logger()
 
+ALIVE_CHECK_S = 0.1  # how often a dead embedded supervisord is looked for between polls
+LOST_RETRY_S = 0.25  # how often a lost supervisord is asked again
+
 
 class Transition(msgspec.Struct, frozen=True, kw_only=True):
     """A process changed state (or, with `initial`, was first seen by hoodyd in that state)."""
@@ -41,15 +44,29 @@ Subscriber = Callable[[Transition], None]
 Hook = Callable[[], Awaitable[None]]
 
 
+# supervisord's state numbers (`supervisor.states.ProcessStates`)
+STATE_CODES = {
+    "STOPPED": 0, "STARTING": 10, "RUNNING": 20, "BACKOFF": 30, "STOPPING": 40,
+    "EXITED": 100, "FATAL": 200, "UNKNOWN": 1000,
+}
+
+
 @dataclass(slots=True)
 class ProcessRecord:
-    """The last state seen of one process."""
+    """The last state seen of one process, and the process as supervisord last described it
+    (`info`: what status answers are made of)."""
 
     state: str
     # only a RUNNING process's pid identifies it: events and polls disagree on the pid they
     # report for other states
     pid: int | None
+    info: ProcessInfo
     event_at: float = 0.0  # monotonic time of its last event
+    # the last event's (supervisord pid, serial): an event with a lower serial from the same
+    # supervisord is older than what is recorded, whatever order the datagrams arrived in
+    serial: tuple[int, int] | None = None
+    # the state came from a direct read (a start or stop following its process), not an event
+    noted: bool = False
 
 
 class Observer:
@@ -61,8 +78,10 @@ class Observer:
         events_socket: Path | None,
         revive: Hook,
         converge: Hook,
+        alive: Callable[[], bool] = lambda: True,
     ) -> None:
         self.client = client
+        self._alive = alive
         self.interval = interval
         self._revive = revive
         self._converge = converge
@@ -89,6 +108,45 @@ class Observer:
         """The pid of the process if it was last seen RUNNING."""
         record = self._records.get(name)
         return record.pid if record is not None else None
+
+    def processes(self) -> dict[str, ProcessInfo]:
+        """Every process as last seen (events and polls), by name: status answers come from
+        here, without a round trip to supervisord. While supervisord is gone that picture is
+        stale, so it is refused."""
+        if self._lost or not self._alive():
+            raise SupervisorUnavailable("supervisord is not answering; hoodyd is reviving it")
+        now = int(time.time())
+        return {
+            name: msgspec.structs.replace(record.info, now=now)
+            for name, record in self._records.items()
+        }
+
+    async def refresh(self) -> None:
+        """Read every process now, after a change hoodyd made, rather than at the next poll."""
+        if self._lost:
+            return
+        asked_at = time.monotonic()
+        with contextlib.suppress(HoodydError):
+            self.record(await self.client.all_process_info(), asked_at)
+
+    def note(self, info: ProcessInfo | None, name: str, asked_at: float) -> None:
+        """Fold in what a change just read of one process (None: it is not registered)."""
+        record = self._records.get(name)
+        if record is not None and record.event_at > asked_at:
+            return
+        if info is None:
+            self._records.pop(name, None)
+            return
+        self._fold(info, initial=False)
+        # a poll asked for before this read is older: it neither undoes nor forgets it
+        noted = self._records[name]
+        noted.event_at = max(noted.event_at, asked_at)
+        noted.noted = True
+
+    @property
+    def hears_events(self) -> bool:
+        """supervisord's event listener feeds this observer."""
+        return self._receiver is not None
 
     @property
     def lost(self) -> bool:
@@ -122,15 +180,19 @@ class Observer:
 
     async def _poll_forever(self) -> None:
         """Record observed states (webhooks never miss a change), have an absent supervisord
-        revived, and converge once it answers again."""
+        revived, and converge once it answers again. Between polls, an embedded supervisord
+        found dead (`alive`, a read of /proc) cuts the wait short; while it is gone, polls come
+        at least every `LOST_RETRY_S`."""
         while True:
-            await asyncio.sleep(self.interval)
+            await self._pause(min(self.interval, LOST_RETRY_S) if self._lost else self.interval)
             asked_at = time.monotonic()
             try:
                 infos = await self.client.all_process_info()
             except SupervisorUnavailable:
                 if not self._lost:
                     log.error("supervisor_lost")
+                    for record in self._records.values():
+                        record.serial = None  # a new supervisord numbers its events anew
                 self._lost = True
                 await self._revive()
                 continue
@@ -145,41 +207,81 @@ class Observer:
                     continue
                 self._lost = False
                 log.info("supervisor_back")
+                asked_at = time.monotonic()
+                with contextlib.suppress(HoodydError):
+                    self.record(await self.client.all_process_info(), asked_at)
                 continue
             self.record(infos, asked_at)
+
+    async def _pause(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, ALIVE_CHECK_S))
+            if not self._lost and not self._alive():
+                return
 
     # ---- observations ------------------------------------------------------------------
 
     def record(self, infos: Iterable[ProcessInfo], asked_at: float) -> None:
-        """Fold in a poll's answer, asked for at monotonic time `asked_at`."""
+        """Fold in a poll's answer, asked for at monotonic time `asked_at`; a process the
+        answer lacks is gone (its group removed), unless an event about it came meanwhile."""
         initial = not self._primed
+        seen = set()
         for info in infos:
+            seen.add(info.name)
             record = self._records.get(info.name)
             if record is not None and record.event_at > asked_at:
                 continue  # an event arrived while the poll was under way: it is newer
-            self._observe(info.name, info.statename, info.pid or None, None, initial=initial)
+            self._fold(info, initial=initial)
+        for name in [n for n, r in self._records.items() if n not in seen]:
+            if self._records[name].event_at <= asked_at:
+                del self._records[name]
         self._primed = True
 
     def on_event(self, event: ProcessEvent) -> None:
-        self._observe(event.process_name, event.state, event.pid, event.from_state)
-        self._records[event.process_name].event_at = time.monotonic()
+        name = event.process_name
+        record = self._records.get(name)
+        serial = (event.source, event.serial) if event.serial is not None else None
+        known = record.serial if record is not None else None
+        same_source = serial is not None and known is not None and serial[0] == known[0]
+        if same_source and serial is not None and known is not None and serial[1] <= known[1]:
+            return  # older than what is recorded: it arrived out of order
+        if record is not None and record.noted and event.from_state != record.state:
+            # a direct read already moved this process past the state the event leaves:
+            # the datagram was under way while hoodyd read (a start answered RUNNING must
+            # not read as STARTING a moment later); the next event continues from here
+            return
+        base = record.info if record is not None else _blank(name, event.group_name)
+        running = event.state == "RUNNING"
+        info = msgspec.structs.replace(
+            base,
+            state=STATE_CODES.get(event.state, 1000),
+            statename=event.state,
+            pid=event.pid or 0,
+            start=int(time.time()) if running and base.statename != "RUNNING" else base.start,
+            spawnerr="" if event.state in ("STARTING", "RUNNING") else base.spawnerr,
+        )
+        self._fold(info, from_state=event.from_state)
+        folded = self._records[name]
+        folded.event_at = time.monotonic()
+        folded.serial = serial
+        folded.noted = False
 
-    def _observe(
-        self,
-        name: str,
-        state: str,
-        pid: int | None,
-        from_state: str | None,
-        *,
-        initial: bool = False,
+    def _fold(
+        self, info: ProcessInfo, *, from_state: str | None = None, initial: bool = False
     ) -> None:
+        name, state = info.name, info.statename
+        pid = info.pid or None
         running_pid = pid if state == "RUNNING" else None
         record = self._records.get(name)
         if record is None:
-            self._records[name] = ProcessRecord(state, running_pid)
-        elif (record.state, record.pid) == (state, running_pid):
-            return
+            self._records[name] = ProcessRecord(state, running_pid, info)
+            if state == "STOPPED" and not initial:
+                return  # a group just added starts out STOPPED: no change to report
         else:
+            record.info = info
+            if (record.state, record.pid) == (state, running_pid):
+                return
             from_state = from_state or record.state
             record.state, record.pid = state, running_pid
         self._publish(
@@ -192,3 +294,11 @@ class Observer:
                 subscriber(transition)
             except Exception:  # one subscriber must not keep the others from hearing
                 log.exception("transition_subscriber_failed", process=transition.name)
+
+
+def _blank(name: str, group: str) -> ProcessInfo:
+    """A process first heard of by an event (its group added since the last poll)."""
+    return ProcessInfo(
+        name=name, group=group or name, state=0, statename="STOPPED", pid=0, start=0, stop=0,
+        now=0, exitstatus=0, spawnerr="", description="", stdout_logfile="", stderr_logfile="",
+    )

@@ -2,8 +2,8 @@
 
 Each one is a supervisord group `quick_<ms>` with autostart off, started at once, and cleaned
 up (stopped, group and conf file removed, record dropped) on manual stop, on exit, or when its
-TTL runs out. Records live in the store's `ephemeral` table so a restarted hoodyd still cleans
-up what it launched.
+TTL runs out; its log folder goes with it. Records live in the store's `ephemeral` table so
+a restarted hoodyd still cleans up what it launched.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import shutil
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -268,6 +269,9 @@ class QuickStartService:
         await self._registry.unregister_ephemeral(item.temporary_id)
         await self._store.delete_ephemeral(item.temporary_id)
         self._items.pop(item.temporary_id, None)
+        # its log folder goes with it (log files configured elsewhere are the caller's)
+        folder = self._log_dir / item.temporary_id
+        await asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True)
         log.info("quick_cleaned_up", temporary_id=item.temporary_id, reason=reason)
 
     def _on_transition(self, change: Transition) -> None:

@@ -3,9 +3,10 @@ include dir, deletes them, and calls `reloadConfig`, `addProcessGroup` and
 `removeProcessGroup`.
 
 Each change writes the files, then one serialized `reloadConfig` and the group additions and
-removals it calls for. Only the groups hoodyd touched are acted upon, so an external
-supervisord's other programs are never stopped or re-added by hoodyd. A write that supervisord
-refuses is rolled back.
+removals it calls for; one group added on demand (a port instance, a quick-start) is added
+from its one file instead, where the embedded supervisord runs hoodyd's plugin. Only the
+groups hoodyd touched are acted upon, so an external supervisord's other programs are never
+stopped or re-added by hoodyd. A write that supervisord refuses is rolled back.
 """
 
 from __future__ import annotations
@@ -33,10 +34,19 @@ Files = dict[str, str | None]  # filename → text to write, or None to delete
 
 
 class Registry:
-    def __init__(self, client: SupervisorClient, include_dir: Path, log_dir: Path) -> None:
+    def __init__(
+        self,
+        client: SupervisorClient,
+        include_dir: Path,
+        log_dir: Path,
+        *,
+        single_file_adds: bool = False,
+    ) -> None:
         self.client = client
         self.include_dir = include_dir
         self.log_dir = log_dir
+        # supervisord loaded hoodyd's plugin (embedded): one group is added from its file
+        self.single_file_adds = single_file_adds
         self._lock = asyncio.Lock()
 
     # ---- what is registered ------------------------------------------------------------
@@ -141,8 +151,38 @@ class Registry:
             filename, text = self._instance_file(program, port)
             files = {filename: text}
         name = conf.instance_name(program, port)
-        await self._apply(files, {name})
+        if not await self._add_one(files, name):
+            await self._apply(files, {name})
         return name
+
+    async def _add_one(self, files: Files, name: str) -> bool:
+        """Register one group from its one file without re-reading every other file
+        (`hoodyd.programs.supervisor_plugin`): its cost does not grow with the number of
+        groups registered. False where supervisord lacks the plugin (an external one, or
+        one started by an older hoodyd): the caller reloads instead."""
+        if not self.single_file_adds or len(files) != 1:
+            return False
+        ((filename, text),) = files.items()
+        if text is None:
+            return False
+        _make_log_dirs(text)
+        conf.check(text)
+        async with self._lock:
+            # not forced to disk: an instance's file is rebuilt from the store (its program,
+            # and the instances that should run) if a crash loses it
+            previous = self._write(files, durable=False)
+            try:
+                await self.client.add_group_from_file(str(self.include_dir / filename))
+            except SupervisorFault as fault:
+                if fault.code == Fault.ALREADY_ADDED:  # added meanwhile: nothing to do
+                    return True
+                if fault.code == Fault.UNKNOWN_METHOD:
+                    self.single_file_adds = False
+                    return False  # the file stays: the caller's reload reads it
+                self._write(previous)
+                raise
+        log.info("supervisor_group_added", group=name)
+        return True
 
     async def register_ephemeral(self, item: Ephemeral) -> None:
         text = conf.render(
@@ -153,7 +193,9 @@ class Registry:
             name=item.temporary_id,
             log_folder=item.temporary_id,
         )
-        await self._apply({conf.ephemeral_filename(item.temporary_id): text}, {item.temporary_id})
+        files: Files = {conf.ephemeral_filename(item.temporary_id): text}
+        if not await self._add_one(files, item.temporary_id):
+            await self._apply(files, {item.temporary_id})
 
     async def unregister_ephemeral(self, temporary_id: str) -> None:
         await self._apply({conf.ephemeral_filename(temporary_id): None}, {temporary_id})
@@ -237,17 +279,28 @@ class Registry:
                 log.info("supervisor_groups_applied", added=added, changed=changed, removed=removed)
             return added, changed, removed
 
-    def _write(self, files: Files) -> Files:
+    def _write(self, files: Files, *, durable: bool = True) -> Files:
+        """Write every file, or (a write failed: disk full) none of them."""
         previous: Files = {}
-        for filename, text in files.items():
+        for filename in files:
             path = self.include_dir / filename
             previous[filename] = path.read_text() if path.exists() else None
+        try:
+            self._put(files, durable=durable)
+        except OSError:
+            with contextlib.suppress(OSError):
+                self._put(previous)
+            raise
+        return previous
+
+    def _put(self, files: Files, *, durable: bool = True) -> None:
+        for filename, text in files.items():
+            path = self.include_dir / filename
             if text is None:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
             else:
-                write_atomic(path, text)
-        return previous
+                write_atomic(path, text, durable=durable)
 
     async def _stop_and_remove(self, name: str) -> None:
         try:

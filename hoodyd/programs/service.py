@@ -1,8 +1,10 @@
 """Program control: the programs' CRUD and lifecycle over the table, the store and supervisord.
 
-The store holds what the user asked for; supervisord holds what runs. Every mutation talks to
-supervisord first and writes the store last, so a request refused by either leaves both as
-they were. Port-range programs register one process group per instance, on demand.
+The store holds what callers asked for (the desired state: programs, enabled, which instances
+should run); supervisord holds what runs. Every mutation writes the store first and then
+brings supervisord to it; when supervisord refuses, the store is put back and supervisord
+converged back to it, so a failed request leaves both as they were and says so. Port-range
+programs register one process group per instance, on demand.
 
 The service composes its parts, each the one place for its job:
 
@@ -14,8 +16,9 @@ The service composes its parts, each the one place for its job:
     Instances      start, join and stop of instances
     StatusReader   status answers; `read_log` log answers
 
-`_converge` is where supervisord is brought back to the store: at start-up and whenever
-supervisord answers again after it was gone.
+`_converge` is where supervisord is brought back to the store (groups, and the instances that
+should run): at start-up, after a failed mutation, and whenever supervisord answers again
+after it was gone.
 """
 
 from __future__ import annotations
@@ -25,16 +28,27 @@ import contextlib
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import msgspec
 import structlog
 
 from hoodyd import __version__
 from hoodyd.config import Config
-from hoodyd.errors import Conflict, InvalidRequest, Reason, ServiceUnavailable
+from hoodyd.errors import (
+    Conflict,
+    HoodydError,
+    InvalidRequest,
+    Reason,
+    ServiceUnavailable,
+    StateNotSaved,
+    WaitTimeout,
+)
 from hoodyd.programs import conf
+from hoodyd.programs.desired import ShouldRun
 from hoodyd.programs.embedded import SupervisordRuntime
 from hoodyd.programs.eventlistener import render_listener_section
+from hoodyd.programs.idle import IdleReaper
 from hoodyd.programs.instances import Instances
 from hoodyd.programs.logs import read_log
 from hoodyd.programs.observer import Observer, Transition
@@ -57,6 +71,8 @@ from hoodyd.schemas.daemon import (
 
 log = structlog.get_logger()
 
+ALIVE = frozenset({"STARTING", "RUNNING", "BACKOFF", "STOPPING"})
+
 
 class ProgramService:
     def __init__(self, config: Config) -> None:
@@ -66,7 +82,12 @@ class ProgramService:
         self.client = self.runtime.client(config)
         self.store = ProgramStore(config.state_path / "hoodyd.db")
         self.table = ProgramTable()
-        self.registry = Registry(self.client, self.runtime.include_dir, self.log_dir)
+        self.registry = Registry(
+            self.client,
+            self.runtime.include_dir,
+            self.log_dir,
+            single_file_adds=self.runtime.embedded,
+        )
         self.webhooks = WebhookDispatcher(config.notifications, version=__version__)
         self.events_socket = config.state_path / "events.sock"
         listening = config.notifications.event_listener_enabled
@@ -76,10 +97,13 @@ class ProgramService:
             events_socket=self.events_socket if listening else None,
             revive=self._revive,
             converge=self._converge_locked,
+            alive=self.runtime.seems_alive,
         )
         self.observer.subscribe(self._report)
         self.instances = Instances(self.client, self.registry, self.table, self.observer)
-        self.statuses = StatusReader(self.client, self.table)
+        self.statuses = StatusReader(self.client, self.table, self.observer)
+        self.should_run = ShouldRun(self.store)
+        self.idle = IdleReaper(self, self.table, self.observer.subscribe)
         self._lock = asyncio.Lock()  # one mutation of programs at a time
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -87,11 +111,14 @@ class ProgramService:
     async def open(self) -> None:
         self.runtime.prepare()
         self.table.replace(self.store.load_programs().values())
+        self.should_run.load()
         self.table.reindex(self.registry.owned_groups())
         await self.webhooks.start()
         await self.observer.start(self._bring_up)
+        self.idle.start()
 
     async def close(self) -> None:
+        await self.idle.close()
         await self.observer.close()
         self.instances.close()
         await self.webhooks.close()
@@ -113,6 +140,30 @@ class ProgramService:
         programs = {program.id: program for program in self.table.programs()}
         await self.registry.reconcile(programs, listener=listener)
         self.table.reindex(self.registry.owned_groups())
+        await self._start_wanted(programs)
+
+    async def _start_wanted(self, programs: dict[int, Program]) -> None:
+        """Start every instance that should run and does not (supervisord came back without
+        it); the observer reports each start to the program's webhooks."""
+        infos = await self.client.processes()
+        names: list[str] = []
+        starts = []
+        for name, (program_id, port) in self.should_run.items():
+            program = programs.get(program_id)
+            info = infos.get(name)
+            if program is None or not program.enabled or (info and info.statename in ALIVE):
+                continue
+            if port is not None and (program.port_range is None or port not in program.ports()):
+                continue
+            names.append(name)
+            starts.append(self.instances.start(program, port, StartRequest(if_not_running=True)))
+        if not starts:
+            return
+        results = await asyncio.gather(*starts, return_exceptions=True)
+        failed = {
+            n: str(r) for n, r in zip(names, results, strict=True) if isinstance(r, Exception)
+        }
+        log.info("instances_brought_back", started=len(names) - len(failed), failed=failed)
 
     async def _converge_locked(self) -> None:
         async with self._lock:
@@ -169,14 +220,16 @@ class ProgramService:
                     f"Program with ID {program_id} already exists", reason=Reason.ID_IN_USE
                 )
             program = self._build(given, program_id, None)
-            if program.enabled:
-                await self.registry.register(program)
-            try:
-                await self.store.save_program(program)
-            except Exception:
-                await self.registry.unregister(program)
-                raise
+            await self.store.save_program(program)
             self._keep(program)
+            try:
+                if program.enabled:
+                    await self.registry.register(program)
+            except Exception as exc:
+                await self.store.delete_program(program.id)
+                self.table.drop(program.id)
+                await self._converge_back(exc)
+            await self.observer.refresh()
             log.info("program_added", program_id=program.id, name=program.name)
             return program
 
@@ -186,35 +239,61 @@ class ProgramService:
             program = self._build(given, program_id, current)
             if program == current:
                 return current
-            if current.enabled or program.enabled:
-                # instances that ran before run again under the new definition
-                running = await self.statuses.running_among(self.registry.groups_of(current))
-                registered = await self.registry.reregister(current, program)
-                await self.instances.restart([name for name in running if name in registered])
             await self.store.save_program(program)
             self._keep(program)
+            try:
+                if current.enabled or program.enabled:
+                    # instances that ran before run again under the new definition
+                    running = await self.statuses.running_among(self.registry.groups_of(current))
+                    registered = await self.registry.reregister(current, program)
+                    await self.instances.restart([n for n in running if n in registered])
+            except Exception as exc:
+                await self.store.save_program(current)
+                self._keep(current)
+                await self._converge_back(exc)
+            await self.observer.refresh()
             log.info("program_edited", program_id=program.id, name=program.name)
             return program
 
     async def remove(self, program_id: int) -> None:
         async with self._lock:
             program = self.get(program_id)
-            await self.registry.unregister(program)
+            wanted = self.should_run.of(program_id)
             await self.store.delete_program(program_id)
             self.table.drop(program_id)
+            self.should_run.forget(program_id)
+            try:
+                await self.registry.unregister(program)
+            except Exception as exc:
+                await self.store.restore([program], wanted)
+                self.should_run.put_back(wanted)
+                self._keep(program)
+                await self._converge_back(exc)
             self.table.reindex(self.registry.owned_groups())
+            await self.observer.refresh()
             log.info("program_removed", program_id=program_id, name=program.name)
 
     async def set_enabled(self, program_id: int, enabled: bool) -> Program:
         async with self._lock:
             current = self.get(program_id)
             program = msgspec.structs.replace(current, enabled=enabled)
-            if enabled:
-                await self.registry.register(program)
-            else:
-                await self.registry.unregister(current)
-            await self.store.save_program(program)
+            wanted = self.should_run.of(program_id)
+            await self.store.save_program(program, stop_all=not enabled)
+            if not enabled:
+                self.should_run.forget(program_id)
             self._keep(program)
+            try:
+                if enabled:
+                    await self.registry.register(program)
+                else:
+                    await self.registry.unregister(current)
+            except Exception as exc:
+                await self.store.restore([current], wanted)
+                self.should_run.put_back(wanted)
+                self._keep(current)
+                await self._converge_back(exc)
+            self._keep(program)
+            await self.observer.refresh()
             log.info("program_enabled" if enabled else "program_disabled", program_id=program_id)
             return program
 
@@ -233,16 +312,47 @@ class ProgramService:
                     max_port_range=self.config.programs.max_port_range,
                 )
                 programs.append(program)
-            for current in self.table.programs():
-                await self.registry.unregister(current)
-            for program in programs:
-                if program.enabled:
-                    await self.registry.register(program)
+            previous = self.table.programs()
+            wanted = dict(self.should_run.items())
             await self.store.replace_programs(programs)
+            self.should_run.forget()
+            try:
+                for current in previous:
+                    await self.registry.unregister(current)
+                self.table.replace(programs)
+                for program in programs:
+                    if program.enabled:
+                        await self.registry.register(program)
+            except Exception as exc:
+                await self.store.restore(previous, wanted, everything=True)
+                self.should_run.put_back(wanted)
+                self.table.replace(previous)
+                await self._converge_back(exc)
             self.table.replace(programs)
             self.table.reindex(self.registry.owned_groups())
+            await self.observer.refresh()
             log.info("programs_reset", count=len(programs))
             return len(programs)
+
+    async def _converge_back(self, error: Exception) -> NoReturn:
+        """supervisord refused (or could not be brought to) a change whose desired state was
+        already saved: with the store put back by the caller, bring supervisord back to it,
+        and answer the error, saying that nothing was changed."""
+        try:
+            await self._converge()
+        except Exception as exc:  # the observer's next convergence tries again
+            log.error("converge_back_failed", error=str(exc))
+        if isinstance(error, HoodydError):
+            error.message = f"{error.message}; nothing was changed"
+            error.args = (error.message,)
+            error.extra.setdefault("changed", False)
+            raise error
+        if isinstance(error, OSError):
+            raise StateNotSaved(
+                f"hoodyd could not write supervisord's config ({error}); nothing was changed",
+                extra={"changed": False},
+            ) from error
+        raise error
 
     def _build(self, given: ProgramInput, program_id: int, current: Program | None) -> Program:
         program = build_program(
@@ -277,7 +387,20 @@ class ProgramService:
             raise InvalidRequest(
                 'wait_for "port" needs a port-range program and a port', reason=Reason.PORT_REQUIRED
             )
-        return await self.instances.start(program, port, request)
+        name = conf.instance_name(program, port)
+        recorded = name in self.should_run
+        await self.should_run.want(name, program.id, port)  # desired state first
+        try:
+            started = await self.instances.start(program, port, request)
+        except (WaitTimeout, Conflict):  # still starting, or already running: it should run
+            raise
+        except HoodydError:
+            if not recorded:  # the start failed: as if it had never been asked for
+                with contextlib.suppress(HoodydError):
+                    await self.should_run.unwant([name])
+            raise
+        self.idle.touch(program, port)
+        return started
 
     async def stop(self, program_id: int, request: StopRequest) -> list[str]:
         """Stop the program, one port instance, or (`all`) every registered instance; the
@@ -297,7 +420,17 @@ class ProgramService:
                 "Port parameter required (or all: true) for a port-range program",
                 reason=Reason.PORT_REQUIRED,
             )
-        stopped = await self.instances.stop(names)
+        if request.all:
+            names += [name for name in self.should_run.of(program.id) if name not in names]
+        wanted = {n: o for n, o in self.should_run.of(program.id).items() if n in names}
+        await self.should_run.unwant(names)  # desired state first
+        try:
+            stopped = await self.instances.stop(names)
+        except HoodydError:
+            with contextlib.suppress(HoodydError):
+                await self.store.set_should_run(wanted, [])
+                self.should_run.put_back(wanted)
+            raise
         log.info("program_stopped", program_id=program_id, instances=stopped)
         return stopped
 

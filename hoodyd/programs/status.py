@@ -1,5 +1,9 @@
 """Status answers: supervisord's process info as hoodyd instances, a program's status (its
-process, or its port range's instances) as Structs, and psutil resource stats."""
+process, or its port range's instances) as Structs, and psutil resource stats.
+
+Answers come from the observer's picture in memory (events and the reconciliation poll), never
+from a round trip to supervisord: a status costs what a dict lookup costs, however many
+callers ask."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import psutil
 from msgspec import UNSET
 
 from hoodyd.programs import conf
+from hoodyd.programs.observer import Observer
 from hoodyd.programs.supervisor_client import ProcessInfo, SupervisorClient
 from hoodyd.programs.table import ProgramTable
 from hoodyd.schemas.daemon import (
@@ -100,15 +105,16 @@ def process_status(
 
 
 class StatusReader:
-    """Status of programs from one `getAllProcessInfo` snapshot."""
+    """Status of programs from the observer's processes (`Observer.processes`)."""
 
-    def __init__(self, client: SupervisorClient, table: ProgramTable) -> None:
+    def __init__(self, client: SupervisorClient, table: ProgramTable, observer: Observer) -> None:
         self.client = client
         self.table = table
+        self.observer = observer
         self.stats = StatsCollector()
 
     async def snapshot(self) -> Processes:
-        return await self.client.processes()
+        return self.observer.processes()
 
     async def statuses(self, programs: Iterable[Program], *, with_stats: bool) -> list[AnyStatus]:
         infos = await self.snapshot()
@@ -154,7 +160,7 @@ class StatusReader:
         """Which of the named processes are starting or running."""
         if not names:
             return []
-        infos = await self.snapshot()
+        infos = await self.client.processes()  # a change is under way: ask supervisord
         return [n for n in names if n in infos and infos[n].statename in RUNNING_STATES]
 
 

@@ -1,8 +1,10 @@
-"""SQLite store (WAL) of programs and ephemeral programs under the state dir.
+"""SQLite store (WAL) of programs, the instances that should run, and ephemeral programs.
 
-The program table (`hoodyd.programs.table`) is the copy reads are answered from, written
-through to here; each write is one transaction, run in a thread so the event loop never waits
-on the disk.
+This is the desired state: what callers asked for (a program and whether it is enabled; which
+instances should run), written before supervisord is touched. The program table
+(`hoodyd.programs.table`) and `hoodyd.programs.desired` are the copies reads are answered
+from; each write is one transaction, run in a thread so the event loop never waits on the
+disk. A write that fails (disk full) raises `StateNotSaved`, and nothing was written.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import msgspec
 
+from hoodyd.errors import StateNotSaved
 from hoodyd.programs.files import make_private_dirs
 from hoodyd.schemas.daemon import Ephemeral, Program
 
@@ -23,7 +26,18 @@ CREATE TABLE IF NOT EXISTS programs (
     id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, body BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS ephemeral (temporary_id TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS should_run (
+    name TEXT PRIMARY KEY, program_id INTEGER NOT NULL, port INTEGER
+);
 """
+
+Owner = tuple[int, int | None]  # (program id, port) of a supervisord process
+Statement = tuple[str, tuple[object, ...]]
+_UPSERT = (
+    "INSERT INTO programs (id, name, body) VALUES (?, ?, ?) ON CONFLICT(id) "
+    "DO UPDATE SET name = excluded.name, body = excluded.body"
+)
+
 
 
 class ProgramStore:
@@ -56,7 +70,11 @@ class ProgramStore:
         items = (msgspec.json.decode(body, type=Ephemeral) for (body,) in rows)
         return {item.temporary_id: item for item in items}
 
-    async def _run(self, statements: list[tuple[str, tuple[object, ...]]]) -> None:
+    def load_should_run(self) -> dict[str, Owner]:
+        rows = self._db.execute("SELECT name, program_id, port FROM should_run").fetchall()
+        return {name: (program_id, port) for name, program_id, port in rows}
+
+    async def _run(self, statements: list[Statement]) -> None:
         def transaction() -> None:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -64,33 +82,73 @@ class ProgramStore:
                     self._db.execute(sql, params)
 
         async with self._lock:
-            await asyncio.to_thread(transaction)
+            try:
+                await asyncio.to_thread(transaction)
+            except (sqlite3.OperationalError, sqlite3.DatabaseError, OSError) as exc:
+                raise StateNotSaved(
+                    f"hoodyd could not save its state ({exc}); nothing was changed",
+                    extra={"changed": False},
+                ) from exc
 
-    async def save_program(self, program: Program) -> None:
-        await self._run(
-            [
-                (
-                    "INSERT INTO programs (id, name, body) VALUES (?, ?, ?) ON CONFLICT(id) "
-                    "DO UPDATE SET name = excluded.name, body = excluded.body",
-                    (program.id, program.name, self._encode(program)),
-                )
-            ]
-        )
+    def _upsert(self, program: Program) -> Statement:
+        return (_UPSERT, (program.id, program.name, self._encode(program)))
+
+    async def save_program(self, program: Program, *, stop_all: bool = False) -> None:
+        """Write the program; with `stop_all`, none of its instances should run any more."""
+        statements = [self._upsert(program)]
+        if stop_all:
+            statements.append(("DELETE FROM should_run WHERE program_id = ?", (program.id,)))
+        await self._run(statements)
 
     async def delete_program(self, program_id: int) -> None:
-        await self._run([("DELETE FROM programs WHERE id = ?", (program_id,))])
+        await self._run(
+            [
+                ("DELETE FROM programs WHERE id = ?", (program_id,)),
+                ("DELETE FROM should_run WHERE program_id = ?", (program_id,)),
+            ]
+        )
 
     async def replace_programs(self, programs: list[Program]) -> None:
         await self._run(
-            [("DELETE FROM programs", ())]
-            + [
-                (
-                    "INSERT INTO programs (id, name, body) VALUES (?, ?, ?)",
-                    (p.id, p.name, self._encode(p)),
-                )
-                for p in programs
-            ]
+            [("DELETE FROM programs", ()), ("DELETE FROM should_run", ())]
+            + [self._upsert(p) for p in programs]
         )
+
+    async def restore(
+        self,
+        programs: list[Program],
+        should_run: dict[str, Owner],
+        *,
+        drop_ids: list[int] | None = None,
+        everything: bool = False,
+    ) -> None:
+        """Put back what a failed request changed: `programs` and their should-run rows as they
+        were (`everything`: the whole store), programs in `drop_ids` removed."""
+        statements: list[Statement] = []
+        if everything:
+            statements += [("DELETE FROM programs", ()), ("DELETE FROM should_run", ())]
+        for program_id in drop_ids or []:
+            statements += [
+                ("DELETE FROM programs WHERE id = ?", (program_id,)),
+                ("DELETE FROM should_run WHERE program_id = ?", (program_id,)),
+            ]
+        statements += [self._upsert(p) for p in programs]
+        statements += [
+            ("INSERT OR REPLACE INTO should_run (name, program_id, port) VALUES (?, ?, ?)",
+             (name, owner[0], owner[1]))
+            for name, owner in should_run.items()
+        ]
+        await self._run(statements)
+
+    async def set_should_run(self, wanted: dict[str, Owner], unwanted: list[str]) -> None:
+        """Record that the `wanted` instances should run and the `unwanted` ones should not."""
+        statements: list[Statement] = [
+            ("INSERT OR REPLACE INTO should_run (name, program_id, port) VALUES (?, ?, ?)",
+             (name, owner[0], owner[1]))
+            for name, owner in wanted.items()
+        ]
+        statements += [("DELETE FROM should_run WHERE name = ?", (name,)) for name in unwanted]
+        await self._run(statements)
 
     async def save_ephemeral(self, item: Ephemeral) -> None:
         await self._run(

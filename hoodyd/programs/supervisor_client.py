@@ -186,6 +186,10 @@ class SupervisorClient:
     async def add_group(self, name: str) -> None:
         await self.call("supervisor.addProcessGroup", name)
 
+    async def add_group_from_file(self, path: str) -> list[str]:
+        """Add the groups of one conf file (`hoodyd.programs.supervisor_plugin`)."""
+        return list(await self.call("hoodyd.addGroupFromFile", path))
+
     async def remove_group(self, name: str) -> None:
         await self.call("supervisor.removeProcessGroup", name)
 

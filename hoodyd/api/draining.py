@@ -1,0 +1,105 @@
+"""Shutdown within a bound: once hoodyd is stopping, every request still being served (a long
+poll, a start waiting for RUNNING) is answered at once with a JSON 503 `SHUTTING_DOWN`
+instead of being dropped, and every WebSocket is closed with 1001 (going away).
+
+aiohttp's own drain waits for handlers up to the shutdown timeout and then cancels them,
+which leaves the client with a dropped connection. Here `begin` (an `on_shutdown` signal, so
+it runs after the listening sockets are closed and before aiohttp waits for handlers) wakes
+every waiting request, and the middleware answers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
+
+from aiohttp import WSCloseCode, web
+
+from hoodyd.errors import ShuttingDown
+
+
+class Drain:
+    """Whether hoodyd is stopping, and the WebSockets to close when it does."""
+
+    def __init__(self) -> None:
+        self.stopping = asyncio.Event()
+        self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+
+    @contextlib.contextmanager
+    def track(self, ws: web.WebSocketResponse) -> Iterator[None]:
+        self.sockets.add(ws)
+        try:
+            yield
+        finally:
+            self.sockets.discard(ws)
+
+
+DRAIN = web.AppKey("drain", Drain)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+GOING_AWAY_MESSAGE = b"hoodyd is shutting down"
+
+
+# the response a handler has already begun to send (a stream), if any
+STARTED = web.RequestKey("started", web.StreamResponse)
+
+
+def install(app: web.Application) -> None:
+    app[DRAIN] = Drain()
+    app.on_shutdown.append(begin)
+    app.on_response_prepare.append(_remember_started)
+
+
+async def _remember_started(request: web.Request, response: web.StreamResponse) -> None:
+    request[STARTED] = response
+
+
+async def begin(app: web.Application) -> None:
+    drain = app[DRAIN]
+    drain.stopping.set()
+    closing = [
+        ws.close(code=WSCloseCode.GOING_AWAY, message=GOING_AWAY_MESSAGE)
+        for ws in list(drain.sockets)
+    ]
+    await asyncio.gather(*closing, return_exceptions=True)
+
+
+def track_websocket(
+    request: web.Request, ws: web.WebSocketResponse
+) -> contextlib.AbstractContextManager[None]:
+    """Close `ws` with 1001 when hoodyd stops (a no-op in an app without a drain)."""
+    drain = request.config_dict.get(DRAIN)
+    return drain.track(ws) if drain is not None else contextlib.nullcontext()
+
+
+def _shutting_down() -> ShuttingDown:
+    return ShuttingDown("hoodyd is shutting down; retry once it is back", extra={"retry": True})
+
+
+@web.middleware
+async def answer_on_shutdown(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Serve the request, unless hoodyd stops first: then it is answered with a 503."""
+    drain = request.config_dict.get(DRAIN)
+    if drain is None:
+        return await handler(request)
+    if drain.stopping.is_set():
+        raise _shutting_down()
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return await handler(request)  # closed with 1001 by `begin` instead
+    serving = asyncio.ensure_future(handler(request))
+    stopping = asyncio.ensure_future(drain.stopping.wait())
+    try:
+        await asyncio.wait((serving, stopping), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not serving.done():
+            serving.cancel()
+            with contextlib.suppress(BaseException):
+                await serving
+    if serving.cancelled():
+        started: web.StreamResponse | None = request.get(STARTED)
+        if started is not None:  # a stream under way ends here: it cannot become a 503
+            return started
+        raise _shutting_down()
+    return serving.result()
