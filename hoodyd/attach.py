@@ -19,6 +19,8 @@ import tty
 import aiohttp
 import msgspec
 
+from hoodyd.client.http import Target, Unreachable
+
 DEFAULT_DETACH_KEY = "^]"
 
 
@@ -54,8 +56,9 @@ async def attach(socket_path: str, terminal_id: int, detach_key: int, replay: in
             )
             return 1
         except aiohttp.ClientConnectionError as exc:
-            print(f"hoodyd: cannot reach hoodyd at {socket_path}: {exc}", file=sys.stderr)
-            return 1
+            cause = exc.__cause__ or exc
+            print(f"hoodyd: {Unreachable(Target(socket=socket_path), str(cause))}", file=sys.stderr)
+            return 3
         outgoing: asyncio.Queue[bytes | str | None] = asyncio.Queue()
         ending = ""
 

@@ -1,29 +1,205 @@
-"""Command line: `hoodyd serve` runs the daemon; other subcommands are clients of it."""
+"""Command line: `hoodyd serve` runs the daemon; every other verb is a client of its API.
+
+Exit codes: 0 ok, 1 the daemon refused (its error on stderr), 2 usage, 3 no daemon answered
+(the message names the socket or URL tried). `term exec` exits with the command's own code.
+The socket is found exactly as `serve` binds it: `--socket`, then `HOODYD_SOCKET`, then the
+config file's `server.socket`, then the default; `--url http://HOST:PORT` (or `HOODYD_URL`)
+talks TCP with the token of `HOODYD_TOKEN`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from hoodyd import __version__, config, log
+from hoodyd.client import commands
+from hoodyd.client.http import DaemonClient, Refused, Target, Unreachable
 from hoodyd.errors import HoodydError
+
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+Verb = Callable[[DaemonClient, argparse.Namespace], int]
+
+
+def _connection_options() -> argparse.ArgumentParser:
+    """Options every client verb takes: where the daemon is."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("connection")
+    group.add_argument(
+        "--socket", help="hoodyd's Unix socket (default: as `hoodyd serve` binds it)"
+    )
+    group.add_argument(
+        "--url", help="http://HOST:PORT of a daemon serving TCP (token from HOODYD_TOKEN)"
+    )
+    group.add_argument("--config", help="TOML config file (default: $HOODYD_CONFIG)")
+    return parent
+
+
+def _json_option() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    return parent
+
+
+def _program_flags(parser: argparse.ArgumentParser, *, adding: bool) -> None:
+    parser.add_argument("--user", help="run as this user (default: you)" if adding else None)
+    parser.add_argument("--port-range", metavar="A-B", help="one instance per port, on demand")
+    parser.add_argument("--port-param", help="how the port is passed (default --port)")
+    parser.add_argument(
+        "--enable", action="store_const", const=True, default=None,
+        help="register with supervisord now" if adding else "register with supervisord",
+    )
+    if not adding:
+        parser.add_argument(
+            "--disable", dest="enable", action="store_const", const=False,
+            help="unregister from supervisord",
+        )
+    parser.add_argument("--boot", action="store_const", const=True, default=None,
+                        help="start with supervisord")
+    parser.add_argument("--lazy", action="store_const", const=True, default=None,
+                        help="started on demand (lazy_load)")
+    parser.add_argument("--idle-stop-after", type=int, metavar="S",
+                        help="stop an instance nobody asked for in S seconds (port ranges)")
+    parser.add_argument("--env", action="append", metavar="K=V", help="environment (repeat)")
+    parser.add_argument("--directory", help="working directory")
+    parser.add_argument("--description")
+    parser.add_argument("--autorestart", choices=("true", "false", "unexpected"))
+    parser.add_argument("--delay", type=int, metavar="S", help="seconds to wait before starting")
+    parser.set_defaults(command=[])  # what follows `--`
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hoodyd", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="hoodyd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"hoodyd {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    conn, as_json = _connection_options(), _json_option()
+    client = (conn, as_json)
 
-    serve = commands.add_parser("serve", help="run the daemon")
+    serve = verbs.add_parser("serve", help="run the daemon")
     serve.add_argument("--config", help="TOML config file (default: $HOODYD_CONFIG)")
     serve.add_argument("--socket", help="Unix socket path to serve on")
     serve.add_argument("--tcp", metavar="HOST:PORT", help="also serve on TCP (bearer token)")
     serve.add_argument("--state-dir", help="state directory (store, supervisord, logs)")
     serve.set_defaults(func=_serve)
 
-    stop = commands.add_parser(
+    status = verbs.add_parser("status", parents=client, help="programs and their processes")
+    status.add_argument("program", nargs="?", metavar="NAME|ID")
+    status.set_defaults(verb_func=commands.status)
+
+    for name, func, text in (
+        ("start", commands.start, "start a program (one port instance with --port)"),
+        ("stop", commands.stop, "stop a program (every instance of a port range by default)"),
+        ("restart", commands.restart, "stop, then start again"),
+    ):
+        verb = verbs.add_parser(name, parents=client, help=text)
+        verb.add_argument("program", metavar="NAME|ID")
+        verb.add_argument("--port", type=int, help="the port instance")
+        verb.add_argument("--all", action="store_true", help="every port of the range")
+        verb.add_argument("--no-wait", action="store_true", help="do not wait until RUNNING")
+        verb.add_argument("--timeout", type=int, default=30, metavar="S",
+                          help="seconds to wait (1-300, default 30)")
+        verb.add_argument("--wait-for", choices=("running", "port"), default="running",
+                          help="port: wait until the instance accepts TCP connections")
+        verb.set_defaults(verb_func=func)
+
+    logs = verbs.add_parser("logs", parents=client, help="a program's stdout (or stderr)")
+    logs.add_argument("program", metavar="NAME|ID")
+    logs.add_argument("--stderr", action="store_true", help="stderr instead of stdout")
+    logs.add_argument("-n", "--lines", type=int, default=10, metavar="N", help="(default 10)")
+    logs.add_argument("-f", "--follow", action="store_true", help="then print new lines")
+    logs.add_argument("--port", type=int, help="the port instance (port-range programs)")
+    logs.set_defaults(verb_func=commands.logs)
+
+    add = verbs.add_parser("add", parents=client, help="add a program: add NAME -- CMD [ARG]...")
+    add.add_argument("name", metavar="NAME")
+    _program_flags(add, adding=True)
+    add.set_defaults(verb_func=commands.add)
+
+    edit = verbs.add_parser("edit", parents=client, help="change a program's fields")
+    edit.add_argument("program", metavar="NAME|ID")
+    edit.add_argument("--name", help="rename")
+    _program_flags(edit, adding=False)
+    edit.set_defaults(verb_func=commands.edit)
+
+    for name, func, text in (
+        ("rm", commands.remove, "remove a program (stopping it)"),
+        ("enable", commands.set_enabled, "register a program with supervisord"),
+        ("disable", commands.set_enabled, "stop and unregister a program"),
+    ):
+        verb = verbs.add_parser(name, parents=client, help=text)
+        verb.add_argument("program", metavar="NAME|ID")
+        verb.set_defaults(verb_func=func)
+
+    search = verbs.add_parser("search", parents=client, help="find runnable apps")
+    search.add_argument("query", metavar="QUERY")
+    search.add_argument("-n", "--limit", type=int, default=10, metavar="N")
+    search.add_argument("--source", metavar="S", help="only this source (id or provider)")
+    search.set_defaults(verb_func=commands.search)
+
+    run = verbs.add_parser("run", parents=client, help="pick an app and run it in a terminal")
+    run.add_argument("query", metavar="QUERY")
+    pick = run.add_mutually_exclusive_group()
+    pick.add_argument("--first", action="store_true", help="the best match, without asking")
+    pick.add_argument("--pick", type=int, metavar="N", help="the N-th candidate (from 1)")
+    pick.add_argument("--id", dest="candidate", metavar="CANDIDATE", help="by candidate id")
+    run.add_argument("--dry-run", action="store_true", help="print the command; run nothing")
+    run.add_argument("-t", "--terminal", type=int, metavar="TERMINAL", help="terminal id")
+    run.add_argument("--source", metavar="S", help="only this source")
+    run.set_defaults(verb_func=commands.run)
+
+    term = verbs.add_parser("term", help="terminal sessions")
+    term_verbs = term.add_subparsers(dest="term_verb", required=True, metavar="VERB")
+    ls = term_verbs.add_parser("ls", parents=client, help="list terminals")
+    ls.set_defaults(verb_func=commands.term_ls)
+    new = term_verbs.add_parser("new", parents=client, help="create a terminal")
+    new.add_argument("terminal_id", nargs="?", type=int, metavar="N")
+    new.set_defaults(verb_func=commands.term_new)
+    execute = term_verbs.add_parser(
+        "exec", parents=client, help="run a command in terminal N; exit with its exit code"
+    )
+    execute.add_argument("terminal_id", type=int, metavar="N")
+    execute.add_argument("--timeout", type=float, default=0, metavar="S",
+                         help="give up waiting after S seconds (exit 124; default: wait)")
+    execute.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG]...")
+    execute.set_defaults(verb_func=commands.term_exec)
+    kill = term_verbs.add_parser("kill", parents=client, help="end terminal N")
+    kill.add_argument("terminal_id", type=int, metavar="N")
+    kill.set_defaults(verb_func=commands.term_kill)
+
+    attach = verbs.add_parser("attach", parents=(conn,), help="attach this terminal to session N")
+    attach.add_argument("terminal_id", type=int, help="terminal id (1-65535)")
+    attach.add_argument("--detach-key", default="^]", help="key that detaches (default: ^])")
+    attach.add_argument(
+        "--replay", type=int, default=65536, help="bytes of recent output to show first"
+    )
+    attach.set_defaults(func=_attach)
+
+    events = verbs.add_parser("events", parents=client, help="follow program state changes")
+    events.set_defaults(verb_func=commands.events)
+    health = verbs.add_parser("health", parents=client, help="is the daemon up?")
+    health.set_defaults(verb_func=commands.health)
+    where = verbs.add_parser("socket", parents=(conn,), help="print the socket the verbs use")
+    where.set_defaults(func=_print_socket)
+
+    completion = verbs.add_parser("completion", help="shell completion script")
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"))
+    completion.set_defaults(func=_completion)
+
+    units = verbs.add_parser("install-units", help="write systemd units for this installation")
+    units.add_argument("--user", action="store_true", help="a user unit (default: system)")
+    units.add_argument("--prefix", metavar="DIR", help="write under DIR (default: /)")
+    units.add_argument("--config", help="config file the service reads")
+    units.set_defaults(func=_install_units)
+
+    stop = verbs.add_parser(
         "stop-supervisor",
         help="stop the embedded supervisord (it outlives hoodyd) and every program it runs",
     )
@@ -31,17 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--state-dir", help="state directory of the daemon")
     stop.add_argument("--grace", type=float, default=10.0, help="seconds before SIGKILL")
     stop.set_defaults(func=_stop_supervisor)
-
-    attach = commands.add_parser("attach", help="attach this terminal to terminal session N")
-    attach.add_argument("terminal_id", type=int, help="terminal id (1-65535)")
-    attach.add_argument("--config", help="TOML config file (default: $HOODYD_CONFIG)")
-    attach.add_argument("--socket", help="hoodyd's Unix socket")
-    attach.add_argument("--detach-key", default="^]", help="key that detaches (default: ^])")
-    attach.add_argument(
-        "--replay", type=int, default=65536, help="bytes of recent output to show first"
-    )
-    attach.set_defaults(func=_attach)
     return parser
+
+
+def target_of(args: argparse.Namespace) -> Target:
+    """Where the client verbs reach the daemon: as `serve` would bind it, or `--url`."""
+    cfg = config.load(args.config, overrides={("server", "socket"): args.socket})
+    url = args.url or os.environ.get("HOODYD_URL", "")
+    if url:
+        return Target(url=url.rstrip("/"), token=cfg.server.token)
+    return Target(socket=cfg.server.socket)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -63,13 +238,34 @@ def _serve(args: argparse.Namespace) -> int:
 def _attach(args: argparse.Namespace) -> int:
     from hoodyd.attach import attach, parse_detach_key
 
-    cfg = config.load(args.config, overrides={("server", "socket"): args.socket})
+    target = target_of(args)
+    if target.url:
+        print("hoodyd: attach works on the Unix socket only", file=sys.stderr)
+        return EXIT_USAGE
     try:
         key = parse_detach_key(args.detach_key)
     except ValueError as exc:
         print(f"hoodyd: {exc}", file=sys.stderr)
-        return 2
-    return asyncio.run(attach(cfg.server.socket, args.terminal_id, key, max(0, args.replay)))
+        return EXIT_USAGE
+    return asyncio.run(attach(target.socket, args.terminal_id, key, max(0, args.replay)))
+
+
+def _print_socket(args: argparse.Namespace) -> int:
+    print(target_of(args).describe())
+    return 0
+
+
+def _completion(args: argparse.Namespace) -> int:
+    from hoodyd.client.completion import script
+
+    sys.stdout.write(script(build_parser(), args.shell))
+    return 0
+
+
+def _install_units(args: argparse.Namespace) -> int:
+    from hoodyd.units import install_units
+
+    return install_units(user=args.user, prefix=args.prefix, config_path=args.config)
 
 
 def _stop_supervisor(args: argparse.Namespace) -> int:
@@ -89,13 +285,43 @@ def _stop_supervisor(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _run_verb(verb: Verb, args: argparse.Namespace) -> int:
+    client = DaemonClient(target_of(args))
     try:
-        code: int = args.func(args)
+        return verb(client, args)
+    except Refused as exc:
+        print(f"hoodyd: {exc.message}", file=sys.stderr)
+        return EXIT_REFUSED
+    except Unreachable as exc:
+        print(f"hoodyd: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except commands.UsageError as exc:
+        print(f"hoodyd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    # a command after `--` (add, edit, term exec) is the program's own argv, never flags
+    tail: list[str] | None = None
+    if "--" in words:
+        cut = words.index("--")
+        words, tail = words[:cut], words[cut + 1 :]
+    parser = build_parser()
+    args = parser.parse_args(words)
+    if tail is not None:
+        if not hasattr(args, "command"):
+            parser.error(f"unexpected arguments after --: {' '.join(tail)}")
+        args.command = tail
+    try:
+        verb = getattr(args, "verb_func", None)
+        code = _run_verb(verb, args) if verb is not None else args.func(args)
     except HoodydError as exc:
         print(f"hoodyd: {exc.message}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `hoodyd logs -f | head`
+        sys.stderr.close()
+        return 0
     return code

@@ -85,13 +85,13 @@ async def test_start_with_wait_reaches_running_and_if_not_running_is_idempotent(
     client: Any,
 ) -> None:
     """wait → RUNNING with a pid; if_not_running → already_running with the same pid; a plain
-    second start is a 409 ALREADY_RUNNING."""
+    second start is a 409 ALREADY_RUNNING. A standard program's answer has no `instance`."""
     program = await add(client)
     status, body = await post(client, f"/programs/{program['id']}/start", {"wait": True})
     assert status == 200, body
     assert body["success"] is True
     assert body["already_running"] is False
-    assert body["instance"] is None
+    assert "instance" not in body
     assert body["status"]["status"] == "RUNNING"
     pid = body["status"]["pid"]
     status, again = await post(client, f"/programs/{program['id']}/start", {"if_not_running": True})

@@ -162,11 +162,17 @@ async def test_port_ranges_may_touch_but_not_overlap(client: Any) -> None:
 
 
 async def test_port_range_gets_the_default_port_param(client: Any) -> None:
-    """A port-range program without port_param gets `--port`; a program without range, null."""
+    """A port-range program without port_param gets `--port`; a program without range has
+    none, and every optional field it leaves unset is omitted, never null (the SDK's type)."""
     ranged = await add(client, port_range={"start": 9100, "end": 9101})
     plain = await add(client)
     assert ranged["port_param"] == "--port"
-    assert plain["port_param"] is None
+    assert None not in plain.values()
+    for unset in ("port_param", "port_range", "environment", "directory", "stdout_logfile",
+                  "stderr_logfile", "description", "display", "webhooks", "idle_stop_after"):
+        assert unset not in plain, unset
+    response = await client.get(f"{API}/programs/{plain['id']}")
+    assert None not in (await response.json())["program"].values()
 
 
 async def test_edit_is_a_top_level_merge_with_environment_replaced(client: Any) -> None:

@@ -1,22 +1,34 @@
 """Handlers of the Program Control API (`/api/v1/daemon`): decode, call a service, encode.
 
-The services answer Structs; the `{success: true, ...}` envelope is added here (`_ok`)."""
+The services answer Structs; the `{success: true, ...}` envelope is added here (`_ok`).
+Two answers are streams that last until the client leaves: `GET /events` (Server-Sent
+Events of process state changes) and `GET /programs/{id}/logs` with `follow=true`. When the
+daemon stops, the drain (`hoodyd.api.draining`) ends them like any request in flight."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
+import structlog
 from aiohttp import web
 
 from hoodyd.api.decoding import decode_body, decode_query, path_int
 from hoodyd.api.encoding import json_response
 from hoodyd.api.keys import PROGRAMS, QUICKSTART
 from hoodyd.errors import InvalidRequest, Reason
+from hoodyd.programs.logs import follow
+from hoodyd.programs.observer import Transition
 from hoodyd.programs.table import ProgramFilter
+from hoodyd.programs.webhook_delivery import utc_timestamp
 from hoodyd.schemas.daemon import (
     EphemeralInput,
+    EventProgram,
     Program,
+    ProgramEvent,
     ProgramInput,
     StartRequest,
     StopRequest,
@@ -28,14 +40,25 @@ from hoodyd.schemas.queries import (
     StatusQuery,
 )
 
+log = structlog.get_logger()
+
+# a stream that has not written for this long sends an SSE comment, which also finds out
+# whether the client is still there
+HEARTBEAT_S = 15.0
+# how often a quiet stream looks whether its client has gone
+CLIENT_CHECK_S = 1.0
+# events kept for a subscriber that reads slower than they come; the rest are dropped
+EVENT_BACKLOG = 1000
+
 
 def _program_id(request: web.Request) -> int:
     return path_int(request, "id", low=1)
 
 
 def _program_body(program: Program) -> dict[str, Any]:
+    """A program as the SDK's type has it: optional fields that are unset are left out."""
     body: dict[str, Any] = msgspec.to_builtins(program)
-    return body
+    return {key: value for key, value in body.items() if value is not None}
 
 
 def _ok(answer: msgspec.Struct | None = None, **fields: Any) -> web.Response:
@@ -79,20 +102,20 @@ async def list_programs(request: web.Request) -> web.Response:
 
 async def get_program(request: web.Request) -> web.Response:
     program = request.config_dict[PROGRAMS].get(_program_id(request))
-    return _ok(program=program)
+    return _ok(program=_program_body(program))
 
 
 async def add_program(request: web.Request) -> web.Response:
     given = await decode_body(request, ProgramInput)
     program = await request.config_dict[PROGRAMS].add(given)
-    return _ok(id=program.id, program=program)
+    return _ok(id=program.id, program=_program_body(program))
 
 
 async def edit_program(request: web.Request) -> web.Response:
     program_id = _program_id(request)
     given = await decode_body(request, ProgramInput)
     program = await request.config_dict[PROGRAMS].edit(program_id, given)
-    return _ok(program=program)
+    return _ok(program=_program_body(program))
 
 
 async def remove_program(request: web.Request) -> web.Response:
@@ -108,12 +131,12 @@ async def reset_programs(request: web.Request) -> web.Response:
 
 async def enable_program(request: web.Request) -> web.Response:
     program = await request.config_dict[PROGRAMS].set_enabled(_program_id(request), True)
-    return _ok(program=program)
+    return _ok(program=_program_body(program))
 
 
 async def disable_program(request: web.Request) -> web.Response:
     program = await request.config_dict[PROGRAMS].set_enabled(_program_id(request), False)
-    return _ok(program=program)
+    return _ok(program=_program_body(program))
 
 
 async def start_program(request: web.Request) -> web.Response:
@@ -122,8 +145,8 @@ async def start_program(request: web.Request) -> web.Response:
     started = await request.config_dict[PROGRAMS].start(program_id, body)
     if started.instance.port is not msgspec.UNSET:
         return _ok(already_running=started.already_running, instance=started.instance)
-    # extension: the state of a standard program, which has no instance object
-    return _ok(already_running=started.already_running, instance=None, status=started.instance)
+    # a standard program has no instance (left out); extension: its state as `status`
+    return _ok(already_running=started.already_running, status=started.instance)
 
 
 async def stop_program(request: web.Request) -> web.Response:
@@ -153,12 +176,106 @@ async def one_status(request: web.Request) -> web.Response:
     return _ok(answer)
 
 
-async def program_logs(request: web.Request) -> web.Response:
+async def program_logs(request: web.Request) -> web.StreamResponse:
     service = request.config_dict[PROGRAMS]
     program = service.get(_program_id(request))
     query = decode_query(request, ProgramLogsQuery)
+    if query.follow:
+        # the tail answer checks the request (port, logs enabled) and names the file
+        checked = await service.logs(program, stream=query.type, lines=1, port=query.port)
+        return await _follow_log(request, Path(checked.log_file), query.lines)
     tail = await service.logs(program, stream=query.type, lines=query.lines, port=query.port)
     return _ok(tail, error=None)
+
+
+async def _follow_log(request: web.Request, path: Path, lines: int) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    chunks = follow(path, lines)
+    try:
+        async for chunk in chunks:
+            if _client_gone(request):
+                break
+            if chunk:
+                await response.write(chunk)
+    except ConnectionError:
+        pass  # the client left
+    finally:
+        await chunks.aclose()
+    return response
+
+
+def _client_gone(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events: one `data:` line (a ProgramEvent) per state change of a program's
+    process, the same changes webhooks are sent, until the client leaves."""
+    service = request.config_dict[PROGRAMS]
+    queue: asyncio.Queue[ProgramEvent] = asyncio.Queue(maxsize=EVENT_BACKLOG)
+
+    def on_transition(change: Transition) -> None:
+        owner = service.table.owner(change.name)
+        if owner is None or change.initial:
+            return
+        program, port = owner
+        event = ProgramEvent(
+            event=change.state,
+            program=EventProgram(id=program.id, name=program.name),
+            instance_name=change.name,
+            port=msgspec.UNSET if port is None else port,
+            from_state=change.from_state,
+            pid=change.pid,
+            timestamp=utc_timestamp(),
+        )
+        try:
+            queue.put_nowait(event)
+        except asyncio.QueueFull:
+            log.warning("events_dropped", process=change.name)
+
+    unsubscribe = service.observer.subscribe(on_transition)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # nginx: pass each event on at once
+        }
+    )
+    try:
+        await response.prepare(request)
+        await response.write(b": hoodyd program events\n\n")
+        async for event in _events_until(queue, request):
+            if event is None:
+                await response.write(b": keep-alive\n\n")
+            else:
+                await response.write(b"data: " + msgspec.json.encode(event) + b"\n\n")
+    except ConnectionError:
+        pass  # the client left
+    finally:
+        unsubscribe()
+    return response
+
+
+async def _events_until(
+    queue: asyncio.Queue[ProgramEvent], request: web.Request
+) -> AsyncIterator[ProgramEvent | None]:
+    """The queued events as they come, and None when it is time for a heartbeat; ends when
+    the client has gone."""
+    quiet = 0.0
+    while not _client_gone(request):
+        try:
+            event = await asyncio.wait_for(queue.get(), CLIENT_CHECK_S)
+        except TimeoutError:
+            quiet += CLIENT_CHECK_S
+            if quiet >= HEARTBEAT_S:
+                quiet = 0.0
+                yield None
+            continue
+        quiet = 0.0
+        yield event
 
 
 async def quick_start(request: web.Request) -> web.Response:

@@ -153,6 +153,10 @@ def validate_program(
             raise _bad(f"Environment value of {key} is not valid Unicode text")
     if program.lazy_load and program.boot:
         raise _bad("lazy_load cannot be combined with boot: true", Reason.LAZY_LOAD_WITH_BOOT)
+    if program.idle_stop_after is not None and program.port_range is None:
+        raise _bad(
+            "idle_stop_after applies to port-range programs only", Reason.IDLE_STOP_WITHOUT_RANGE
+        )
     if program.terminal_shell is not None and program.terminal_id is None:
         raise _bad("terminal_shell requires terminal_id")
     if program.port_param is not None and not PORT_PARAM_PATTERN.match(program.port_param):

@@ -16,6 +16,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 Port = Annotated[int, Meta(ge=1, le=65535)]
 TerminalId = Annotated[int, Meta(ge=1, le=65535)]
+IdleSeconds = Annotated[int, Meta(ge=1, le=86400)]
 Autorestart = Literal["true", "false", "unexpected"]
 TerminalShell = Literal["bash", "zsh", "fish", "sh", "tmux"]
 ProcessState = Literal[
@@ -81,6 +82,9 @@ class ProgramInput(Struct, forbid_unknown_fields=True):
     terminal_shell: TerminalShell | UnsetType | None = UNSET
     terminal_interactive: bool | UnsetType | None = UNSET
     webhooks: WebhooksInput | UnsetType | None = UNSET
+    # extension (port-range programs): stop an instance nobody started or touched with
+    # `if_not_running` for this many seconds
+    idle_stop_after: IdleSeconds | UnsetType | None = UNSET
     # read-only in responses; accepted and ignored so a fetched program can be posted back
     hoody_kit: bool | UnsetType = UNSET
     status: Any = UNSET
@@ -114,6 +118,7 @@ class Program(Struct, kw_only=True):
     terminal_shell: TerminalShell | None = None
     terminal_interactive: bool | None = None
     webhooks: Webhooks | None = None
+    idle_stop_after: int | None = None
 
     def ports(self) -> range:
         assert self.port_range is not None
@@ -289,3 +294,22 @@ class EphemeralListing(Struct, kw_only=True):
     uptime: str | None
     created_at: str
     expires_at: str | None
+
+
+class EventProgram(Struct, kw_only=True):
+    id: int
+    name: str
+
+
+class ProgramEvent(Struct, kw_only=True):
+    """A program's process changed state: the webhook payload's fields, plus which instance
+    (`instance_name`, and `port` on a port instance). One Server-Sent Event of
+    `GET /events`."""
+
+    event: str
+    program: EventProgram
+    instance_name: str
+    port: int | UnsetType = UNSET
+    from_state: str | None
+    pid: int | None
+    timestamp: str

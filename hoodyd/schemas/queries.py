@@ -45,6 +45,8 @@ class ProgramLogsQuery(_Query, kw_only=True, forbid_unknown_fields=True):
     type: Stream = "stdout"
     lines: LogLines = 100
     port: Port | None = None
+    # extension: answer text/plain, the last `lines` lines and then new ones as they come
+    follow: bool = False
 
 
 class QuickLogsQuery(_Query, kw_only=True, forbid_unknown_fields=True):

@@ -1,0 +1,496 @@
+"""The command line's verbs: each one is a few API calls through `DaemonClient` and what they
+print. Programs are named by name or id everywhere; `--json` prints the API's answer as it
+came.
+
+Every function takes the client and the parsed arguments and returns the exit code; errors
+travel as `Refused`/`Unreachable` (and `UsageError`) to `hoodyd.cli`, which prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import shlex
+import sys
+from typing import Any
+
+import msgspec
+
+from hoodyd.client import output
+from hoodyd.client.http import DaemonClient, Refused
+
+DAEMON = "/api/v1/daemon"
+TERMINAL = "/api/v1/terminal"
+RUN = "/api/v1/run"
+
+
+class UsageError(Exception):
+    """The command line itself is wrong (exit 2)."""
+
+
+# ---- programs ---------------------------------------------------------------------------
+
+
+def find_program(client: DaemonClient, ref: str) -> dict[str, Any]:
+    """The program named `ref`, or with id `ref`."""
+    if ref.isdigit():
+        program: dict[str, Any] = client.call("GET", f"{DAEMON}/programs/{int(ref)}")["program"]
+        return program
+    for candidate in client.call("GET", f"{DAEMON}/programs")["programs"]:
+        if candidate["name"] == ref:
+            return dict(candidate)
+    raise Refused(404, {"error": f"no program named {ref!r}", "reason": "PROGRAM_NOT_FOUND"})
+
+
+def status(client: DaemonClient, args: argparse.Namespace) -> int:
+    colour = output.use_colour()
+    if args.program is None:
+        answer = client.call("GET", f"{DAEMON}/programs", query={"include_status": True})
+        if args.json:
+            output.print_json(answer)
+            return 0
+        programs = sorted(answer["programs"], key=lambda p: p["id"])
+        rows = [row for program in programs for row in _status_rows(program, colour)]
+    else:
+        program = find_program(client, args.program)
+        answer = client.call("GET", f"{DAEMON}/status/{program['id']}")
+        if args.json:
+            output.print_json(answer)
+            return 0
+        rows = _status_rows({**program, "status": answer["status"]}, colour)
+    if not rows:
+        print("no programs (add one with `hoodyd add NAME -- COMMAND`)")
+        return 0
+    print(output.table(("ID", "NAME", "STATE", "PID", "PORTS", "UPTIME"), rows, colour))
+    return 0
+
+
+def _status_rows(program: dict[str, Any], colour: bool) -> list[list[str]]:
+    current = program.get("status") or {}
+    span = program.get("port_range")
+    ident, name = str(program["id"]), program["name"]
+    if span is None:
+        state = current.get("status", "")
+        if not program.get("enabled", True):
+            state = "disabled"
+        return [[
+            ident, name, output.state(state, colour), _text(current.get("pid")), "",
+            _text(current.get("uptime")),
+        ]]
+    ports = f"{span['start']}-{span['end']}"
+    instances = current.get("instances", [])
+    running = current.get("running_instances", 0)
+    summary = "disabled" if not program.get("enabled", True) else f"{running} running"
+    rows = [[ident, name, output.state(summary, colour), "", ports, ""]]
+    for instance in sorted(instances, key=lambda i: i.get("port", 0)):
+        rows.append([
+            "", f"  {instance['instance_name']}", output.state(instance["status"], colour),
+            _text(instance.get("pid")), _text(instance.get("port")), _text(instance.get("uptime")),
+        ])
+    return rows
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _ports_to_start(program: dict[str, Any], args: argparse.Namespace) -> list[int | None]:
+    span = program.get("port_range")
+    if span is None:
+        if args.port is not None:
+            raise UsageError(f"{program['name']} has no port range; --port does not apply")
+        return [None]
+    if args.port is not None:
+        return [args.port]
+    if args.all:
+        return list(range(span["start"], span["end"] + 1))
+    raise UsageError(
+        f"{program['name']} is a port-range program ({span['start']}-{span['end']}): "
+        "give --port P (or --all)"
+    )
+
+
+def start(client: DaemonClient, args: argparse.Namespace) -> int:
+    program = find_program(client, args.program)
+    answers = [_start_one(client, program, port, args) for port in _ports_to_start(program, args)]
+    if args.json:
+        output.print_json(answers[0] if len(answers) == 1 else answers)
+    return 0
+
+
+def _start_one(
+    client: DaemonClient, program: dict[str, Any], port: int | None, args: argparse.Namespace
+) -> Any:
+    body: dict[str, Any] = {
+        "wait": not args.no_wait,
+        "timeout": args.timeout,
+        "if_not_running": True,  # like systemctl: starting what runs is no error
+    }
+    if port is not None:
+        body["port"] = port
+        body["wait_for"] = args.wait_for
+    answer = client.call(
+        "POST", f"{DAEMON}/programs/{program['id']}/start", body=body, timeout=args.timeout + 30
+    )
+    if not args.json:
+        shown = answer.get("instance") or answer.get("status") or {}
+        name = shown.get("instance_name", program["name"])
+        pid = f" (pid {shown['pid']})" if shown.get("pid") else ""
+        if answer.get("already_running"):
+            print(f"{name}: already running{pid}")
+        elif port is not None and args.wait_for == "port" and not args.no_wait:
+            print(f"{name}: listening on port {port}{pid}")
+        else:
+            print(f"{name}: {str(shown.get('status', 'STARTING')).lower()}{pid}")
+    return answer
+
+
+def _stop_body(program: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    if args.port is not None:
+        return {"port": args.port}
+    # a port-range program without --port: every instance, as `--all` says
+    return {"all": True} if program.get("port_range") is not None else {}
+
+
+def stop(client: DaemonClient, args: argparse.Namespace) -> int:
+    program = find_program(client, args.program)
+    answer = client.call(
+        "POST", f"{DAEMON}/programs/{program['id']}/stop", body=_stop_body(program, args),
+        timeout=None,
+    )
+    if args.json:
+        output.print_json(answer)
+    elif answer.get("stopped"):
+        print(f"stopped {', '.join(answer['stopped'])}")
+    else:
+        print(f"{program['name']}: was not running")
+    return 0
+
+
+def restart(client: DaemonClient, args: argparse.Namespace) -> int:
+    """Stop, then start what was stopped (a port-range program: the instances that ran, or
+    the one `--port` names)."""
+    program = find_program(client, args.program)
+    stopped = client.call(
+        "POST", f"{DAEMON}/programs/{program['id']}/stop", body=_stop_body(program, args),
+        timeout=None,
+    ).get("stopped", [])
+    if stopped and not args.json:
+        print(f"stopped {', '.join(stopped)}")
+    if program.get("port_range") is None:
+        ports: list[int | None] = [None]
+    elif args.port is not None:
+        ports = [args.port]
+    else:
+        ports = [int(name.rsplit("_", 1)[1]) for name in stopped]
+        if not ports:
+            print(f"{program['name']}: no instance was running; nothing to restart")
+    answers = [_start_one(client, program, port, args) for port in ports]
+    if args.json:
+        output.print_json(answers[0] if len(answers) == 1 else answers)
+    return 0
+
+
+def logs(client: DaemonClient, args: argparse.Namespace) -> int:
+    program = find_program(client, args.program)
+    query: dict[str, Any] = {
+        "type": "stderr" if args.stderr else "stdout",
+        "lines": args.lines,
+        "port": args.port,
+    }
+    path = f"{DAEMON}/programs/{program['id']}/logs"
+    if args.follow:
+        for chunk in client.stream(path, query={**query, "follow": True}):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+        return 0
+    answer = client.call("GET", path, query=query)
+    if args.json:
+        output.print_json(answer)
+    else:
+        sys.stdout.write(answer.get("logs") or "")
+    return 0
+
+
+def _program_body(args: argparse.Namespace, *, adding: bool) -> dict[str, Any]:
+    """The add/edit body: on edit only what the flags name."""
+    body: dict[str, Any] = {}
+    if args.command:
+        body["command"] = shlex.join(args.command)
+    elif adding:
+        raise UsageError("give the command after --: hoodyd add NAME [flags] -- CMD [ARG]...")
+    if args.user or adding:
+        body["user"] = args.user or pwd.getpwuid(os.geteuid()).pw_name
+    if args.port_range is not None:
+        body["port_range"] = _port_range(args.port_range)
+    for flag, field in (
+        ("boot", "boot"), ("lazy", "lazy_load"), ("idle_stop_after", "idle_stop_after"),
+        ("port_param", "port_param"), ("directory", "directory"),
+        ("description", "description"), ("autorestart", "autorestart"),
+        ("delay", "delay_seconds"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            body[field] = value
+    if args.enable is not None or adding:
+        body["enabled"] = bool(args.enable)
+    if args.env:
+        body["environment"] = dict(_env_pair(item) for item in args.env)
+    return body
+
+
+def _port_range(text: str) -> dict[str, int]:
+    first, sep, last = text.partition("-")
+    if not (first.isdigit() and (not sep or last.isdigit())):
+        raise UsageError(f"--port-range needs A-B (for example 8100-8109), got {text!r}")
+    return {"start": int(first), "end": int(last or first)}
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--env needs KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def add(client: DaemonClient, args: argparse.Namespace) -> int:
+    body = {"name": args.name, **_program_body(args, adding=True)}
+    answer = client.call("POST", f"{DAEMON}/programs/add", body=body)
+    if args.json:
+        output.print_json(answer)
+    else:
+        program = answer["program"]
+        state = "enabled" if program.get("enabled") else "disabled (`hoodyd enable` registers it)"
+        print(f"added {program['name']} (id {program['id']}), {state}")
+    return 0
+
+
+def edit(client: DaemonClient, args: argparse.Namespace) -> int:
+    program = find_program(client, args.program)
+    body = _program_body(args, adding=False)
+    if args.name:
+        body["name"] = args.name
+    if not body:
+        raise UsageError("nothing to change: give at least one flag (or -- CMD)")
+    answer = client.call("POST", f"{DAEMON}/programs/edit/{program['id']}", body=body)
+    if args.json:
+        output.print_json(answer)
+    else:
+        print(f"edited {answer['program']['name']} (id {program['id']})")
+    return 0
+
+
+def remove(client: DaemonClient, args: argparse.Namespace) -> int:
+    program = find_program(client, args.program)
+    answer = client.call("POST", f"{DAEMON}/programs/remove/{program['id']}", timeout=None)
+    if args.json:
+        output.print_json(answer)
+    else:
+        print(f"removed {program['name']} (id {program['id']})")
+    return 0
+
+
+def set_enabled(client: DaemonClient, args: argparse.Namespace) -> int:
+    program = find_program(client, args.program)
+    verb = "enable" if args.verb == "enable" else "disable"
+    answer = client.call("POST", f"{DAEMON}/programs/{program['id']}/{verb}", timeout=None)
+    if args.json:
+        output.print_json(answer)
+    else:
+        print(f"{verb}d {program['name']} (id {program['id']})")
+    return 0
+
+
+# ---- events and health ------------------------------------------------------------------
+
+
+def events(client: DaemonClient, args: argparse.Namespace) -> int:
+    """Print each state change as it comes, until interrupted."""
+    colour = output.use_colour()
+    pending = b""
+    for chunk in client.stream(f"{DAEMON}/events"):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if not line.startswith(b"data: "):
+                continue
+            data = line.removeprefix(b"data: ")
+            if args.json:
+                sys.stdout.write(data.decode() + "\n")
+            else:
+                event = msgspec.json.decode(data)
+                pid = f" pid {event['pid']}" if event.get("pid") else ""
+                change = f"{event.get('from_state') or '?'} -> "
+                print(
+                    f"{event['timestamp']}  {event['instance_name']}  {change}"
+                    f"{output.state(event['event'], colour)}{pid}"
+                )
+            sys.stdout.flush()
+    return 0
+
+
+def health(client: DaemonClient, args: argparse.Namespace) -> int:
+    answers = {area: client.call("GET", f"/api/v1/{area}/health") for area in
+               ("daemon", "terminal", "run")}
+    if args.json:
+        output.print_json(answers)
+        return 0
+    colour = output.use_colour()
+    rows = [
+        [area, output.paint(body["status"], "32", colour), str(body["pid"]), body["started"]]
+        for area, body in answers.items()
+    ]
+    print(f"hoodyd on {client.target.describe()}")
+    print(output.table(("AREA", "STATUS", "PID", "STARTED"), rows, colour))
+    return 0
+
+
+# ---- apps -------------------------------------------------------------------------------
+
+
+def search(client: DaemonClient, args: argparse.Namespace) -> int:
+    query = {"app": args.query, "limit": args.limit, "source": args.source}
+    answer = client.call("GET", f"{RUN}/search", query=query)
+    if args.json:
+        output.print_json(answer)
+        return 0
+    _print_candidates(answer["candidates"])
+    return 0
+
+
+def _print_candidates(candidates: list[dict[str, Any]]) -> None:
+    if not candidates:
+        print("no candidates")
+        return
+    colour = output.use_colour()
+    rows = [
+        [
+            str(number), candidate["candidate_id"], candidate.get("kind", ""),
+            "yes" if candidate.get("installed") else "no", candidate.get("title", ""),
+        ]
+        for number, candidate in enumerate(candidates, start=1)
+    ]
+    print(output.table(("#", "CANDIDATE", "KIND", "INSTALLED", "TITLE"), rows, colour))
+
+
+def run(client: DaemonClient, args: argparse.Namespace) -> int:
+    query: dict[str, Any] = {
+        "app": args.query,
+        "dry_run": True if args.dry_run else None,
+        "terminal_id": args.terminal,
+        "source": args.source,
+    }
+    if args.first:
+        query["pick"] = "first"
+    elif args.pick is not None:
+        query.update(pick="index", pick_index=args.pick - 1)
+    elif args.candidate:
+        query.update(pick="id", candidate_id=args.candidate)
+    else:
+        resolved = client.call("GET", f"{RUN}/run", query={**query, "pick": "ask"})
+        candidates = resolved.get("candidates") or []
+        if args.json and not sys.stdin.isatty():
+            output.print_json(resolved)
+            return 0
+        _print_candidates(candidates)
+        if not candidates:
+            return 1
+        choice = _ask(len(candidates))
+        if choice is None:
+            return 0
+        query.update(pick="index", pick_index=choice - 1, set_id=resolved["set_id"])
+    answer = client.call("GET", f"{RUN}/run", query=query)
+    if args.json:
+        output.print_json(answer)
+        return 0
+    command = answer.get("shell_command", "")
+    handoff = answer.get("handoff") or {}
+    if answer.get("status") == "scheduled":
+        print(f"running in terminal {handoff.get('terminal_id')}: {command}")
+        print(f"(watch it with `hoodyd attach {handoff.get('terminal_id')}`)")
+    else:
+        print(command)
+    return 0
+
+
+def _ask(count: int) -> int | None:
+    """A number from 1 to `count` typed by the user; None to run nothing."""
+    while True:
+        try:
+            text = input(f"run which? [1-{count}, q to quit] ").strip()
+        except EOFError:
+            return None
+        if text.lower() in ("q", "quit", ""):
+            return None
+        if text.isdigit() and 1 <= int(text) <= count:
+            return int(text)
+        print(f"type a number from 1 to {count}", file=sys.stderr)
+
+
+# ---- terminals ----------------------------------------------------------------------------
+
+
+def term_ls(client: DaemonClient, args: argparse.Namespace) -> int:
+    answer = client.call("GET", f"{TERMINAL}/sessions")
+    if args.json:
+        output.print_json(answer)
+        return 0
+    colour = output.use_colour()
+    rows = [
+        [
+            session["terminal_id"], output.state(session["state"], colour), session["shell"],
+            str(session["pid"]), session["cwd"], str(session["clients"]),
+        ]
+        for session in answer["data"]
+    ]
+    if not rows:
+        print("no terminals (`hoodyd term new` creates one)")
+        return 0
+    print(output.table(("ID", "STATE", "SHELL", "PID", "CWD", "CLIENTS"), rows, colour))
+    return 0
+
+
+def term_new(client: DaemonClient, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {} if args.terminal_id is None else {"terminal_id": args.terminal_id}
+    answer = client.call("POST", f"{TERMINAL}/create", body=body)
+    if args.json:
+        output.print_json(answer)
+    else:
+        made = "created" if answer.get("created") else "already exists:"
+        print(f"{made} terminal {answer['terminal_id']}")
+    return 0
+
+
+def term_exec(client: DaemonClient, args: argparse.Namespace) -> int:
+    """Run the command in the terminal's shell; print its output; exit with its exit code."""
+    if not args.command:
+        raise UsageError("give the command after --: hoodyd term exec N -- CMD [ARG]...")
+    command = args.command[0] if len(args.command) == 1 else shlex.join(args.command)
+    answer = client.call(
+        "POST",
+        f"{TERMINAL}/execute",
+        query={"terminal_id": args.terminal_id},
+        body={"command": command, "wait": True, "timeout": args.timeout},
+        timeout=None,
+    )
+    if args.json:
+        output.print_json(answer)
+    else:
+        sys.stdout.write(answer.get("stdout", ""))
+        sys.stdout.flush()
+    if answer.get("timed_out"):
+        print(f"hoodyd: still running after {args.timeout}s (command {answer.get('command_id')})",
+              file=sys.stderr)
+        return 124
+    code = answer.get("exit_code")
+    return int(code) if isinstance(code, int) else 1
+
+
+def term_kill(client: DaemonClient, args: argparse.Namespace) -> int:
+    answer = client.call("DELETE", f"{TERMINAL}/{args.terminal_id}")
+    if args.json:
+        output.print_json(answer)
+    else:
+        print(f"removed terminal {args.terminal_id}")
+    return 0

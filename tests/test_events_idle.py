@@ -1,0 +1,102 @@
+"""Scale to zero: `idle_stop_after` stops a port instance nobody started or touched (an
+`if_not_running` start) for that many seconds, and applies to port-range programs only."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from tests.conftest import PORT_SERVER, add_program
+
+API = "/api/v1/daemon"
+
+
+async def instance_state(client: Any, program_id: int, port: int) -> str:
+    response = await client.get(f"{API}/status/{program_id}", params={"port": str(port)})
+    body = await response.json()
+    state: str = body["status"]["status"]
+    return state
+
+
+async def wait_state(client: Any, program_id: int, port: int, wanted: str, timeout: float) -> float:
+    """Seconds until the instance reports `wanted`."""
+    began = time.monotonic()
+    async with asyncio.timeout(timeout):
+        while await instance_state(client, program_id, port) != wanted:
+            await asyncio.sleep(0.1)
+    return time.monotonic() - began
+
+
+async def test_an_idle_instance_is_stopped_and_starts_again_on_demand(client: Any) -> None:
+    """Started and then left alone, an instance stops after about idle_stop_after seconds;
+    the next start brings it back."""
+    program = await add_program(
+        client, command=PORT_SERVER, port_range={"start": 9431, "end": 9432}, idle_stop_after=2
+    )
+    assert program["idle_stop_after"] == 2
+    start = f"{API}/programs/{program['id']}/start"
+    response = await client.post(start, json={"port": 9431, "wait": True})
+    assert response.status == 200, await response.json()
+    began = time.monotonic()
+    await wait_state(client, program["id"], 9431, "STOPPED", timeout=8)
+    assert time.monotonic() - began >= 1.5
+    response = await client.post(start, json={"port": 9431, "wait": True, "if_not_running": True})
+    body = await response.json()
+    assert body["already_running"] is False and body["instance"]["status"] == "RUNNING"
+
+
+async def test_touching_with_if_not_running_keeps_an_instance_alive(client: Any) -> None:
+    """A proxy that keeps asking for the instance keeps it running past idle_stop_after; once
+    it stops asking, the instance stops."""
+    program = await add_program(
+        client, command=PORT_SERVER, port_range={"start": 9441, "end": 9441}, idle_stop_after=2
+    )
+    start = f"{API}/programs/{program['id']}/start"
+    touch = {"port": 9441, "if_not_running": True, "wait": True}
+    await client.post(start, json=touch)
+    until = time.monotonic() + 4
+    while time.monotonic() < until:
+        response = await client.post(start, json=touch)
+        assert (await response.json())["already_running"] is True
+        await asyncio.sleep(0.5)
+    assert await instance_state(client, program["id"], 9441) == "RUNNING"
+    await wait_state(client, program["id"], 9441, "STOPPED", timeout=8)
+
+
+async def test_other_instances_and_programs_without_it_keep_running(client: Any) -> None:
+    """Only the idle instance stops: one of a program without idle_stop_after runs on."""
+    idle = await add_program(
+        client, command=PORT_SERVER, port_range={"start": 9451, "end": 9451}, idle_stop_after=1
+    )
+    steady = await add_program(
+        client, command=PORT_SERVER, port_range={"start": 9452, "end": 9452}
+    )
+    for program, port in ((idle, 9451), (steady, 9452)):
+        await client.post(
+            f"{API}/programs/{program['id']}/start", json={"port": port, "wait": True}
+        )
+    await wait_state(client, idle["id"], 9451, "STOPPED", timeout=6)
+    assert await instance_state(client, steady["id"], 9452) == "RUNNING"
+
+
+async def test_idle_stop_after_needs_a_port_range_and_a_sane_value(client: Any) -> None:
+    """Without port_range it is a 400 IDLE_STOP_WITHOUT_RANGE; 0 or a negative is a 400; an
+    edit can set and clear it."""
+    response = await client.post(
+        f"{API}/programs/add",
+        json={"name": "plain", "command": "/bin/sleep 1", "user": "root", "idle_stop_after": 5},
+    )
+    assert response.status == 400
+    assert (await response.json())["reason"] == "IDLE_STOP_WITHOUT_RANGE"
+    program = await add_program(client, port_range={"start": 9461, "end": 9462})
+    for bad in (0, -1, "5"):
+        response = await client.post(
+            f"{API}/programs/edit/{program['id']}", json={"idle_stop_after": bad}
+        )
+        assert response.status == 400, bad
+    edit = f"{API}/programs/edit/{program['id']}"
+    response = await client.post(edit, json={"idle_stop_after": 30})
+    assert (await response.json())["program"]["idle_stop_after"] == 30
+    response = await client.post(edit, json={"idle_stop_after": None})
+    assert "idle_stop_after" not in (await response.json())["program"]
