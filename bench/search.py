@@ -257,8 +257,8 @@ def main() -> int:
     print()
     print(f"{'metric':<36}{'value':>12}{'goal':>12}")
     rows = [
-        ("hoodyd search p50 (ms)", p50, "<= 5"),
-        ("hoodyd search p99 (ms)", p99, "<= 20"),
+        ("hoodyd search p50 (ms)", p50, "<= 3"),
+        ("hoodyd search p99 (ms)", p99, "<= 15"),
     ]
     for kind, values in latencies.items():
         rows.append(

@@ -88,6 +88,9 @@ class RunConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     resync_after: float = 86400.0
     # false: never sync on start-up or on source creation (only on request)
     auto_sync: bool = True
+    # milliseconds a search or run waits for enabled sources whose first sync is under way
+    # (0: never wait); sources still syncing after it are named in SOURCE_SYNCING warnings
+    first_sync_wait_ms: int = 2000
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -25,6 +25,7 @@ class Reason(StrEnum):
     ALREADY_RUNNING = "ALREADY_RUNNING"
     BAD_CONFIG = "BAD_CONFIG"
     BAD_DEFAULTS = "BAD_DEFAULTS"
+    BAD_ORIGIN = "BAD_ORIGIN"
     BAD_SIGNAL = "BAD_SIGNAL"
     BAD_TOKEN = "BAD_TOKEN"
     BATCH_TOO_LARGE = "BATCH_TOO_LARGE"
@@ -48,6 +49,7 @@ class Reason(StrEnum):
     FORBIDDEN = "FORBIDDEN"
     HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
     HTTP_ERROR = "HTTP_ERROR"
+    IDLE_STOP_WITHOUT_RANGE = "IDLE_STOP_WITHOUT_RANGE"
     ID_IN_USE = "ID_IN_USE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
     INVALID_BOOLEAN = "INVALID_BOOLEAN"
@@ -117,10 +119,12 @@ class Reason(StrEnum):
     PROGRAM_NOT_FOUND = "PROGRAM_NOT_FOUND"
     RECIPE_NOT_FOUND = "RECIPE_NOT_FOUND"
     RECIPE_OVERRIDE_NOT_ALLOWED = "RECIPE_OVERRIDE_NOT_ALLOWED"
+    REQUIREMENTS_MISSING = "REQUIREMENTS_MISSING"
     RESERVED_TERMINAL_ID = "RESERVED_TERMINAL_ID"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     SHELL_EXITED = "SHELL_EXITED"
     SHELL_NOT_FOUND = "SHELL_NOT_FOUND"
+    SHUTTING_DOWN = "SHUTTING_DOWN"
     SOURCE_NOT_FOUND = "SOURCE_NOT_FOUND"
     SOURCE_RESOLUTION_FAILED = "SOURCE_RESOLUTION_FAILED"
     SPAWN_ERROR = "SPAWN_ERROR"
@@ -128,6 +132,7 @@ class Reason(StrEnum):
     START_CANCELLED = "START_CANCELLED"
     START_FAILED = "START_FAILED"
     START_UNSETTLED = "START_UNSETTLED"
+    STATE_NOT_SAVED = "STATE_NOT_SAVED"
     STILL_RUNNING = "STILL_RUNNING"
     SUPERVISOR_AUTH = "SUPERVISOR_AUTH"
     SUPERVISOR_BAD_ARGUMENTS = "SUPERVISOR_BAD_ARGUMENTS"
@@ -232,6 +237,18 @@ class SupervisorFault(HoodydError):
 
 class SupervisorUnavailable(ServiceUnavailable):
     default_reason = Reason.SUPERVISOR_UNAVAILABLE
+
+
+class StateNotSaved(ServiceUnavailable):
+    """hoodyd's store could not be written (disk full, read-only): nothing was changed."""
+
+    default_reason = Reason.STATE_NOT_SAVED
+
+
+class ShuttingDown(ServiceUnavailable):
+    """hoodyd is stopping: the request was not (or no longer) served; retry once it is back."""
+
+    default_reason = Reason.SHUTTING_DOWN
 
 
 class RunFailed(HoodydError):

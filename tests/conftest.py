@@ -3,6 +3,7 @@ and a real `hoodyd serve` process on a Unix socket."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -172,3 +173,19 @@ async def http(world: Any) -> AsyncIterator[aiohttp.ClientSession]:
         connector=aiohttp.UnixConnector(path=world.socket), base_url="http://localhost"
     ) as session:
         yield session
+
+
+async def raw_http(
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter], data: bytes
+) -> tuple[int, bytes, bytes]:
+    """Send `data` as it is (no client library normalizes or re-encodes it) on an open
+    connection and read the answer to its end: (status, header block, body)."""
+    reader, writer = connection
+    try:
+        writer.write(data)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), timeout=30)
+    finally:
+        writer.close()
+    headers, _, body = raw.partition(b"\r\n\r\n")
+    return int(headers.split(b" ")[1]), headers, body

@@ -46,6 +46,11 @@ def manifest(bin_dir: Path) -> dict[str, Any]:
             {"id": "hello-gui", "title": "Hello GUI", "argv": [str(gui)], "kind": "gui"},
             {"id": "os", "title": "OS", "argv": [str(named_os)]},
             {"id": "app", "title": "App", "argv": [str(named_app)]},
+            # a pick that can only fail until its package is installed: never scheduled
+            {"id": "needs-package", "title": "Needs Package", "argv": [str(hello), "ran"],
+             "requirements": [{"kind": "package", "name": "needs-package",
+                               "message": "apt package needs-package is not installed",
+                               "resolution": "apt-get install -y needs-package"}]},
         ],
     }  # fmt: skip
 

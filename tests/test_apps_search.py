@@ -43,6 +43,7 @@ async def test_code_vs_vscode_vs_codec2(short_tmp: Path) -> None:
         assert [c.label for c in first.provenance.score_components] == [
             "match",
             "installed",
+            "installed exact",
             "source priority",
         ]
         assert first.score == sum(c.delta for c in first.provenance.score_components)

@@ -295,3 +295,92 @@ async def test_sync_jobs_and_diagnostics(aiohttp_client, short_tmp: Path, world:
     assert found["candidates"][0]["candidate_id"] == "apt:jq"
     health = await (await client.get(f"{BASE}/health")).json()
     assert health["status"] == "ok" and health["service"] == "hoodyd-run"
+
+
+async def test_search_and_run_share_the_selector_rules(
+    aiohttp_client, short_tmp: Path, world: World
+) -> None:
+    """An unknown parameter (`dryrun=1`) and a repeated `app` are the same 400s on `/search`
+    as on `/run`: one Selector decoder reads both queries."""
+    client = await synced_client(aiohttp_client, short_tmp)
+    for path in ("search", "run"):
+        unknown = await client.get(f"{BASE}/{path}?app=jq&dryrun=1")
+        body = await unknown.json()
+        assert unknown.status == 400 and body["reason"] == "UNKNOWN_PARAMETER", (path, body)
+        assert "dryrun" in body["error"]
+        twice = await client.get(f"{BASE}/{path}?app=jq&app=code")
+        body = await twice.json()
+        assert twice.status == 400 and body["code"] == 400, (path, body)
+        aliased = await client.get(f"{BASE}/{path}?app=jq&q=code")
+        assert (await aliased.json())["reason"] == "DUPLICATE_PARAMETER", path
+
+
+def slow_nix_env(world: World, seconds: float) -> None:
+    """The world's fake `nix-env` answers after `seconds`, as a real one does on a cold cache."""
+    fake = world.nix_bin / "nix-env"
+    body = fake.read_text().replace("#!/bin/sh\n", f"#!/bin/sh\nsleep {seconds}\n", 1)
+    fake.write_text(body)
+
+
+async def test_searches_say_which_sources_are_still_syncing(
+    aiohttp_client, short_tmp: Path, world: World
+) -> None:
+    """Right after a first start, a source whose first sync outlasts the bounded wait is
+    named in a SOURCE_SYNCING warning on search and run answers, and its diagnostics say
+    the sync is under way; once it lands, its records are searched and the warning goes."""
+    slow_nix_env(world, 2.0)
+    client: TestClient = await aiohttp_client(
+        run_app(short_tmp / "s", auto_sync=True, first_sync_wait_ms=100)
+    )
+    body = await (await client.get(f"{BASE}/search?app=vscode")).json()
+    assert {"code": "SOURCE_SYNCING", "source_id": "nixpkgs"} in [
+        {"code": w["code"], "source_id": w.get("source_id")} for w in body["warnings"]
+    ]
+    assert "nixpkgs:vscode" not in [c["candidate_id"] for c in body["candidates"]]
+    run = await (await client.get(f"{BASE}/run?app=vscode&pick=first&dry_run=1")).json()
+    assert "SOURCE_SYNCING" in [w["code"] for w in run["warnings"]]
+    diagnostics = await (await client.get(f"{BASE}/sources/nixpkgs/diagnostics")).json()
+    assert diagnostics["effective_enabled_reason"] == "enabled; the first sync is under way"
+    job = diagnostics["last_sync_job_id"]
+    await client.get(f"{BASE}/jobs/{job}?wait=done&timeout_ms=30000")
+    body = await (await client.get(f"{BASE}/search?app=vscode")).json()
+    assert "warnings" not in body
+    assert "nixpkgs:vscode" in [c["candidate_id"] for c in body["candidates"]]
+
+
+async def test_a_first_search_waits_a_bounded_time_for_fast_sources(
+    aiohttp_client, short_tmp: Path, world: World
+) -> None:
+    """A first sync that lands within `first_sync_wait_ms` is waited for: the very first
+    search already has its records and no warning."""
+    slow_nix_env(world, 0.3)
+    client: TestClient = await aiohttp_client(
+        run_app(short_tmp / "s", auto_sync=True, first_sync_wait_ms=10_000)
+    )
+    body = await (await client.get(f"{BASE}/search?app=vscode")).json()
+    assert "warnings" not in body
+    assert "nixpkgs:vscode" in [c["candidate_id"] for c in body["candidates"]]
+
+
+async def test_diagnostics_name_the_cause_and_the_fix(
+    aiohttp_client, short_tmp: Path, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disabled nix source on a machine without nix says nix is missing and how to get
+    it and enable the source; a failing manifest says what failed and how to sync again."""
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no nix here
+    client = await synced_client(aiohttp_client, short_tmp)
+    patched = await client.patch(f"{BASE}/sources/nixpkgs", json={"enabled": False})
+    assert patched.status == 200
+    nix = await (await client.get(f"{BASE}/sources/nixpkgs/diagnostics")).json()
+    assert nix["status"] == "disabled"
+    reason = nix["effective_enabled_reason"]
+    assert "nix not found on PATH" in reason and "install nix" in reason
+    assert 'PATCH /api/v1/run/sources/nixpkgs {"enabled": true}' in reason
+    assert nix["provider_details"]["cause"] == "nix not found on PATH"
+    world.manifest.write_text("{not json")
+    job = await (await client.post(f"{BASE}/sources/team/sync")).json()
+    await client.get(f"{BASE}/jobs/{job['job_id']}?wait=done&timeout_ms=30000")
+    team = await (await client.get(f"{BASE}/sources/team/diagnostics")).json()
+    assert team["status"] == "error"
+    assert team["effective_enabled_reason"].startswith("enabled; the last sync failed: ")
+    assert "POST /api/v1/run/sources/team/sync" in team["effective_enabled_reason"]

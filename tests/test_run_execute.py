@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,7 +16,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from hoodyd.polling import poll_until
 from tests.run_world import RUN, TERMINAL, TRICKY, RunWorld, run_world, wait_result
 
 
@@ -193,6 +193,34 @@ async def test_refused_requests_schedule_nothing(http: aiohttp.ClientSession) ->
     assert await history_total(http, 1) == before
 
 
+async def test_a_pick_with_missing_requirements_is_a_409(http: aiohttp.ClientSession) -> None:
+    """A pick whose source says it cannot run yet (a package to install) is not scheduled:
+    409 REQUIREMENTS_MISSING in the run shape, listing each resolution; dry runs and
+    preflight still show the command, and preflight recommends a dry run."""
+    before = await history_total(http, 1)
+    for send in ("get", "post"):
+        if send == "get":
+            status, body = await get(http, f"{RUN}/run", app="needs-package", pick="first")
+        else:
+            payload = {"app": "needs-package", "pick": "first"}
+            async with http.post(f"{RUN}/run", json=payload) as r:
+                status, body = r.status, await r.json()
+        assert (status, body["code"], body["reason"]) == (409, 409, "REQUIREMENTS_MISSING"), body
+        assert body["status"] == "error" and body["handoff"]["state"] == "failed"
+        assert "apt-get install -y needs-package" in body["error"]
+        assert [m["resolution"] for m in body["missing_requirements"]] == [
+            "apt-get install -y needs-package"
+        ]
+        assert "terminal" not in body
+    status, body = await get(http, f"{RUN}/run", app="needs-package", pick="first", dry_run="1")
+    assert status == 200 and body["status"] == "dry-run" and body["missing_requirements"]
+    async with http.post(f"{RUN}/preflight", json={"app": "needs-package", "pick": "first"}) as r:
+        body = await r.json()
+    assert body["recommended_mode"] == "dry-run"
+    assert "REQUIREMENTS_MISSING" in [w["code"] for w in body["warnings"]]
+    assert await history_total(http, 1) == before
+
+
 async def test_a_source_that_fails_to_resolve_is_a_502(http: aiohttp.ClientSession) -> None:
     """With no candidates because a source could not be read, the run answers 502
     SOURCE_RESOLUTION_FAILED naming the source and its error."""
@@ -282,11 +310,18 @@ async def test_go_path_forms(http: aiohttp.ClientSession) -> None:
         ("linux/registry/hello-run", "team:hello-run"),
         ("linux/registry/cli/hello-run", "team:hello-run"),
         ("app/hello-run/os/linux/source/registry/kind/cli", "team:hello-run"),
+        # as public clients send them: the whole path percent-encoded, `%2F` between segments
+        ("linux%2Fregistry%2Fhello-run", "team:hello-run"),
+        ("app%2Fos%2Fos%2Flinux", "team:os"),
     ]
     for rest, candidate_id in expectations:
         status, body = await get(http, f"{RUN}/go/{rest}", pick="first", dry_run="true")
         assert status == 200, (rest, body)
         assert body["selected"]["candidate_id"] == candidate_id, rest
+    status, body = await get(
+        http, f"{RUN}/t/1/go/linux%2Fregistry%2Fhello-run", dry_run="1", pick="first"
+    )
+    assert status == 200 and body["selected"]["candidate_id"] == "team:hello-run", body
     status, body = await get(http, f"{RUN}/go/app/hello-run/pick/first/dry_run/true")
     assert body["status"] == "dry-run" and body["selected"]["candidate_id"] == "team:hello-run"
     status, body = await get(http, f"{RUN}/go/hello-run")
@@ -326,6 +361,9 @@ async def test_preflight_plans_without_running(http: aiohttp.ClientSession) -> N
     assert set(body["effective_policy"]) >= {
         "require_verified", "require_integrity", "allow_delegated_execution", "allow_redirect",
     }  # fmt: skip
+    # without an origin the preview still carries the one the terminal request gets
+    unnamed = (await preflight(pick="first"))[1]["terminal_request_preview"]
+    assert unnamed["origin"] == "hoodyd-run"
     assert (await preflight(pick="first", dry_run=True))[1]["recommended_mode"] == "dry-run"
     assert (await preflight(pick="first", print_curl="hoody-run"))[1][
         "recommended_mode"
@@ -391,19 +429,34 @@ async def test_recipe_run(http: aiohttp.ClientSession) -> None:
 
 
 async def test_html_pages_and_redirect(http: aiohttp.ClientSession) -> None:
-    """HTML answers are self-contained; candidate links pick by set and index; a redirect
-    answers 303 to the terminal page, which shows the command."""
+    """HTML answers load nothing from elsewhere; each candidate is a POST form that picks by
+    set and index (no GET link runs anything); a redirect answers 303 to the terminal page,
+    whose live view streams the terminal's output over a WebSocket."""
     async with http.get(f"{RUN}/run", params={"app": "hello-run", "format": "html"}) as response:
         page = await response.text()
         assert response.status == 200 and response.content_type == "text/html"
         assert "default-src 'none'" in response.headers["Content-Security-Policy"]
-    assert "set_id=" in page and "pick=index&amp;pick_index=0" in page
-    assert "src=" not in page and 'href="http' not in page and "@import" not in page
-    link = page.split('<a href="')[1].split('"')[0].replace("&amp;", "&")
-    async with http.get(link) as response:
+    assert '<form method=post action="/api/v1/run/run">' in page
+    assert 'name="pick_index" value="0"' in page and 'name="set_id"' in page
+    assert "<a " not in page and "src=" not in page and "@import" not in page
+    form = page.split("<form method=post")[1].split("</form>")[0]
+    fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', form))
+    async with http.post(f"{RUN}/run", data=fields) as response:
         scheduled = await response.text()
-        assert response.status == 200 and "scheduled" in scheduled
-    assert "/api/v1/terminal/result/" in scheduled and "src=" not in scheduled
+        assert response.status == 200 and "scheduled" in scheduled, scheduled
+    sources = re.findall(r'(?:src|href)="([^"]+)"', scheduled)
+    assert sources and all(s.startswith("/api/v1/run/static/") for s in sources), sources
+    assert "data-terminal-id=\"1\"" in scheduled and "/stream" in scheduled
+    async with http.get(f"{RUN}/static/xterm.js") as response:
+        assert response.status == 200 and response.content_type == "text/javascript"
+    async with http.get(f"{RUN}/static/..%2Fpages.py") as response:
+        assert response.status == 404
+    async with http.ws_connect(f"{RUN}/t/1/stream") as ws:
+        seen = b""
+        while b"hello-run says" not in seen:
+            message = await asyncio.wait_for(ws.receive(), 10)
+            assert message.type == aiohttp.WSMsgType.BINARY, message
+            seen += message.data
     async with http.get(
         f"{RUN}/go/hello-run", params={"pick": "first"}, headers={"Accept": "text/html"}
     ) as response:
@@ -425,14 +478,11 @@ async def test_html_pages_and_redirect(http: aiohttp.ClientSession) -> None:
     ) as response:
         assert response.status == 303 and response.headers["Location"] == "/api/v1/run/health"
 
-    async def view_shows_the_run() -> str | None:
-        async with http.get(f"{RUN}/t/1/view") as response:
-            assert response.status == 200
-            text = await response.text()
-        return text if "hello-run says" in text else None
-
-    view = await poll_until(view_shows_the_run, timeout=10, interval=0.05)
-    assert view is not None and "src=" not in view
+    async with http.get(f"{RUN}/t/1/view") as response:
+        assert response.status == 200
+        view = await response.text()
+    assert "hello-run" in view and "/api/v1/run/static/xterm.js" in view
+    assert "refresh" not in view  # live over the WebSocket, no page reloads
     async with http.get(f"{RUN}/t/9/view") as response:
         assert response.status == 404
 

@@ -103,8 +103,15 @@ def test_go_path_forms_are_told_apart_by_the_first_segment() -> None:
     assert go_path_params("linux/nix/gui/firefox/", GO_QUERY) == {
         "os": ["linux"], "source": ["nix"], "kind": ["gui"], "app": ["firefox"],
     }  # fmt: skip
-    assert go_path_params("app/a%2Fb/source/nix/source/apt", GO_QUERY) == {
-        "app": ["a/b"], "source": ["nix", "apt"],
+    # `%2F` separates segments, as public clients encode them; each is decoded once
+    assert go_path_params("app/a%2520b/source/nix/source/apt", GO_QUERY) == {
+        "app": ["a%20b"], "source": ["nix", "apt"],
+    }  # fmt: skip
+    assert go_path_params("linux%2Fnix%2Ffirefox", GO_QUERY) == {
+        "os": ["linux"], "source": ["nix"], "app": ["firefox"],
+    }  # fmt: skip
+    assert go_path_params("app%2fhtop%2Fpick%2Ffirst", GO_QUERY) == {
+        "app": ["htop"], "pick": ["first"],
     }  # fmt: skip
     for bad in ("", "a//b", "app/x/os", "mac/firefox", "os/linux", "a/b/c/d/e"):
         with pytest.raises(InvalidRequest):

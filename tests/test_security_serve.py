@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import DaemonProcess, start_daemon
+from tests.conftest import DaemonProcess, raw_http, start_daemon
 from tests.test_serve import free_port
 
 NOBODY = 65534
@@ -35,15 +35,7 @@ def serve_once(
 
 
 async def raw_unix(socket: Path, data: bytes) -> tuple[int, bytes, bytes]:
-    reader, writer = await asyncio.open_unix_connection(str(socket))
-    try:
-        writer.write(data)
-        await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), timeout=30)
-    finally:
-        writer.close()
-    headers, _, body = raw.partition(b"\r\n\r\n")
-    return int(headers.split(b" ")[1]), headers, body
+    return await raw_http(await asyncio.open_unix_connection(str(socket)), data)
 
 
 def supervisord_pids(state_dir: Path) -> list[int]:

@@ -1,30 +1,34 @@
-"""Small self-contained HTML pages for the run area: the candidate list (each candidate a
-link that picks it by set and index), the answer of a run (the scheduled command, its
-terminal and its live output), a terminal's view, and errors.
+"""Small HTML pages for the run area: the login form, the search form with its candidate
+list (each candidate a POST form that picks it by set and index: a link or a prefetch never
+runs anything), the answer of a run (the scheduled command and its terminal), a terminal's
+live view, and errors.
 
-No external assets: inline CSS and, on the run page, a few lines of inline script that
-follow the command's result. Every piece of text is HTML-escaped; links are built with
-`urlencode`.
+No external assets: inline CSS, and the terminal view's xterm.js served by hoodyd itself
+(`hoodyd/api/static`). Every piece of text is HTML-escaped; URLs are built with `urlencode`.
 """
 
 from __future__ import annotations
 
 import html
-import re
-from urllib.parse import urlencode
+
+from aiohttp import web
 
 from hoodyd.apps.destructive import marked
 from hoodyd.schemas.run import Candidate, Selector
-from hoodyd.schemas.run_exec import RunResponse
+from hoodyd.schemas.run_exec import RunResponse, RunWarning
 from hoodyd.schemas.terminal import CommandResult
 
 RUN_PATH = "/api/v1/run/run"
-# no external assets: only inline styles and scripts, fetches to this same origin
+SEARCH_PATH = "/api/v1/run/search"
+LOGIN_PATH = "/api/v1/run/login"
+STATIC_PATH = "/api/v1/run/static"
+# no external assets: inline styles, scripts from this origin (xterm.js), connections (the
+# terminal's WebSocket) and form posts to this same origin only
 CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'"
+    "default-src 'none'; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self' 'unsafe-inline'; connect-src 'self'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
 )
-_ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 
 _STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;
@@ -41,12 +45,11 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _page(title: str, body: str, *, refresh: int | None = None) -> str:
-    meta = f'<meta http-equiv="refresh" content="{refresh}">' if refresh else ""
+def _page(title: str, body: str) -> str:
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width,initial-scale=1">'
-        f"{meta}<title>{_e(title)}</title><style>{_STYLE}</style></head>"
+        f"<title>{_e(title)}</title><style>{_STYLE}</style></head>"
         f"<body>{body}</body></html>"
     )
 
@@ -61,24 +64,57 @@ def _carried(selector: Selector) -> list[tuple[str, str]]:
     return out
 
 
-def pick_link(selector: Selector, set_id: str, index: int) -> str:
-    query = [
+def pick_fields(selector: Selector, set_id: str, index: int) -> list[tuple[str, str]]:
+    """What a candidate's Run button posts: a pick by set and index, where to run it."""
+    return [
         ("app", selector.app),
         ("set_id", set_id),
         ("pick", "index"),
         ("pick_index", str(index)),
         *_carried(selector),
-        ("format", "html"),
     ]
-    return f"{RUN_PATH}?{urlencode(query)}"
 
 
-def candidates_page(response: RunResponse, selector: Selector) -> str:
+def pick_form(selector: Selector, set_id: str, index: int) -> str:
+    """A POST form (never a GET link: a link can be prefetched, and a GET must not run)."""
+    hidden = "".join(
+        f'<input type=hidden name="{_e(name)}" value="{_e(value)}">'
+        for name, value in pick_fields(selector, set_id, index)
+    )
+    return f'<form method=post action="{RUN_PATH}">{hidden}<button>Run</button></form>'
+
+
+def _search_form(app: str) -> str:
+    return (
+        f'<form method=get action="{SEARCH_PATH}" role=search>'
+        f'<input type=hidden name=format value=html><input name=app value="{_e(app)}" '
+        'aria-label=app placeholder="app name" required> <button>Search</button></form>'
+    )
+
+
+def html_response(text: str, status: int = 200) -> web.Response:
+    response = web.Response(text=text, status=status, content_type="text/html")
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def search_page() -> str:
+    return _page("Search apps", f"<h1>Search apps</h1>{_search_form('')}")
+
+
+def candidates_page(
+    set_id: str,
+    candidates: list[Candidate],
+    selector: Selector,
+    warnings: list[RunWarning] | None = None,
+) -> str:
     rows = []
-    for index, candidate in enumerate(response.candidates or []):
-        link = pick_link(selector, response.set_id or "", index)
+    for index, candidate in enumerate(candidates):
+        # a destructive program is picked by its id only (hoodyd.apps.destructive): no button
+        action = "" if marked(candidate) else pick_form(selector, set_id, index)
         rows.append(
-            f'<tr><td>{index}</td><td><a href="{_e(link)}">{_e(candidate.title)}</a>'
+            f"<tr><td>{index}</td><td>{_e(candidate.title)}{action}"
             f"<div class=muted>{_e(candidate.description)}</div></td>"
             f"<td><code>{_e(candidate.candidate_id)}</code><br>"
             f"<span class=muted>{_e(candidate.provider)} · score {candidate.score:.1f}"
@@ -88,13 +124,25 @@ def candidates_page(response: RunResponse, selector: Selector) -> str:
             f"<td><code>{_e(candidate.shell_command or candidate.run_plan.command)}</code>"
             "</td></tr>"
         )
+    notes = "".join(f"<p class=error>{_e(w.code)}: {_e(w.message)}</p>" for w in warnings or [])
     body = (
-        f"<h1>Run {_e(selector.app)}: pick a candidate</h1>"
-        f"<p class=muted>set {_e(response.set_id)} · links pick by set and index</p>"
-        "<table><tr><th>#</th><th>App</th><th>Candidate</th><th>Command</th></tr>"
+        f"{_search_form(selector.app)}<h1>Run {_e(selector.app)}: pick a candidate</h1>"
+        f"<p class=muted>set {_e(set_id)} · each button picks by set and index</p>"
+        f"{notes}<table><tr><th>#</th><th>App</th><th>Candidate</th><th>Command</th></tr>"
         f"{''.join(rows)}</table>"
     )
     return _page(f"Run {selector.app}", body)
+
+
+def login_page(error: str | None = None) -> str:
+    problem = f"<p class=error>{_e(error)}</p>" if error else ""
+    body = (
+        "<h1>hoodyd</h1><p>Type the daemon's token once; the browser keeps a session.</p>"
+        f'{problem}<form method=post action="{LOGIN_PATH}">'
+        "<input type=password name=token aria-label=token autocomplete=current-password "
+        "required> <button>Log in</button></form>"
+    )
+    return _page("hoodyd login", body)
 
 
 def run_page(response: RunResponse) -> str:
@@ -115,30 +163,41 @@ def run_page(response: RunResponse) -> str:
     if response.status == "scheduled" and handoff is not None:
         parts.append(
             f"<p>Terminal {handoff.terminal_id} · display {_e(handoff.display)} · command "
-            f'{_e(handoff.command_id)} · <a href="{_e(handoff.terminal_url)}">terminal view</a>'
-            "</p><h2>Output <span id=state class=status>queued</span></h2><pre id=out></pre>"
-            + _follow_script(handoff.command_id or "")
+            f"{_e(handoff.command_id)}</p><h2>Output</h2>" + _live_terminal(handoff.terminal_id)
         )
     return _page(title, "".join(parts))
 
 
-def _follow_script(command_id: str) -> str:
-    # the command id is digits (the terminal service allocates it); escaped anyway
+def _live_terminal(terminal_id: int) -> str:
+    """The session's output, live: xterm.js (served by hoodyd) fed by the read-only
+    WebSocket `/t/{id}/stream`, which replays the recent output first."""
     return (
-        "<script>(function(){var id=" + _js_string(command_id) + ";"
-        "function tick(){fetch('/api/v1/terminal/result/'+id).then(function(r){return r.json()})"
-        ".then(function(j){document.getElementById('state').textContent=j.status||'?';"
-        "document.getElementById('out').textContent=j.stdout||'';"
-        "if(['completed','failed','timed_out'].indexOf(j.status)<0)setTimeout(tick,1000)})"
-        ".catch(function(){setTimeout(tick,2000)})}tick()})()</script>"
+        f'<link rel=stylesheet href="{STATIC_PATH}/xterm.css">'
+        f'<div id=terminal data-terminal-id="{terminal_id}"></div>'
+        f"<p class=muted>live <span id=live class=status>connecting</span></p>"
+        f'<script src="{STATIC_PATH}/xterm.js"></script><script>{_TERMINAL_SCRIPT}</script>'
     )
 
 
-def _js_string(value: str) -> str:
-    return '"' + "".join(c if c.isalnum() else f"\\u{ord(c):04x}" for c in value) + '"'
+# reads the terminal id from the page (no text is pasted into the script); read-only: the
+# view never sends input
+_TERMINAL_SCRIPT = (
+    "(function(){var el=document.getElementById('terminal'),live=document.getElementById('live');"
+    "var id=el.getAttribute('data-terminal-id');"
+    "var term=new Terminal({convertEol:false,disableStdin:true,cols:120,rows:30,scrollback:5000});"
+    "term.open(el);window.hoodydTerminal=term;"
+    "var ws=new WebSocket((location.protocol==='https:'?'wss://':'ws://')+location.host+"
+    "'/api/v1/run/t/'+encodeURIComponent(id)+'/stream');ws.binaryType='arraybuffer';"
+    "ws.onopen=function(){live.textContent='live'};"
+    "ws.onmessage=function(m){if(typeof m.data==='string'){var j=JSON.parse(m.data);"
+    "if(j.type==='exit'){live.textContent='shell exited'}return}"
+    "term.write(new Uint8Array(m.data))};"
+    "ws.onclose=function(){if(live.textContent!=='shell exited')live.textContent='closed'};"
+    "})()"
+)
 
 
-def terminal_page(terminal_id: int, state: str, history: list[CommandResult], output: str) -> str:
+def terminal_page(terminal_id: int, state: str, history: list[CommandResult]) -> str:
     rows = "".join(
         f"<tr><td>{_e(item.command_id)}</td><td><code>{_e(item.command)}</code></td>"
         f"<td>{_e(item.status)}</td><td>{_e(item.exit_code if item.exit_code is not None else '')}"
@@ -147,12 +206,11 @@ def terminal_page(terminal_id: int, state: str, history: list[CommandResult], ou
     )
     body = (
         f"<h1>Terminal {terminal_id} <span class=status>{_e(state)}</span></h1>"
-        "<p class=muted>refreshes every 2 s</p>"
-        f"<h2>Output</h2><pre>{_e(strip_ansi(output))}</pre>"
+        f"{_live_terminal(terminal_id)}"
         "<h2>Commands</h2><table><tr><th>id</th><th>command</th><th>status</th><th>exit</th></tr>"
         f"{rows}</table>"
     )
-    return _page(f"Terminal {terminal_id}", body, refresh=2)
+    return _page(f"Terminal {terminal_id}", body)
 
 
 def error_page(status: int, message: str, reason: str) -> str:
@@ -161,7 +219,3 @@ def error_page(status: int, message: str, reason: str) -> str:
         f"<p class=muted><code>{_e(reason)}</code></p>"
     )
     return _page(f"Error {status}", body)
-
-
-def strip_ansi(text: str) -> str:
-    return _ANSI.sub("", text).replace("\r", "")

@@ -2,7 +2,9 @@
 
 This table is the one place that decides authentication: a route is `PROTECTED` unless it
 says `OPEN` here, and the middleware asks the route the router matched (by its name), never
-the path text. The open routes are exactly the three `/api/v1/{area}/health`.
+the path text. The open routes are exactly the three `/api/v1/{area}/health` and the run
+area's login page; `SESSION` routes (the run area's HTML pages and their form post) also
+take a browser's login session cookie (`hoodyd.api.sessions`).
 
 Paths are relative to their area's base (`/api/v1/daemon`, …): each area is a sub-application
 mounted there by the composition root (`hoodyd.app`).
@@ -16,7 +18,7 @@ from enum import Enum
 
 from aiohttp import web
 
-from hoodyd.api import daemon, run, run_exec, terminal
+from hoodyd.api import daemon, run, run_exec, run_pages, sessions, terminal
 from hoodyd.api.health import health_handler
 from hoodyd.api.openapi import openapi_handlers
 
@@ -26,6 +28,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Access(Enum):
     OPEN = "open"  # answers on TCP without the bearer token
     PROTECTED = "protected"
+    # the bearer token, or a browser's login session cookie (`hoodyd.api.sessions`): the run
+    # area's HTML pages and the form post that runs a pick
+    SESSION = "session"
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ def daemon_routes() -> list[Route]:
         Route("POST", "/programs/{id}/start", daemon.start_program, "program-start"),
         Route("POST", "/programs/{id}/stop", daemon.stop_program, "program-stop"),
         Route("GET", "/programs/{id}/logs", daemon.program_logs, "program-logs"),
+        Route("GET", "/events", daemon.events, "events"),
         Route("GET", "/status", daemon.all_statuses, "status-all"),
         Route("GET", "/status/{id}", daemon.one_status, "status-one"),
         Route("POST", "/quick-start", daemon.quick_start, "quick-start"),
@@ -91,7 +97,10 @@ def terminal_routes() -> list[Route]:
 def run_routes() -> list[Route]:
     return [
         *_documents("run"),
-        Route("GET", "/search", run.search, "search"),
+        Route("GET", "/login", run_pages.login_page, "login", Access.OPEN),
+        Route("POST", "/login", run_pages.login, "login-post", Access.OPEN),
+        Route("GET", "/static/{name}", run_pages.static_asset, "static", Access.SESSION),
+        Route("GET", "/search", run.search, "search", Access.SESSION),
         Route("POST", "/search/paged", run.search_paged, "search-paged"),
         Route("POST", "/search/jobs", run.search_job, "search-job"),
         Route("GET", "/jobs/{job_id}", run.get_job, "job"),
@@ -116,10 +125,13 @@ def run_routes() -> list[Route]:
         Route("DELETE", "/recipes/{name}", run.delete_recipe, "recipe-delete"),
         Route("POST", "/recipes/{name}/search", run.recipe_search, "recipe-search"),
         Route("GET", "/run", run_exec.run_get, "run-get", head=False),
-        Route("POST", "/run", run_exec.run_post, "run-post"),
+        Route("POST", "/run", run_exec.run_post, "run-post", Access.SESSION),
         Route("GET", "/go/{rest:.+}", run_exec.go, "go", head=False),
         Route("GET", "/t/{terminal_id}/go/{rest:.+}", run_exec.terminal_go, "t-go", head=False),
-        Route("GET", "/t/{terminal_id}/view", run_exec.terminal_view, "t-view"),
+        Route("GET", "/t/{terminal_id}/view", run_exec.terminal_view, "t-view", Access.SESSION),
+        Route(
+            "GET", "/t/{terminal_id}/stream", run_pages.terminal_stream, "t-stream", Access.SESSION
+        ),
         Route("POST", "/preflight", run_exec.preflight, "preflight"),
         Route("POST", "/recipes/{name}/run", run_exec.recipe_run, "recipe-run"),
     ]
@@ -144,6 +156,11 @@ def add_routes(app: web.Application, area: str) -> None:
         else:
             app.router.add_route(route.method, route.path, route.handler, name=name)
     app[OPEN_ROUTES] = frozenset(f"{area}.{r.name}" for r in routes if r.access is Access.OPEN)
+    app[sessions.SESSION_ROUTES] = frozenset(
+        f"{area}.{r.name}" for r in routes if r.access is Access.SESSION
+    )
+    if area == "run":
+        sessions.install(app)  # the login page's sessions
 
 
 def is_open(request: web.Request) -> bool:

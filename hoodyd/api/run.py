@@ -9,12 +9,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from hoodyd.api import pages, sessions
 from hoodyd.api.decoding import decode_body, decode_query
 from hoodyd.api.encoding import json_response
 from hoodyd.api.keys import RUN, RUNNER
 from hoodyd.api.links import candidate_run_path
-from hoodyd.api.selectors import SEARCH_QUERY, query_selector_params, selector_from_params
+from hoodyd.api.selectors import (
+    APP_ALIASES,
+    SEARCH_QUERY,
+    query_selector_params,
+    selector_from_params,
+)
 from hoodyd.apps.service import AppService
+from hoodyd.errors import HoodydError
 from hoodyd.schemas.queries import JobQuery
 from hoodyd.schemas.run import (
     BatchRequest,
@@ -38,8 +45,26 @@ def _service(request: web.Request) -> AppService:
 
 
 async def search(request: web.Request) -> web.Response:
-    selector = selector_from_params(query_selector_params(request, SEARCH_QUERY))
-    return json_response(_service(request).search(selector, run_link=candidate_run_path))
+    """JSON, or with `format=html` (or `Accept: text/html` and no format) the search page:
+    a form, and each candidate with a Run button (a POST form)."""
+    params = query_selector_params(request, SEARCH_QUERY)
+    wanted = params.get("format")
+    html = wanted == ["html"] if wanted else "text/html" in request.headers.get("Accept", "")
+    sessions.require_html(request, html)
+    if html and not {"app", *APP_ALIASES} & set(params):
+        return pages.html_response(pages.search_page())
+    try:
+        selector = selector_from_params(params)
+        answer = await _service(request).search_settled(selector, run_link=candidate_run_path)
+    except HoodydError as exc:
+        if not html:
+            raise
+        page = pages.error_page(exc.status, exc.message, exc.reason)
+        return pages.html_response(page, exc.status)
+    if html:
+        page = pages.candidates_page(answer.set_id, answer.candidates, selector, answer.warnings)
+        return pages.html_response(page)
+    return json_response(answer)
 
 
 async def search_paged(request: web.Request) -> web.Response:

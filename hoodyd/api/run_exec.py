@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import socket
 
+import msgspec
 from aiohttp import web
 
-from hoodyd.api import pages
+from hoodyd.api import pages, sessions
 from hoodyd.api.decoding import decode_body
 from hoodyd.api.encoding import json_response
 from hoodyd.api.keys import CONFIG, RUNNER, TERMINALS
@@ -17,6 +18,7 @@ from hoodyd.api.selectors import (
     GO_QUERY,
     RUN_QUERY,
     TERMINAL_GO_QUERY,
+    form_params,
     go_path_params,
     merge_params,
     query_selector_params,
@@ -53,14 +55,12 @@ def _curl_target(request: web.Request) -> CurlTarget:
 # --- encoding ------------------------------------------------------------------------------
 
 
-def _html(text: str, status: int = 200) -> web.Response:
-    response = web.Response(text=text, status=status, content_type="text/html")
-    response.headers["Content-Security-Policy"] = pages.CONTENT_SECURITY_POLICY
-    return response
+_html = pages.html_response
 
 
 async def _answer(request: web.Request, selector: Selector) -> web.Response:
     html = _wants_html(request, selector)
+    sessions.require_html(request, html)
     try:
         outcome: Outcome = await _runner(request).run(selector, _curl_target(request))
     except HoodydError as exc:
@@ -72,7 +72,11 @@ async def _answer(request: web.Request, selector: Selector) -> web.Response:
     response = outcome.response
     if html:
         if response.status == "resolved":
-            return _html(pages.candidates_page(response, selector))
+            return _html(
+                pages.candidates_page(
+                    response.set_id or "", response.candidates or [], selector, response.warnings
+                )
+            )
         return _html(pages.run_page(response))
     return json_response(response)
 
@@ -86,11 +90,20 @@ async def run_get(request: web.Request) -> web.Response:
 
 
 async def run_post(request: web.Request) -> web.Response:
+    """A JSON Selector, or a page's form post (the same fields and rules as the query
+    string of `GET /run`), which is answered as HTML."""
+    if request.content_type == "application/x-www-form-urlencoded":
+        form = await request.post()
+        params = {name: [str(v) for v in form.getall(name)] for name in form}
+        params.pop("format", None)
+        selector = selector_from_params(form_params(params, RUN_QUERY))
+        return await _answer(request, msgspec.structs.replace(selector, format="html"))
     return await _answer(request, await decode_body(request, Selector))
 
 
 def _raw_rest(request: web.Request) -> str:
-    """The go path as sent (still percent-encoded), so `%2F` stays inside its segment."""
+    """The go path as sent (still percent-encoded): the selector parser splits it at `/`
+    and `%2F` alike, then decodes each segment once."""
     raw = request.rel_url.raw_path
     marker = raw.find("/go/", len(BASE))
     return raw[marker + len("/go/") :]
@@ -132,8 +145,8 @@ async def terminal_view(request: web.Request) -> web.Response:
                 "no terminal service runs here", reason=Reason.TERMINALS_UNAVAILABLE
             )
         session = terminals.session(terminal_id)
-        output = await terminals.output(terminal_id, session.ring.tail(16384), 16384, 0, "utf-8")
         history = terminals.history(terminal_id, 20)
     except HoodydError as exc:
         return _html(pages.error_page(exc.status, exc.message, exc.reason), exc.status)
-    return _html(pages.terminal_page(terminal_id, output.state, history.data, output.data))
+    state = "running" if session.running else "exited"
+    return _html(pages.terminal_page(terminal_id, state, history.data))

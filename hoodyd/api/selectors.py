@@ -15,11 +15,15 @@ Go paths (`/go/{rest}`) come in two forms, told apart by the first segment:
 
 No Os value is a field name, so the two never overlap: `/go/app` runs an app named `app`,
 `/go/linux/os` an app named `os`, and `/go/app/os` (key-value) also an app named `os`.
+An encoded slash (`%2F`) separates segments as `/` does: public clients percent-encode the
+whole path they were given (`/go/linux%2Fnix%2Ffirefox`). Each segment is then
+percent-decoded once; a value that holds a slash goes in `/run`'s query instead.
 Query parameters supply what the path does not; giving a field in both is a 400.
 """
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -30,12 +34,14 @@ from hoodyd.schemas.run import ENUM_VALUES, SEARCH_QUERY_FIELDS, SELECTOR_FIELDS
 
 APP_ALIASES = ("q", "name")
 RUN_QUERY = frozenset(SELECTOR_FIELDS) | frozenset(APP_ALIASES)
-SEARCH_QUERY = frozenset(SEARCH_QUERY_FIELDS) | frozenset(APP_ALIASES) | {"origin"}
+SEARCH_QUERY = frozenset(SEARCH_QUERY_FIELDS) | frozenset(APP_ALIASES) | {"origin", "format"}
 GO_QUERY = RUN_QUERY - {"app", *APP_ALIASES}
 TERMINAL_GO_QUERY = GO_QUERY - {"terminal_id"}
 OS_VALUES = frozenset(ENUM_VALUES["os"])
 _LIST_FIELDS = frozenset({"source", "tags"})
 # the forms a go path can take when positional, by segment count
+# `/` and its encoding both separate the segments of a raw go path
+_SEGMENT_SEPARATOR = re.compile(r"/|%2[Ff]")
 _POSITIONAL = {1: ("app",), 2: ("os", "app"), 3: ("os", "source", "app"),
                4: ("os", "source", "kind", "app")}  # fmt: skip
 
@@ -68,9 +74,22 @@ def query_selector_params(request: web.Request, allowed: frozenset[str]) -> dict
     return query_params(request)
 
 
+def form_params(params: dict[str, list[str]], allowed: frozenset[str]) -> dict[str, list[str]]:
+    """A form post's fields, by the query string's rules (unknown and repeated app refused)."""
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise InvalidRequest(
+            f"Unknown form field(s): {', '.join(unknown)}", reason=Reason.UNKNOWN_PARAMETER
+        )
+    aliases = [name for name in ("app", *APP_ALIASES) if name in params]
+    if len(aliases) > 1 or any(len(params[name]) > 1 for name in aliases):
+        raise InvalidRequest("give the app once", reason=Reason.DUPLICATE_PARAMETER)
+    return params
+
+
 def go_path_params(rest: str, allowed: frozenset[str]) -> dict[str, list[str]]:
     """The fields a go path names (see the module docstring for the two forms)."""
-    segments = [unquote(part) for part in rest.split("/")]
+    segments = [unquote(part) for part in _SEGMENT_SEPARATOR.split(rest)]
     if segments and segments[-1] == "":
         segments.pop()  # a trailing slash
     if not segments or any(part == "" for part in segments):

@@ -15,6 +15,7 @@ from typing import TypeVar
 from aiohttp import WSMsgType, web
 
 from hoodyd.api.decoding import decode_body, decode_query
+from hoodyd.api.draining import track_websocket
 from hoodyd.api.encoding import json_response
 from hoodyd.api.keys import CONFIG, TERMINALS
 from hoodyd.errors import HoodydError, InvalidRequest, Reason
@@ -26,13 +27,10 @@ from hoodyd.schemas.queries import (
     SessionsQuery,
 )
 from hoodyd.schemas.terminal import (
-    DEFER_FIELDS,
     AttachControl,
     AttachInput,
     AttachResize,
     CreateRequest,
-    DeferFields,
-    DeferSpec,
     ExecuteBody,
     ExecuteRequest,
     ResizeRequest,
@@ -70,14 +68,6 @@ def _path_terminal_id(request: web.Request) -> int:
     terminal_id = parse_terminal_id(request.match_info["terminal_id"])
     assert terminal_id is not None
     return terminal_id
-
-
-def _defer(query: ExecuteQuery) -> DeferSpec | None:
-    fields = DeferFields(**{name: getattr(query, name) for name in DEFER_FIELDS})
-    try:
-        return defer_spec(fields)
-    except ValueError as exc:
-        raise InvalidRequest(str(exc), reason=Reason.DEFER_PID_REQUIRED) from None
 
 
 def _display_wait_timeout(query: ExecuteQuery) -> float | None:
@@ -136,7 +126,7 @@ async def execute(request: web.Request) -> web.Response:
     _refuse_unsupported(request)
     query = _query(request, ExecuteQuery)
     terminal_id = parse_terminal_id(query.terminal_id, required=not query.ephemeral)
-    defer = _defer(query)
+    defer = defer_spec(query)
     check_user(query.user)
     body = await decode_body(request, ExecuteBody, optional=True)
     if body.command is None:
@@ -235,12 +225,13 @@ async def attach(request: web.Request) -> web.StreamResponse:
             }
         )
         start = attachment.ring.tail(query.replay)
-        async with _pumping(ws, attachment, start):
-            async for message in ws:
-                if message.type == WSMsgType.BINARY:
-                    attachment.send_input(message.data)
-                elif message.type == WSMsgType.TEXT:
-                    await _control(ws, attachment, message.data)
+        with track_websocket(request, ws):  # closed with 1001 when hoodyd stops
+            async with _pumping(ws, attachment, start):
+                async for message in ws:
+                    if message.type == WSMsgType.BINARY:
+                        attachment.send_input(message.data)
+                    elif message.type == WSMsgType.TEXT:
+                        await _control(ws, attachment, message.data)
         return ws
 
 

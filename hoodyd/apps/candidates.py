@@ -64,8 +64,13 @@ class CandidateBuilder:
             # a set made before its source was disabled: plan with the source's config now
             source = self.catalog.sources.find(source_id)
         implementation = SOURCES[item.source.source_type]
+        # a match on one of the record's binaries runs that binary (procps found by `top`)
+        executable = item.match.key if item.match_field == "binary" else None
         return implementation.plan(
-            item.record, (source.config if source else None) or {}, self.syncer.details(source_id)
+            item.record,
+            (source.config if source else None) or {},
+            self.syncer.details(source_id),
+            executable,
         )
 
     def candidate(

@@ -51,14 +51,22 @@ def choose(apps: AppService, selector: Selector, run_link: RunLink | None = None
     effective = policy.effective(resolution.policy)
     entry = apps.find(resolution).entry
     choice = Choice(selector, resolution, effective, entry.set_id)
+    choice.warnings.extend(apps.syncing_warnings(resolution))
     if not entry.items:
         _raise_if_sources_failed(apps, resolution, entry.set_id)
+        message = f"no candidates for {selector.app!r}"
+        syncing = [w.source_id for w in choice.warnings if w.code == "SOURCE_SYNCING"]
+        if syncing:
+            message += f" (still syncing, not searched yet: {', '.join(map(str, syncing))})"
         raise RunFailed(
             404,
-            f"no candidates for {selector.app!r}",
+            message,
             reason=Reason.NO_CANDIDATES,
             response=RunResponse(
-                status="error", set_id=entry.set_id, error=f"no candidates for {selector.app!r}"
+                status="error",
+                set_id=entry.set_id,
+                error=message,
+                warnings=choice.warnings or None,
             ),
         )
     if mode == "ask":

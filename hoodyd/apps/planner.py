@@ -40,6 +40,10 @@ class Plan:
     terminal_id: int
     missing: list[Requirement] = field(default_factory=list)
     hints: list[SideEffectHint] = field(default_factory=list)
+    # what the candidate's source says must be resolved first (a package to install, the
+    # source's CLI, which of a package's programs to run): the command can only fail
+    # without it, so a run refuses to schedule it
+    unmet: list[Requirement] = field(default_factory=list)
 
     def execution_plan(self) -> ExecutionPlan:
         return ExecutionPlan(
@@ -140,6 +144,7 @@ def plan(
         terminal_id=terminal_id,
         missing=missing,
         hints=side_effect_hints(candidate, argv),
+        unmet=list(candidate.requirements),
     )
 
 

@@ -6,13 +6,16 @@ The score is a sum of named components, each reported in `provenance.score_compo
   (down to 700), word 600 (name) / 550 (title, keywords), fuzzy 200 + 2 x rapidfuzz ratio
   (at most ~398). The tier gaps are wider than every bonus below together, except that an
   installed, high-priority long prefix match may pass a bare word match.
-- installed +80: what runs now beats what must be installed first.
+- installed +80: what runs now beats what must be installed first; an installed program
+  asked for by its exact name or binary another +100, more than every bonus an uninstalled
+  exact match can collect (priority 50, tags 30, hints 75), so it is always the top one.
 - source priority: + priority / 2, clamped to 0..50 (the profile's override when it has one).
 - auxiliary package (library, docs, -dev) -60.
 - selector tags +10 per tag the record carries (max 30); provider hints (version, channel,
   variant, publisher, repo) +15 each when they match.
 
-Ties are broken by candidate id, so the same query on the same index gives the same order.
+Equal scores put installed candidates first, then order by candidate id, so the same query
+on the same index gives the same order.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from hoodyd.apps.records import AppRecord
 from hoodyd.schemas.run import MatchEvidence, ScoreComponent, Selector, SourceKind
 
 INSTALLED_BONUS = 80.0
+EXACT_INSTALLED_BONUS = 100.0
 AUXILIARY_PENALTY = -60.0
 TAG_BONUS = 10.0
 MAX_TAG_BONUS = 30.0
@@ -132,13 +136,18 @@ def first_pass(match: Match, flags: int, source: RankedSource) -> float:
         base = match_score(match, "name")[0]
     if flags & FLAG_INSTALLED:
         base += INSTALLED_BONUS
+        if match.tier == "exact":
+            base += EXACT_INSTALLED_BONUS
     if flags & FLAG_AUXILIARY:
         base += AUXILIARY_PENALTY
     return base + float(min(50, max(0, source.priority // 2)))
 
 
 def first_pass_slack(match: Match) -> float:
-    return BASE_SLACK if match.tier in ("exact", "word") else 0.0
+    if match.tier == "exact":
+        # an exact title match gets neither the name's 50 nor the installed exact bonus
+        return BASE_SLACK + EXACT_INSTALLED_BONUS
+    return BASE_SLACK if match.tier == "word" else 0.0
 
 
 def score(record: AppRecord, match: Match, source: RankedSource, selector: Selector) -> Scored:
@@ -161,6 +170,12 @@ def score(record: AppRecord, match: Match, source: RankedSource, selector: Selec
     add("match", base, why)
     if record.installed:
         add("installed", INSTALLED_BONUS, "installed on this machine")
+        if match.tier == "exact" and where in ("name", "binary"):
+            add(
+                "installed exact",
+                EXACT_INSTALLED_BONUS,
+                f"the installed program named {match.key}",
+            )
     priority = float(min(50, max(0, source.priority // 2)))
     if priority:
         add("source priority", priority, source.priority_detail)
@@ -203,5 +218,6 @@ def _adder(scored: Scored) -> Callable[[str, float, str], None]:
 
 
 def rank(items: list[Scored]) -> list[Scored]:
-    """Highest score first; equal scores by candidate id: a total, stable order."""
-    return sorted(items, key=lambda s: (-s.score, s.candidate_id))
+    """Highest score first; equal scores installed first, then by candidate id: a total,
+    stable order."""
+    return sorted(items, key=lambda s: (-s.score, not s.record.installed, s.candidate_id))

@@ -46,8 +46,6 @@ from hoodyd.schemas.run_exec import (
     TerminalRequestPreview,
 )
 from hoodyd.schemas.terminal import (
-    DEFER_FIELDS,
-    DeferFields,
     DeferSpec,
     ExecuteRequest,
     defer_spec,
@@ -58,6 +56,8 @@ from hoodyd.terminals.service import TerminalService
 log = structlog.get_logger()
 
 DEFAULT_TERMINAL = 1
+# the origin a terminal request from the run area carries when the caller gave none
+RUN_ORIGIN = "hoodyd-run"
 MAX_BATCH_ITEMS = 100
 
 
@@ -128,8 +128,9 @@ class RunService:
     ) -> Outcome:
         """Resolve, pick, plan and deliver. `command_only` (batch items) never schedules."""
         _bind_origin(selector)
-        defer = _defer(selector)
+        defer = defer_spec(selector)
         redirect_to = _redirect_target(selector.redirect_to)
+        await self.apps.settle()
         choice = self.choose(selector)
         selector = choice.selector
         # a printed curl line is made to be run: it is refused like a run (dry runs answer)
@@ -193,6 +194,8 @@ class RunService:
         if not delegate:
             response.status, response.handoff = "dry-run", preview
             return _finish(response, plan)
+        if plan.unmet:
+            raise requirements_refusal(response, plan)
         response = await self._schedule(response, plan, selector, defer)
         redirect = None
         if selector.redirect or redirect_to is not None:
@@ -218,7 +221,7 @@ class RunService:
             command=plan.shell_command,
             wait=False,
             defer=defer,
-            origin=selector.origin[:128] if selector.origin else None,
+            origin=_origin(selector),
         )
         try:
             result = await self.terminals.execute(request)
@@ -270,8 +273,9 @@ class RunService:
     async def preflight(self, selector: Selector) -> PreflightResponse:
         """What `run` would do, and what is missing, without scheduling anything."""
         _bind_origin(selector)
-        defer = _defer(selector)
+        defer = defer_spec(selector)
         redirect_to = _redirect_target(selector.redirect_to)
+        await self.apps.settle()
         choice = self.choose(selector)
         selector = choice.selector
         response = PreflightResponse(
@@ -293,6 +297,7 @@ class RunService:
             or choice.needs_explicit_pick is not None
             or not choice.policy.allow_delegated_execution
             or terminal_state in ("unavailable", "absent", "exited")
+            or plan.unmet
         ):
             mode = "dry-run"
         response.recommended_mode = mode
@@ -304,7 +309,7 @@ class RunService:
             terminal_id=plan.terminal_id,
             display=plan.display,
             command=plan.shell_command,
-            origin=selector.origin,
+            origin=_origin(selector),
             defer_pid=defer.pid if defer else None,
             defer_start_time_ticks=selector.defer_start_time_ticks if defer else None,
             defer_timeout_ms=defer.timeout_ms if defer else None,
@@ -327,6 +332,14 @@ class RunService:
                 RunWarning(
                     code="DELEGATION_DISABLED",
                     message="the effective policy does not allow delegated execution",
+                )
+            )
+        if plan.unmet:
+            response.warnings.append(
+                RunWarning(
+                    code="REQUIREMENTS_MISSING",
+                    message="a run would be refused (409) until these are resolved: "
+                    + "; ".join(item.resolution or item.message for item in plan.unmet),
                 )
             )
         return response
@@ -363,6 +376,38 @@ class RunService:
         return self.apps.recipe_selector(name, request)
 
 
+def requirements_refusal(response: RunResponse, plan: Plan) -> RunFailed:
+    """A 409 for a pick whose command can only fail until its requirements are resolved:
+    nothing is scheduled, and the answer lists each requirement with its resolution.
+    hoodyd does not install on a run (see README, Running apps: a run request never turns
+    into a package installation as root); the caller runs the resolution and asks again."""
+    assert response.selected is not None
+    steps = "; ".join(
+        f"{item.message} ({item.resolution})" if item.resolution else item.message
+        for item in plan.unmet
+    )
+    message = (
+        f"{response.selected.candidate_id} cannot run until its requirements are met: {steps}"
+    )
+    refused = msgspec.structs.replace(
+        response,
+        status="error",
+        error=message,
+        handoff=RunHandoff(state="failed", terminal_id=plan.terminal_id, display=plan.display),
+    )
+    log.info(
+        "run_requirements_missing",
+        candidate_id=response.selected.candidate_id,
+        requirements=[item.name for item in plan.unmet],
+    )
+    return RunFailed(409, message, reason=Reason.REQUIREMENTS_MISSING, response=refused)
+
+
+def _origin(selector: Selector) -> str:
+    """The origin of the terminal request a run makes (and its preview shows)."""
+    return selector.origin[:128] if selector.origin else RUN_ORIGIN
+
+
 def _bind_origin(selector: Selector) -> None:
     """Every later log line of this request (the terminal's included) names the origin."""
     if selector.origin:
@@ -384,14 +429,6 @@ def _with_plan(candidate: Candidate, plan: Plan) -> Candidate:
         ),
         execution_plan=plan.execution_plan(),
     )
-
-
-def _defer(selector: Selector) -> DeferSpec | None:
-    fields = DeferFields(**{name: getattr(selector, name) for name in DEFER_FIELDS})
-    try:
-        return defer_spec(fields)
-    except ValueError as exc:
-        raise InvalidRequest(str(exc), reason=Reason.DEFER_PID_REQUIRED) from None
 
 
 class _RequestIdOnly(msgspec.Struct):

@@ -37,6 +37,7 @@ from hoodyd.schemas.run import (
     RecipeExecutionRequest,
     RecipePatch,
     RuntimeConfig,
+    RunWarning,
     SearchResponse,
     SelectedProfile,
     Selector,
@@ -170,6 +171,34 @@ class AppService:
 
     def search(self, selector: Selector, *, run_link: RunLink | None = None) -> SearchResponse:
         return self._response(self.searcher.search(selector), run_link)
+
+    async def settle(self) -> None:
+        """Wait, at most `first_sync_wait_ms`, for the first syncs under way: right after a
+        first start, a search waits for fast sources instead of answering empty."""
+        await self.syncer.wait_first_syncs(self.settings.first_sync_wait_ms / 1000)
+
+    def syncing_warnings(self, resolution: Resolution) -> list[RunWarning]:
+        """A `SOURCE_SYNCING` warning per searched source whose first sync has not landed."""
+        searched = [source.source_id for source, _ in resolution.sources]
+        return [
+            RunWarning(
+                code="SOURCE_SYNCING",
+                message=f"source {source_id} is still running its first sync: its records "
+                f"are not searched yet (GET /api/v1/run/sources/{source_id}/diagnostics)",
+                source_id=source_id,
+            )
+            for source_id in self.syncer.first_syncs_running(searched)
+        ]
+
+    async def search_settled(
+        self, selector: Selector, *, run_link: RunLink | None = None
+    ) -> SearchResponse:
+        """A search after `settle`, saying which searched sources are still syncing."""
+        await self.settle()
+        found = self.searcher.search(selector)
+        response = self._response(found, run_link)
+        response.warnings = self.syncing_warnings(found.resolution) or None
+        return response
 
     def _response(self, found: Found, run_link: RunLink | None) -> SearchResponse:
         candidates = self.candidates(found.entry.items, found.resolution, run_link)

@@ -166,6 +166,34 @@ class Syncer:
         if state is not None:
             state.last_search_latency_ms = latency_ms
 
+    def first_syncs_running(self, source_ids: Iterable[str]) -> list[str]:
+        """The sources among `source_ids` that have no index yet and whose sync is under
+        way: their records are not searchable until it lands."""
+        return [
+            source_id
+            for source_id in source_ids
+            if (state := self.states.get(source_id)) is not None
+            and state.index is None
+            and state.syncing is not None
+            and not state.syncing.done.is_set()
+        ]
+
+    async def wait_first_syncs(self, timeout_s: float) -> None:
+        """Wait at most `timeout_s` for every first sync under way (a fresh start's)."""
+        running = [
+            state.syncing.done
+            for state in self.states.values()
+            if state.index is None and state.syncing is not None and not state.syncing.done.is_set()
+        ]
+        if not running or timeout_s <= 0:
+            return
+        waits = [asyncio.ensure_future(done.wait()) for done in running]
+        try:
+            await asyncio.wait(waits, timeout=timeout_s)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
     def failures(self, source_ids: Iterable[str]) -> dict[str, str]:
         """The sources among `source_ids` that have nothing to search because their sync
         failed, each with its last error."""
@@ -313,18 +341,32 @@ class Syncer:
         detect = (
             implementation.detect(self.environ) if implementation else "source type not supported"
         )
+        path = f"/api/v1/run/sources/{source_id}"
+        # each answer that is not "ok" names its cause and what fixes it
+        cause = f"; this machine cannot serve it: {detect}" if detect else ""
+        remedy = f"{implementation.fix}, then " if detect and implementation else ""
         if not source.enabled:
-            status, reason = "disabled", "disabled in the runtime config"
+            status = "disabled"
+            reason = (
+                f"disabled in the runtime config{cause}; to use it, {remedy}"
+                f'enable it: PATCH {path} {{"enabled": true}}'
+            )
         elif state.last_error is not None and (
             state.last_success_at is None or (state.last_error_at or 0) >= state.last_success_at
         ):
-            status, reason = "error", "enabled; the last sync failed"
+            status = "error"
+            reason = (
+                f"enabled; the last sync failed: {state.last_error}{cause}; to fix it, {remedy}"
+                f"correct the source (PATCH {path}) and sync again: POST {path}/sync"
+            )
         elif index is not None:
             status, reason = "ok", "enabled"
+        elif state.syncing is not None and not state.syncing.done.is_set():
+            status, reason = "idle", "enabled; the first sync is under way"
         else:
-            status, reason = "idle", "enabled; not synced yet"
-        if detect and source.enabled and source.source_type in ("nix-pkgs", "apt"):
-            reason += f" ({detect})"
+            status, reason = "idle", f"enabled; not synced yet: POST {path}/sync"
+        if detect:
+            details["cause"], details["fix"] = detect, implementation.fix if implementation else ""
         return SourceDiagnostics(
             source_id=source_id,
             status=status,  # type: ignore[arg-type]

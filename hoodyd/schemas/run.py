@@ -103,7 +103,7 @@ class _SelectorFields(Struct, kw_only=True, forbid_unknown_fields=True, omit_def
     terminal_id: TerminalId | None = None
     display: str | None = None
     origin: str | None = None
-    # bounds shared with the terminal area (`DeferFields`)
+    # bounds shared with the terminal area (`hoodyd.schemas.terminal`)
     defer_pid: DeferPid | None = None
     defer_start_time_ticks: DeferTicks | None = None
     defer_timeout_ms: DeferTimeoutMs | None = None
@@ -224,9 +224,20 @@ class Candidate(Struct, kw_only=True, omit_defaults=True):
     requirements: list[Requirement] = msgspec.field(default_factory=list)
 
 
-class SearchResponse(Struct):
+class RunWarning(Struct, omit_defaults=True):
+    """Something a client should know about an answer; `source_id` names the source a
+    warning is about (`SOURCE_SYNCING`: its first sync has not finished, so its records
+    are not searched yet)."""
+
+    code: str
+    message: str
+    source_id: str | None = None
+
+
+class SearchResponse(Struct, omit_defaults=True):
     set_id: str
     candidates: list[Candidate]
+    warnings: list[RunWarning] | None = None
 
 
 class PagedSearchRequest(Struct, forbid_unknown_fields=True, omit_defaults=True):

@@ -11,16 +11,13 @@ from typing import Any, Literal
 
 from msgspec import Struct
 
+# search answers carry warnings too: the Struct lives with them and is re-exported here
 from hoodyd.schemas.run import Candidate, Requirement, SourceKind
+from hoodyd.schemas.run import RunWarning as RunWarning
 
 RunStatus = Literal["resolved", "scheduled", "dry-run", "printed-curl", "error"]
 HandoffState = Literal["preview", "scheduled", "failed"]
 RecommendedMode = Literal["search-only", "dry-run", "delegated-execute", "printed-curl"]
-
-
-class RunWarning(Struct):
-    code: str
-    message: str
 
 
 class RunHandoff(Struct, kw_only=True, omit_defaults=True):
@@ -74,7 +71,8 @@ class TerminalRequestPreview(Struct, kw_only=True, omit_defaults=True):
     terminal_id: int
     display: str
     command: str
-    origin: str | None = None
+    # the origin the terminal request carries: the caller's, else hoodyd's run area
+    origin: str
     defer_pid: int | None = None
     defer_start_time_ticks: str | None = None
     defer_timeout_ms: int | None = None

@@ -7,10 +7,12 @@ known fields (`command_id`, `terminal_id`, `status`, `exit_code`, `stdout`, `std
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 import msgspec
 from msgspec import Meta, Struct
+
+from hoodyd.errors import InvalidRequest, Reason
 
 TerminalId = Annotated[int, Meta(ge=1, le=65535)]
 ScreenSize = Annotated[int, Meta(ge=1, le=1000)]
@@ -87,7 +89,8 @@ class SessionOptions(Struct, frozen=True, kw_only=True):
     ephemeral: bool = False
 
 
-# Bounds of the defer fields, the one set both the terminal and the run area decode with.
+# Bounds of the defer fields, the one set both the terminal and the run area decode with
+# (`hoodyd.schemas.queries.ExecuteQuery`, `hoodyd.schemas.run.Selector`).
 PID_MAX = 4_194_304  # the kernel's upper bound for /proc/sys/kernel/pid_max
 DeferPid = Annotated[int, Meta(ge=1, le=PID_MAX)]
 # clock ticks since boot of the process (field 22 of /proc/PID/stat), as decimal text
@@ -99,13 +102,14 @@ DEFER_POLL_MS = 50
 DEFER_FIELDS = ("defer_pid", "defer_start_time_ticks", "defer_timeout_ms", "defer_poll_ms")
 
 
-class DeferFields(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The `defer_*` request fields, as both areas accept them (query or body)."""
+class DeferRequest(Protocol):
+    """The `defer_*` fields of a decoded request (a terminal query, a run Selector), each
+    declared with the bound types above."""
 
-    defer_pid: DeferPid | None = None
-    defer_start_time_ticks: DeferTicks | None = None
-    defer_timeout_ms: DeferTimeoutMs | None = None
-    defer_poll_ms: DeferPollMs | None = None
+    defer_pid: int | None
+    defer_start_time_ticks: str | None
+    defer_timeout_ms: int | None
+    defer_poll_ms: int | None
 
 
 class DeferSpec(Struct, frozen=True, kw_only=True):
@@ -115,20 +119,23 @@ class DeferSpec(Struct, frozen=True, kw_only=True):
     poll_ms: DeferPollMs = DEFER_POLL_MS
 
 
-def defer_spec(fields: DeferFields) -> DeferSpec | None:
-    """The defer a request asked for; `None` without `defer_pid`. Raises `ValueError` when
-    another defer field is given without it."""
-    if fields.defer_pid is None:
-        given = [name for name in DEFER_FIELDS if getattr(fields, name) is not None]
+def defer_spec(request: DeferRequest) -> DeferSpec | None:
+    """The defer a request asked for; `None` without `defer_pid`. Another defer field without
+    `defer_pid` is a 400."""
+    if request.defer_pid is None:
+        given = [name for name in DEFER_FIELDS if getattr(request, name) is not None]
         if given:
-            raise ValueError(f"{', '.join(given)} needs defer_pid")
+            raise InvalidRequest(
+                f"{', '.join(given)} needs defer_pid", reason=Reason.DEFER_PID_REQUIRED
+            )
         return None
-    ticks = fields.defer_start_time_ticks
+    ticks = request.defer_start_time_ticks
+    timeout_ms, poll_ms = request.defer_timeout_ms, request.defer_poll_ms
     return DeferSpec(
-        pid=fields.defer_pid,
+        pid=request.defer_pid,
         start_time_ticks=None if ticks is None else int(ticks),
-        timeout_ms=DEFER_TIMEOUT_MS if fields.defer_timeout_ms is None else fields.defer_timeout_ms,
-        poll_ms=DEFER_POLL_MS if fields.defer_poll_ms is None else fields.defer_poll_ms,
+        timeout_ms=DEFER_TIMEOUT_MS if timeout_ms is None else timeout_ms,
+        poll_ms=DEFER_POLL_MS if poll_ms is None else poll_ms,
     )
 
 

@@ -28,10 +28,13 @@ INDEXTARGETS_ARGV = ["apt-get", "indextargets", "--format", "$(FILENAME)", "Crea
 BIN_DIRS = ("/usr/bin/", "/bin/", "/usr/sbin/", "/sbin/", "/usr/games/", "/usr/local/bin/")
 _ARCH = {"amd64": "amd64", "arm64": "arm64", "all": "any"}
 _GUI_SECTIONS = {"x11", "gnome", "kde", "xfce"}
+# a GUI toolkit makes an application with windows; libx11, SDL, GL or wayland alone do not
+# (ffmpeg depends on SDL for ffplay, yet `ffmpeg` is a command-line program)
 _GUI_LIBS = (
     "libgtk-3-0", "libgtk-4-1", "libgtk2.0-0", "libqt5gui5", "libqt6gui6", "libqt5widgets5",
-    "libx11-6", "libwayland-client0", "libsdl2-2.0-0", "libgl1",
+    "libqt6widgets6", "vlc-plugin-qt",
 )  # fmt: skip
+DESKTOP_DIR = "/usr/share/applications/"
 # sections and suffixes of packages that are not applications
 _AUX_SECTIONS = {
     "libs",
@@ -73,6 +76,8 @@ class AptSource(Source[AptSettings]):
     provider: SourceKind = "apt"
     trusted = True
     settings_type = AptSettings
+
+    fix = "apt is the package manager of Debian and Ubuntu; elsewhere leave this source disabled"
 
     def detect(self, environ: Mapping[str, str]) -> str | None:
         if not os.access(APT_HELPER, os.X_OK):
@@ -135,11 +140,24 @@ class AptSource(Source[AptSettings]):
         package = record.ident
         if record.installed:
             paths = [b for b in record.binaries if b.startswith("/")]
-            chosen = next(
-                (p for p in paths if Path(p).name == package), paths[0] if paths else None
-            )
+            chosen = own_program(package, paths)
             if chosen:
                 return LaunchPlan(argv=[chosen], notes=[f"installed apt package {package}"])
+            if paths:
+                names = ", ".join(Path(p).name for p in paths[:8])
+                return LaunchPlan(
+                    argv=[package],
+                    requirements=[
+                        Requirement(
+                            kind="executable",
+                            name=package,
+                            message=f"apt package {package} ships several programs and none "
+                            f"is named after it: {names}",
+                            resolution=f"ask for one of them by name (app={Path(paths[0]).name})",
+                        )
+                    ],
+                    notes=[f"installed apt package {package}: which program to run is not known"],
+                )
             return LaunchPlan(
                 argv=[package], notes=[f"apt package {package} installs no executable on PATH"]
             )
@@ -155,6 +173,24 @@ class AptSource(Source[AptSettings]):
             ],
             notes=["executable name assumed to be the package name"],
         )
+
+
+def own_program(package: str, paths: list[str]) -> str | None:
+    """The executable that is the package's own program: the one named after it, else the
+    one whose name is the package's without a version or flavour suffix or the other way
+    round (`vim` → `vim.basic`, `firefox-esr` → `firefox`), else the only one it ships.
+    None when the package ships several unrelated programs (procps: `kill`, `ps`, `top`):
+    running the first of them would run something nobody asked for."""
+    by_name = {Path(p).name: p for p in paths}
+    if package in by_name:
+        return by_name[package]
+    related = sorted(
+        (name for name in by_name if name.startswith(package) or package.startswith(name)),
+        key=lambda name: (abs(len(name) - len(package)), name),
+    )
+    if related:
+        return by_name[related[0]]
+    return paths[0] if len(paths) == 1 else None
 
 
 def index_targets(ctx: SyncContext[Any]) -> list[str]:
@@ -247,15 +283,20 @@ def read_status(status_file: Path) -> dict[str, dict[str, str]]:
     return installed
 
 
-def installed_binaries(info_dir: Path, package: str, arch: str) -> tuple[str, ...]:
+def installed_files(info_dir: Path, package: str, arch: str) -> tuple[tuple[str, ...], bool]:
+    """An installed package's executables (files directly in a bin directory, not the
+    directory itself, not subdirectories) and whether it ships a desktop entry."""
     for name in (f"{package}.list", f"{package}:{arch}.list"):
         try:
             lines = (info_dir / name).read_text(errors="replace").splitlines()
         except OSError:
             continue
-        # files directly in a bin directory (not the directory itself, not subdirectories)
-        return tuple(sorted({line for line in lines if os.path.dirname(line) + "/" in BIN_DIRS}))
-    return ()
+        binaries = tuple(
+            sorted({line for line in lines if os.path.dirname(line) + "/" in BIN_DIRS})
+        )
+        desktop = any(line.startswith(DESKTOP_DIR) and line.endswith(".desktop") for line in lines)
+        return binaries, desktop
+    return (), False
 
 
 def to_record(
@@ -264,9 +305,9 @@ def to_record(
     section = stanza.get("Section", "").rsplit("/", 1)[-1]
     depends = stanza.get("Depends", "")
     arch = stanza.get("Architecture", "")
-    gui = section in _GUI_SECTIONS or any(lib in depends for lib in _GUI_LIBS)
     installed = status is not None
-    binaries = installed_binaries(info_dir, name, arch) if installed else ()
+    binaries, desktop = installed_files(info_dir, name, arch) if installed else ((), False)
+    gui = desktop or section in _GUI_SECTIONS or any(lib in depends for lib in _GUI_LIBS)
     return AppRecord(
         ident=name,
         name=name,

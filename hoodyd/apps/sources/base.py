@@ -72,6 +72,9 @@ class Source(ABC, Generic[Settings]):
     # a source whose records come from a trusted list are marked verified
     trusted: bool
     settings_type: type[Settings]
+    # what a user does when `detect` says this machine cannot serve the source (diagnostics
+    # show it next to the cause)
+    fix: str = "make the tool or file the source reads available"
 
     @abstractmethod
     def detect(self, environ: Mapping[str, str]) -> str | None:
@@ -89,8 +92,39 @@ class Source(ABC, Generic[Settings]):
         return decode_settings(self.settings_type, config)
 
     def plan(
-        self, record: AppRecord, config: Mapping[str, Any], details: Mapping[str, Any]
+        self,
+        record: AppRecord,
+        config: Mapping[str, Any],
+        details: Mapping[str, Any],
+        executable: str | None = None,
     ) -> LaunchPlan:
         """`launch_plan` from the source's `config` object as the runtime config holds it
-        (already checked when it was stored, so it decodes)."""
-        return self.launch_plan(record, self.settings(config), details)
+        (already checked when it was stored, so it decodes). `executable` is the name of
+        the record's binary the query matched, if it matched one: the plan then runs that
+        binary, not the one the source would run for the package as a whole."""
+        planned = self.launch_plan(record, self.settings(config), details)
+        return with_executable(planned, record, executable)
+
+
+def with_executable(plan: LaunchPlan, record: AppRecord, executable: str | None) -> LaunchPlan:
+    """The plan with argv[0] swapped for the matched executable, when the source planned
+    another of the same record's binaries (a package that ships several programs: `top`
+    matched procps, which the source would launch as its first binary). A plan whose argv[0]
+    is not one of the record's binaries (`nix run`, a wrapper) is the source's own choice
+    and stays as it is."""
+    if not executable or not plan.argv:
+        return plan
+    # index keys are lower-case, so the match is compared lower-case
+    by_name = {binary.rsplit("/", 1)[-1].lower(): binary for binary in record.binaries}
+    chosen = by_name.get(executable.lower())
+    current = plan.argv[0].rsplit("/", 1)[-1].lower()
+    if chosen is None or current == executable.lower():
+        return plan
+    if current not in by_name and current != record.name.lower():
+        return plan
+    notes = [*plan.notes, f"runs {chosen}, the program the query matched"]
+    # a requirement about which program to run is answered by the match itself
+    requirements = [r for r in plan.requirements if r.kind != "executable"]
+    return msgspec.structs.replace(
+        plan, argv=[chosen, *plan.argv[1:]], notes=notes, requirements=requirements
+    )

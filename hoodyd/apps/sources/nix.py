@@ -88,6 +88,11 @@ class NixSource(Source[NixSettings]):
     trusted = False
     settings_type = NixSettings
 
+    fix = (
+        "install nix (https://nixos.org/download) so `nix` is on hoodyd's PATH, or set "
+        "config.file to a saved `nix search nixpkgs ^ --json` output"
+    )
+
     def detect(self, environ: Mapping[str, str]) -> str | None:
         if shutil.which("nix", path=environ.get("PATH", os.defpath)):
             return None

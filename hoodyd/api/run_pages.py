@@ -1,0 +1,115 @@
+"""What a browser needs besides the run answers' own HTML: the login page and its form post
+(`hoodyd.api.sessions` keeps the sessions), the static assets the pages load (xterm.js,
+vendored in `hoodyd/api/static`, never a CDN), and the terminal view's live output stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from importlib import resources
+
+from aiohttp import WSMsgType, web
+
+from hoodyd.api import pages, sessions
+from hoodyd.api.keys import TERMINALS, TOKEN
+from hoodyd.errors import Forbidden, InvalidRequest, NotFound, Reason, Unauthorized
+from hoodyd.terminals.service import Attachment
+from hoodyd.terminals.validation import parse_terminal_id
+
+# the files a page may load, with their types: nothing else under static/ is served
+STATIC_ASSETS = {
+    "xterm.js": "text/javascript",
+    "xterm.css": "text/css",
+    "xterm.LICENSE": "text/plain",
+}
+OUTPUT_CHUNK = 64 * 1024
+REPLAY_BYTES = 64 * 1024
+
+
+_html = pages.html_response
+
+
+async def login_page(request: web.Request) -> web.Response:
+    return _html(pages.login_page())
+
+
+async def login(request: web.Request) -> web.Response:
+    """The login form's post: the typed token against the daemon's (constant time). A wrong
+    token from the form is the login page again (401); from anything else a JSON 401."""
+    token = request.config_dict.get(TOKEN)
+    is_form = request.content_type == "application/x-www-form-urlencoded"
+    form = await request.post() if is_form else {}
+    given = form.get("token")
+    if token is None:
+        # the Unix socket needs no login: its peers are checked by uid
+        raise web.HTTPSeeOther(location=f"{sessions.COOKIE_PATH}/search?format=html")
+    try:
+        return sessions.login(request, token, given if isinstance(given, str) else "")
+    except (Unauthorized, Forbidden) as exc:
+        if not is_form:
+            raise
+        return _html(pages.login_page(exc.message), exc.status)
+
+
+async def static_asset(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    content_type = STATIC_ASSETS.get(name)
+    if content_type is None:
+        raise NotFound(f"no static asset {name!r}", reason=Reason.NOT_FOUND)
+    data = resources.files("hoodyd.api").joinpath("static", name).read_bytes()
+    response = web.Response(body=data, content_type=content_type)
+    response.headers["Cache-Control"] = "max-age=3600"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+async def terminal_stream(request: web.Request) -> web.StreamResponse:
+    """WebSocket, read-only: the terminal's recent output, then its output as it comes
+    (binary frames), and `{"type": "exit"}` when the shell ends. Input from the browser is
+    ignored: the view shows a root shell, it does not type into it. A browser's upgrade must
+    come from this same origin (a page elsewhere cannot open it with the user's cookie)."""
+    if request.headers.get("Origin") is not None and not sessions.same_origin(request):
+        raise Forbidden(
+            "the terminal stream must be opened from this origin", reason=Reason.BAD_ORIGIN
+        )
+    terminal_id = parse_terminal_id(request.match_info["terminal_id"])
+    assert terminal_id is not None
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        raise InvalidRequest(
+            "this is a WebSocket: open it with an Upgrade: websocket request",
+            reason=Reason.INVALID_REQUEST,
+        )
+    terminals = request.config_dict.get(TERMINALS)
+    if terminals is None:
+        raise InvalidRequest("no terminal service runs here", reason=Reason.TERMINALS_UNAVAILABLE)
+    # only a terminal that exists: attaching would create terminal 1, and a GET starts nothing
+    terminals.session(terminal_id)
+    async with terminals.attach(terminal_id) as attachment:
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
+        await ws.prepare(request)
+        ring = attachment.ring
+        offset = ring.tail(REPLAY_BYTES)
+        pump = request.loop.create_task(_follow(ws, attachment, offset))
+        try:
+            async for message in ws:
+                if message.type == WSMsgType.ERROR:
+                    break
+        finally:
+            pump.cancel()
+            with contextlib.suppress(BaseException):
+                await pump
+        return ws
+
+
+async def _follow(ws: web.WebSocketResponse, attachment: Attachment, offset: int) -> None:
+    ring = attachment.ring
+    while True:
+        await ring.wait_beyond(offset, None)
+        chunk = ring.read(offset, OUTPUT_CHUNK)
+        if chunk.data:
+            await ws.send_bytes(chunk.data)
+        offset = chunk.next_offset
+        if ring.closed and offset >= ring.end:
+            await ws.send_json({"type": "exit", "exit_code": attachment.exit_code})
+            await ws.close()
+            return
