@@ -189,7 +189,8 @@ def _printable(text: str) -> str:
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Unix socket: the peer's uid/gid must be allowed. TCP: a bearer token, except on the
-    routes declared open where they are registered (`hoodyd.api.access`)."""
+    routes the route table declares open, and a browser session on the ones it declares for
+    sessions (`hoodyd.api.routes`, `hoodyd.api.sessions`)."""
     creds = peer_credentials(request)
     if creds is not None:
         _pid, uid, gid = creds

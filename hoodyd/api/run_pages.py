@@ -12,8 +12,8 @@ from aiohttp import WSMsgType, web
 
 from hoodyd.api import pages, sessions
 from hoodyd.api.keys import TERMINALS, TOKEN
+from hoodyd.api.terminal import follow_output
 from hoodyd.errors import Forbidden, InvalidRequest, NotFound, Reason, Unauthorized
-from hoodyd.terminals.service import Attachment
 from hoodyd.terminals.validation import parse_terminal_id
 
 # the files a page may load, with their types: nothing else under static/ is served
@@ -89,7 +89,9 @@ async def terminal_stream(request: web.Request) -> web.StreamResponse:
         await ws.prepare(request)
         ring = attachment.ring
         offset = ring.tail(REPLAY_BYTES)
-        pump = request.loop.create_task(_follow(ws, attachment, offset))
+        pump = request.loop.create_task(
+            follow_output(ws, attachment, offset, report_dropped=False)
+        )
         try:
             async for message in ws:
                 if message.type == WSMsgType.ERROR:
@@ -99,17 +101,3 @@ async def terminal_stream(request: web.Request) -> web.StreamResponse:
             with contextlib.suppress(BaseException):
                 await pump
         return ws
-
-
-async def _follow(ws: web.WebSocketResponse, attachment: Attachment, offset: int) -> None:
-    ring = attachment.ring
-    while True:
-        await ring.wait_beyond(offset, None)
-        chunk = ring.read(offset, OUTPUT_CHUNK)
-        if chunk.data:
-            await ws.send_bytes(chunk.data)
-        offset = chunk.next_offset
-        if ring.closed and offset >= ring.end:
-            await ws.send_json({"type": "exit", "exit_code": attachment.exit_code})
-            await ws.close()
-            return

@@ -251,7 +251,7 @@ async def _control(ws: web.WebSocketResponse, attachment: Attachment, text: str)
 async def _pumping(
     ws: web.WebSocketResponse, attachment: Attachment, offset: int
 ) -> AsyncIterator[None]:
-    task = asyncio.create_task(_pump_output(ws, attachment, offset))
+    task = asyncio.create_task(follow_output(ws, attachment, offset))
     try:
         yield
     finally:
@@ -260,13 +260,16 @@ async def _pumping(
             await task
 
 
-async def _pump_output(ws: web.WebSocketResponse, attachment: Attachment, offset: int) -> None:
-    """Follow the session's output from `offset` to the client, then report the exit."""
+async def follow_output(
+    ws: web.WebSocketResponse, attachment: Attachment, offset: int, *, report_dropped: bool = True
+) -> None:
+    """Follow the session's output from `offset` to the client, then report the exit (and,
+    with `report_dropped`, how many bytes the ring dropped before the client read them)."""
     ring = attachment.ring
     while True:
         await ring.wait_beyond(offset, None)
         chunk = ring.read(offset, OUTPUT_CHUNK)
-        if chunk.dropped:
+        if chunk.dropped and report_dropped:
             await ws.send_json({"type": "dropped", "bytes": chunk.dropped})
         if chunk.data:
             await ws.send_bytes(chunk.data)
