@@ -39,3 +39,29 @@ async def test_an_instance_is_added_from_its_file_and_survives_a_later_reload(
     status = await (await client.get(f"{API}/status/{program['id']}?port={base}")).json()
     assert status["status"]["status"] in ("STARTING", "RUNNING")
     assert status["status"]["pid"] == pid  # the same process: not stopped and re-added
+
+
+async def test_the_plugin_reads_only_conf_files_of_the_include_dir(
+    client: Any, program_config: Any
+) -> None:
+    """`hoodyd.addGroupFromFile` refuses any path but a `.conf` file directly in the include
+    dir (a symlink out of it or `..` included), and adds nothing."""
+    import pytest
+
+    from hoodyd.api.keys import PROGRAMS
+    from hoodyd.errors import SupervisorFault
+    from hoodyd.programs.supervisor_client import Fault
+
+    supervisor = client.server.app[PROGRAMS].client
+    include_dir = program_config.state_path / "supervisor" / "conf.d"
+    outside = program_config.state_path / "evil.conf"
+    outside.write_text("[program:evil]\ncommand=/bin/sleep 300\n")
+    link = include_dir / "link.conf"
+    link.symlink_to(outside)
+    before = set(await supervisor.processes())
+    for path in (outside, link, include_dir / ".." / "evil.conf", "/etc/passwd"):
+        with pytest.raises(SupervisorFault) as refused:
+            await supervisor.add_group_from_file(str(path))
+        assert refused.value.code == Fault.BAD_ARGUMENTS, path
+    link.unlink()
+    assert set(await supervisor.processes()) == before

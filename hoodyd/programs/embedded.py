@@ -51,6 +51,7 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 ; hoodyd.addGroupFromFile: one group added without re-reading every included file
 [rpcinterface:hoodyd]
 supervisor.rpcinterface_factory = hoodyd.programs.supervisor_plugin:make_rpcinterface
+include_dir = {include_dir}
 
 [supervisorctl]
 serverurl=unix://{socket}

@@ -25,8 +25,10 @@ API_VERSION = "1"
 
 
 class HoodydNamespace:
-    def __init__(self, supervisord: Any) -> None:
+    def __init__(self, supervisord: Any, include_dir: str) -> None:
         self.supervisord = supervisord
+        # the one directory whose files this namespace reads (the [include] of the config)
+        self.include_dir = os.path.realpath(include_dir)
 
     def getAPIVersion(self) -> str:
         """The version of this namespace.
@@ -41,6 +43,9 @@ class HoodydNamespace:
         @param string path   absolute path of a file in supervisord's include dir
         @return array names  the groups added
         """
+        real = os.path.realpath(path)
+        if os.path.dirname(real) != self.include_dir or not real.endswith(".conf"):
+            raise RPCError(Faults.BAD_ARGUMENTS, f"{path}: not a conf file of {self.include_dir}")
         options = self.supervisord.options
         mood = options.mood
         if isinstance(mood, int) and mood < SupervisorStates.RUNNING:
@@ -48,9 +53,9 @@ class HoodydNamespace:
         parser = UnhosedConfigParser()
         parser.expansions = options.environ_expansions
         try:
-            if not parser.read(path):
+            if not parser.read(real):
                 raise RPCError(Faults.NO_FILE, path)
-            parser.expand_here(os.path.abspath(os.path.dirname(path)))
+            parser.expand_here(self.include_dir)
             configs = options.process_groups_from_parser(parser)
         except (ValueError, OSError) as exc:
             raise RPCError(Faults.CANT_REREAD, f"{path}: {exc}") from exc
@@ -68,5 +73,5 @@ class HoodydNamespace:
         return added
 
 
-def make_rpcinterface(supervisord: Any, **_config: str) -> HoodydNamespace:
-    return HoodydNamespace(supervisord)
+def make_rpcinterface(supervisord: Any, *, include_dir: str, **_config: str) -> HoodydNamespace:
+    return HoodydNamespace(supervisord, include_dir)
