@@ -63,6 +63,21 @@ def _exec_start(command: list[str], config_path: str) -> str:
     return " ".join([*command, "serve", "--config", config_path])
 
 
+def _service_core(command: list[str], config_path: str) -> str:
+    """The [Service] lines the system and the user unit share."""
+    return f"""\
+[Service]
+Type=notify
+NotifyAccess=main
+ExecStart={_exec_start(command, config_path)}
+# supervisord is detached and outlives hoodyd, with the user's programs
+KillMode=process
+TimeoutStopSec={TIMEOUT_STOP_S}
+Restart=on-failure
+RestartSec=1
+"""
+
+
 def system_units(command: list[str], config_path: str) -> list[Unit]:
     socket = f"""\
 [Unit]
@@ -84,16 +99,7 @@ Description=hoodyd on-box control daemon
 Requires=hoodyd.socket
 After=hoodyd.socket network.target
 
-[Service]
-Type=notify
-NotifyAccess=main
-ExecStart={_exec_start(command, config_path)}
-# supervisord is detached and outlives hoodyd, with the user's programs
-KillMode=process
-TimeoutStopSec={TIMEOUT_STOP_S}
-Restart=on-failure
-RestartSec=1
-StateDirectory=hoodyd
+{_service_core(command, config_path)}StateDirectory=hoodyd
 StateDirectoryMode=0700
 RuntimeDirectory=hoodyd
 RuntimeDirectoryMode=0750
@@ -113,16 +119,7 @@ def user_units(command: list[str], config_path: str) -> list[Unit]:
 [Unit]
 Description=hoodyd on-box control daemon (this user's programs and terminals)
 
-[Service]
-Type=notify
-NotifyAccess=main
-ExecStart={_exec_start(command, config_path)}
-# supervisord is detached and outlives hoodyd, with the user's programs
-KillMode=process
-TimeoutStopSec={TIMEOUT_STOP_S}
-Restart=on-failure
-RestartSec=1
-UMask=0077
+{_service_core(command, config_path)}UMask=0077
 Environment=HOODYD_LOG_FORMAT=json
 
 [Install]
