@@ -1,0 +1,86 @@
+"""The one place the run area hands text to a shell: the planned command typed into a terminal.
+Whatever the argv and the environment values hold (quotes, `$(…)`, backticks, `;`, `#`, `!`,
+globs, unicode), the program receives exactly them — proven against a real interactive bash
+in a PTY with hoodyd's shell integration, not against a model of its quoting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hoodyd.apps.planner import shell_command
+from hoodyd.schemas.terminal import ExecuteRequest
+from hoodyd.terminals.service import TerminalService
+from tests.conftest import make_config
+
+# one line of text: the terminal refuses control characters in a command, so they never
+# reach this point (tests/test_terminal_service.py covers that refusal)
+TEXT = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs", "Co", "Cn", "Zl", "Zp")), max_size=40
+)
+NASTY = st.sampled_from(
+    ["$(id -u)", "`id -u`", "a; echo injected", "#not a comment", "!!", "'", '"', "\\", "*",
+     "~", "{a,b}", "%(ENV_HOME)s", "$HOME", "a  b", "-rf", ""]
+)  # fmt: skip
+ARG = st.one_of(TEXT, NASTY)
+MARK = "ARGV="
+
+
+@pytest.fixture(scope="module")
+def shell(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[asyncio.AbstractEventLoop, TerminalService, Path]]:
+    """A real terminal service (bash in a PTY) on its own loop, and a program that prints the
+    argv and the `HD_VALUE` and `HD_OTHER` variables it was started with as JSON."""
+    root = Path(tmp_path_factory.mktemp("quoting"))
+    printer = root / "print-argv"
+    printer.write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n"
+        "env = os.environ.get\n"
+        f"print({MARK!r} + json.dumps([sys.argv[1:], env('HD_VALUE'), env('HD_OTHER')]))\n"
+    )
+    printer.chmod(0o755)
+    loop = asyncio.new_event_loop()
+    config = make_config(root / "state", terminals={"user_rc": False})
+    service = TerminalService(config.terminals, config.state_path)
+    loop.run_until_complete(service.start())
+    try:
+        yield loop, service, printer
+    finally:
+        loop.run_until_complete(service.close())
+        loop.close()
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(args=st.lists(ARG, max_size=6), value=ARG, request_value=ARG)
+def test_the_planned_command_reaches_the_program_exactly(
+    shell: tuple[asyncio.AbstractEventLoop, TerminalService, Path],
+    args: list[str],
+    value: str,
+    request_value: str,
+) -> None:
+    """`shell_command(argv, env)` typed into the session runs argv[0] with exactly the other
+    items and the variable's exact value; a per-command env value is plain data too."""
+    loop, service, printer = shell
+    line = shell_command([str(printer), *args], {"HD_VALUE": value})
+    result = loop.run_until_complete(
+        service.execute(
+            ExecuteRequest(
+                terminal_id=1, command=line, timeout=10, env={"HD_OTHER": request_value}
+            )
+        )
+    )
+    assert result.status == "completed" and result.exit_code == 0, result
+    printed = next(row for row in result.stdout.splitlines() if row.startswith(MARK))
+    assert json.loads(printed[len(MARK) :]) == [args, value, request_value]
