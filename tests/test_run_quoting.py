@@ -5,10 +5,9 @@ in a PTY with hoodyd's shell integration, not against a model of its quoting."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -33,29 +32,24 @@ ARG = st.one_of(TEXT, NASTY)
 MARK = "ARGV="
 
 
-@pytest.fixture(scope="module")
-def shell(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[asyncio.AbstractEventLoop, TerminalService, Path]]:
-    """A real terminal service (bash in a PTY) on its own loop, and a program that prints the
-    argv and the `HD_VALUE` and `HD_OTHER` variables it was started with as JSON."""
-    root = Path(tmp_path_factory.mktemp("quoting"))
-    printer = root / "print-argv"
+@pytest.fixture
+async def shell(short_tmp: Path) -> AsyncIterator[tuple[TerminalService, Path]]:
+    """A real terminal service (bash in a PTY), and a program that prints the argv and the
+    `HD_VALUE` and `HD_OTHER` variables it was started with as JSON."""
+    printer = short_tmp / "print-argv"
     printer.write_text(
         f"#!{sys.executable}\nimport json, os, sys\n"
         "env = os.environ.get\n"
         f"print({MARK!r} + json.dumps([sys.argv[1:], env('HD_VALUE'), env('HD_OTHER')]))\n"
     )
     printer.chmod(0o755)
-    loop = asyncio.new_event_loop()
-    config = make_config(root / "state", terminals={"user_rc": False})
+    config = make_config(short_tmp / "state", terminals={"user_rc": False})
     service = TerminalService(config.terminals, config.state_path)
-    loop.run_until_complete(service.start())
+    await service.start()
     try:
-        yield loop, service, printer
+        yield service, printer
     finally:
-        loop.run_until_complete(service.close())
-        loop.close()
+        await service.close()
 
 
 @settings(
@@ -64,22 +58,15 @@ def shell(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(args=st.lists(ARG, max_size=6), value=ARG, request_value=ARG)
-def test_the_planned_command_reaches_the_program_exactly(
-    shell: tuple[asyncio.AbstractEventLoop, TerminalService, Path],
-    args: list[str],
-    value: str,
-    request_value: str,
+async def test_the_planned_command_reaches_the_program_exactly(
+    shell: tuple[TerminalService, Path], args: list[str], value: str, request_value: str
 ) -> None:
     """`shell_command(argv, env)` typed into the session runs argv[0] with exactly the other
     items and the variable's exact value; a per-command env value is plain data too."""
-    loop, service, printer = shell
+    service, printer = shell
     line = shell_command([str(printer), *args], {"HD_VALUE": value})
-    result = loop.run_until_complete(
-        service.execute(
-            ExecuteRequest(
-                terminal_id=1, command=line, timeout=10, env={"HD_OTHER": request_value}
-            )
-        )
+    result = await service.execute(
+        ExecuteRequest(terminal_id=1, command=line, timeout=10, env={"HD_OTHER": request_value})
     )
     assert result.status == "completed" and result.exit_code == 0, result
     printed = next(row for row in result.stdout.splitlines() if row.startswith(MARK))
