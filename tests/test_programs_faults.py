@@ -163,15 +163,20 @@ async def test_a_stop_is_not_undone_by_a_supervisord_restart(short_tmp: Path) ->
                 await call(session, "POST", f"/programs/{program['program']['id']}/start",
                            {"wait": True})
             await call(session, "POST", f"/programs/{stopped['program']['id']}/stop")
+            _, before = await call(session, "GET", f"/status/{kept['program']['id']}")
             old = int((short_tmp / "supervisor" / "supervisord.pid").read_text())
             os.kill(old, signal.SIGKILL)
 
             async def kept_back() -> bool | None:
+                # running again as a new process: memory may still hold the old one for the
+                # moment before hoodyd notices supervisord died
                 status, body = await call(session, "GET", f"/status/{kept['program']['id']}")
-                return True if status == 200 and body["status"]["status"] == "RUNNING" else None
+                again = status == 200 and body["status"]["status"] == "RUNNING"
+                return True if again and body["status"]["pid"] != before["status"]["pid"] else None
 
             assert await poll_until(kept_back, timeout=30, interval=0.2)
-            _, body = await call(session, "GET", f"/status/{stopped['program']['id']}")
+            code, body = await call(session, "GET", f"/status/{stopped['program']['id']}")
+            assert code == 200, body
             assert body["status"]["status"] == "STOPPED"
     finally:
         daemon.stop()
