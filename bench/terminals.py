@@ -5,7 +5,11 @@
     p99 with pidfd_open and with polling at the default 50 ms (the reference);
 (b) `execute` with wait of `true` over a real `hoodyd serve` Unix socket: median, beside the
     reference of typing `true` into a bash PTY with hoodyd's shell integration directly (no
-    HTTP, no service), measured in the same run.
+    HTTP, no service), measured in the same run;
+(c) the holder hop: the same `true` typed through a terminal holder process (the PTY held by
+    `hoodyd.terminals.holder`, reached over its Unix socket, as every session is now), against
+    that in-process PTY reference; and the start of a session until its first prompt, holder
+    against in-process.
 
 Run: .venv/bin/python bench/terminals.py [--defer-runs 50] [--round-trips 200]
 """
@@ -37,6 +41,8 @@ from hoodyd import log  # noqa: E402
 from hoodyd.config import TerminalsConfig  # noqa: E402
 from hoodyd.programs.embedded import stop_embedded  # noqa: E402
 from hoodyd.schemas.terminal import DeferSpec, ExecuteRequest  # noqa: E402
+from hoodyd.terminals.cleanup import find_holders, stop_holders  # noqa: E402
+from hoodyd.terminals.holder_link import HolderLink, spawn_holder  # noqa: E402
 from hoodyd.terminals.markers import MarkerScanner, PromptDrawn  # noqa: E402
 from hoodyd.terminals.pty_process import PtyProcess  # noqa: E402
 from hoodyd.terminals.service import TerminalService  # noqa: E402
@@ -50,7 +56,11 @@ def p99(values: list[float]) -> float:
 
 
 async def defer_latencies(state: Path, method: str, runs: int) -> list[float]:
-    config = TerminalsConfig(user_rc=False, defer_method=method)  # type: ignore[arg-type]
+    config = TerminalsConfig(
+        user_rc=False,
+        defer_method=method,  # type: ignore[arg-type]
+        outlive_daemon=False,
+    )
     service = TerminalService(config, state / method)
     await service.start()
     latencies = []
@@ -109,6 +119,71 @@ async def raw_pty_round_trips(state: Path, runs: int) -> list[float]:
     finally:
         await pty.terminate()
     return times
+
+
+async def holder_round_trips(state: Path, runs: int) -> tuple[list[float], float]:
+    """`true` typed through a holder; also the time from spawning it to the first prompt."""
+    integration = ShellIntegration(state / "held", user_rc=False)
+    integration.install()
+    prompt: asyncio.Queue[None] = asyncio.Queue()
+
+    def on_event(_offset: int, event: object) -> None:
+        if isinstance(event, PromptDrawn):
+            prompt.put_nowait(None)
+
+    env = {"PATH": os.environ["PATH"], "HOME": str(Path.home()), "TERM": "xterm-256color"}
+    argv = integration.launch(resolve_shell("bash", ""), "benchnonce", None, env)
+    socket = state / "held" / "1.sock"
+    started = time.perf_counter()
+    await spawn_holder(
+        socket,
+        argv,
+        env=env,
+        cwd=str(state),
+        terminal_id=1,
+        cols=80,
+        rows=24,
+        ring_bytes=1 << 20,
+        meta={},
+        log_path=None,
+    )
+    link = await HolderLink.connect(socket, on_event=on_event, on_exit=lambda _code: None)
+    link.follow(None)
+    times = []
+    try:
+        await asyncio.wait_for(prompt.get(), 10)
+        start_ms = (time.perf_counter() - started) * 1000
+        for _ in range(runs):
+            started = time.perf_counter()
+            link.write(b"true\r")
+            await asyncio.wait_for(prompt.get(), 10)
+            times.append((time.perf_counter() - started) * 1000)
+    finally:
+        await link.terminate()
+    return times, start_ms
+
+
+async def pty_start(state: Path) -> float:
+    """An in-process PTY's bash, from spawn to its first prompt (the start reference)."""
+    integration = ShellIntegration(state / "raw", user_rc=False)
+    integration.install()
+    scanner = MarkerScanner("benchnonce")
+    prompt: asyncio.Queue[None] = asyncio.Queue()
+
+    def on_output(data: bytes) -> None:
+        if any(isinstance(event, PromptDrawn) for event in scanner.feed(data)):
+            prompt.put_nowait(None)
+
+    env = {"PATH": os.environ["PATH"], "HOME": str(Path.home()), "TERM": "xterm-256color"}
+    argv = integration.launch(resolve_shell("bash", ""), "benchnonce", None, env)
+    started = time.perf_counter()
+    pty = PtyProcess(argv, env, str(state), 80, 24, on_output, lambda _code: None)
+    pty.start()
+    try:
+        await asyncio.wait_for(prompt.get(), 10)
+        return (time.perf_counter() - started) * 1000
+    finally:
+        await pty.terminate()
 
 
 async def http_round_trips(state: Path, runs: int) -> list[float]:
@@ -192,9 +267,13 @@ async def main() -> None:
         pidfd = await defer_latencies(state, "pidfd", args.defer_runs)
         poll = await defer_latencies(state, "poll", args.defer_runs)
         raw = await raw_pty_round_trips(state, args.round_trips)
+        held, held_start = await holder_round_trips(state, args.round_trips)
+        starts = [await pty_start(state) for _ in range(5)]
+        held_starts = [held_start] + [(await holder_round_trips(state, 1))[1] for _ in range(4)]
         http = await http_round_trips(state, args.round_trips)
     finally:
         stop_embedded(state / "daemon")  # the daemon's supervisord outlives it by design
+        stop_holders(find_holders(state / "daemon"), grace=1)  # sessions outlive it too
         shutil.rmtree(state, ignore_errors=True)
     print(
         f"# {platform.node()} · {platform.platform()} · {os.cpu_count()} CPUs · "
@@ -221,6 +300,21 @@ async def main() -> None:
         )
     )
     print(row("`true` typed into a bash PTY directly (reference)", raw, "1"))
+    print(
+        row(
+            "`true` typed through a terminal holder (the hop)",
+            held,
+            f"{statistics.median(held) / raw_median:.2f}x raw PTY",
+        )
+    )
+    print(
+        row(
+            "session start to first prompt, holder",
+            held_starts,
+            f"{statistics.median(held_starts) / statistics.median(starts):.2f}x in-process",
+        )
+    )
+    print(row("session start to first prompt, in-process PTY (reference)", starts, "1"))
     goal = "met" if statistics.median(pidfd) <= 5 else "NOT met"
     print()
     print(f"goal ≤ 5 ms median with pidfd: {goal}")

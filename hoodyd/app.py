@@ -17,7 +17,18 @@ from aiohttp import web
 
 from hoodyd.api import draining
 from hoodyd.api.draining import answer_on_shutdown
-from hoodyd.api.keys import AREA, CONFIG, PROGRAMS, QUICKSTART, RUN, RUNNER, TERMINALS, TOKEN, Area
+from hoodyd.api.keys import (
+    AREA,
+    AUTOMATION,
+    CONFIG,
+    PROGRAMS,
+    QUICKSTART,
+    RUN,
+    RUNNER,
+    TERMINALS,
+    TOKEN,
+    Area,
+)
 from hoodyd.api.links import API_LINKS
 from hoodyd.api.middleware import authenticate, request_context
 from hoodyd.api.routes import add_routes
@@ -27,6 +38,7 @@ from hoodyd.apps.service import AppService
 from hoodyd.config import Config
 from hoodyd.programs.quickstart import QuickStartService
 from hoodyd.programs.service import ProgramService
+from hoodyd.terminals.automation import ScreenAutomation
 from hoodyd.terminals.service import TerminalService
 
 Closer = Callable[[], Awaitable[None]]
@@ -82,7 +94,9 @@ def _services(
             if "terminal" in areas:
                 terminals = TerminalService(config.terminals, config.state_path)
                 await start(terminals.start(), terminals.close)
-                app[TERMINALS] = terminals
+                automation = ScreenAutomation(config.terminals)
+                await start(automation.start(), automation.close)
+                app[TERMINALS], app[AUTOMATION] = terminals, automation
             if "run" in areas:
                 apps = AppService(config.state_path, config.run)
                 await start(apps.start(), apps.close)

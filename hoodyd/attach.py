@@ -33,6 +33,13 @@ def parse_detach_key(text: str) -> int:
     raise ValueError(f"detach key must be one character or ^X, got {text!r}")
 
 
+def describe_key(key: int) -> str:
+    """`Ctrl-]` for 0x1d, the character itself for a printable key."""
+    if key < 0x20:
+        return f"Ctrl-{chr(key + 0x40)}"
+    return chr(key)
+
+
 class _Exit(msgspec.Struct):
     type: str
     exit_code: int | None = None
@@ -95,6 +102,11 @@ async def attach(socket_path: str, terminal_id: int, detach_key: int, replay: in
             await ws.close()
 
         saved = termios.tcgetattr(stdin_fd) if os.isatty(stdin_fd) else None
+        print(
+            f"[attached to terminal {terminal_id}; press {describe_key(detach_key)} to detach, "
+            "the session keeps running]\r",
+            file=sys.stderr,
+        )
         sender = asyncio.create_task(send_all())
         try:
             if saved is not None:

@@ -52,20 +52,36 @@ def _program_flags(parser: argparse.ArgumentParser, *, adding: bool) -> None:
     parser.add_argument("--port-range", metavar="A-B", help="one instance per port, on demand")
     parser.add_argument("--port-param", help="how the port is passed (default --port)")
     parser.add_argument(
-        "--enable", action="store_const", const=True, default=None,
+        "--enable",
+        action="store_const",
+        const=True,
+        default=None,
         help="register with supervisord now" if adding else "register with supervisord",
     )
     if not adding:
         parser.add_argument(
-            "--disable", dest="enable", action="store_const", const=False,
+            "--disable",
+            dest="enable",
+            action="store_const",
+            const=False,
             help="unregister from supervisord",
         )
-    parser.add_argument("--boot", action="store_const", const=True, default=None,
-                        help="start with supervisord")
-    parser.add_argument("--lazy", action="store_const", const=True, default=None,
-                        help="started on demand (lazy_load)")
-    parser.add_argument("--idle-stop-after", type=int, metavar="S",
-                        help="stop an instance nobody asked for in S seconds (port ranges)")
+    parser.add_argument(
+        "--boot", action="store_const", const=True, default=None, help="start with supervisord"
+    )
+    parser.add_argument(
+        "--lazy",
+        action="store_const",
+        const=True,
+        default=None,
+        help="started on demand (lazy_load)",
+    )
+    parser.add_argument(
+        "--idle-stop-after",
+        type=int,
+        metavar="S",
+        help="stop an instance nobody asked for in S seconds (port ranges)",
+    )
     parser.add_argument("--env", action="append", metavar="K=V", help="environment (repeat)")
     parser.add_argument("--directory", help="working directory")
     parser.add_argument("--description")
@@ -104,10 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
         verb.add_argument("--port", type=int, help="the port instance")
         verb.add_argument("--all", action="store_true", help="every port of the range")
         verb.add_argument("--no-wait", action="store_true", help="do not wait until RUNNING")
-        verb.add_argument("--timeout", type=int, default=30, metavar="S",
-                          help="seconds to wait (1-300, default 30)")
-        verb.add_argument("--wait-for", choices=("running", "port"), default="running",
-                          help="port: wait until the instance accepts TCP connections")
+        verb.add_argument(
+            "--timeout",
+            type=int,
+            default=30,
+            metavar="S",
+            help="seconds to wait (1-300, default 30)",
+        )
+        verb.add_argument(
+            "--wait-for",
+            choices=("running", "port"),
+            default="running",
+            help="port: wait until the instance accepts TCP connections",
+        )
         verb.set_defaults(verb_func=func)
 
     logs = verbs.add_parser("logs", parents=client, help="a program's stdout (or stderr)")
@@ -166,8 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
         "exec", parents=client, help="run a command in terminal N; exit with its exit code"
     )
     execute.add_argument("terminal_id", type=int, metavar="N")
-    execute.add_argument("--timeout", type=float, default=0, metavar="S",
-                         help="give up waiting after S seconds (exit 124; default: wait)")
+    execute.add_argument(
+        "--timeout",
+        type=float,
+        default=0,
+        metavar="S",
+        help="give up waiting after S seconds (exit 124; default: wait)",
+    )
     execute.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG]...")
     execute.set_defaults(verb_func=commands.term_exec)
     kill = term_verbs.add_parser("kill", parents=client, help="end terminal N")
@@ -207,6 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--state-dir", help="state directory of the daemon")
     stop.add_argument("--grace", type=float, default=10.0, help="seconds before SIGKILL")
     stop.set_defaults(func=_stop_supervisor)
+    held = verbs.add_parser(
+        "stop-terminals",
+        help="end the terminal sessions (holders and shells) that outlived a stopped hoodyd",
+    )
+    held.add_argument("--config", help="TOML config file (default: $HOODYD_CONFIG)")
+    held.add_argument("--state-dir", help="state directory of the daemon")
+    held.add_argument("--grace", type=float, default=2.0, help="seconds before SIGKILL")
+    held.add_argument("--list", action="store_true", help="only list them")
+    held.set_defaults(func=_stop_terminals)
     return parser
 
 
@@ -242,10 +281,21 @@ def _attach(args: argparse.Namespace) -> int:
     if target.url:
         print("hoodyd: attach works on the Unix socket only", file=sys.stderr)
         return EXIT_USAGE
+    if not 1 <= args.terminal_id <= 65535:
+        print(f"hoodyd: terminal id {args.terminal_id} is out of range (1-65535)", file=sys.stderr)
+        return EXIT_USAGE
     try:
         key = parse_detach_key(args.detach_key)
     except ValueError as exc:
         print(f"hoodyd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not sys.stdin.isatty():
+        print(
+            "hoodyd: attach needs a terminal, and stdin is not one; to type into a session "
+            f"from a script use `hoodyd term exec {args.terminal_id} -- COMMAND` or "
+            "POST /api/v1/terminal/write",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     return asyncio.run(attach(target.socket, args.terminal_id, key, max(0, args.replay)))
 
@@ -275,13 +325,38 @@ def _stop_supervisor(args: argparse.Namespace) -> int:
 
     cfg = config.load(args.config, overrides={("state_dir",): args.state_dir})
     if cfg.supervisor.mode != "embedded":
-        print("hoodyd: supervisord is external here; stop it the way it was started",
-              file=sys.stderr)
+        print(
+            "hoodyd: supervisord is external here; stop it the way it was started", file=sys.stderr
+        )
         return 2
     if not stop_embedded(Path(cfg.state_dir), grace=args.grace):
         print(f"hoodyd: no embedded supervisord is running under {cfg.state_dir}")
         return 1
     print(f"hoodyd: stopped the embedded supervisord under {cfg.state_dir}")
+    return 0
+
+
+def _stop_terminals(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hoodyd.programs.embedded import refuse_while_serving
+    from hoodyd.terminals.cleanup import find_holders, stop_holders
+
+    cfg = config.load(args.config, overrides={("state_dir",): args.state_dir})
+    state_dir = Path(cfg.state_dir)
+    holders = find_holders(state_dir)
+    sessions = [held for held in holders if not held.program]
+    for held in holders:
+        owner = "program (supervisord's)" if held.program else "session"
+        print(f"terminal {held.terminal_id}\tpid {held.pid}\t{owner}")
+    if args.list:
+        return 0
+    if not sessions:
+        print(f"hoodyd: no terminal sessions are held under {state_dir}")
+        return 1
+    refuse_while_serving(state_dir, "would adopt them again")
+    stop_holders(sessions, args.grace)
+    print(f"hoodyd: ended {len(sessions)} terminal session(s) under {state_dir}")
     return 0
 
 

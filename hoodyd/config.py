@@ -74,6 +74,18 @@ class TerminalsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ready_timeout: float = 10.0
     # how deferred commands wait for a PID: pidfd_open, polling, or pidfd where available
     defer_method: Literal["auto", "pidfd", "poll"] = "auto"
+    # sessions (their holder processes, shells and commands) outlive a stop or restart of
+    # hoodyd and are adopted again at the next start; false ends them with hoodyd
+    outlive_daemon: bool = True
+    # seconds between looks for holders to adopt (a program's terminal supervisord started)
+    holder_scan_interval: float = 1.0
+    # memory all sessions' screen emulators (snapshot, find, wait) may use together; the
+    # least recently used emulator is dropped first
+    vterm_memory_cap_mb: int = 256
+    # seconds an emulator nobody read is kept before it is dropped (rebuilt on the next use)
+    vterm_idle_ttl: float = 600.0
+    # lines of scrollback each emulator keeps
+    vterm_scrollback_lines: int = 2000
 
 
 class RunConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -30,6 +30,7 @@ class Reason(StrEnum):
     BAD_TOKEN = "BAD_TOKEN"
     BATCH_TOO_LARGE = "BATCH_TOO_LARGE"
     BODY_REQUIRED = "BODY_REQUIRED"
+    COMMAND_FINISHED = "COMMAND_FINISHED"
     COMMAND_ID_IN_USE = "COMMAND_ID_IN_USE"
     COMMAND_NOT_FOUND = "COMMAND_NOT_FOUND"
     COMMAND_TOO_LONG = "COMMAND_TOO_LONG"
@@ -66,8 +67,10 @@ class Reason(StrEnum):
     INVALID_ID = "INVALID_ID"
     INVALID_INTEGER = "INVALID_INTEGER"
     INVALID_LOG_PATH = "INVALID_LOG_PATH"
+    INVALID_MOUSE_EVENT = "INVALID_MOUSE_EVENT"
     INVALID_NAME = "INVALID_NAME"
     INVALID_PATH = "INVALID_PATH"
+    INVALID_PATTERN = "INVALID_PATTERN"
     INVALID_PICK = "INVALID_PICK"
     INVALID_PORT_PARAM = "INVALID_PORT_PARAM"
     INVALID_PORT_RANGE = "INVALID_PORT_RANGE"
@@ -90,17 +93,21 @@ class Reason(StrEnum):
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     MISSING_COMMAND = "MISSING_COMMAND"
     MISSING_FIELD = "MISSING_FIELD"
+    MOUSE_NOT_ENABLED = "MOUSE_NOT_ENABLED"
     NAME_IN_USE = "NAME_IN_USE"
     NEWLINE_NOT_ALLOWED = "NEWLINE_NOT_ALLOWED"
     NOT_EXECUTABLE = "NOT_EXECUTABLE"
     NOT_FOUND = "NOT_FOUND"
     NOT_RUNNING = "NOT_RUNNING"
+    NOT_SUPPORTED = "NOT_SUPPORTED"
     NO_CANDIDATES = "NO_CANDIDATES"
     NO_FILE = "NO_FILE"
     NO_FREE_COMMAND_ID = "NO_FREE_COMMAND_ID"
     NO_FREE_TERMINAL_ID = "NO_FREE_TERMINAL_ID"
     NUL_BYTE = "NUL_BYTE"
     OUT_OF_RANGE = "OUT_OF_RANGE"
+    PATTERN_TIMEOUT = "PATTERN_TIMEOUT"
+    PATTERN_TOO_LONG = "PATTERN_TOO_LONG"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     PEER_NOT_ALLOWED = "PEER_NOT_ALLOWED"
     POLICY_DENIED_PROVIDER = "POLICY_DENIED_PROVIDER"
@@ -144,8 +151,12 @@ class Reason(StrEnum):
     TERMINALS_UNAVAILABLE = "TERMINALS_UNAVAILABLE"
     TERMINAL_ID_REQUIRED = "TERMINAL_ID_REQUIRED"
     TERMINAL_NOT_FOUND = "TERMINAL_NOT_FOUND"
+    TERMINAL_RUNS_PROGRAM = "TERMINAL_RUNS_PROGRAM"
+    TERMINAL_START_FAILED = "TERMINAL_START_FAILED"
+    TOO_MANY_WAITERS = "TOO_MANY_WAITERS"
     UNAUTHORIZED = "UNAUTHORIZED"
     UNKNOWN_FIELD = "UNKNOWN_FIELD"
+    UNKNOWN_KEY = "UNKNOWN_KEY"
     UNKNOWN_PARAMETER = "UNKNOWN_PARAMETER"
     UNKNOWN_USER = "UNKNOWN_USER"
     UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
@@ -219,6 +230,13 @@ class ServiceUnavailable(HoodydError):
     default_reason = Reason.SERVICE_UNAVAILABLE
 
 
+class NotSupported(HoodydError):
+    """A route of the compatible API for a feature this box does not have (a display)."""
+
+    status = 501
+    default_reason = Reason.NOT_SUPPORTED
+
+
 class WaitTimeout(HoodydError):
     status = 504
     default_reason = Reason.WAIT_TIMEOUT
@@ -255,9 +273,7 @@ class RunFailed(HoodydError):
     """A run that failed after resolution: its error body is also a RunResponse
     (`status: error`, `set_id`, and the handoff when the terminal refused)."""
 
-    def __init__(
-        self, status: int, message: str, *, reason: Reason, response: RunResponse
-    ) -> None:
+    def __init__(self, status: int, message: str, *, reason: Reason, response: RunResponse) -> None:
         super().__init__(message, reason=reason, extra=msgspec.to_builtins(response))
         self.status = status
         self.response = response

@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hoodyd import config as hoodyd_config
 from hoodyd.config import Config
 from hoodyd.programs.embedded import stop_embedded
+from hoodyd.terminals.cleanup import find_holders, stop_holders
 
 
 @pytest.fixture
@@ -33,6 +34,7 @@ def short_tmp() -> Iterator[Path]:
         yield path
     finally:
         stop_embedded_supervisord(path)
+        stop_terminal_holders(path)
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -44,6 +46,13 @@ def make_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
         for key, value in values.items():
             overrides[(section, key)] = value
     return hoodyd_config.load(None, overrides=overrides, environ={})
+
+
+def stop_terminal_holders(root: Path) -> None:
+    """Terminal sessions outlive hoodyd on purpose: end every holder serving a socket below
+    `root` (any state dir a test used there)."""
+    for holders_dir in root.glob("**/terminals/holders"):
+        stop_holders(find_holders(holders_dir.parent.parent), grace=0.5)
 
 
 def stop_embedded_supervisord(state_dir: Path) -> None:
@@ -80,8 +89,17 @@ def start_daemon(
     log_path = state_dir / f"daemon-{time.monotonic_ns()}.log"
     handle = log_path.open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "hoodyd", "serve", "--state-dir", str(state_dir),
-         "--socket", str(sock), *extra],
+        [
+            sys.executable,
+            "-m",
+            "hoodyd",
+            "serve",
+            "--state-dir",
+            str(state_dir),
+            "--socket",
+            str(sock),
+            *extra,
+        ],
         stdout=handle,
         stderr=subprocess.STDOUT,
         env={**os.environ, "HOODYD_LOG_FORMAT": "json", **(env or {})},

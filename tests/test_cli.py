@@ -126,9 +126,7 @@ def probe_daemon(short_tmp: Path) -> Iterator[DaemonProcess]:
     probe = bin_dir / "hoodydprobe"
     probe.write_text("#!/bin/sh\necho probe ran\n")
     probe.chmod(0o755)
-    daemon = start_daemon(
-        short_tmp / "state", env={"PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    )
+    daemon = start_daemon(short_tmp / "state", env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
     try:
         yield daemon
     finally:
@@ -164,8 +162,16 @@ def test_port_range_programs_start_per_port_log_and_stop_all(daemon: DaemonProce
     """`--port-range` adds a port-range program; `start --port` starts one instance and waits
     for its port; `logs --port` reads its log; `stop` without a port stops every instance;
     `restart` starts again what ran."""
-    ok(daemon, "add", "web", "--port-range", "9501-9503", "--enable", "--",
-       *shlex.split(PORT_SERVER))
+    ok(
+        daemon,
+        "add",
+        "web",
+        "--port-range",
+        "9501-9503",
+        "--enable",
+        "--",
+        *shlex.split(PORT_SERVER),
+    )
     assert "listening on port 9502" in ok(
         daemon, "start", "web", "--port", "9502", "--wait-for", "port"
     )
@@ -206,7 +212,8 @@ def test_logs_follow_prints_new_lines_as_they_come(daemon: DaemonProcess) -> Non
     ok(daemon, "start", "ticker")
     follower = subprocess.Popen(
         [sys.executable, "-m", "hoodyd", "logs", "ticker", "-f", "-n", "1"],
-        stdout=subprocess.PIPE, env=cli_env(daemon),
+        stdout=subprocess.PIPE,
+        env=cli_env(daemon),
     )
     try:
         assert follower.stdout is not None
@@ -225,7 +232,9 @@ def test_events_prints_state_changes(daemon: DaemonProcess) -> None:
     watchers = [
         subprocess.Popen(
             [sys.executable, "-m", "hoodyd", "events", *flags],
-            stdout=subprocess.PIPE, env=cli_env(daemon), text=True,
+            stdout=subprocess.PIPE,
+            env=cli_env(daemon),
+            text=True,
         )
         for flags in (["--json"], [])
     ]
@@ -303,7 +312,9 @@ def test_tcp_with_url_and_token(short_tmp: Path) -> None:
         table = hoodyd(None, "health", HOODYD_URL=url, HOODYD_TOKEN="t0k").stdout
         assert table.splitlines()[0] == f"hoodyd on {url}"
         assert [line.split()[:2] for line in table.splitlines()[2:]] == [
-            ["daemon", "ok"], ["terminal", "ok"], ["run", "ok"]
+            ["daemon", "ok"],
+            ["terminal", "ok"],
+            ["run", "ok"],
         ]
         done = hoodyd(None, "status", "--url", url, HOODYD_TOKEN="wrong")
         assert done.returncode == 1 and done.stderr.startswith("hoodyd: ")
@@ -324,7 +335,10 @@ def test_the_socket_is_found_as_serve_binds_it(short_tmp: Path) -> None:
     assert found.stdout.strip() == "/x/flag.sock"
     default = subprocess.run(
         [sys.executable, "-c", "from hoodyd.config import load; print(load().server.socket)"],
-        capture_output=True, text=True, env=cli_env(None), check=True,
+        capture_output=True,
+        text=True,
+        env=cli_env(None),
+        check=True,
     ).stdout
     assert hoodyd(None, "socket").stdout == default
 
@@ -398,7 +412,7 @@ def test_completion_scripts_know_every_verb(tmp_path: Path) -> None:
     )
     done = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True)
     verbs, options, term = done.stdout.splitlines()
-    assert set(verbs.split()) == {"start", "status", "stop", "stop-supervisor"}
+    assert set(verbs.split()) == {"start", "status", "stop", "stop-supervisor", "stop-terminals"}
     assert options == "--follow"
     assert term == "exec"
     zsh = hoodyd(None, "completion", "zsh").stdout

@@ -152,7 +152,7 @@ async def test_refused_requests_schedule_nothing(http: aiohttp.ClientSession) ->
         ({"candidate_id": "team:hello-run"}, 400, "INVALID_PICK", None),
         ({"pick": "index", "pick_index": "0", "set_id": "0" * 32}, 409, "CURSOR_SET_EXPIRED",
          None),
-        ({"pick": "first", "terminal_id": "7"}, 404, "TERMINAL_NOT_FOUND", None),
+        ({"pick": "first", "terminal_id": "40007"}, 400, "RESERVED_TERMINAL_ID", None),
         ({"pick": "first", "defer_poll_ms": "20"}, 400, "DEFER_PID_REQUIRED", None),
         ({"pick": "first", "display": "nope"}, 400, "INVALID_DISPLAY", None),
         ({"pick": "first", "redirect_to": "javascript:alert(1)"}, 400, "INVALID_REDIRECT", None),
@@ -167,12 +167,12 @@ async def test_refused_requests_schedule_nothing(http: aiohttp.ClientSession) ->
     status, body = await get(http, f"{RUN}/run", app="zz-not-an-app-zz", pick="first")
     assert status == 404 and body["status"] == "error" and body["reason"] == "NO_CANDIDATES"
     assert body["set_id"] and "no candidates" in body["error"]
-    status, body = await get(http, f"{RUN}/run", app="hello-run", pick="first", terminal_id="7")
+    status, body = await get(http, f"{RUN}/run", app="hello-run", pick="first", terminal_id="40007")
     assert body["status"] == "error" and body["handoff"]["state"] == "failed"
     assert body["terminal"] == {
-        "status": 404, "ok": False,
+        "status": 400, "ok": False,
         "json": {"success": False, "error": body["terminal"]["json"]["error"],
-                 "reason": "TERMINAL_NOT_FOUND"},
+                 "reason": "RESERVED_TERMINAL_ID"},
     }  # fmt: skip
     for name, policy, reason in [
         ("needs-integrity", {"require_integrity": True}, "POLICY_REQUIRES_INTEGRITY"),
@@ -368,7 +368,7 @@ async def test_preflight_plans_without_running(http: aiohttp.ClientSession) -> N
     assert (await preflight(pick="first", print_curl="hoody-run"))[1][
         "recommended_mode"
     ] == "printed-curl"
-    status, body = await preflight(pick="first", terminal_id=9)
+    status, body = await preflight(pick="first", terminal_id=40009)
     assert body["recommended_mode"] == "dry-run"
     assert body["missing_requirements"][0]["kind"] == "terminal"
     assert body["missing_requirements"][0]["resolution"]
@@ -446,7 +446,7 @@ async def test_html_pages_and_redirect(http: aiohttp.ClientSession) -> None:
         assert response.status == 200 and "scheduled" in scheduled, scheduled
     sources = re.findall(r'(?:src|href)="([^"]+)"', scheduled)
     assert sources and all(s.startswith("/api/v1/run/static/") for s in sources), sources
-    assert "data-terminal-id=\"1\"" in scheduled and "/stream" in scheduled
+    assert 'data-terminal-id="1"' in scheduled and "/stream" in scheduled
     async with http.get(f"{RUN}/static/xterm.js") as response:
         assert response.status == 200 and response.content_type == "text/javascript"
     async with http.get(f"{RUN}/static/..%2Fpages.py") as response:

@@ -113,7 +113,9 @@ async def test_custom_id_wait_false_then_result_and_history(client: TestClient) 
         ("terminal_id=1&env=NOEQUALS", {"command": "true"}, 400, None),
         ("terminal_id=1&user=nobody-else", {"command": "true"}, 400, None),
         ("terminal_id=1&frobnicate=1", {"command": "true"}, 400, None),
-        ("terminal_id=5", {"command": "true"}, 404, None),
+        ("terminal_id=40005", {"command": "true"}, 400, None),
+        ("terminal_id=5&cwd=/nonexistent", {"command": "true"}, 400, None),
+        ("terminal_id=5&shell=tcsh", {"command": "true"}, 400, None),
     ],
 )
 async def test_refused_executes_answer_the_error_and_start_nothing(
@@ -285,11 +287,16 @@ async def test_attach_streams_output_and_accepts_typing(client: TestClient) -> N
         assert closing[-1] == {"type": "exit", "exit_code": 9}
 
 
-async def test_attach_to_unknown_terminal_is_a_json_404(client: TestClient) -> None:
-    """Attaching to a terminal that does not exist answers 404 before any upgrade."""
+async def test_attach_refusals_answer_json_and_create_nothing(client: TestClient) -> None:
+    """A plain GET (no upgrade) and a reserved id are refused before any session starts."""
     response = await client.get(f"{BASE}/attach/12")
-    assert response.status == 404
-    assert (await response.json())["reason"] == "TERMINAL_NOT_FOUND"
+    assert response.status == 400
+    assert "WebSocket" in (await response.json())["error"]
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect(f"{BASE}/attach/40001")
+    assert refused.value.status == 400
+    sessions = await (await client.get(f"{BASE}/sessions")).json()
+    assert sessions["data"] == []
 
 
 def test_openapi_schemas_list_exactly_the_wire_fields() -> None:
@@ -354,7 +361,8 @@ async def test_the_callers_origin_is_kept_with_the_command(client: TestClient) -
     result = await execute(client, "terminal_id=1&origin=launcher-7", {"command": "true"})
     assert result["origin"] == "launcher-7"
     response = await client.post(
-        f"{BASE}/execute?terminal_id=1", json={"command": "true"},
+        f"{BASE}/execute?terminal_id=1",
+        json={"command": "true"},
         headers={"X-Hoody-Origin": "proxy"},
     )
     body = await response.json()

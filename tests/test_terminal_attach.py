@@ -63,12 +63,14 @@ async def test_execute_round_trip_over_the_unix_socket(terminal_daemon: DaemonPr
         assert (await health.json())["service"] == "hoodyd-terminal"
 
 
-def attach_in_pty(daemon: DaemonProcess) -> tuple[subprocess.Popen[bytes], int]:
-    """`hoodyd attach 1` running on a new 80x24 PTY (its controlling TTY); the PTY master."""
+def attach_in_pty(
+    daemon: DaemonProcess, terminal_id: int = 1
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`hoodyd attach N` running on a new 80x24 PTY (its controlling TTY); the PTY master."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     client = subprocess.Popen(
-        [sys.executable, "-m", "hoodyd", "attach", "1", "--socket", str(daemon.socket)],
+        [sys.executable, "-m", "hoodyd", "attach", str(terminal_id), "--socket", str(daemon.socket)],
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -84,6 +86,7 @@ async def test_hoodyd_attach_types_resizes_and_detaches(terminal_daemon: DaemonP
     client, master = attach_in_pty(terminal_daemon)
     seen = bytearray()
     try:
+        read_until(master, b"press Ctrl-] to detach", seen)  # the banner names the key
         # The first prompt shows the client is attached and in raw mode (entering raw mode
         # flushes typeahead, so typing earlier could be lost).
         read_until(master, b"\x1b[?2004h", seen)
@@ -115,17 +118,26 @@ async def test_hoodyd_attach_types_resizes_and_detaches(terminal_daemon: DaemonP
     assert [(s["id"], s["state"], s["clients"]) for s in sessions["data"]] == [(1, "running", 0)]
 
 
-def test_hoodyd_attach_to_a_missing_terminal_says_why(terminal_daemon: DaemonProcess) -> None:
-    """Attaching to an unknown terminal exits 1 with the daemon's error text."""
-    result = subprocess.run(
-        [sys.executable, "-m", "hoodyd", "attach", "5", "--socket", str(terminal_daemon.socket)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=WAIT * 3,
-    )
-    assert result.returncode == 1
-    assert "Terminal 5 not found" in result.stderr
+def test_hoodyd_attach_says_why_it_cannot_attach(terminal_daemon: DaemonProcess) -> None:
+    """Without a TTY on stdin, with id 0 or a reserved id: a one-line reason, no traceback."""
+    base = [sys.executable, "-m", "hoodyd", "attach"]
+    sock = ["--socket", str(terminal_daemon.socket)]
+    for argv, code, reason in (
+        ([*base, "5", *sock], 2, "stdin is not one"),
+        ([*base, "0", *sock], 2, "terminal id 0 is out of range (1-65535)"),
+    ):
+        result = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=WAIT * 3
+        )
+        assert result.returncode == code, result.stderr
+        assert reason in result.stderr and "Traceback" not in result.stderr
+    client, master = attach_in_pty(terminal_daemon, 40001)
+    seen = bytearray()
+    try:
+        read_until(master, b"reserved for ephemeral sessions", seen)
+        assert client.wait(timeout=WAIT) == 1
+    finally:
+        os.close(master)
 
 
 def test_hoodyd_attach_ends_when_the_shell_exits(terminal_daemon: DaemonProcess) -> None:

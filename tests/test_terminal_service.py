@@ -15,9 +15,16 @@ import pytest
 import structlog
 
 from hoodyd.errors import Conflict, InvalidRequest, NotFound
-from hoodyd.schemas.terminal import CommandResult, CreateRequest, DeferSpec, ExecuteRequest
+from hoodyd.schemas.terminal import (
+    CommandResult,
+    CreateRequest,
+    DeferSpec,
+    ExecuteRequest,
+    SessionOptions,
+)
 from hoodyd.terminals.defer import read_process
 from hoodyd.terminals.service import TerminalService
+from hoodyd.terminals.session import TerminalSession
 from tests.conftest import make_config
 
 WAIT = 10.0  # generous bound for any single wait on a loaded machine
@@ -78,12 +85,22 @@ async def test_history_expansion_and_quotes_reach_the_shell_verbatim(
     assert result.stdout == 'hi!|a"b|x\ty|'
 
 
+async def settled_end(session: TerminalSession) -> int:
+    """The output offset once the shell has drawn its prompt: the rest of a prompt may reach
+    the session just after the marker that completed the command."""
+    end = -1
+    while end != session.ring.end:
+        end = session.ring.end
+        await asyncio.sleep(0.1)
+    return end
+
+
 async def test_lines_that_do_not_parse_complete_without_being_typed(
     service: TerminalService,
 ) -> None:
     """A syntax error or an unclosed quote completes with the parser's status, untyped."""
     await service.execute(ExecuteRequest(terminal_id=1, command="true"))
-    before = service.session(1).ring.end
+    before = await settled_end(service.session(1))
     syntax = await service.execute(ExecuteRequest(terminal_id=1, command="echo )", timeout=WAIT))
     assert (syntax.status, syntax.exit_code) == ("completed", 2)
     assert "syntax error" in syntax.stdout
@@ -273,7 +290,17 @@ async def test_refused_executes_create_and_type_nothing(service: TerminalService
         (ExecuteRequest(terminal_id=1, command="env", env={"1A": "x"}), InvalidRequest),
         (ExecuteRequest(terminal_id=1, command="pwd", cwd="/tmp\n"), InvalidRequest),
         (ExecuteRequest(terminal_id=None, command="true"), InvalidRequest),
-        (ExecuteRequest(terminal_id=9, command="true"), NotFound),
+        (ExecuteRequest(terminal_id=40009, command="true"), InvalidRequest),
+        (
+            ExecuteRequest(
+                terminal_id=9, command="true", session=SessionOptions(cwd="/nonexistent")
+            ),
+            InvalidRequest,
+        ),
+        (
+            ExecuteRequest(terminal_id=9, command="true", session=SessionOptions(shell="ksh")),
+            InvalidRequest,
+        ),
     ]
     for request, error in bad:
         with pytest.raises(error):

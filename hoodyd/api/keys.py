@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from hoodyd.apps.service import AppService
     from hoodyd.programs.quickstart import QuickStartService
     from hoodyd.programs.service import ProgramService
+    from hoodyd.terminals.automation import ScreenAutomation
     from hoodyd.terminals.service import TerminalService
-
 
 
 @dataclass(frozen=True)
@@ -36,5 +36,6 @@ TOKEN = web.AppKey("token", str)
 PROGRAMS: web.AppKey[ProgramService] = web.AppKey("programs")
 QUICKSTART: web.AppKey[QuickStartService] = web.AppKey("quickstart")
 TERMINALS: web.AppKey[TerminalService] = web.AppKey("terminals")
+AUTOMATION: web.AppKey[ScreenAutomation] = web.AppKey("automation")
 RUN: web.AppKey[AppService] = web.AppKey("run")
 RUNNER: web.AppKey[RunService] = web.AppKey("runner")

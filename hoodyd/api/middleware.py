@@ -8,11 +8,12 @@ router matched: the run area answers `{error, code, reason}`, the daemon and ter
 from __future__ import annotations
 
 import hmac
+import logging
+import os
 import re
 import socket
 import struct
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -21,9 +22,10 @@ import structlog
 from aiohttp import web
 
 from hoodyd.api.keys import AREA, CONFIG, TOKEN
-from hoodyd.api.routes import is_open
+from hoodyd.api.routes import is_open, takes_query_token
 from hoodyd.api.sessions import admits_session
 from hoodyd.errors import Forbidden, HoodydError, InvalidRequest, Reason, Unauthorized
+from hoodyd.log import enabled as log_enabled
 
 log = structlog.get_logger()
 
@@ -96,7 +98,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     decoded, echoed or logged is refused whole, so nothing it asked for has happened.
     """
     given_id = request.headers.get("X-Request-Id")
-    request_id = given_id if given_id and _REQUEST_ID.match(given_id) else uuid.uuid4().hex[:16]
+    # 16 random hex digits, as `uuid4().hex[:16]` gave, at a sixth of its cost
+    request_id = given_id if given_id and _REQUEST_ID.match(given_id) else os.urandom(8).hex()
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
@@ -144,13 +147,15 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             headers={"X-Request-Id": request_id},
         )
     finally:
-        log.info(
-            "request",
-            method=request.method,
-            path=_printable(request.path),
-            status=status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
-        )
+        # above `info` (HOODYD_LOG_LEVEL=warning) the line would be dropped: skip building it
+        if log_enabled(logging.INFO):
+            log.info(
+                "request",
+                method=request.method,
+                path=_printable(request.path),
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
 
 
 def _check_headers(request: web.Request, given_id: str | None) -> None:
@@ -205,6 +210,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
+    if not header and takes_query_token(request) and "token" in request.query:
+        scheme, given = "bearer", request.query["token"]
     valid = hmac.compare_digest(given.strip().encode(), token.encode())
     if scheme.lower() != "bearer" or not valid:
         # the routes the table declares for sessions also take a login session cookie

@@ -19,6 +19,7 @@ from enum import Enum
 from aiohttp import web
 
 from hoodyd.api import daemon, run, run_exec, run_pages, sessions, terminal
+from hoodyd.api import terminal_automation as automation
 from hoodyd.api.health import health_handler
 from hoodyd.api.openapi import openapi_handlers
 
@@ -31,6 +32,9 @@ class Access(Enum):
     # the bearer token, or a browser's login session cookie (`hoodyd.api.sessions`): the run
     # area's HTML pages and the form post that runs a pick
     SESSION = "session"
+    # the bearer token, in the Authorization header or as the `token` query parameter: the
+    # SDK's terminal WebSocket (a browser cannot set headers on a WebSocket)
+    QUERY_TOKEN = "query_token"
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,27 @@ def terminal_routes() -> list[Route]:
         Route("POST", "/resize/{terminal_id}", terminal.resize, "resize"),
         Route("GET", "/attach/{terminal_id}", terminal.attach, "attach"),
         Route("DELETE", "/{terminal_id}", terminal.delete, "delete"),
+        # automation (CONTRACT-terminal-automation.md)
+        Route("POST", "/write", automation.write, "write"),
+        Route("POST", "/execute/{command_id}/abort", automation.abort, "abort"),
+        Route("GET", "/raw", automation.raw, "raw"),
+        Route("GET", "/snapshot", automation.snapshot, "snapshot"),
+        Route("GET", "/find", automation.find_text, "find"),
+        Route("POST", "/press", automation.press, "press"),
+        Route("GET", "/keys", automation.list_keys, "keys"),
+        Route("POST", "/mouse", automation.send_mouse, "mouse"),
+        Route("POST", "/paste", automation.paste_text, "paste"),
+        Route("POST", "/wait", automation.wait, "wait"),
+        Route("GET", "/automation/metrics", automation.metrics, "automation-metrics"),
+        Route("GET", "/{terminal_id}/automation", automation.automation_state, "automation-state"),
+        Route("POST", "/state", automation.client_state, "client-state"),
+        Route("GET", "/ws", automation.tty_socket, "ws", Access.QUERY_TOKEN),
+        # images of a display and drag-and-drop staging: not on this box (501)
+        Route("GET", "/screenshot", automation.not_supported("screenshot"), "screenshot"),
+        Route("POST", "/drop-begin", automation.not_supported("drag-and-drop"), "drop-begin"),
+        Route("POST", "/upload", automation.not_supported("drag-and-drop"), "drop-upload"),
+        Route("POST", "/drop-commit", automation.not_supported("drag-and-drop"), "drop-commit"),
+        Route("POST", "/drop", automation.not_supported("drag-and-drop"), "drop"),
     ]
 
 
@@ -144,6 +169,8 @@ AREA_ROUTES: dict[str, Callable[[], list[Route]]] = {
 }
 # names of the routes an area declared OPEN, kept on the area's sub-application
 OPEN_ROUTES = web.AppKey("open_routes", frozenset[str])
+# names of the routes that also take the token as a query parameter
+QUERY_TOKEN_ROUTES = web.AppKey("query_token_routes", frozenset[str])
 
 
 def add_routes(app: web.Application, area: str) -> None:
@@ -159,13 +186,25 @@ def add_routes(app: web.Application, area: str) -> None:
     app[sessions.SESSION_ROUTES] = frozenset(
         f"{area}.{r.name}" for r in routes if r.access is Access.SESSION
     )
+    app[QUERY_TOKEN_ROUTES] = frozenset(
+        f"{area}.{r.name}" for r in routes if r.access is Access.QUERY_TOKEN
+    )
     if area == "run":
         sessions.install(app)  # the login page's sessions
 
 
 def is_open(request: web.Request) -> bool:
     """True when the route the router matched for `request` was declared OPEN by its area."""
+    return _declared(request, OPEN_ROUTES)
+
+
+def takes_query_token(request: web.Request) -> bool:
+    """True when the matched route was declared QUERY_TOKEN by its area."""
+    return _declared(request, QUERY_TOKEN_ROUTES)
+
+
+def _declared(request: web.Request, key: web.AppKey[frozenset[str]]) -> bool:
     name = request.match_info.route.name
     return name is not None and any(
-        name in app.get(OPEN_ROUTES, frozenset()) for app in request.match_info.apps
+        name in app.get(key, frozenset()) for app in request.match_info.apps
     )

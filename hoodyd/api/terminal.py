@@ -213,8 +213,10 @@ async def attach(request: web.Request) -> web.StreamResponse:
     control messages (client: resize, input; server: attached, dropped, exit, error)."""
     query = _query(request, AttachQuery)
     terminal_id = _path_terminal_id(request)
+    _service(request).check_attachable(terminal_id)
+    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1024 * 1024)
+    require_upgrade(ws, request)
     async with _service(request).attach(terminal_id) as attachment:
-        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1024 * 1024)
         await ws.prepare(request)
         await ws.send_json(
             {
@@ -233,6 +235,15 @@ async def attach(request: web.Request) -> web.StreamResponse:
                     elif message.type == WSMsgType.TEXT:
                         await _control(ws, attachment, message.data)
         return ws
+
+
+def require_upgrade(ws: web.WebSocketResponse, request: web.Request) -> None:
+    """Refuse a plain request before anything is created for it."""
+    if not ws.can_prepare(request).ok:
+        raise InvalidRequest(
+            "this route is a WebSocket: send an Upgrade: websocket request",
+            reason=Reason.INVALID_REQUEST,
+        )
 
 
 async def _control(ws: web.WebSocketResponse, attachment: Attachment, text: str) -> None:

@@ -46,6 +46,7 @@ from hoodyd.schemas.run_exec import (
     TerminalRequestPreview,
 )
 from hoodyd.schemas.terminal import (
+    EPHEMERAL_FIRST,
     DeferSpec,
     ExecuteRequest,
     defer_spec,
@@ -97,8 +98,9 @@ class RunService:
         try:
             session = self.terminals.session(terminal_id)
         except NotFound:
-            # terminal 1 is created on first use (DESIGN.md, Terminals)
-            return "new" if terminal_id == DEFAULT_TERMINAL else "absent"
+            # a terminal is created on first use; ids from EPHEMERAL_FIRST up are only ever
+            # given out by hoodyd to ephemeral sessions
+            return "new" if terminal_id < EPHEMERAL_FIRST else "absent"
         return "ready" if session.running else "exited"
 
     async def plan(self, choice: Choice) -> Plan:
@@ -386,9 +388,7 @@ def requirements_refusal(response: RunResponse, plan: Plan) -> RunFailed:
         f"{item.message} ({item.resolution})" if item.resolution else item.message
         for item in plan.unmet
     )
-    message = (
-        f"{response.selected.candidate_id} cannot run until its requirements are met: {steps}"
-    )
+    message = f"{response.selected.candidate_id} cannot run until its requirements are met: {steps}"
     refused = msgspec.structs.replace(
         response,
         status="error",

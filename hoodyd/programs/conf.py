@@ -18,10 +18,13 @@ from __future__ import annotations
 import configparser
 import contextlib
 import io
+import json
 import os
 import pwd
 import re
 import shlex
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from supervisor.options import ServerOptions, UnhosedConfigParser
 from hoodyd.errors import InvalidRequest, Reason
 from hoodyd.programs.launch import ENVIRONMENT_VARIABLE, encode_environment, launcher_argv
 from hoodyd.schemas.daemon import Program
+from hoodyd.terminals.shells import fish_quote
 
 FILE_PREFIX = "hoodyd-"
 EPHEMERAL_PREFIX = f"{FILE_PREFIX}quick-"
@@ -101,6 +105,49 @@ def command_argv(program: Program, port: int | None) -> list[str]:
     if port is not None:
         argv += port_arguments(program.port_param, port)
     return argv
+
+
+def terminal_argv(
+    program: Program, argv: list[str], holders_dir: Path, directory: str
+) -> list[str]:
+    """A program with `terminal_id` runs inside that terminal: supervisord runs the
+    terminal's holder in the foreground (`hoodyd.terminals.holder`), the holder runs the
+    program's argv under its terminal shell, and hoodyd adopts the holder, so attach,
+    snapshot and wait show the program while supervisord starts, stops and restarts it.
+
+    The argv is quoted for the shell, so it runs exactly as it would outside a terminal.
+    tmux would move the program into a tmux server outside supervisord's reach, so a tmux
+    terminal runs it under bash."""
+    assert program.terminal_id is not None
+    kind = program.terminal_shell if program.terminal_shell in ("bash", "zsh", "fish") else "sh"
+    if program.terminal_shell in (None, "tmux"):
+        kind = "bash"
+    shell = shutil.which(kind) or f"/bin/{kind}"
+    line = " ".join(fish_quote(arg) for arg in argv) if kind == "fish" else shlex.join(argv)
+    meta = {
+        "shell_kind": kind,
+        "shell_path": shell,
+        "cwd": directory,
+        "program": {"id": program.id, "name": program.name},
+    }
+    holder = [
+        sys.executable,
+        "-I",
+        "-m",
+        "hoodyd.terminals.holder",
+        "--socket",
+        str(holders_dir / f"{program.terminal_id}.sock"),
+        "--terminal",
+        str(program.terminal_id),
+        "--foreground",
+        "--meta-json",
+        json.dumps(meta, separators=(",", ":")),
+    ]
+    if os.geteuid() == 0 and program.user != pwd.getpwuid(0).pw_name:
+        # the holder stays root to serve its socket in hoodyd's private directory; the shell
+        # it starts runs as the program's user
+        holder += ["--user", program.user]
+    return [*holder, "--", shell, "-ic" if program.terminal_interactive else "-c", line]
 
 
 def log_file(
@@ -188,11 +235,20 @@ def render(
     log_dir: Path,
     name: str | None = None,
     log_folder: str | None = None,
+    holders_dir: Path | None = None,
 ) -> str:
     """The `[program:…]` section for the program (or one port instance of it)."""
     name = name or instance_name(program, port)
     argv = command_argv(program, port)
+    directory = program.directory or home_of(program.user)
+    in_terminal = program.terminal_id is not None and holders_dir is not None
+    if in_terminal:
+        assert holders_dir is not None
+        argv = terminal_argv(program, argv, holders_dir, directory)
     environment = dict(program.environment or {})
+    if in_terminal:
+        environment.setdefault("TERM", "xterm-256color")
+        environment["HOODYD_TERMINAL_ID"] = str(program.terminal_id)
     if program.display:
         environment["DISPLAY"] = program.display
     if port is not None:
@@ -207,7 +263,7 @@ def render(
         f"{_HEADER}{program.id}" + ("" if port is None else f" port={port}"),
         f"[program:{name}]",
         f"command={_ini(quote_argv(argv))}",
-        f"directory={_ini(program.directory or home_of(program.user))}",
+        f"directory={_ini(directory)}",
         f"umask={PROGRAM_UMASK}",
         f"autostart={'true' if autostart else 'false'}",
         f"autorestart={program.autorestart}",
@@ -218,7 +274,7 @@ def render(
         "killasgroup=true",
         "stopwaitsecs=10",
     ]
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and not in_terminal:
         # supervisord switches users only when it runs as root; as anyone else, validation
         # has made sure the program runs as the daemon's own user, so no `user=` line
         lines.append(f"user={program.user}")

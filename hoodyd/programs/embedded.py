@@ -243,7 +243,9 @@ def stop_embedded(state_dir: Path, *, grace: float = 10.0) -> bool:
     return True
 
 
-def refuse_while_serving(state_dir: Path) -> None:
+def refuse_while_serving(
+    state_dir: Path, consequence: str = "would start supervisord again"
+) -> None:
     """Raise `Conflict` if a hoodyd holds the state dir's one-daemon lock (`hoodyd.private`)."""
     try:
         fd = os.open(state_dir / "lock", os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
@@ -255,7 +257,7 @@ def refuse_while_serving(state_dir: Path) -> None:
         holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").split("\n")
         pid = holder[0] if holder and holder[0].isdigit() else "?"
         raise Conflict(
-            f"hoodyd (pid {pid}) is running on {state_dir} and would start supervisord again; "
+            f"hoodyd (pid {pid}) is running on {state_dir} and {consequence}; "
             "stop hoodyd first (systemctl stop hoodyd, or Ctrl-C on hoodyd serve), then run "
             "this again",
             reason=Reason.CONFLICT,

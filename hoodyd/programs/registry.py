@@ -41,10 +41,13 @@ class Registry:
         log_dir: Path,
         *,
         single_file_adds: bool = False,
+        holders_dir: Path | None = None,
     ) -> None:
         self.client = client
         self.include_dir = include_dir
         self.log_dir = log_dir
+        # where programs with a terminal_id serve their terminal (`hoodyd.terminals.holder`)
+        self.holders_dir = holders_dir
         # supervisord loaded hoodyd's plugin (embedded): one group is added from its file
         self.single_file_adds = single_file_adds
         self._lock = asyncio.Lock()
@@ -84,14 +87,26 @@ class Registry:
         """filename → conf text of every group the enabled program has registered by default."""
         if program.port_range is None:
             autostart = program.boot and not program.lazy_load
-            text = conf.render(program, port=None, autostart=autostart, log_dir=self.log_dir)
+            text = conf.render(
+                program,
+                port=None,
+                autostart=autostart,
+                log_dir=self.log_dir,
+                holders_dir=self.holders_dir,
+            )
             return {conf.conf_filename(program, None): text}
         if not program.boot:
             return {}  # instances are registered when a start names their port
         return dict(self._instance_file(program, port) for port in program.ports())
 
     def _instance_file(self, program: Program, port: int) -> tuple[str, str]:
-        text = conf.render(program, port=port, autostart=program.boot, log_dir=self.log_dir)
+        text = conf.render(
+            program,
+            port=port,
+            autostart=program.boot,
+            log_dir=self.log_dir,
+            holders_dir=self.holders_dir,
+        )
         return conf.conf_filename(program, port), text
 
     def _wanted(self, text: str, programs: Mapping[int, Program]) -> str | None:

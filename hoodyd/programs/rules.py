@@ -25,6 +25,7 @@ from hoodyd.programs.conf import home_of, plain_value_problem
 from hoodyd.programs.launch import ENVIRONMENT_VARIABLE
 from hoodyd.programs.webhooks import validate_webhooks
 from hoodyd.schemas.daemon import EphemeralInput, Program, ProgramInput
+from hoodyd.schemas.terminal import EPHEMERAL_FIRST
 
 NAME_FORBIDDEN = re.compile(r"[\"'\x00-\x1f\x7f]")
 USER_PATTERN = re.compile(r"^[a-z_][a-z0-9_-]*\$?$", re.IGNORECASE)
@@ -159,9 +160,17 @@ def validate_program(
         )
     if program.terminal_shell is not None and program.terminal_id is None:
         raise _bad("terminal_shell requires terminal_id")
+    if program.terminal_id is not None and program.port_range is not None:
+        raise _bad("a port-range program's instances cannot share one terminal_id")
+    if program.terminal_id is not None and program.terminal_id >= EPHEMERAL_FIRST:
+        raise _bad(f"terminal_id {EPHEMERAL_FIRST}-65535 are reserved for ephemeral sessions")
     if program.port_param is not None and not PORT_PARAM_PATTERN.match(program.port_param):
         raise _bad(f'Invalid port_param format: "{program.port_param}"', Reason.INVALID_PORT_PARAM)
     others = [other for other in others if other.id != program.id]
+    if program.terminal_id is not None:
+        for other in others:
+            if other.terminal_id == program.terminal_id:
+                raise _bad(f"terminal_id {program.terminal_id} is taken by program {other.name!r}")
     for other in others:
         if other.name == program.name:
             raise _bad(f"Program name already in use: {program.name}", Reason.NAME_IN_USE)

@@ -44,6 +44,7 @@ from hoodyd.errors import (
     StateNotSaved,
     WaitTimeout,
 )
+from hoodyd.private import private_dir
 from hoodyd.programs import conf
 from hoodyd.programs.desired import ShouldRun
 from hoodyd.programs.embedded import SupervisordRuntime
@@ -87,6 +88,7 @@ class ProgramService:
             self.runtime.include_dir,
             self.log_dir,
             single_file_adds=self.runtime.embedded,
+            holders_dir=private_dir(config.state_path / "terminals" / "holders"),
         )
         self.webhooks = WebhookDispatcher(config.notifications, version=__version__)
         self.events_socket = config.state_path / "events.sock"

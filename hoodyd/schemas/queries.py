@@ -114,6 +114,86 @@ class ExecuteQuery(_Query, kw_only=True, forbid_unknown_fields=True):
     repeat_only: ClassVar[frozenset[str]] = frozenset({"env"})
 
 
+class TerminalQuery(_Query, kw_only=True, forbid_unknown_fields=True):
+    """A route that names one terminal (`terminal_id` in the query, CONTRACT-terminal-
+    automation.md §1)."""
+
+    terminal_id: str | None = None
+
+
+class InputQuery(TerminalQuery, kw_only=True, forbid_unknown_fields=True):
+    """write, press, paste: the terminal is created on first use with these options."""
+
+    shell: str | None = None
+    cwd: str | None = None
+    user: str | None = None
+    env: list[str] = []
+    display: str | None = None
+
+    repeat_only: ClassVar[frozenset[str]] = frozenset({"env"})
+
+
+ScrollOffset = Annotated[int, Meta(ge=0, le=1_000_000)]
+FindScope = Literal["screen", "scrollback", "all"]
+
+
+class SnapshotQuery(TerminalQuery, kw_only=True, forbid_unknown_fields=True):
+    include_colors: bool = False
+    include_highlights: bool = True
+    scroll_offset: ScrollOffset = 0
+
+
+class FindQuery(TerminalQuery, kw_only=True, forbid_unknown_fields=True):
+    pattern: str | None = None
+    scope: FindScope = "screen"
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 100
+    case_insensitive: bool = False
+    scroll_offset: ScrollOffset = 0
+
+
+class RawQuery(TerminalQuery, kw_only=True, forbid_unknown_fields=True):
+    format: Literal["download", "text", "html"] = "download"
+    tail: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
+
+
+class ScreenshotQuery(TerminalQuery, kw_only=True, forbid_unknown_fields=True):
+    format: str | None = None
+    foreground: str | None = None
+    background: str | None = None
+    fontsize: str | None = None
+    save: bool | None = None
+
+
+class DropQuery(TerminalQuery, kw_only=True, forbid_unknown_fields=True):
+    drop: str | None = None
+    token: str | None = None
+    path: str | None = None
+    offset: str | None = None
+
+
+class WsQuery(InputQuery, kw_only=True, forbid_unknown_fields=True):
+    """`/ws` (CONTRACT-terminal-automation.md §8); SSH, agent and PID attach are refused."""
+
+    readonly: bool = False
+    cwd_auto_create: bool = False
+    # a command (base64) typed into the shell once it is ready
+    cmd: str | None = None
+    token: str | None = None
+    welcome: bool | None = None
+    ssh_host: str | None = None
+    ssh_user: str | None = None
+    ssh_port: str | None = None
+    ssh_password: str | None = None
+    ssh_key: str | None = None
+    socks5_host: str | None = None
+    socks5_port: str | None = None
+    socks5_user: str | None = None
+    socks5_pass: str | None = None
+    pid: str | None = None
+    agent: bool | None = None
+    onboarding: bool | None = None
+
+
 # --- run -------------------------------------------------------------------------------------
 
 

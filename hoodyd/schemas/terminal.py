@@ -210,6 +210,8 @@ class SessionInfo(Struct, kw_only=True):
     last_activity: str
     output_offset: int
     command_history: list[str]
+    # the program supervisord runs in this terminal (`terminal_id` of a program)
+    program_id: int | None = None
 
 
 class SessionsResponse(Struct, kw_only=True):

@@ -1,13 +1,11 @@
-"""Terminal sessions that hoodyd owns: shells in PTYs, command injection, defer, attach.
+"""Terminal sessions that hoodyd owns: shells held by holder processes that outlive hoodyd,
+command injection, defer, attach, and the screen emulators of the automation API.
 
-`TerminalService` is the one entry point for the API layer; the modules below it are the
-PTY adapter (`pty_process`), the shell integration that reports completion in-band
-(`shells`, `markers`), the bounded output buffer (`ring`) and the wait for a PID to exit
-(`defer`).
+`TerminalService` (`service`) is the one entry point for the API layer; below it are the
+holder process and its link (`holder`, `holder_link`, `holder_protocol`), the PTY adapter the
+holder runs (`pty_process`), the shell integration that reports completion in-band (`shells`,
+`markers`), the bounded output buffer (`ring`), the wait for a PID to exit (`defer`), and the
+screen emulator with its inputs (`automation`, `screen`, `find`, `keys`, `mouse`, `paste`).
+This package imports nothing at start: the holder process (`python -m
+hoodyd.terminals.holder`) starts fast.
 """
-
-from __future__ import annotations
-
-from hoodyd.terminals.service import TerminalService
-
-__all__ = ["TerminalService"]

@@ -12,16 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
+import pwd
 import signal
 import struct
 import subprocess
 import termios
 from collections.abc import Callable
 
-import structlog
-
-log = structlog.get_logger()
+# No structlog here: the terminal holder (holder.py) imports this module and starts fast.
 
 READ_SIZE = 65536
 
@@ -31,11 +31,12 @@ READ_SIZE = 65536
 SHELL_UMASK = 0o022
 
 
-def _take_controlling_terminal() -> None:
+def _take_controlling_terminal(umask: int | None) -> None:
     # Runs in the child between fork and exec, after setsid (start_new_session=True): make the
     # PTY on stdin the controlling terminal. subprocess has no option for this.
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-    os.umask(SHELL_UMASK)
+    if umask is not None:
+        os.umask(umask)
 
 
 def set_window_size(fd: int, cols: int, rows: int) -> None:
@@ -52,8 +53,16 @@ class PtyProcess:
         rows: int,
         on_output: Callable[[bytes], None],
         on_exit: Callable[[int | None], None],
+        *,
+        umask: int | None = SHELL_UMASK,
+        user: pwd.struct_passwd | None = None,
     ) -> None:
+        """`umask`: the shell's; None keeps the caller's (a terminal holder was given the
+        shell's umask by whoever started it). `user`: the account the child runs as (the
+        caller is root); the PTY becomes that user's, as a login would make it."""
         self._argv = argv
+        self._umask = umask
+        self._user = user
         self._env = env
         self._cwd = cwd
         self._cols = cols
@@ -79,9 +88,20 @@ class PtyProcess:
 
     def start(self) -> None:
         master, slave = os.openpty()
+        switch: dict[str, object] = {}
+        if self._user is not None:
+            account = self._user
+            switch = {
+                "user": account.pw_uid,
+                "group": account.pw_gid,
+                "extra_groups": os.getgrouplist(account.pw_name, account.pw_gid),
+            }
         try:
             set_window_size(slave, self._cols, self._rows)
-            self._process = subprocess.Popen(
+            if self._user is not None:
+                os.fchown(slave, self._user.pw_uid, -1)
+                os.fchmod(slave, 0o620)
+            self._process = subprocess.Popen(  # type: ignore[call-overload]
                 self._argv,
                 stdin=slave,
                 stdout=slave,
@@ -89,8 +109,9 @@ class PtyProcess:
                 cwd=self._cwd,
                 env=self._env,
                 start_new_session=True,
-                preexec_fn=_take_controlling_terminal,
+                preexec_fn=functools.partial(_take_controlling_terminal, self._umask),
                 close_fds=True,
+                **switch,
             )
         except BaseException:
             os.close(master)
@@ -141,9 +162,26 @@ class PtyProcess:
         pending input (zsh does), and the keystroke would be lost. (Lines are parsed before
         they are typed, so this is only the fallback for a line that still asks for more.)
         """
+        self.signal_foreground(signal.SIGINT)
+
+    def foreground_group(self) -> int | None:
+        """The terminal's foreground process group (the shell's own at its prompt)."""
         if self.running and self._master >= 0:
             with contextlib.suppress(OSError):
-                os.killpg(os.tcgetpgrp(self._master), signal.SIGINT)
+                return os.tcgetpgrp(self._master)
+        return None
+
+    def signal_foreground(self, sig: int) -> None:
+        """`sig` to the terminal's foreground process group."""
+        group = self.foreground_group()
+        if group is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(group, sig)
+
+    def signal_session(self, sig: int) -> None:
+        """`sig` to every process group of the shell's session."""
+        if self.running:
+            self._signal(self._process_groups(), sig)
 
     def resize(self, cols: int, rows: int) -> None:
         self._cols, self._rows = cols, rows

@@ -2,7 +2,8 @@
 
 Offsets count every byte the session ever produced, so a reader that keeps its `next_offset`
 never sees a byte twice and learns exactly how much it missed when the buffer dropped old
-output (`dropped`).
+output (`dropped`). A ring that mirrors a terminal holder's ring keeps the holder's offsets
+(`restart_at`, `append_at`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ class OutputRing:
         self.closed = False
 
     @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
     def start(self) -> int:
         return self._start
 
@@ -42,6 +47,24 @@ class OutputRing:
             del self._buf[:excess]
             self._start += excess
         self._wake()
+
+    def restart_at(self, offset: int) -> None:
+        """Drop what is kept and continue at absolute `offset` (a holder's ring start)."""
+        self._buf.clear()
+        self._start = offset
+
+    def append_at(self, offset: int, data: bytes) -> None:
+        """Append output that starts at absolute `offset`: bytes already kept are skipped, and
+        a gap (output dropped before this ring saw it) moves the start past it."""
+        end = self.end
+        if offset > end:
+            self._buf.clear()
+            self._start = offset
+        elif offset < end:
+            data = data[end - offset :]
+            if not data:
+                return
+        self.append(data)
 
     def close(self) -> None:
         """No more output will come (the shell exited); wake every waiter."""

@@ -3,6 +3,11 @@
 It owns the sessions (id → TerminalSession), allocates terminal and command ids, validates
 every request completely before it touches a session (a refused request injects nothing and
 starts nothing), and keeps finished results for `result/{command_id}` within a bound.
+
+Each session's shell lives in a holder process that outlives hoodyd (`STATE/terminals/holders/
+N.sock`). At start-up the service re-adopts every live holder; a holder supervisord started
+for a program with `terminal_id` is adopted as soon as its socket appears. A terminal named by
+`execute`, `write`, `press`, `paste` or a run is created on first use.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -21,8 +27,9 @@ import msgspec
 import structlog
 
 from hoodyd.config import TerminalsConfig
-from hoodyd.errors import Conflict, InvalidRequest, NotFound, Reason
+from hoodyd.errors import Conflict, InvalidRequest, NotFound, Reason, ServiceUnavailable
 from hoodyd.polling import poll_until
+from hoodyd.private import private_dir
 from hoodyd.schemas.terminal import (
     EPHEMERAL_FIRST,
     TERMINAL_ID_MAX,
@@ -39,8 +46,9 @@ from hoodyd.schemas.terminal import (
     SessionsResponse,
 )
 from hoodyd.terminals.defer import pidfd_supported
+from hoodyd.terminals.holder_link import HolderError, HolderGone, list_holders
 from hoodyd.terminals.ring import OutputRing
-from hoodyd.terminals.session import Command, TerminalSession
+from hoodyd.terminals.session import Command, Launch, TerminalSession
 from hoodyd.terminals.shells import ShellIntegration, resolve_shell, wrap_command
 from hoodyd.terminals.validation import (
     COMMAND_ID_MAX,
@@ -56,6 +64,9 @@ from hoodyd.terminals.validation import (
 )
 
 log = structlog.get_logger()
+
+# seconds an abort waits for the command to stop before it answers
+ABORT_WAIT = 5.0
 
 
 async def wait_for_display(display: str, timeout: float) -> bool:
@@ -105,11 +116,15 @@ class TerminalService:
         self.config = config
         self._dir = state_dir / "terminals"
         self._integration = ShellIntegration(self._dir / "shell", user_rc=config.user_rc)
+        self.holders_dir = self._dir / "holders"
         self._sessions: dict[int, TerminalSession] = {}
+        # held while a terminal is started or adopted: a second request for the id waits
+        self._locks: dict[int, asyncio.Lock] = {}
         self._results: OrderedDict[int, Command] = OrderedDict()
         self._next_command_id = 1
         self._next_ephemeral = EPHEMERAL_FIRST
         self._reaper: asyncio.Task[None] | None = None
+        self._scanner: asyncio.Task[None] | None = None
         if config.defer_method == "auto":
             self.use_pidfd = pidfd_supported()
         else:
@@ -120,17 +135,71 @@ class TerminalService:
     async def start(self) -> None:
         self._integration.install()
         (self._dir / "history").mkdir(parents=True, exist_ok=True)
+        private_dir(self.holders_dir)
+        await self.adopt_holders()
         self._reaper = asyncio.create_task(self._reap_idle_ephemeral(), name="terminal-reaper")
-        log.info("terminals_ready", defer_method="pidfd" if self.use_pidfd else "poll")
+        self._scanner = asyncio.create_task(self._watch_holders(), name="terminal-holders")
+        log.info(
+            "terminals_ready",
+            defer_method="pidfd" if self.use_pidfd else "poll",
+            adopted=sorted(self._sessions),
+        )
 
     async def close(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+        for task in (self._reaper, self._scanner):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         sessions = list(self._sessions.values())
         self._sessions.clear()
-        await asyncio.gather(*(s.close("hoodyd is shutting down") for s in sessions))
+        if self.config.outlive_daemon:
+            await asyncio.gather(*(s.detach() for s in sessions))
+        else:
+            await asyncio.gather(*(s.close("hoodyd is shutting down") for s in sessions))
+
+    async def adopt_holders(self) -> None:
+        """Adopt every live holder not followed yet (a previous hoodyd's sessions, a program's
+        terminal supervisord started); remove the sockets of holders that are gone."""
+        for terminal_id, socket in list_holders(self.holders_dir):
+            current = self._sessions.get(terminal_id)
+            if current is not None and current.running:
+                continue
+            async with self._lock(terminal_id):
+                current = self._sessions.get(terminal_id)
+                if current is None or not current.running:
+                    await self._adopt(terminal_id, socket)
+
+    async def _adopt(self, terminal_id: int, socket: Path) -> TerminalSession | None:
+        try:
+            session = await TerminalSession.adopt(
+                socket,
+                buffer_bytes=self.config.output_buffer_bytes,
+                history_limit=self.config.history_limit,
+                use_pidfd=self.use_pidfd,
+            )
+        except HolderGone:
+            socket.unlink(missing_ok=True)
+            return None
+        except (HolderError, msgspec.ValidationError) as exc:
+            log.warning("terminal_holder_not_adopted", terminal_id=terminal_id, error=str(exc))
+            return None
+        for command in session.history:
+            if not command.final:
+                self._remember(command)
+        self._sessions[terminal_id] = session
+        return session
+
+    def _lock(self, terminal_id: int) -> asyncio.Lock:
+        lock = self._locks.get(terminal_id)
+        if lock is None:
+            lock = self._locks[terminal_id] = asyncio.Lock()
+        return lock
+
+    async def _watch_holders(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.holder_scan_interval)
+            await self.adopt_holders()
 
     # queries
 
@@ -204,22 +273,23 @@ class TerminalService:
             ephemeral=request.ephemeral,
         )
         given_id = None if request.ephemeral else parse_terminal_id(request.terminal_id)
-        terminal_id = self._allocate_ephemeral_id() if given_id is None else given_id
+        terminal_id = self.allocate_ephemeral_id() if given_id is None else given_id
         existing = self._sessions.get(terminal_id)
-        if existing is not None and existing.running:
-            return CreateResponse(
-                terminal_id=str(terminal_id),
-                created=False,
-                shell_ready=existing.ready,
-                session=existing.info(0),
-            )
-        if existing is None and terminal_id >= EPHEMERAL_FIRST and not request.ephemeral:
-            raise InvalidRequest(
-                f"terminal_id {EPHEMERAL_FIRST}-{TERMINAL_ID_MAX} are reserved for ephemeral "
-                "sessions (create with ephemeral: true)",
-                reason=Reason.RESERVED_TERMINAL_ID,
-            )
-        session = self._start_session(terminal_id, options, cwd_auto_create=False)
+        if existing is None and not request.ephemeral:
+            self.check_creatable(terminal_id)
+        self._check_options(options, cwd_auto_create=False)
+        async with self._lock(terminal_id):
+            existing = self._sessions.get(terminal_id)
+            if existing is not None and existing.running:
+                return CreateResponse(
+                    terminal_id=str(terminal_id),
+                    created=False,
+                    shell_ready=existing.ready,
+                    session=existing.info(0),
+                )
+            if existing is not None:
+                self._refuse_program(existing, "recreate")
+            session = await self._replace_session(terminal_id, options, cwd_auto_create=False)
         ready = await session.wait_ready(self.config.ready_timeout)
         display_ready = None
         wait_display = request.wait_until_display
@@ -235,8 +305,11 @@ class TerminalService:
 
     async def delete(self, terminal_id: int) -> DeleteResponse:
         session = self.session(terminal_id)
-        del self._sessions[terminal_id]
-        code = await session.close(f"terminal {terminal_id} was deleted")
+        self._refuse_program(session, "delete")
+        async with self._lock(terminal_id):
+            if self._sessions.get(terminal_id) is session:
+                del self._sessions[terminal_id]
+            code = await session.close(f"terminal {terminal_id} was deleted")
         log.info("terminal_deleted", terminal_id=terminal_id, exit_code=code)
         return DeleteResponse(terminal_id=str(terminal_id), exit_code=code)
 
@@ -265,40 +338,35 @@ class TerminalService:
             raise InvalidRequest(TERMINAL_ID_REQUIRED, reason=Reason.TERMINAL_ID_REQUIRED)
         session = self._sessions.get(terminal_id) if terminal_id is not None else None
         new_session = session is None or request.reset
-        if session is None and terminal_id is not None and terminal_id != 1:
-            raise NotFound(
-                f"Terminal {terminal_id} not found (create it with POST /api/v1/terminal/create)",
-                reason=Reason.TERMINAL_NOT_FOUND,
-            )
+        if session is None and terminal_id is not None:
+            self.check_creatable(terminal_id)
+        if session is not None:
+            self._refuse_program(session, "execute into")
         if session is not None and not session.running and not request.reset:
             raise Conflict(
                 f"Terminal {terminal_id}: the shell exited (status {session.exit_code}); "
                 "recreate it with POST /api/v1/terminal/create or execute with reset=true",
                 reason=Reason.SHELL_EXITED,
             )
+        options = msgspec.structs.replace(
+            request.session,
+            display=display,
+            ephemeral=request.ephemeral and terminal_id is None,
+        )
         if new_session:
-            resolve_shell(request.session.shell, self.config.default_shell)
-            self._session_cwd(request.session.cwd, request.cwd_auto_create, check_only=True)
+            self._check_options(options, cwd_auto_create=request.cwd_auto_create)
 
         # accepted from here on
         if new_session:
-            options = msgspec.structs.replace(
-                request.session,
-                display=display,
-                ephemeral=request.ephemeral and terminal_id is None,
-            )
             if terminal_id is None:
-                terminal_id = self._allocate_ephemeral_id()
-            if session is not None:
-                del self._sessions[terminal_id]
-                await session.close(f"terminal {terminal_id} was reset")
-            # another request may have started this terminal while the old shell closed
-            session = self._sessions.get(terminal_id) or self._start_session(
-                terminal_id, options, cwd_auto_create=request.cwd_auto_create
+                terminal_id = self.allocate_ephemeral_id()
+            session = await self._ensure_session(
+                terminal_id, options, reset=request.reset, cwd_auto_create=request.cwd_auto_create
             )
             if options.display is not None and request.display_wait_timeout is not None:
                 await wait_for_display(options.display, request.display_wait_timeout)
         assert session is not None and terminal_id is not None
+        self._refuse_program(session, "execute into")
         command = Command(
             id=request.command_id or self._allocate_command_id(),
             terminal_id=terminal_id,
@@ -324,19 +392,75 @@ class TerminalService:
                 return msgspec.structs.replace(command.result(), timed_out=True)
         return command.result()
 
-    @contextlib.asynccontextmanager
-    async def attach(self, terminal_id: int) -> AsyncIterator[Attachment]:
-        """Attach a client to a session; terminal 1 is created on first use."""
+    async def abort(self, command_id: int, *, force: bool) -> CommandResult:
+        """Stop a command (queued: it never runs; running: SIGINT, or SIGKILL with `force`, to
+        the terminal's foreground job) and answer its result once it has stopped."""
+        command = self.command(command_id)
+        if command.final:
+            raise Conflict(
+                f"Command {command_id} already finished ({command.status})",
+                reason=Reason.COMMAND_FINISHED,
+                extra={"result": msgspec.to_builtins(command.result())},
+            )
+        session = self._sessions.get(command.terminal_id)
+        if session is None or not session.running:
+            command.finish("failed", None, error="aborted: the terminal is gone")
+            return command.result()
+        # SIGKILL to the shell's own process group would end the terminal, not the command:
+        # a command the shell runs itself (a builtin loop) gets SIGINT like Ctrl-C.
+        hard = force and command.status == "running" and not await session.foreground_is_shell()
+        session.abort(command, force=hard)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(command.done.wait(), ABORT_WAIT)
+        return command.result()
+
+    def has_session(self, terminal_id: int) -> bool:
+        return terminal_id in self._sessions
+
+    async def input_session(
+        self,
+        terminal_id: int,
+        options: SessionOptions,
+        *,
+        ephemeral: bool = False,
+        cwd_auto_create: bool = False,
+    ) -> TerminalSession:
+        """The running session `terminal_id` to type into, started with `options` when it
+        does not exist yet."""
         session = self._sessions.get(terminal_id)
-        if session is None and terminal_id == 1:
-            session = self._start_session(1, SessionOptions(), cwd_auto_create=False)
         if session is None:
-            raise NotFound(f"Terminal {terminal_id} not found", reason=Reason.TERMINAL_NOT_FOUND)
+            if not ephemeral:
+                self.check_creatable(terminal_id)
+            validate_env(options.env, typed=False)
+            options = msgspec.structs.replace(options, display=parse_display(options.display))
+            self._check_options(options, cwd_auto_create=cwd_auto_create)
+            session = await self._ensure_session(
+                terminal_id, options, cwd_auto_create=cwd_auto_create
+            )
         if not session.running:
             raise Conflict(
-                f"Terminal {terminal_id}: the shell exited (status {session.exit_code})",
+                f"Terminal {terminal_id}: the shell exited (status {session.exit_code}); "
+                "recreate it with POST /api/v1/terminal/create",
                 reason=Reason.SHELL_EXITED,
             )
+        return session
+
+    @contextlib.asynccontextmanager
+    async def attach(
+        self,
+        terminal_id: int,
+        options: SessionOptions | None = None,
+        *,
+        ephemeral: bool = False,
+        cwd_auto_create: bool = False,
+    ) -> AsyncIterator[Attachment]:
+        """Attach a client to a session, created on first use."""
+        session = await self.input_session(
+            terminal_id,
+            options or SessionOptions(),
+            ephemeral=ephemeral,
+            cwd_auto_create=cwd_auto_create,
+        )
         session.clients += 1
         log.info("terminal_attached", terminal_id=terminal_id, clients=session.clients)
         try:
@@ -356,6 +480,36 @@ class TerminalService:
             )
         return session
 
+    def check_attachable(self, terminal_id: int) -> None:
+        """Refuse an id that a first use could not create (checked before an upgrade)."""
+        if terminal_id not in self._sessions:
+            self.check_creatable(terminal_id)
+
+    @staticmethod
+    def check_creatable(terminal_id: int) -> None:
+        if terminal_id >= EPHEMERAL_FIRST:
+            raise InvalidRequest(
+                f"terminal_id {EPHEMERAL_FIRST}-{TERMINAL_ID_MAX} are reserved for ephemeral "
+                "sessions (create with ephemeral: true)",
+                reason=Reason.RESERVED_TERMINAL_ID,
+            )
+
+    @staticmethod
+    def _refuse_program(session: TerminalSession, action: str) -> None:
+        program = session.program
+        if program is not None:
+            raise Conflict(
+                f"Terminal {session.terminal_id} runs program {program.name!r} (id "
+                f"{program.id}); cannot {action} it: start and stop it through "
+                f"/api/v1/daemon/programs/{program.id}",
+                reason=Reason.TERMINAL_RUNS_PROGRAM,
+            )
+
+    def _check_options(self, options: SessionOptions, *, cwd_auto_create: bool) -> None:
+        resolve_shell(options.shell, self.config.default_shell)
+        self._session_cwd(options.cwd, cwd_auto_create, check_only=True)
+        self._startup_script(options.startup_script)
+
     def _session_cwd(self, cwd: str | None, auto_create: bool, *, check_only: bool) -> str:
         if cwd is None or cwd == "":
             return str(Path.home())
@@ -373,17 +527,52 @@ class TerminalService:
             return str(path)
         raise InvalidRequest(f"cwd {cwd!r} is not a directory", reason=Reason.INVALID_CWD)
 
-    def _start_session(
-        self, terminal_id: int, options: SessionOptions, *, cwd_auto_create: bool
-    ) -> TerminalSession:
-        shell = resolve_shell(options.shell, self.config.default_shell)
-        script = options.startup_script
+    @staticmethod
+    def _startup_script(script: str | None) -> str | None:
         if script is not None:
             check_no_nul("startup_script", script)
             if not Path(script).is_file():
                 raise InvalidRequest(
                     f"startup_script {script!r} is not a file", reason=Reason.INVALID_STARTUP_SCRIPT
                 )
+        return script
+
+    async def _ensure_session(
+        self,
+        terminal_id: int,
+        options: SessionOptions,
+        *,
+        reset: bool = False,
+        cwd_auto_create: bool = False,
+    ) -> TerminalSession:
+        """The session `terminal_id`: reset if asked, started if missing. One start at a time
+        per id, so concurrent first uses share one shell."""
+        async with self._lock(terminal_id):
+            session = self._sessions.get(terminal_id)
+            if session is not None and not reset:
+                return session
+            return await self._replace_session(
+                terminal_id, options, cwd_auto_create=cwd_auto_create
+            )
+
+    async def _replace_session(
+        self, terminal_id: int, options: SessionOptions, *, cwd_auto_create: bool
+    ) -> TerminalSession:
+        """Start session `terminal_id` (the caller holds its lock), ending an old one first;
+        a live holder nobody followed yet (a program's, just started) is adopted instead."""
+        old = self._sessions.pop(terminal_id, None)
+        if old is not None:
+            await old.close(f"terminal {terminal_id} was reset")
+        socket = self.holders_dir / f"{terminal_id}.sock"
+        if old is None and socket.exists():
+            adopted = await self._adopt(terminal_id, socket)
+            if adopted is not None and adopted.running:
+                return adopted
+            if adopted is not None:
+                del self._sessions[terminal_id]
+                await adopted.close(f"terminal {terminal_id} was recreated")
+        shell = resolve_shell(options.shell, self.config.default_shell)
+        script = self._startup_script(options.startup_script)
         cwd = self._session_cwd(options.cwd, cwd_auto_create, check_only=False)
         env = {
             key: value
@@ -398,22 +587,27 @@ class TerminalService:
         elif options.ephemeral:
             env.pop("DISPLAY", None)
         env.update(options.env)
+        argv = self._integration.launch(shell, secrets.token_hex(8), script, env)
         session = TerminalSession(
             terminal_id,
             shell,
             options,
             cwd,
-            env,
-            self._integration,
             buffer_bytes=self.config.output_buffer_bytes,
             history_limit=self.config.history_limit,
-            startup_script=script,
         )
-        session.start()
+        launch = Launch(socket, argv, env, log_path=self.holders_dir / f"{terminal_id}.log")
+        try:
+            await session.start(launch, use_pidfd=self.use_pidfd)
+        except HolderError as exc:
+            raise ServiceUnavailable(
+                f"Terminal {terminal_id} could not be started: {exc}",
+                reason=Reason.TERMINAL_START_FAILED,
+            ) from exc
         self._sessions[terminal_id] = session
         return session
 
-    def _allocate_ephemeral_id(self) -> int:
+    def allocate_ephemeral_id(self) -> int:
         span = TERMINAL_ID_MAX - EPHEMERAL_FIRST + 1
         for _ in range(span):
             candidate = self._next_ephemeral
@@ -450,7 +644,7 @@ class TerminalService:
             await asyncio.sleep(min(10.0, max(0.05, idle_timeout / 4)))
             now = time.time()
             for terminal_id, session in list(self._sessions.items()):
-                if not session.options.ephemeral:
+                if not session.options.ephemeral or session.program is not None:
                     continue
                 if (session.idle or not session.running) and (
                     now - session.last_activity >= idle_timeout

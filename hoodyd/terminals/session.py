@@ -1,9 +1,17 @@
-"""One terminal session: a shell in a PTY, its output buffer, and its command queue.
+"""One terminal session: a shell held by its holder process, a mirror of its output buffer,
+and its command queue.
 
-Commands are injected one at a time, in acceptance order, and only while the shell sits at its
-prompt; the next prompt marker (with a prompt count past the one seen at injection) completes
-the running command with the status the shell printed. Output between the shell's
-command-started marker and that prompt is the command's stdout.
+The shell and its PTY belong to a holder process (`hoodyd.terminals.holder`), so they outlive
+hoodyd; the session talks to it through a `HolderLink` and mirrors what it streams. Commands
+are injected one at a time, in acceptance order, and only while the shell sits at its prompt;
+the next prompt marker (with a prompt count past the one seen at injection) completes the
+running command with the status the shell printed. Output between the shell's command-started
+marker and that prompt is the command's stdout.
+
+What a restarted hoodyd needs to carry on (the session's options, the commands not yet
+final) is kept in the holder as a `SessionRecord`; re-adopting a holder replays its output
+from the start of its buffer, which completes a command typed before the restart with the
+status its prompt reported.
 """
 
 from __future__ import annotations
@@ -11,12 +19,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import secrets
+import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
+import msgspec
 import structlog
 
 from hoodyd.schemas.terminal import (
@@ -31,16 +43,16 @@ from hoodyd.schemas.terminal import (
 )
 from hoodyd.terminals import defer as defer_wait
 from hoodyd.terminals import shells
+from hoodyd.terminals.holder_link import HolderLink, spawn_holder
 from hoodyd.terminals.markers import (
     CommandStarted,
     ContinuationPrompt,
-    MarkerScanner,
+    MarkerEvent,
     Output,
     PromptDrawn,
 )
-from hoodyd.terminals.pty_process import PtyProcess
 from hoodyd.terminals.ring import OutputRing
-from hoodyd.terminals.shells import Shell, ShellIntegration
+from hoodyd.terminals.shells import Shell
 
 log = structlog.get_logger()
 
@@ -60,6 +72,55 @@ def rfc3339(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+class CommandRecord(msgspec.Struct, kw_only=True):
+    """A command that is not final yet, as the holder keeps it for a restarted hoodyd."""
+
+    id: int
+    command: str
+    line: str
+    output_limit: int
+    shell_kind: str
+    defer: DeferSpec | None = None
+    origin: str | None = None
+    defer_method: DeferMethod = "pidfd"
+    status: CommandStatus = "queued"
+    error: str | None = None
+    accepted_at: float
+    started_at: float | None = None
+    injected_offset: int = 0
+    prompt_seq_at_injection: int = 0
+
+
+class ProgramRef(msgspec.Struct, frozen=True, kw_only=True):
+    """The program supervisord runs in this terminal (`terminal_id` of a program)."""
+
+    id: int
+    name: str
+
+
+class SessionRecord(msgspec.Struct, kw_only=True):
+    """What a restarted hoodyd needs to carry on with a session, kept in its holder."""
+
+    version: int = 1
+    shell_kind: str
+    shell_path: str
+    cwd: str
+    options: SessionOptions = msgspec.field(default_factory=SessionOptions)
+    created_at: float = 0.0  # 0: a holder started by supervisord, its shell's start counts
+    commands: list[CommandRecord] = msgspec.field(default_factory=list)
+    program: ProgramRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """How to start a new session's holder and shell."""
+
+    socket: Path
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path | None
 
 
 @dataclass(eq=False)
@@ -86,6 +147,8 @@ class Command:
     # monotonic instants for measurements (bench/terminals.py)
     injected_mono: float | None = None
     first_output_mono: float | None = None
+    # the session's output offset when the line was typed (a restarted hoodyd replays from it)
+    injected_offset: int = 0
     stdout: bytearray = field(default_factory=bytearray)
     truncated: bool = False
     preamble: bytearray = field(default_factory=bytearray)
@@ -134,6 +197,44 @@ class Command:
         raw = _READLINE_NOISE.sub(b"", raw).replace(b"\r\n", b"\n")
         return raw.decode("utf-8", errors="replace")
 
+    def record(self) -> CommandRecord:
+        return CommandRecord(
+            id=self.id,
+            command=self.command,
+            line=self.line,
+            output_limit=self.output_limit,
+            shell_kind=self.shell_kind,
+            defer=self.defer,
+            origin=self.origin,
+            defer_method=self.defer_method,
+            status=self.status,
+            error=self.error,
+            accepted_at=self.accepted_at,
+            started_at=self.started_at,
+            injected_offset=self.injected_offset,
+            prompt_seq_at_injection=self.prompt_seq_at_injection,
+        )
+
+    @classmethod
+    def from_record(cls, record: CommandRecord, terminal_id: int) -> Command:
+        return cls(
+            id=record.id,
+            terminal_id=terminal_id,
+            command=record.command,
+            line=record.line,
+            output_limit=record.output_limit,
+            shell_kind=record.shell_kind,
+            defer=record.defer,
+            origin=record.origin,
+            defer_method=record.defer_method,
+            status=record.status,
+            error=record.error,
+            accepted_at=record.accepted_at,
+            started_at=record.started_at,
+            injected_offset=record.injected_offset,
+            prompt_seq_at_injection=record.prompt_seq_at_injection,
+        )
+
     def result(self) -> CommandResult:
         duration = None
         if self.started_at is not None and self.finished_at is not None:
@@ -174,48 +275,126 @@ class TerminalSession:
         shell: Shell,
         options: SessionOptions,
         cwd: str,
-        env: dict[str, str],
-        integration: ShellIntegration,
         *,
         buffer_bytes: int,
         history_limit: int,
-        startup_script: str | None = None,
+        created_at: float | None = None,
+        program: ProgramRef | None = None,
     ) -> None:
         self.terminal_id = terminal_id
         self.shell = shell
         self.options = options
         self.cwd = cwd
-        self.display = env.get("DISPLAY")
+        self.display = options.display
+        self.program = program
         self.cols, self.rows = options.cols, options.rows
         self.ring = OutputRing(buffer_bytes)
         self.history: deque[Command] = deque(maxlen=history_limit)
-        self.created_at = time.time()
-        self.last_activity = self.created_at
+        self.created_at = time.time() if created_at is None else created_at
+        self.last_activity = time.time()
         self.exit_code: int | None = None
         self.clients = 0
-        nonce = secrets.token_hex(8)
-        self._scanner = MarkerScanner(nonce)
-        argv = integration.launch(shell, nonce, startup_script, env)
-        self._pty = PtyProcess(
-            argv, env, cwd, options.cols, options.rows, self._on_output, self._on_exit
-        )
+        # called with each piece of output (the automation screen follows the session)
+        self.output_listeners: list[Callable[[bytes], None]] = []
+        self.exit_listeners: list[Callable[[], None]] = []
+        self._link: HolderLink | None = None
         self._queue: asyncio.Queue[Command] = asyncio.Queue()
         self._current: Command | None = None  # injected, not yet complete
         self._head: Command | None = None  # taken from the queue, waiting for defer or prompt
+        self._resumed: Command | None = None  # typed before a restart, found again in replay
         self._prompt_seq = 0
         self._ready = asyncio.Event()
         self._at_prompt = asyncio.Event()
         self._exited = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._parsing: set[asyncio.Task[shells.SyntaxProblem | None]] = set()
+        self._use_pidfd = True
         self._log = log.bind(terminal_id=terminal_id)
 
     # lifecycle
 
-    def start(self) -> None:
-        self._pty.start()
+    async def start(self, launch: Launch, *, use_pidfd: bool) -> None:
+        """Start the session's holder (which starts the shell) and follow it."""
+        self._use_pidfd = use_pidfd
+        await spawn_holder(
+            launch.socket,
+            launch.argv,
+            env=launch.env,
+            cwd=self.cwd,
+            terminal_id=self.terminal_id,
+            cols=self.cols,
+            rows=self.rows,
+            ring_bytes=self.ring.capacity,
+            meta=self._meta(),
+            log_path=launch.log_path,
+        )
+        relay = _Relay(self)
+        link = await HolderLink.connect(launch.socket, on_event=relay.event, on_exit=relay.exit)
+        self._follow(link)
+        self._log.info("terminal_started", shell=self.shell.kind, pid=self.pid, cwd=self.cwd)
+
+    @classmethod
+    async def adopt(
+        cls,
+        socket: Path,
+        *,
+        buffer_bytes: int,
+        history_limit: int,
+        use_pidfd: bool,
+    ) -> TerminalSession:
+        """Take over a session whose holder outlived the previous hoodyd: its shell, output
+        and the commands that were not final, which resume where they were."""
+        relay = _Relay(None)
+        link = await HolderLink.connect(socket, on_event=relay.event, on_exit=relay.exit)
+        hello = link.hello
+        try:
+            record = msgspec.convert(hello.meta, SessionRecord)
+        except msgspec.ValidationError:
+            await link.close()
+            raise
+        options = msgspec.structs.replace(record.options, cols=hello.cols, rows=hello.rows)
+        session = cls(
+            hello.terminal_id,
+            Shell(record.shell_kind, record.shell_path),  # type: ignore[arg-type]
+            options,
+            record.cwd,
+            buffer_bytes=buffer_bytes,
+            history_limit=history_limit,
+            created_at=record.created_at or hello.started_at,
+            program=record.program,
+        )
+        session._use_pidfd = use_pidfd
+        session._restore(record)
+        relay.session = session
+        session._follow(link)
+        session._log.info(
+            "terminal_adopted",
+            pid=session.pid,
+            exited=hello.exited,
+            resumed=[command.id for command in session.history if not command.final],
+        )
+        return session
+
+    def _restore(self, record: SessionRecord) -> None:
+        for item in record.commands:
+            command = Command.from_record(item, self.terminal_id)
+            if command.status == "running":
+                self._resumed = command
+                self.history.append(command)
+                self._queue.put_nowait(command)
+            else:
+                command.status = "queued"
+                self.submit(command, self._use_pidfd)
+
+    def _follow(self, link: HolderLink) -> None:
+        self._link = link
+        hello = link.hello
+        self.ring.restart_at(hello.ring_start)
+        if self._resumed is not None and self._resumed.injected_offset >= hello.ring_end:
+            self._current = self._resumed
+            self._resumed = None
         self._worker = asyncio.create_task(self._run_queue(), name=f"terminal-{self.terminal_id}")
-        self._log.info("terminal_started", shell=self.shell.kind, pid=self._pty.pid, cwd=self.cwd)
+        link.follow(None)
 
     async def wait_ready(self, timeout: float) -> bool:
         """Wait for the shell's first prompt (its integration is then active)."""
@@ -231,16 +410,32 @@ class TerminalSession:
         return self._ready.is_set() and self.running
 
     async def close(self, reason: str) -> int | None:
-        """Hang up the shell, fail what is still queued, stop the queue."""
-        code = await self._pty.terminate()
-        self._fail_pending(reason)
+        """Hang up the shell and end its holder, fail what is still queued, stop the queue."""
+        code = self.exit_code
+        if self._link is not None:
+            code = await self._link.terminate()
+        if self.running:
+            self._on_exit(code)
+        await self._stop_worker()
+        return code
+
+    async def detach(self) -> None:
+        """hoodyd is stopping: leave the shell, its holder and its queue's record behind for
+        the next hoodyd; nothing is failed."""
+        for command in list(self.history):
+            if command.defer_task is not None:
+                command.defer_task.cancel()
+        await self._stop_worker()
+        if self._link is not None:
+            await self._link.close()
+
+    async def _stop_worker(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
         # parse checks are short child processes: let them end rather than orphan them
         await asyncio.gather(*self._parsing, return_exceptions=True)
-        return code
 
     @property
     def running(self) -> bool:
@@ -248,7 +443,7 @@ class TerminalSession:
 
     @property
     def pid(self) -> int:
-        return self._pty.pid
+        return self._link.shell_pid if self._link is not None else 0
 
     @property
     def ready(self) -> bool:
@@ -298,6 +493,27 @@ class TerminalSession:
         self.history.append(command)
         self._queue.put_nowait(command)
         self.last_activity = time.time()
+        self._save()
+
+    def abort(self, command: Command, *, force: bool) -> None:
+        """Stop `command`: a queued one never runs; a running one gets SIGINT (or SIGKILL with
+        `force`) in the terminal's foreground process group, like Ctrl-C."""
+        how = "SIGKILL" if force else "SIGINT"
+        if command is not self._current:
+            command.finish("failed", None, error=f"aborted before it ran ({how} requested)")
+            self._save()
+            return
+        command.error = f"aborted ({how})"
+        if self._link is not None:
+            self._link.signal(signal.SIGKILL if force else signal.SIGINT, "foreground")
+        self._log.info("command_aborted", command_id=command.id, force=force)
+
+    async def foreground_is_shell(self) -> bool:
+        """True when the shell itself is in the foreground (no job of its own to signal)."""
+        if self._link is None or not self.running:
+            return True
+        info = await self._link.query()
+        return info.foreground_pgrp in (info.shell_pgrp, 0, -1)
 
     async def _run_queue(self) -> None:
         while True:
@@ -314,9 +530,13 @@ class TerminalSession:
             finally:
                 self._current = None
                 self._head = None
+                self._save()
 
     async def _run(self, command: Command) -> None:
         """Wait for the command's defer and parse check and for the prompt, then type it."""
+        if command.status == "running":
+            await command.done.wait()  # typed before a restart: its prompt completes it
+            return
         if command.defer_task is not None:
             try:
                 outcome = await command.defer_task
@@ -346,6 +566,8 @@ class TerminalSession:
             self._log.info("command_syntax_error", command_id=command.id)
             return
         await self._wait_at_prompt()
+        if command.final:
+            return  # aborted while it waited
         if not self.running:
             command.finish("failed", None, error="the shell exited before the command ran")
             return
@@ -366,14 +588,18 @@ class TerminalSession:
                 waiter.cancel()
 
     def _inject(self, command: Command) -> None:
+        assert self._link is not None
         self._current = command
         self._at_prompt.clear()
         command.prompt_seq_at_injection = self._prompt_seq
         command.status = "running"
         command.started_at = time.time()
         command.injected_mono = time.monotonic()
+        command.injected_offset = self.ring.end
+        # recorded before the line is typed: the holder handles both in this order
+        self._save()
         # `\r` is what the Enter key sends; the shell's line editor accepts the line on it.
-        self._pty.write(command.line.encode() + b"\r")
+        self._link.write(command.line.encode() + b"\r")
         self._log.info("command_injected", command_id=command.id)
 
     def _fail_pending(self, reason: str, exit_code: int | None = None) -> None:
@@ -383,33 +609,57 @@ class TerminalSession:
             self._current.finish("failed", exit_code, error=reason)
         if self._head is not None:
             self._head.finish("failed", None, error=reason)
+        if self._resumed is not None:
+            self._resumed.finish("failed", exit_code, error=reason)
         while not self._queue.empty():
             self._queue.get_nowait().finish("failed", None, error=reason)
 
-    # PTY callbacks
+    def _save(self) -> None:
+        if self._link is not None and self.running:
+            self._link.set_meta(self._meta())
 
-    def _on_output(self, data: bytes) -> None:
-        self.last_activity = time.time()
-        for event in self._scanner.feed(data):
-            command = self._current
-            if isinstance(event, Output):
-                self.ring.append(event.data)
-                if command is not None:
-                    if command.started_seen:
-                        command.capture(event.data)
-                    elif len(command.preamble) < _PREAMBLE_LIMIT:
-                        command.preamble += event.data
-            elif isinstance(event, CommandStarted):
-                self._at_prompt.clear()  # also when a person typed the command
-                if command is not None and not command.started_seen:
-                    command.started_seen = True
-            elif isinstance(event, PromptDrawn):
-                self._on_prompt(event)
-            elif isinstance(event, ContinuationPrompt) and command is not None:
-                # The command is incomplete (an open quote, a trailing pipe): the shell waits
-                # for more lines that will never come. Interrupt it so the queue moves on.
-                command.error = "incomplete command: the shell asked for more input"
-                self._pty.interrupt()
+    def _meta(self) -> dict[str, Any]:
+        record = SessionRecord(
+            shell_kind=self.shell.kind,
+            shell_path=self.shell.path,
+            cwd=self.cwd,
+            options=self.options,
+            created_at=self.created_at,
+            commands=[command.record() for command in self.history if not command.final],
+            program=self.program,
+        )
+        meta: dict[str, Any] = msgspec.to_builtins(record)
+        return meta
+
+    # holder events
+
+    def _on_event(self, offset: int, event: MarkerEvent) -> None:
+        resumed = self._resumed
+        if resumed is not None and offset >= resumed.injected_offset:
+            self._current, self._resumed = resumed, None
+        command = self._current
+        if isinstance(event, Output):
+            self.last_activity = time.time()
+            self.ring.append_at(offset, event.data)
+            for listener in self.output_listeners:
+                listener(event.data)
+            if command is not None:
+                if command.started_seen:
+                    command.capture(event.data)
+                elif len(command.preamble) < _PREAMBLE_LIMIT:
+                    command.preamble += event.data
+        elif isinstance(event, CommandStarted):
+            self._at_prompt.clear()  # also when a person typed the command
+            if command is not None and not command.started_seen:
+                command.started_seen = True
+        elif isinstance(event, PromptDrawn):
+            self._on_prompt(event)
+        elif isinstance(event, ContinuationPrompt) and command is not None:
+            # The command is incomplete (an open quote, a trailing pipe): the shell waits
+            # for more lines that will never come. Interrupt it so the queue moves on.
+            command.error = "incomplete command: the shell asked for more input"
+            if self._link is not None:
+                self._link.signal(signal.SIGINT, "foreground")
 
     def _on_prompt(self, event: PromptDrawn) -> None:
         seq = event.seq if event.seq is not None else self._prompt_seq + 1
@@ -428,21 +678,27 @@ class TerminalSession:
         self._at_prompt.set()
 
     def _on_exit(self, code: int | None) -> None:
+        if self._exited.is_set():
+            return
         self.exit_code = code
         self._exited.set()
         self.ring.close()
         self._fail_pending(f"the shell exited (status {code})", code)
+        for listener in self.exit_listeners:
+            listener()
         self._log.info("terminal_shell_exited", exit_code=code)
 
     # attach and screen
 
     def send_input(self, data: bytes) -> None:
         self.last_activity = time.time()
-        self._pty.write(data)
+        if self._link is not None and self.running:
+            self._link.write(data)
 
     def resize(self, cols: int, rows: int) -> None:
         self.cols, self.rows = cols, rows
-        self._pty.resize(cols, rows)
+        if self._link is not None and self.running:
+            self._link.resize(cols, rows)
 
     def info(self, history_limit: int) -> SessionInfo:
         recent = list(self.history)[-history_limit:] if history_limit else []
@@ -452,7 +708,7 @@ class TerminalSession:
             state="running" if self.running else "exited",
             shell=self.shell.kind,
             shell_path=self.shell.path,
-            pid=self._pty.pid,
+            pid=self.pid,
             cwd=self.cwd,
             display=self.display,
             cols=self.cols,
@@ -467,4 +723,21 @@ class TerminalSession:
             last_activity=rfc3339(self.last_activity) or "",
             output_offset=self.ring.end,
             command_history=[command.command for command in recent],
+            program_id=self.program.id if self.program is not None else None,
         )
+
+
+class _Relay:
+    """Routes a link's callbacks to the session once it exists (an adopted link is opened
+    before its session can be built from what the holder kept)."""
+
+    def __init__(self, session: TerminalSession | None) -> None:
+        self.session = session
+
+    def event(self, offset: int, event: MarkerEvent) -> None:
+        if self.session is not None:
+            self.session._on_event(offset, event)
+
+    def exit(self, code: int | None) -> None:
+        if self.session is not None:
+            self.session._on_exit(code)

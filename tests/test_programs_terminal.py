@@ -1,0 +1,134 @@
+"""A program with `terminal_id` runs inside that terminal: supervisord runs the terminal's
+holder with the program's command, hoodyd adopts it, the terminal API shows the program, and
+the program API still starts and stops it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from hoodyd.app import create_app
+from hoodyd.programs import conf
+from hoodyd.schemas.daemon import Program
+from tests.conftest import make_config
+
+DAEMON = "/api/v1/daemon"
+TERMINAL = "/api/v1/terminal"
+WAIT = 15.0
+
+
+@pytest.fixture
+async def client(short_tmp: Path) -> AsyncIterator[TestClient[Any, Any]]:
+    config = make_config(
+        short_tmp,
+        supervisor={"poll_interval": 0.2},
+        terminals={"user_rc": False, "holder_scan_interval": 0.2},
+    )
+    app = create_app(config, areas=("daemon", "terminal"))
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+
+
+async def call(client: TestClient[Any, Any], method: str, path: str, body: Any = None) -> Any:
+    response = await client.request(method, path, json=body)
+    return response.status, await response.json()
+
+
+async def wait_until_adopted(client: TestClient[Any, Any], terminal_id: int) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while True:
+        status, body = await call(
+            client,
+            "POST",
+            f"{TERMINAL}/wait?terminal_id={terminal_id}",
+            {"mode": "regex", "pattern": "program-up", "timeout_ms": 2000},
+        )
+        if status == 200 and body["status"] == "matched":
+            return dict(body)
+        assert loop.time() < deadline, body
+        await asyncio.sleep(0.1)
+
+
+async def test_a_program_runs_in_its_terminal_and_stops_with_the_program(
+    client: TestClient[Any, Any],
+) -> None:
+    """Started through the program API, the program is visible in terminal 21 (snapshot,
+    wait, keys reach it), refuses execute and delete there, and `stop` ends it."""
+    script = 'echo program-up; while read line; do echo "heard: $line"; done'
+    status, added = await call(
+        client,
+        "POST",
+        f"{DAEMON}/programs/add",
+        {
+            "name": "in-terminal",
+            "command": f"/bin/sh -c '{script}'",
+            "user": pwd.getpwuid(os.geteuid()).pw_name,
+            "terminal_id": 21,
+            "terminal_shell": "bash",
+        },
+    )
+    assert status == 200, added
+    program_id = added["program"]["id"]
+    assert (await call(client, "POST", f"{DAEMON}/programs/{program_id}/enable"))[0] == 200
+    status, started = await call(
+        client, "POST", f"{DAEMON}/programs/{program_id}/start", {"wait": True}
+    )
+    assert status == 200, started
+    await wait_until_adopted(client, 21)
+    status, sessions = await call(client, "GET", f"{TERMINAL}/sessions")
+    (session,) = [s for s in sessions["data"] if s["id"] == 21]
+    assert (session["program_id"], session["state"]) == (program_id, "running")
+    status, _ = await call(client, "POST", f"{TERMINAL}/write?terminal_id=21", {"input": "ping"})
+    assert status == 200
+    status, heard = await call(
+        client,
+        "POST",
+        f"{TERMINAL}/wait?terminal_id=21",
+        {"mode": "regex", "pattern": "heard: ping", "timeout_ms": 10_000},
+    )
+    assert heard["status"] == "matched"
+    status, refused = await call(
+        client, "POST", f"{TERMINAL}/execute?terminal_id=21", {"command": "true"}
+    )
+    assert (status, refused["code"]) == (409, "TERMINAL_RUNS_PROGRAM")
+    status, refused = await call(client, "DELETE", f"{TERMINAL}/21")
+    assert (status, refused["code"]) == (409, "TERMINAL_RUNS_PROGRAM")
+    pid = session["pid"]
+    status, stopped = await call(
+        client, "POST", f"{DAEMON}/programs/{program_id}/stop", {"wait": True}
+    )
+    assert status == 200, stopped
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while True:
+        status, sessions = await call(client, "GET", f"{TERMINAL}/sessions")
+        states = [s["state"] for s in sessions["data"] if s["id"] == 21]
+        if states == ["exited"] and not Path(f"/proc/{pid}").exists():
+            break
+        assert loop.time() < deadline, sessions
+        await asyncio.sleep(0.1)
+
+
+def test_the_terminal_argv_carries_the_command_as_one_quoted_shell_word() -> None:
+    """The program's argv reaches the shell quoted: `$(…)`, `;` and quotes stay data."""
+    program = Program(
+        id=3,
+        name="odd",
+        command="/bin/echo '$(id); rm -rf /' \"a b\"",
+        user=pwd.getpwuid(os.geteuid()).pw_name,
+        terminal_id=5,
+        terminal_shell="sh",
+    )
+    argv = conf.terminal_argv(program, ["/bin/echo", "$(id); rm -rf /", "a b"], Path("/s"), "/")
+    assert argv[-3:] == [shutil.which("sh"), "-c", "/bin/echo '$(id); rm -rf /' 'a b'"]
+    assert argv[argv.index("--socket") + 1] == "/s/5.sock"
+    assert "--foreground" in argv

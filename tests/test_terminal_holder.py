@@ -1,0 +1,593 @@
+"""Terminal holders with real shells in real PTYs, reached over real Unix sockets: spawn,
+follow and replay, markers, exits, hang-ups, re-adoption, and who may connect."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hoodyd.terminals.holder_link import (
+    HolderError,
+    HolderGone,
+    HolderLink,
+    list_holders,
+    spawn_holder,
+)
+from hoodyd.terminals.markers import (
+    CommandStarted,
+    MarkerEvent,
+    Output,
+    PromptDrawn,
+)
+from hoodyd.terminals.ring import OutputRing
+
+WAIT = 10.0  # generous bound for any single wait on a loaded machine
+TAG = "HOODYD_HOLDER_TEST"
+NONCE = "f00dcafe"
+BASH = ["bash", "--norc", "--noprofile", "-i"]
+# bash draws a prompt marker with the last status, as hoodyd's own integration does
+MARKED_PS1 = "\\[\\e]6973;" + NONCE + ";D;$?\\a\\]$ "
+
+
+@dataclass
+class Box:
+    """A private directory for holder sockets; every process a test starts there carries a
+    tag in its environment, so teardown finds and kills it whoever its parent is."""
+
+    directory: Path
+    tag: str
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.directory),
+            "TERM": "xterm",
+            "HISTFILE": "/dev/null",
+            "PS1": "$ ",
+            TAG: self.tag,
+            **extra,
+        }
+
+    def socket(self, terminal_id: int = 1) -> Path:
+        return self.directory / f"{terminal_id}.sock"
+
+    async def spawn(
+        self,
+        argv: list[str] | None = None,
+        *,
+        terminal_id: int = 1,
+        socket_path: Path | None = None,
+        env: dict[str, str] | None = None,
+        ring_bytes: int = 1 << 20,
+        meta: dict[str, Any] | None = None,
+    ) -> Path:
+        path = socket_path or self.socket(terminal_id)
+        await spawn_holder(
+            path,
+            argv or BASH,
+            env=env or self.env(),
+            cwd=str(self.directory),
+            terminal_id=terminal_id,
+            cols=80,
+            rows=24,
+            ring_bytes=ring_bytes,
+            meta=meta or {},
+            log_path=self.directory / f"holder-{terminal_id}.log",
+        )
+        return path
+
+    def foreground(self, argv: list[str], *, terminal_id: int = 1) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, "-I", "-m", "hoodyd.terminals.holder", "--foreground",
+             "--socket", str(self.socket(terminal_id)), "--terminal", str(terminal_id),
+             "--", *argv],
+            env=self.env(),
+            cwd=self.directory,
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        self.children.append(process)
+        return process
+
+    def tagged_pids(self) -> list[int]:
+        marker = f"{TAG}={self.tag}".encode()
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError):
+                    if marker in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                        found.append(int(entry))
+        return found
+
+
+@pytest.fixture
+def box() -> Iterator[Box]:
+    directory = Path(tempfile.mkdtemp(prefix="hh-", dir="/tmp"))
+    box = Box(directory, uuid.uuid4().hex)
+    try:
+        yield box
+    finally:
+        for pid in box.tagged_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for child in box.children:
+            child.kill()
+            child.wait(WAIT)
+            if child.stderr is not None:
+                child.stderr.close()
+        subprocess.run(["rm", "-rf", str(directory)], check=False)
+
+
+@dataclass
+class Recorder:
+    """What a link delivered: (offset, event) in order, and its exit reports."""
+
+    events: list[tuple[int, MarkerEvent]] = field(default_factory=list)
+    exits: list[int | None] = field(default_factory=list)
+
+    def on_event(self, offset: int, event: MarkerEvent) -> None:
+        self.events.append((offset, event))
+
+    def on_exit(self, code: int | None) -> None:
+        self.exits.append(code)
+
+    def output(self) -> bytes:
+        return b"".join(event.data for _, event in self.events if isinstance(event, Output))
+
+    def ends_with(self, suffix: bytes) -> bool:
+        """Whether the output so far ends with `suffix` (cheap on long outputs)."""
+        tail = b""
+        for _, event in reversed(self.events):
+            if isinstance(event, Output):
+                tail = event.data + tail
+                if len(tail) >= len(suffix):
+                    break
+        return tail.endswith(suffix)
+
+    def merged(self) -> list[tuple[int, MarkerEvent]]:
+        """Events with adjacent outputs joined (frame boundaries are not part of the
+        contract)."""
+        merged: list[tuple[int, MarkerEvent]] = []
+        for offset, event in self.events:
+            last_offset, last = merged[-1] if merged else (0, None)
+            if isinstance(event, Output) and isinstance(last, Output):
+                merged[-1] = (last_offset, Output(last.data + event.data))
+            else:
+                merged.append((offset, event))
+        return merged
+
+    def assert_contiguous(self) -> None:
+        outputs = [(o, e.data) for o, e in self.events if isinstance(e, Output)]
+        for (offset, data), (next_offset, _) in itertools.pairwise(outputs):
+            assert offset + len(data) == next_offset
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def linked(path: Path, *, follow_from: int | None = None, follow: bool = True
+                 ) -> AsyncIterator[tuple[HolderLink, Recorder]]:  # fmt: skip
+    recorder = Recorder()
+    link = await HolderLink.connect(path, on_event=recorder.on_event, on_exit=recorder.on_exit)
+    if follow:
+        link.follow(follow_from)
+    try:
+        yield link, recorder
+    finally:
+        await link.close()
+
+
+def process_gone(pid: int) -> bool:
+    """Ended: no such process, or a zombie nobody reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def stat_fields(pid: int) -> tuple[int, int]:
+    """(ppid, sid) of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return int(fields[1]), int(fields[3])
+
+
+async def test_output_of_typed_input_reaches_a_following_link(box: Box) -> None:
+    """A spawned holder runs bash; what is typed through the link comes back as output."""
+    path = await box.spawn()
+    async with linked(path) as (link, seen):
+        assert link.running and link.hello.terminal_id == 1
+        link.write(b"echo hi\r")
+        await until(lambda: b"\rhi\r\n" in seen.output(), "the echo")
+        seen.assert_contiguous()
+        assert seen.events[0][0] == 0
+
+
+async def test_replay_after_reconnect_is_exact_from_start_and_from_mid(box: Box) -> None:
+    """A new link that follows from 0 or from a mid offset gets exactly the same bytes."""
+    path = await box.spawn()
+    async with linked(path) as (link, first):
+        link.write(b"echo one; echo two\r")
+        await until(
+            lambda: b"\rone\r\ntwo\r\n" in first.output() and first.output().endswith(b"$ "),
+            "both lines and the prompt",
+        )
+    full = first.output()
+    async with linked(path, follow_from=0) as (_link, again):
+        await until(lambda: len(again.output()) >= len(full), "the replay")
+        assert again.output() == full
+        again.assert_contiguous()
+    mid = full.index(b"one\r\n")
+    async with linked(path, follow_from=mid) as (_link, tail):
+        await until(lambda: len(tail.output()) >= len(full) - mid, "the replay from mid")
+        assert tail.events[0][0] == mid
+        assert tail.output() == full[mid:]
+
+
+async def test_follow_from_before_the_ring_start_starts_at_the_ring_start(box: Box) -> None:
+    """Output the ring dropped is skipped: the replay starts at the oldest kept byte."""
+    script = "head -c 10000 /dev/zero | tr '\\0' x; printf END; exec sleep 100"
+    path = await box.spawn(["sh", "-c", script], ring_bytes=4096)
+    async with linked(path) as (_link, live):
+        await until(lambda: live.output().endswith(b"END"), "all output")
+    async with linked(path, follow_from=0) as (link, replay):
+        await until(lambda: replay.output().endswith(b"END"), "the replay")
+        assert replay.events[0][0] == link.hello.ring_start > 0
+        assert replay.output() == live.output()[-4096:]
+
+
+async def test_markers_are_stripped_and_reported_at_their_offsets(box: Box) -> None:
+    """With a nonce, markers leave the output and arrive as events where they occurred;
+    a marker with another nonce is plain output; a replay interleaves them the same way."""
+    foreign = "\\033]6973;other;S\\007"
+    script = (
+        f"printf 'a\\033]6973;{NONCE};S\\007b\\033]6973;{NONCE};D;7;1\\007c{foreign}'; "
+        "exec sleep 100"
+    )
+    path = await box.spawn(["sh", "-c", script], env=box.env(HOODYD_MARKER=NONCE))
+    expected = [
+        (0, Output(b"a")),
+        (1, CommandStarted()),
+        (1, Output(b"b")),
+        (2, PromptDrawn(7, 1)),
+        (2, Output(b"c\x1b]6973;other;S\x07")),
+    ]
+    async with linked(path) as (_link, live):
+        await until(lambda: live.output().endswith(b"S\x07"), "all output")
+        assert live.merged() == expected
+    async with linked(path, follow_from=1) as (_link, replay):
+        await until(lambda: replay.output().endswith(b"S\x07"), "the replay")
+        assert replay.merged() == expected[1:]
+
+
+async def test_link_reconnects_after_a_dropped_connection_without_duplicates(box: Box) -> None:
+    """When the connection drops while the holder listens, the link resumes where delivery
+    stopped: no byte and no marker twice, nothing missed."""
+    path = await box.spawn(env=box.env(HOODYD_MARKER=NONCE, PS1=MARKED_PS1))
+    async with linked(path) as (link, seen):
+        await until(lambda: any(isinstance(e, PromptDrawn) for _, e in seen.events), "prompt")
+        prompts = sum(isinstance(e, PromptDrawn) for _, e in seen.events)
+        connection = link._connection
+        assert connection is not None
+        connection.abort()
+        link.write(b"echo after\r")
+        await until(lambda: b"\rafter\r\n" in seen.output(), "the echo after reconnecting")
+        await until(
+            lambda: sum(isinstance(e, PromptDrawn) for _, e in seen.events) == prompts + 1,
+            "the next prompt",
+        )
+        assert link._connection is not connection
+        seen.assert_contiguous()
+        assert seen.output().count(b"after") == 2  # the echoed line and the output
+        assert seen.exits == []
+
+
+async def test_a_client_too_far_behind_is_dropped_and_the_link_resumes(box: Box) -> None:
+    """A link that stops reading while the shell prints 40 MB is dropped by the holder; it
+    reconnects by itself and goes on from the oldest byte still kept, in order."""
+    path = await box.spawn(ring_bytes=1 << 16)
+    async with linked(path) as (link, seen):
+        await until(lambda: seen.output().endswith(b"$ "), "the prompt")
+        connection = link._connection
+        assert connection is not None and connection.transport is not None
+        connection.transport.pause_reading()
+        link.write(b"head -c 40000000 /dev/zero | tr '\\0' y | fold -w 1000; echo done\r")
+        async with linked(path, follow_from=None) as (_watcher, watched):
+            await until(lambda: watched.ends_with(b"ydone\r\n\x1b[?2004h$ "), "the output")
+        connection.transport.resume_reading()
+        await until(lambda: connection.lost.done(), "the holder to drop the link")
+        await until(lambda: seen.ends_with(b"ydone\r\n\x1b[?2004h$ "), "the rest of the output")
+        assert link._connection is not connection and seen.exits == []
+        offsets = [offset for offset, event in seen.events if isinstance(event, Output)]
+        assert offsets == sorted(offsets)
+        assert len(seen.output()) < 40_000_000  # what the ring had dropped is skipped
+
+
+async def test_shell_exit_is_reported_and_the_holder_stays_until_closed(box: Box) -> None:
+    """`exit 3` gives EXITED 3; the holder still answers with exited and its output until a
+    client closes it, then its socket is gone and it ends."""
+    path = await box.spawn()
+    async with linked(path) as (link, seen):
+        link.write(b"echo bye; exit 3\r")
+        await until(lambda: seen.exits == [3], "the exit report")
+        assert not link.running
+    later = Recorder()
+    link = await HolderLink.connect(path, on_event=later.on_event, on_exit=later.on_exit)
+    assert link.hello.exited and link.hello.exit_code == 3 and not link.running
+    holder_pid = link.hello.holder_pid
+    link.follow(None)
+    await until(lambda: b"\rbye\r\n" in later.output(), "the replayed output")
+    # the exit is reported once more at the end of the replay, after the output that led to it
+    await until(lambda: later.exits == [3], "the exit after the replay")
+    await link.close(end_if_exited=True)
+    await until(lambda: not path.exists(), "the socket file to go")
+    await until(lambda: process_gone(holder_pid), "the holder to end")
+    with pytest.raises(HolderGone):
+        await HolderLink.connect(path, on_event=later.on_event, on_exit=later.on_exit)
+
+
+async def test_close_leaves_a_running_shell_alone(box: Box) -> None:
+    """Disconnecting, even asking to end the holder, keeps a running shell and its holder."""
+    path = await box.spawn()
+    async with linked(path) as (link, _seen):
+        shell_pid = link.shell_pid
+        await link.close(end_if_exited=True)
+    async with linked(path) as (link, seen):
+        assert link.running and link.shell_pid == shell_pid
+        link.write(b"echo still\r")
+        await until(lambda: b"\rstill\r\n" in seen.output(), "the shell's answer")
+
+
+async def test_terminate_hangs_up_the_shell_and_its_background_jobs(box: Box) -> None:
+    """terminate returns the shell's status once the shell and its background jobs are gone;
+    the holder ends and removes its socket."""
+    path = await box.spawn()
+    async with linked(path) as (link, seen):
+        link.write(b"sleep 300 & echo bg=$!\r")
+        await until(lambda: re.search(rb"bg=\d+", seen.output()) is not None, "the job's pid")
+        background = int(re.search(rb"bg=(\d+)", seen.output())[1])  # type: ignore[index]
+        holder_pid, shell_pid = link.hello.holder_pid, link.shell_pid
+        code = await asyncio.wait_for(link.terminate(grace=2.0), WAIT)
+        assert code == -signal.SIGHUP
+        assert seen.exits == [code]
+    assert not path.exists()
+    await until(lambda: process_gone(shell_pid), "the shell to end")
+    await until(lambda: process_gone(background), "the background job to end")
+    await until(lambda: process_gone(holder_pid), "the holder to end")
+
+
+async def test_sigterm_to_a_detached_holder_hangs_up_the_shell(box: Box) -> None:
+    """SIGTERM hangs up the shell, reports EXITED to clients and ends the holder."""
+    path = await box.spawn()
+    async with linked(path) as (link, seen):
+        os.kill(link.hello.holder_pid, signal.SIGTERM)
+        await until(lambda: seen.exits == [-signal.SIGHUP], "the exit report")
+        await until(lambda: process_gone(link.shell_pid), "the shell to end")
+        await until(lambda: process_gone(link.hello.holder_pid), "the holder to end")
+    assert not path.exists()
+
+
+async def test_a_killed_holder_is_reported_gone(box: Box) -> None:
+    """A holder that dies without a word is reported once, with no exit code."""
+    path = await box.spawn()
+    async with linked(path) as (link, seen):
+        os.kill(link.hello.holder_pid, signal.SIGKILL)
+        await until(lambda: seen.exits == [None], "the gone report")
+        assert not link.running
+        with pytest.raises(HolderGone):
+            await link.query()
+    assert path.exists()  # a stale socket file, for the next holder to replace
+
+
+async def test_foreground_holder_exits_with_the_shell_status(box: Box) -> None:
+    """With --foreground the holder flushes the shell's last output and exits with its
+    status."""
+    process = box.foreground(BASH)
+    await until(lambda: box.socket().exists(), "the socket")
+    async with linked(box.socket()) as (link, seen):
+        assert link.hello.foreground
+        link.write(b"echo last; exit 4\r")
+        await until(lambda: seen.exits == [4], "the exit report")
+        assert b"\rlast\r\n" in seen.output()
+    assert await asyncio.to_thread(process.wait, WAIT) == 4
+    assert not box.socket().exists()
+
+
+async def test_foreground_holder_hangs_up_the_shell_on_sigterm(box: Box) -> None:
+    """SIGTERM to a --foreground holder hangs up the shell and exits with 128+SIGHUP."""
+    process = box.foreground(BASH)
+    await until(lambda: box.socket().exists(), "the socket")
+    async with linked(box.socket()) as (link, _seen):
+        shell_pid = link.shell_pid
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(process.wait, WAIT) == 128 + signal.SIGHUP
+    await until(lambda: process_gone(shell_pid), "the shell to end")
+
+
+async def test_second_holder_on_a_live_socket_is_refused(box: Box) -> None:
+    """Spawning on a socket a live holder serves fails with that holder's pid, and the
+    command line exits 1 with the same message."""
+    path = await box.spawn()
+    async with linked(path, follow=False) as (link, _seen):
+        message = f"terminal 1 is already held by pid {link.hello.holder_pid}"
+        with pytest.raises(HolderError, match=message):
+            await box.spawn()
+        process = box.foreground(["sh"])
+        assert await asyncio.to_thread(process.wait, WAIT) == 1
+        assert process.stderr is not None
+        assert message in process.stderr.read().decode()
+        assert link.running
+
+
+async def test_stale_socket_file_is_replaced(box: Box) -> None:
+    """A socket file nobody listens on is replaced by the new holder."""
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(box.socket()))
+    stale.close()
+    with pytest.raises(HolderGone):
+        await HolderLink.connect(box.socket(), on_event=print, on_exit=print)
+    path = await box.spawn()
+    async with linked(path) as (link, seen):
+        link.write(b"echo fresh\r")
+        await until(lambda: b"\rfresh\r\n" in seen.output(), "the new shell's answer")
+
+
+async def test_socket_path_longer_than_sockaddr_allows(box: Box) -> None:
+    """A socket path past 108 bytes is bound and connected through its directory's fd."""
+    deep = box.directory / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True, mode=0o700)
+    path = deep / "7.sock"
+    assert len(os.fsencode(path)) > 108
+    await box.spawn(socket_path=path, terminal_id=7)
+    assert list_holders(deep) == [(7, path)]
+    async with linked(path) as (link, seen):
+        link.write(b"echo long\r")
+        await until(lambda: b"\rlong\r\n" in seen.output(), "the echo")
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+async def test_meta_round_trips_through_a_new_hello(box: Box) -> None:
+    """The meta given at spawn and the one SET_META stores come back in later HELLOs."""
+    path = await box.spawn(meta={"kind": "first", "n": 1})
+    async with linked(path, follow=False) as (link, _seen):
+        assert link.hello.meta == {"kind": "first", "n": 1}
+        link.set_meta({"kind": "second", "nested": {"list": [1, 2]}})
+        await link.query()  # answered after the meta was stored: frames are in order
+    async with linked(path, follow=False) as (link, _seen):
+        assert link.hello.meta == {"kind": "second", "nested": {"list": [1, 2]}}
+
+
+async def test_big_meta_at_spawn_arrives_too(box: Box) -> None:
+    """A meta too big for the command line still reaches the holder."""
+    meta = {"blob": "x" * 200_000}
+    path = await box.spawn(meta=meta)
+    async with linked(path, follow=False) as (link, _seen):
+        assert link.hello.meta == meta
+
+
+async def test_signal_to_the_foreground_group_interrupts_a_command(box: Box) -> None:
+    """SIGINT to the foreground process group ends `sleep 100`; bash reports status 130."""
+    path = await box.spawn(env=box.env(HOODYD_MARKER=NONCE, PS1=MARKED_PS1))
+    async with linked(path) as (link, seen):
+        await until(lambda: any(isinstance(e, PromptDrawn) for _, e in seen.events), "prompt")
+        link.write(b"sleep 100\r")
+        info = await link.query()
+        deadline = time.monotonic() + WAIT
+        while info.foreground_pgrp == info.shell_pgrp and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            info = await link.query()
+        assert info.running and info.shell_pid == link.shell_pid
+        assert info.foreground_pgrp not in (None, info.shell_pgrp)
+        link.signal(signal.SIGINT)
+        await until(lambda: any(e == PromptDrawn(130, None) for _, e in seen.events), "status 130")
+        assert b"6973" not in seen.output()
+
+
+async def test_signal_to_the_session_reaches_every_process_group(box: Box) -> None:
+    """SIGKILL to the session ends the shell and its background jobs alike."""
+    path = await box.spawn()
+    async with linked(path) as (link, seen):
+        link.write(b"sleep 300 & echo bg=$!\r")
+        await until(lambda: re.search(rb"bg=\d+", seen.output()) is not None, "the job's pid")
+        background = int(re.search(rb"bg=(\d+)", seen.output())[1])  # type: ignore[index]
+        link.signal(signal.SIGKILL, "session")
+        await until(lambda: seen.exits == [-signal.SIGKILL], "the exit report")
+        await until(lambda: process_gone(background), "the background job to end")
+
+
+async def test_a_shell_that_cannot_start_fails_the_spawn(box: Box) -> None:
+    """spawn_holder raises the holder's own message when the shell cannot be started, and
+    leaves no socket behind."""
+    with pytest.raises(HolderError, match="cannot start /nonexistent/shell"):
+        await box.spawn(["/nonexistent/shell"])
+    assert not box.socket().exists()
+
+
+async def test_resize_reaches_the_terminal(box: Box) -> None:
+    """RESIZE sets the PTY's window size, and later HELLOs carry it."""
+    path = await box.spawn()
+    async with linked(path) as (link, seen):
+        link.resize(132, 43)
+        link.write(b"stty size\r")
+        await until(lambda: b"\r43 132\r\n" in seen.output(), "the new size")
+    async with linked(path, follow=False) as (link, _seen):
+        assert (link.hello.cols, link.hello.rows) == (132, 43)
+
+
+async def test_holder_is_detached_in_its_own_session(box: Box) -> None:
+    """The holder is not the spawner's child, leads its own session, and is the shell's
+    parent; the shell leads another session."""
+    path = await box.spawn()
+    async with linked(path, follow=False) as (link, _seen):
+        holder, shell = link.hello.holder_pid, link.shell_pid
+        holder_ppid, holder_sid = stat_fields(holder)
+        shell_ppid, shell_sid = stat_fields(shell)
+        assert holder_ppid != os.getpid()
+        assert holder_sid == holder != os.getsid(0)
+        assert (shell_ppid, shell_sid) == (holder, shell)
+
+
+async def test_other_users_are_refused(box: Box) -> None:
+    """A connection from another uid is closed without a HELLO."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to connect as another user")
+    path = await box.spawn()
+    # let the other user reach the socket, so that only the holder's own check stands
+    box.directory.chmod(0o711)
+    path.chmod(0o666)
+    probe = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "s.settimeout(5)\n"
+        "s.connect(sys.argv[1])\n"
+        "sys.stdout.write(repr(s.recv(100)))\n"
+    )
+    result = await asyncio.to_thread(
+        subprocess.run,
+        ["/usr/bin/python3", "-I", "-c", probe, str(path)],
+        user=65534,
+        group=65534,
+        capture_output=True,
+        timeout=WAIT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"b''"
+    async with linked(path, follow=False) as (link, _seen):
+        assert link.running  # the holder itself carries on
+
+
+def test_mirror_ring_keeps_the_holder_offsets() -> None:
+    """A mirror ring restarts at the holder's offset, skips bytes it has and jumps gaps."""
+    ring = OutputRing(8)
+    ring.restart_at(100)
+    ring.append_at(100, b"abcd")
+    ring.append_at(102, b"cdef")  # overlap: only "ef" is new
+    assert (ring.start, ring.read(None, 100).data) == (100, b"abcdef")
+    ring.append_at(104, b"ef")  # nothing new
+    ring.append_at(110, b"xy")  # a gap: the start moves past it
+    assert (ring.start, ring.end, ring.read(None, 100).data) == (110, 112, b"xy")
+    ring.append_at(112, b"0123456789")
+    assert (ring.start, ring.read(None, 100).data) == (114, b"23456789")
