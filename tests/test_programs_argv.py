@@ -48,11 +48,15 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield tmp_path_factory.mktemp("logs")
 
 
-def parsed(program: Program, port: int | None, log_dir: Path) -> Any:
+def parsed(
+    program: Program, port: int | None, log_dir: Path, holders_dir: Path | None = None
+) -> Any:
     """The ProcessConfig supervisord reads back from the program's rendered section: the file
     written into an include dir and read by supervisord's own `read_config`, as at a reload
     (its environment's `%(ENV_…)s` expansions included)."""
-    text = conf.render(program, port=port, autostart=False, log_dir=log_dir)
+    text = conf.render(
+        program, port=port, autostart=False, log_dir=log_dir, holders_dir=holders_dir
+    )
     for path in conf.log_paths(text):
         path.parent.mkdir(parents=True, exist_ok=True)  # supervisord wants them to exist
     root = log_dir / "supervisor"
@@ -294,7 +298,9 @@ def test_the_launcher_execs_without_a_shell_and_reports_a_missing_command() -> N
     missing command with exit 127 and a message on stderr."""
     done = subprocess.run(
         [*launcher_argv(0, ["/bin/echo", "$(id)", "`id`", "a;b"])],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert done.stdout == "$(id) `id` a;b\n"
     missing = subprocess.run(

@@ -5,20 +5,27 @@ the program API still starts and stops it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pwd
+import shlex
 import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hoodyd.app import create_app
 from hoodyd.programs import conf
 from hoodyd.schemas.daemon import Program
 from tests.conftest import make_config
+from tests.test_programs_argv import TEXT, USER, execv_argv, parsed
 
 DAEMON = "/api/v1/daemon"
 TERMINAL = "/api/v1/terminal"
@@ -79,9 +86,7 @@ async def test_a_program_runs_in_its_terminal_and_stops_with_the_program(
     assert status == 200, added
     program_id = added["program"]["id"]
     assert (await call(client, "POST", f"{DAEMON}/programs/{program_id}/enable"))[0] == 200
-    status, started = await call(
-        client, "POST", f"{DAEMON}/programs/{program_id}/start", {"wait": True}
-    )
+    status, started = await call(client, "POST", f"{DAEMON}/programs/{program_id}/start")
     assert status == 200, started
     await wait_until_adopted(client, 21)
     status, sessions = await call(client, "GET", f"{TERMINAL}/sessions")
@@ -99,13 +104,11 @@ async def test_a_program_runs_in_its_terminal_and_stops_with_the_program(
     status, refused = await call(
         client, "POST", f"{TERMINAL}/execute?terminal_id=21", {"command": "true"}
     )
-    assert (status, refused["code"]) == (409, "TERMINAL_RUNS_PROGRAM")
+    assert (status, refused["reason"]) == (409, "TERMINAL_RUNS_PROGRAM")
     status, refused = await call(client, "DELETE", f"{TERMINAL}/21")
-    assert (status, refused["code"]) == (409, "TERMINAL_RUNS_PROGRAM")
+    assert (status, refused["reason"]) == (409, "TERMINAL_RUNS_PROGRAM")
     pid = session["pid"]
-    status, stopped = await call(
-        client, "POST", f"{DAEMON}/programs/{program_id}/stop", {"wait": True}
-    )
+    status, stopped = await call(client, "POST", f"{DAEMON}/programs/{program_id}/stop")
     assert status == 200, stopped
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WAIT
@@ -132,3 +135,48 @@ def test_the_terminal_argv_carries_the_command_as_one_quoted_shell_word() -> Non
     assert argv[-3:] == [shutil.which("sh"), "-c", "/bin/echo '$(id); rm -rf /' 'a b'"]
     assert argv[argv.index("--socket") + 1] == "/s/5.sock"
     assert "--foreground" in argv
+
+
+@pytest.fixture(scope="module")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@settings(max_examples=200, deadline=None)
+@given(args=st.lists(TEXT, max_size=5), shell=st.sampled_from(["bash", "sh", None]))
+def test_a_terminal_program_reaches_its_shell_as_exactly_its_argv(
+    log_dir: Path, args: list[str], shell: str | None
+) -> None:
+    """Whatever the arguments hold, supervisord's own parser hands the holder
+    `[shell, -c, line]` and the shell splits `line` back into exactly the program's argv;
+    the meta on the holder's command line is JSON naming the program."""
+    program = Program(
+        id=9,
+        name="prop",
+        command=shlex.join(["/bin/echo", *args]),
+        user=USER,
+        terminal_id=12,
+        terminal_shell=shell,  # type: ignore[arg-type]
+    )
+    argv = execv_argv(parsed(program, None, log_dir, holders_dir=Path("/run/h")))
+    cut = argv.index("--")
+    holder, command = argv[:cut], argv[cut + 1 :]
+    assert holder[1:4] == ["-I", "-m", "hoodyd.terminals.holder"]
+    assert holder[holder.index("--socket") + 1] == "/run/h/12.sock"
+    meta = json.loads(holder[holder.index("--meta-json") + 1])
+    assert meta["program"] == {"id": 9, "name": "prop"}
+    assert command[1] == "-c" and shlex.split(command[2]) == ["/bin/echo", *args]
+
+
+def test_the_line_runs_as_that_argv_in_a_real_shell() -> None:
+    """The quoted line, run by a real sh and bash, prints each argument as given."""
+    odd = ["$(id)", "a b", "';", "`x`", "%(here)s", "\\", "#c"]
+    line = conf.terminal_argv(
+        Program(id=1, name="p", command="x", user=USER, terminal_id=3),
+        [sys.executable, "-c", "import sys; print(sys.argv[1:])", *odd],
+        Path("/h"),
+        "/",
+    )[-1]
+    for shell in ("sh", "bash"):
+        done = subprocess.run([shell, "-c", line], capture_output=True, text=True, check=True)
+        assert done.stdout == f"{odd!r}\n"

@@ -70,7 +70,8 @@ def attach_in_pty(
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     client = subprocess.Popen(
-        [sys.executable, "-m", "hoodyd", "attach", str(terminal_id), "--socket", str(daemon.socket)],
+        [sys.executable, "-m", "hoodyd", "attach", str(terminal_id)]
+        + ["--socket", str(daemon.socket)],
         stdin=slave,
         stdout=slave,
         stderr=slave,

@@ -283,6 +283,20 @@ async def test_markers_are_stripped_and_reported_at_their_offsets(box: Box) -> N
         assert replay.merged() == expected[1:]
 
 
+async def test_a_replay_starts_with_the_last_marker_the_ring_dropped(box: Box) -> None:
+    """A prompt marker whose surrounding output the ring has dropped still opens a replay
+    from the ring's start, so a follower learns the shell sits at its prompt."""
+    script = f"printf '\\033]6973;{NONCE};D;0;5\\007'; head -c 9000 /dev/zero; exec sleep 100"
+    path = await box.spawn(["sh", "-c", script], env=box.env(HOODYD_MARKER=NONCE), ring_bytes=4096)
+    async with linked(path) as (link, live):
+        await until(lambda: len(live.output()) >= 9000, "all output")
+    async with linked(path) as (link, replay):
+        await until(lambda: len(replay.output()) >= 4096, "the replay")
+        first_offset, first = replay.events[0]
+        assert (first_offset, first) == (link.hello.ring_start, PromptDrawn(0, 5))
+        assert link.hello.ring_start > 0
+
+
 async def test_link_reconnects_after_a_dropped_connection_without_duplicates(box: Box) -> None:
     """When the connection drops while the holder listens, the link resumes where delivery
     stopped: no byte and no marker twice, nothing missed."""
@@ -501,6 +515,10 @@ async def test_signal_to_the_foreground_group_interrupts_a_command(box: Box) -> 
             info = await link.query()
         assert info.running and info.shell_pid == link.shell_pid
         assert info.foreground_pgrp not in (None, info.shell_pgrp)
+        # between fork and exec the job is still bash, which has its own SIGINT handling:
+        # signal once it is `sleep`
+        comm = Path(f"/proc/{info.foreground_pgrp}/comm")
+        await until(lambda: comm.exists() and comm.read_text().strip() == "sleep", "sleep")
         link.signal(signal.SIGINT)
         await until(lambda: any(e == PromptDrawn(130, None) for _, e in seen.events), "status 130")
         assert b"6973" not in seen.output()

@@ -82,6 +82,7 @@ def parse_options(args: list[str]) -> Options:
     parser.add_argument("--ring-bytes", type=int, default=1024 * 1024)
     parser.add_argument("--foreground", action="store_true")
     parser.add_argument("--meta-json", default="{}")
+    parser.add_argument("--meta-fd", type=int, help="read the meta JSON from this descriptor")
     parser.add_argument("--ready-fd", type=int)
     parser.add_argument("--user", help="run the shell as this user (the holder runs as root)")
     parser.add_argument("argv", nargs="+")
@@ -94,7 +95,11 @@ def parse_options(args: list[str]) -> Options:
             parser.error(f"no user named {parsed.user!r}")
         if os.geteuid() != 0 and account.pw_uid != os.geteuid():
             parser.error("--user needs the holder to run as root")
-    meta = json.loads(parsed.meta_json)
+    if parsed.meta_fd is not None:
+        with os.fdopen(parsed.meta_fd, "rb") as source:
+            meta = json.loads(source.read(wire.MAX_META + 1) or b"{}")
+    else:
+        meta = json.loads(parsed.meta_json)
     if not isinstance(meta, dict):
         parser.error("--meta-json must be a JSON object")
     if not (0 < parsed.cols < 65536 and 0 < parsed.rows < 65536) or parsed.ring_bytes <= 0:
@@ -258,6 +263,9 @@ class Holder:
         self._scanner = MarkerScanner(nonce) if nonce else None
         # (ring offset, sequence number, event), oldest first
         self._markers: deque[tuple[int, int, MarkerEvent]] = deque(maxlen=MAX_MARKERS)
+        # the newest marker whose output the ring dropped: a replay from the ring's start
+        # begins with it, so a follower still learns whether the shell sits at its prompt
+        self._last_pruned: tuple[int, int, MarkerEvent] | None = None
         self._marker_seq = 0
         self._clients: set[ClientConnection] = set()
         self._exit_code: int | None = None
@@ -360,6 +368,9 @@ class Holder:
         the client gets live output too (no await in between, so nothing is missed)."""
         ring = self._ring
         cursor = ring.start if offset is None else min(max(offset, ring.start), ring.end)
+        if self._last_pruned is not None and cursor == ring.start:
+            _offset, seq, event = self._last_pruned
+            client.send(wire.marker_frame(ring.start, seq, event))
         for marker_offset, seq, event in self._markers:
             if marker_offset < cursor:
                 continue
@@ -432,7 +443,7 @@ class Holder:
                 self._broadcast(wire.marker_frame(offset, self._marker_seq, event))
         start = self._ring.start
         while self._markers and self._markers[0][0] < start:
-            self._markers.popleft()
+            self._last_pruned = self._markers.popleft()
 
     def _on_exit(self, code: int | None) -> None:
         self._exited = True

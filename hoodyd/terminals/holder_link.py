@@ -29,7 +29,6 @@ from hoodyd.terminals.pty_process import SHELL_UMASK
 SPAWN_TIMEOUT = 10.0
 # Meta travels on the holder's command line up to this size (one argument may not exceed
 # 128 KiB on Linux); a bigger one is sent with SET_META once the holder listens.
-META_ARGV_LIMIT = 64 * 1024
 RECONNECT_DELAYS = (0.0, 0.05, 0.1, 0.2, 0.4)
 MAX_INPUT_FRAME = 1024 * 1024
 LOG_TAIL = 2000
@@ -104,10 +103,14 @@ async def spawn_holder(
     """Start a detached holder running `argv` (with `env`, `cwd` and the shell umask) and
     return once its socket accepts connections; HolderError with the holder's own message
     (`terminal N is already held by pid P`, a shell that cannot start) otherwise."""
-    meta_json = json.dumps(meta, separators=(",", ":"))
-    late_meta = len(meta_json) > META_ARGV_LIMIT
-    if late_meta and len(meta_json) > wire.MAX_META:
+    meta_json = json.dumps(meta, separators=(",", ":")).encode()
+    if len(meta_json) > wire.MAX_META:
         raise ValueError(f"meta of {len(meta_json)} bytes (at most {wire.MAX_META})")
+    # The meta (session options, the environment asked for) goes through a memory file, not
+    # the command line every user can read in /proc.
+    meta_fd = os.memfd_create("hoodyd-meta", os.MFD_CLOEXEC)
+    os.write(meta_fd, meta_json)
+    os.lseek(meta_fd, 0, os.SEEK_SET)
     read_end, write_end = os.pipe()
     command = [
         sys.executable, "-I", "-m", "hoodyd.terminals.holder",
@@ -116,7 +119,7 @@ async def spawn_holder(
         "--cols", str(cols),
         "--rows", str(rows),
         "--ring-bytes", str(ring_bytes),
-        "--meta-json", "{}" if late_meta else meta_json,
+        "--meta-fd", str(meta_fd),
         "--ready-fd", str(write_end),
         "--", *argv,
     ]  # fmt: skip
@@ -130,7 +133,7 @@ async def spawn_holder(
                 stderr=log_fd,
                 env=env,
                 cwd=cwd,
-                pass_fds=(write_end,),
+                pass_fds=(write_end, meta_fd),
                 start_new_session=True,
                 umask=SHELL_UMASK,
             )
@@ -141,6 +144,7 @@ async def spawn_holder(
         raise HolderError(f"cannot start a terminal holder: {error}") from error
     finally:
         os.close(write_end)
+        os.close(meta_fd)
     try:
         line = await asyncio.wait_for(_read_line(read_end), SPAWN_TIMEOUT)
     except TimeoutError:
@@ -153,8 +157,6 @@ async def spawn_holder(
     if not line.startswith("ready "):
         message = line.removeprefix("error ").strip() or _log_tail(log_path)
         raise HolderError(message or f"the holder of terminal {terminal_id} did not start")
-    if late_meta:
-        await _set_meta_once(socket_path, meta_json.encode())
 
 
 async def _reap(process: asyncio.subprocess.Process) -> None:
@@ -206,27 +208,6 @@ async def _read_line(fd: int) -> str:
     finally:
         loop.remove_reader(fd)
     return received.partition(b"\n")[0].decode(errors="replace")
-
-
-async def _set_meta_once(socket_path: Path, meta: bytes) -> None:
-    """SET_META on a connection of its own, returning once the holder has stored it (the
-    REPLY to a QUERY sent after it), so that the caller's next HELLO carries it."""
-    sock = await _connected_socket(socket_path, SPAWN_TIMEOUT)
-    reader, writer = await asyncio.open_unix_connection(sock=sock)
-    try:
-        writer.write(wire.frame(FrameType.SET_META, meta) + wire.frame(FrameType.QUERY))
-        async with asyncio.timeout(SPAWN_TIMEOUT):
-            while True:
-                kind, size = wire.HEADER.unpack(await reader.readexactly(wire.HEADER.size))
-                await reader.readexactly(size)
-                if kind == FrameType.REPLY:
-                    break
-    except (OSError, TimeoutError, asyncio.IncompleteReadError) as error:
-        raise HolderError(f"the holder on {socket_path} did not take its meta") from error
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
 
 
 async def _connected_socket(socket_path: Path, timeout: float) -> socket.socket:
