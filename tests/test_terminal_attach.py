@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import DaemonProcess, start_daemon
 
 WAIT = 10.0
+HOODYD = [sys.executable, "-m", "hoodyd"]
 
 
 @pytest.fixture
@@ -70,8 +71,7 @@ def attach_in_pty(
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     client = subprocess.Popen(
-        [sys.executable, "-m", "hoodyd", "attach", str(terminal_id)]
-        + ["--socket", str(daemon.socket)],
+        [*HOODYD, "attach", str(terminal_id), "--socket", str(daemon.socket)],
         stdin=slave,
         stdout=slave,
         stderr=slave,
