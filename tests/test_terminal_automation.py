@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import re
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from hoodyd.app import create_app
+from hoodyd.terminals.cleanup import find_holders
 from tests.conftest import make_config
 
 BASE = "/api/v1/terminal"
@@ -324,3 +327,37 @@ async def test_ws_speaks_the_sdk_framing(client: TestClient) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await client.ws_connect(f"{BASE}/ws?terminal_id=13&ssh_host=example.org")
     assert refused.value.status == 400
+
+
+async def test_concurrent_first_uses_share_one_shell(client: TestClient, short_tmp: Path) -> None:
+    """50 callers writing to a terminal that does not exist yet start exactly one holder."""
+    bodies = await asyncio.gather(
+        *(call(client, "POST", "/write?terminal_id=30", {"input": f"echo c{i}"}) for i in range(50))
+    )
+    assert sum(body["created"] for body in bodies) >= 1
+    sessions = await call(client, "GET", "/sessions")
+    assert [s["id"] for s in sessions["data"]] == [30]
+    assert [h.terminal_id for h in find_holders(short_tmp)] == [30]
+    await wait_for(client, 30, "^c49$|c49")
+
+
+async def test_a_killed_holder_leaves_an_exited_session_that_reset_replaces(
+    client: TestClient, short_tmp: Path
+) -> None:
+    """SIGKILL of a session's holder: the session reports exited, execute answers 409
+    SHELL_EXITED, and reset=true starts a new holder in its place."""
+    await call(client, "POST", "/execute?terminal_id=31", {"command": "true"})
+    (held,) = find_holders(short_tmp)
+    os.kill(held.pid, signal.SIGKILL)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while (await call(client, "GET", "/sessions"))["data"][0]["state"] != "exited":
+        assert loop.time() < deadline
+        await asyncio.sleep(0.05)
+    refused = await call(client, "POST", "/execute?terminal_id=31", {"command": "true"}, 409)
+    assert refused["reason"] == "SHELL_EXITED"
+    again = await call(
+        client, "POST", "/execute?terminal_id=31&reset=true", {"command": "echo back"}
+    )
+    assert again["stdout"] == "back\n"
+    assert [h.pid != held.pid for h in find_holders(short_tmp)] == [True]
