@@ -361,3 +361,20 @@ async def test_a_killed_holder_leaves_an_exited_session_that_reset_replaces(
     )
     assert again["stdout"] == "back\n"
     assert [h.pid != held.pid for h in find_holders(short_tmp)] == [True]
+
+
+async def test_an_exited_session_keeps_its_history_across_holder_scans(
+    aiohttp_client: Any, short_tmp: Path
+) -> None:
+    """A shell that exited keeps its session (output, history) while its holder lingers; the
+    scan for new holders does not take it over again."""
+    config = make_config(short_tmp, terminals={"user_rc": False, "holder_scan_interval": 0.05})
+    client = await aiohttp_client(create_app(config, areas=("terminal",)))
+    await call(client, "POST", "/execute?terminal_id=32", {"command": "echo kept"})
+    await call(client, "POST", "/execute?terminal_id=32&wait=false", {"command": "exit 3"})
+    await asyncio.sleep(0.5)
+    sessions = await call(client, "GET", "/sessions")
+    assert [(s["state"], s["exit_code"]) for s in sessions["data"]] == [("exited", 3)]
+    history = await call(client, "GET", "/history/32")
+    assert [item["command"] for item in history["data"]] == ["echo kept", "exit 3"]
+    assert "kept" in (await call(client, "GET", "/output/32"))["data"]

@@ -160,17 +160,20 @@ class TerminalService:
 
     async def adopt_holders(self) -> None:
         """Adopt every live holder not followed yet (a previous hoodyd's sessions, a program's
-        terminal supervisord started); remove the sockets of holders that are gone."""
+        terminal supervisord started or restarted); remove the sockets of holders that are
+        gone. A session whose shell exited keeps its holder (its output stays readable) until
+        it is deleted or created again, so only a program's terminal is taken over anew."""
         for terminal_id, socket in list_holders(self.holders_dir):
             current = self._sessions.get(terminal_id)
-            if current is not None and current.running:
+            if current is not None and (current.running or current.program is None):
                 continue
             async with self._lock(terminal_id):
-                current = self._sessions.get(terminal_id)
-                if current is None or not current.running:
-                    await self._adopt(terminal_id, socket)
+                if self._sessions.get(terminal_id) is current:
+                    await self._adopt(terminal_id, socket, replacing=current)
 
-    async def _adopt(self, terminal_id: int, socket: Path) -> TerminalSession | None:
+    async def _adopt(
+        self, terminal_id: int, socket: Path, *, replacing: TerminalSession | None = None
+    ) -> TerminalSession | None:
         try:
             session = await TerminalSession.adopt(
                 socket,
@@ -184,6 +187,9 @@ class TerminalService:
         except (HolderError, msgspec.ValidationError) as exc:
             log.warning("terminal_holder_not_adopted", terminal_id=terminal_id, error=str(exc))
             return None
+        if replacing is not None and session.holder_pid == replacing.holder_pid:
+            await session.detach()  # the same (ended) holder, not a new one
+            return replacing
         for command in session.history:
             if not command.final:
                 self._remember(command)

@@ -446,6 +446,10 @@ class TerminalSession:
         return self._link.shell_pid if self._link is not None else 0
 
     @property
+    def holder_pid(self) -> int:
+        return self._link.hello.holder_pid if self._link is not None else 0
+
+    @property
     def ready(self) -> bool:
         return self._ready.is_set()
 
