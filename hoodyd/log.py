@@ -15,6 +15,15 @@ import msgspec
 import structlog
 
 _encoder = msgspec.json.Encoder(enc_hook=repr)
+# the lowest level `configure` lets through; until it runs every event passes, as it does with
+# structlog's own defaults (and with `capture_logs` in tests)
+_threshold = logging.NOTSET
+
+
+def enabled(level: int) -> bool:
+    """Whether an event at `level` (a `logging` level number) is logged at all, so a hot path
+    can skip building an event the configured filter would drop."""
+    return level >= _threshold
 
 
 def _dumps(event: object, **_: object) -> str:
@@ -64,6 +73,7 @@ def configure(level: str = "info", fmt: str = "auto", *, journal: bool | None = 
     `fmt` is `json`, `console` or `auto` (console on a TTY, JSON otherwise); `journal`
     (default: whether stderr is journald's stream) prefixes each line with its priority.
     """
+    global _threshold
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: structlog.types.Processor = (
         structlog.dev.ConsoleRenderer()
@@ -72,6 +82,7 @@ def configure(level: str = "info", fmt: str = "auto", *, journal: bool | None = 
     )
     if stderr_is_journal() if journal is None else journal:
         renderer = with_priority(renderer)
+    _threshold = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -80,9 +91,7 @@ def configure(level: str = "info", fmt: str = "auto", *, journal: bool | None = 
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(_threshold),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
