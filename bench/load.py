@@ -6,7 +6,10 @@ the program list with statuses, an idempotent start of a running port instance, 
 terminal execute of `true` (spread over `--terminals` shells: commands into one shell run one
 after another, as typed ones would). Reported: total req/s, p50/p99 per kind, errors.
 Reference, measured in the same run with the same client: an aiohttp hello-world app on a
-Unix socket in its own process (the stack's ceiling on this box).
+Unix socket in its own process (the stack's ceiling on this box). Also reported: the CPU time
+per request of the hoodyd process (from /proc, its threads included) and of this client, so
+a reader can tell the daemon's cost from the box being busy (client and server share its
+CPUs).
 
 Run: .venv/bin/python bench/load.py [--clients 200] [--seconds 30] [--terminals 8]
 """
@@ -58,11 +61,18 @@ async def post_status(session: aiohttp.ClientSession, path: str, body: object) -
         return response.status
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (all its threads), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def drive(
     socket_path: Path, mix: dict[str, Call], clients: int, seconds: float
-) -> tuple[dict[str, list[float]], dict[str, int], float]:
+) -> tuple[dict[str, list[float]], dict[str, int], float, float]:
     """`clients` loops, each sending one kind of `mix` (the kinds shared out evenly) back to
-    back for `seconds`; latencies in ms and errors by kind, and the elapsed time."""
+    back for `seconds`; latencies in ms and errors by kind, the elapsed time and the CPU
+    time this client spent."""
     latencies: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, int] = defaultdict(int)
     kinds = list(mix.items())
@@ -71,7 +81,7 @@ async def drive(
     async with aiohttp.ClientSession(
         connector=connector, base_url="http://localhost", timeout=timeout
     ) as session:
-        began = time.perf_counter()
+        began, client_cpu = time.perf_counter(), time.process_time()
         stop_at = began + seconds
 
         async def client(number: int) -> None:
@@ -87,11 +97,13 @@ async def drive(
                     errors[label] += 1
 
         await asyncio.gather(*(client(i) for i in range(clients)))
-        elapsed = time.perf_counter() - began
-    return latencies, errors, elapsed
+        elapsed, client_cpu = time.perf_counter() - began, time.process_time() - client_cpu
+    return latencies, errors, elapsed, client_cpu
 
 
-async def reference(clients: int, seconds: float) -> tuple[dict[str, list[float]], float]:
+async def reference(
+    clients: int, seconds: float
+) -> tuple[dict[str, list[float]], float, float]:
     directory = Path(tempfile.mkdtemp(prefix="hdl-", dir="/tmp"))
     socket_path = directory / "hello.sock"
     server = subprocess.Popen([sys.executable, "-c", HELLO, str(socket_path)])
@@ -99,17 +111,17 @@ async def reference(clients: int, seconds: float) -> tuple[dict[str, list[float]
         while not socket_path.exists():
             await asyncio.sleep(0.02)
         mix: dict[str, Call] = {"hello": lambda s: get(s, "/")}
-        latencies, _, elapsed = await drive(socket_path, mix, clients, seconds)
+        latencies, _, elapsed, client_cpu = await drive(socket_path, mix, clients, seconds)
     finally:
         server.terminate()
         server.wait(timeout=30)
         shutil.rmtree(directory, ignore_errors=True)
-    return latencies, elapsed
+    return latencies, elapsed, client_cpu
 
 
 async def hoodyd(
     clients: int, seconds: float, terminals: int, only: list[str]
-) -> tuple[dict[str, list[float]], dict[str, int], float]:
+) -> tuple[dict[str, list[float]], dict[str, int], float, float, float]:
     state = Path(tempfile.mkdtemp(prefix="hdl-", dir="/tmp"))
     daemon = Daemon(state)
     try:
@@ -145,7 +157,10 @@ async def hoodyd(
         }
         if only:
             mix = {label: call for label, call in mix.items() if label in only}
-        return await drive(daemon.socket, mix, clients, seconds)
+        cpu_before = cpu_seconds(daemon.process.pid)
+        latencies, errors, elapsed, client_cpu = await drive(daemon.socket, mix, clients, seconds)
+        cpu = cpu_seconds(daemon.process.pid) - cpu_before
+        return latencies, errors, elapsed, cpu, client_cpu
     finally:
         daemon.close()
         shutil.rmtree(state, ignore_errors=True)
@@ -159,8 +174,8 @@ async def main() -> None:
     parser.add_argument("--only", action="append", default=[], metavar="KIND",
                         help="only this kind of request (repeatable), to see its share")
     args = parser.parse_args()
-    ref_latencies, ref_elapsed = await reference(args.clients, args.seconds)
-    latencies, errors, elapsed = await hoodyd(
+    ref_latencies, ref_elapsed, ref_client_cpu = await reference(args.clients, args.seconds)
+    latencies, errors, elapsed, cpu, client_cpu = await hoodyd(
         args.clients, args.seconds, args.terminals, args.only)
     ref_rps = sum(len(v) for v in ref_latencies.values()) / ref_elapsed
     total = sum(len(v) for v in latencies.values())
@@ -180,10 +195,17 @@ async def main() -> None:
     every = [v for values in latencies.values() for v in values]
     print(f"{'hoodyd, all kinds':34}{total:10}{rps:9.0f}{statistics.median(every):9.1f}"
           f"{percentile(every, 0.99):9.1f}{sum(errors.values()):8}")
+    print(f"hoodyd process CPU: {cpu:.1f} s in {elapsed:.1f} s ({cpu / elapsed:.0%} of a core), "
+          f"{cpu / total * 1000:.3f} ms per request")
+    print(f"client CPU per request: {client_cpu / total * 1000:.3f} ms against hoodyd, "
+          f"{ref_client_cpu / len(hello) * 1000:.3f} ms against the reference")
     print(f"ratio req/s hoodyd / reference: {rps / ref_rps:.2f} (goal >= 0.50); goals p99 "
           "<= 250 ms for status, list and idempotent start; no errors")
     print(json.dumps({
         "reference_rps": ref_rps, "hoodyd_rps": rps, "errors": dict(errors),
+        "hoodyd_cpu_s": cpu, "hoodyd_cpu_ms_per_request": cpu / total * 1000,
+        "client_cpu_ms_per_request": client_cpu / total * 1000,
+        "reference_client_cpu_ms_per_request": ref_client_cpu / len(hello) * 1000,
         "p99_ms": {k: percentile(v, 0.99) for k, v in latencies.items()},
         "p50_ms": {k: statistics.median(v) for k, v in latencies.items()},
     }))

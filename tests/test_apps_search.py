@@ -4,22 +4,34 @@ filters, profiles, broken sources, launch plans, candidate sets and the persiste
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import json
 import shlex
 import threading
 import time
+import weakref
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 from structlog.testing import capture_logs
 
+from hoodyd.apps import candidate_sets
+from hoodyd.apps.search import RankedCache
 from hoodyd.apps.service import AppService
 from hoodyd.errors import InvalidRequest
 from hoodyd.polling import poll_until
-from hoodyd.schemas.run import PolicyConfig, ProfileConfig, ProfileSourceOverride, Selector
-from tests.data.apps.world import make_world, open_service, quiet_settings
+from hoodyd.schemas.run import (
+    PolicyConfig,
+    ProfileConfig,
+    ProfilePatch,
+    ProfileSourceOverride,
+    Selector,
+    SourcePatch,
+)
+from tests.data.apps.world import executable, make_world, open_service, quiet_settings
 
 
 def ids(response) -> list[str]:
@@ -273,3 +285,146 @@ async def test_allowlist_profile_and_policy_denials(short_tmp: Path) -> None:
         assert {c.source_id for c in found.candidates} == {"system-path", "nixpkgs"}
     finally:
         await service.close()
+
+
+async def sync(service: AppService, source_id: str) -> None:
+    job = service.sync_source(source_id)
+    done = await service.job(job.job_id, wait=True, timeout_ms=60_000)
+    assert done.status == "done", done
+
+
+async def test_repeated_search_is_answered_from_the_cache(short_tmp: Path) -> None:
+    """The same search again reuses the ranked list and its candidates, under a new set_id;
+    another limit or another query is ranked on its own."""
+    world = make_world(short_tmp / "w")
+    service = await open_service(short_tmp / "s", world)
+    try:
+        first = service.search(Selector(app="code", limit=2))
+        again = service.search(Selector(app="code", limit=2))
+        assert first.set_id != again.set_id
+        assert again.candidates == first.candidates
+        first_set = service.candidate_set(first.set_id)
+        again_set = service.candidate_set(again.set_id)
+        assert first_set is not None and again_set is not None
+        assert again_set.items is first_set.items
+        deeper = service.search(Selector(app="code", limit=3))
+        assert ids(deeper)[:2] == ids(first) and len(deeper.candidates) == 3
+        other = service.search(Selector(app="jq", limit=5))
+        assert "apt:jq" in ids(other) and not set(ids(other)) & set(ids(first))
+    finally:
+        await service.close()
+
+
+async def test_search_cache_follows_an_install_synced_in(short_tmp: Path) -> None:
+    """A package installed since the last search shows as installed once its source syncs,
+    and not before: a sync swaps the index, which the cached search no longer matches."""
+    world = make_world(short_tmp / "w")
+    service = await open_service(short_tmp / "s", world)
+    try:
+
+        def codec2() -> bool:
+            found = service.search(Selector(app="codec2", source=["apt"], limit=5))
+            [candidate] = [c for c in found.candidates if c.candidate_id == "apt:codec2"]
+            return bool(candidate.installed)
+
+        assert codec2() is False
+        service.search(Selector(app="jq", source=["apt"]))  # left stale by the sync below
+        world.status.write_text(
+            world.status.read_text().replace("deinstall ok config-files", "install ok installed")
+        )
+        assert codec2() is False  # dpkg changed, the index not yet
+        replaced = weakref.ref(service.syncer.index("apt"))
+        await sync(service, "apt")
+        assert codec2() is True
+        gc.collect()
+        assert replaced() is None  # the stale `jq` entry does not keep the old index alive
+    finally:
+        await service.close()
+
+
+async def test_search_cache_follows_a_new_program_on_path(short_tmp: Path) -> None:
+    """A program that appears on PATH is found after the system-path source's next sync."""
+    world = make_world(short_tmp / "w")
+    service = await open_service(short_tmp / "s", world)
+    try:
+        query = Selector(app="zebra-tool", source=["system"])
+        assert service.search(query).candidates == []
+        executable(world.bin / "zebra-tool")
+        await sync(service, "system-path")
+        assert ids(service.search(query)) == [f"system-path:{world.bin}/zebra-tool"]
+    finally:
+        await service.close()
+
+
+async def test_search_cache_follows_settings_edits(short_tmp: Path) -> None:
+    """Source, profile and policy edits each change the next answer of a repeated search."""
+    world = make_world(short_tmp / "w")
+    service = await open_service(short_tmp / "s", world)
+    try:
+        query = Selector(app="jq", limit=100)
+        before = service.search(query)
+        assert "nixpkgs" in {c.source_id for c in before.candidates}
+        nix_score = next(c.score for c in before.candidates if c.source_id == "nixpkgs")
+        await service.patch_source("nixpkgs", SourcePatch(priority=45))
+        raised = service.search(query)
+        assert next(c.score for c in raised.candidates if c.source_id == "nixpkgs") > nix_score
+        await service.patch_source("nixpkgs", SourcePatch(enabled=False))
+        assert "nixpkgs" not in {c.source_id for c in service.search(query).candidates}
+
+        await service.add_profile(ProfileConfig(name="mine"))
+        mine = Selector(app="jq", limit=100, profile="mine")
+        assert "apt" in {c.source_id for c in service.search(mine).candidates}
+        await service.patch_profile(
+            "mine", ProfilePatch(policy=PolicyConfig(deny_providers=["apt"]))
+        )
+        assert "apt" not in {c.source_id for c in service.search(mine).candidates}
+
+        await service.select_profile("mine")
+        assert "apt" not in {c.source_id for c in service.search(query).candidates}
+    finally:
+        await service.close()
+
+
+class Stand:
+    """A stand-in for a config or an index: only its identity counts."""
+
+
+async def test_search_cache_is_bounded() -> None:
+    """The ranked-items cache keeps at most its entries and its items, oldest dropped first,
+    and answers only under the config and indexes an entry was ranked from."""
+    cache = RankedCache(max_entries=2, max_items=5)
+    config: Any = object()
+    index: Any = Stand()
+    other: Any = Stand()
+    items: list[Any] = [object(), object()]
+    cache.put((b"a", 5), config, (index,), items)
+    assert cache.get((b"a", 5), config, (index,)) is items
+    assert cache.get((b"a", 5), config, (other,)) is None
+    cache.put((b"a", 5), config, (index,), items)
+    assert cache.get((b"a", 5), other, (index,)) is None
+    assert len(cache) == 0  # a stale entry is dropped when met
+    for name in (b"b", b"c", b"d"):
+        cache.put((name, 5), config, (), items)
+    assert len(cache) == 2 and cache.get((b"b", 5), config, ()) is None
+    cache.put((b"e", 5), config, (), items * 3)
+    assert cache.get((b"e", 5), config, ()) is None
+
+
+def test_expired_sets_behind_recently_read_ones_are_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A set read again moves behind newer ones; once expired, the next put after a sweep
+    interval drops it, and no expired set is ever answered."""
+    clock = [100.0]
+    monkeypatch.setattr("hoodyd.apps.candidate_sets.time.monotonic", lambda: clock[0])
+    store = candidate_sets.CandidateSetStore(ttl=10, max_sets=10)
+    first = store.put([], b"a")
+    clock[0] = 105.0
+    second = store.put([], b"b")
+    clock[0] = 106.0
+    assert store.get(first.set_id) is first  # now behind `second`, which expires later
+    clock[0] = 111.0
+    third = store.put([], b"c")
+    assert len(store) == 2  # `first` dropped by the sweep, not by the front-of-queue check
+    clock[0] = 115.5
+    assert store.get(second.set_id) is None and store.get(third.set_id) is third

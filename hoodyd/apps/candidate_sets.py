@@ -32,11 +32,16 @@ class _Cursor(msgspec.Struct, array_like=True):
     offset: int
 
 
+# how often expired sets behind recently used ones are looked for (a full pass over the sets)
+SWEEP_INTERVAL = 1.0
+
+
 class CandidateSetStore:
     def __init__(self, *, ttl: float = 300.0, max_sets: int = 512) -> None:
         self.ttl = ttl
         self.max_sets = max_sets
         self._sets: OrderedDict[str, CandidateSet] = OrderedDict()
+        self._next_sweep = 0.0
 
     def __len__(self) -> int:
         return len(self._sets)
@@ -66,6 +71,12 @@ class CandidateSetStore:
             if first.expires_at > now:
                 break
             self._sets.popitem(last=False)
+        # a set read again moved to the back, so an older one may expire behind it: look for
+        # those at most once a second, not on every search (`get` never answers an expired
+        # set, and `max_sets` bounds the memory either way)
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_INTERVAL
         for set_id in [k for k, v in self._sets.items() if v.expires_at <= now]:
             del self._sets[set_id]
 

@@ -9,6 +9,7 @@ because the edge, not this service, knows the routes.
 from __future__ import annotations
 
 import shlex
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -27,12 +28,16 @@ from hoodyd.schemas.run import (
     ExecutionPlan,
     Integrity,
     RunPlan,
+    RuntimeConfig,
     SourceConfig,
     Verification,
 )
 
 # the path that runs a candidate picked by id: (the query's app, candidate id) -> path
 RunLink = Callable[[str, str], str]
+
+# ranked lists whose answered candidates are kept for the next answer of the same list
+ANSWERED_LISTS = 64
 
 
 @dataclass(frozen=True)
@@ -49,11 +54,40 @@ class CandidateBuilder:
     def __init__(self, catalog: Catalog, syncer: Syncer) -> None:
         self.catalog = catalog
         self.syncer = syncer
+        # (id of a ranked list, run link) -> (that list, config, app, its candidates)
+        self._answered: OrderedDict[
+            tuple[int, RunLink | None],
+            tuple[list[Scored], RuntimeConfig, str, list[Candidate]],
+        ] = OrderedDict()
 
     def build(
         self, items: Sequence[Scored], resolution: Resolution, run_link: RunLink | None = None
     ) -> list[Candidate]:
         return [self.candidate(item, resolution, run_link) for item in items]
+
+    def build_answer(
+        self, items: list[Scored], resolution: Resolution, run_link: RunLink | None = None
+    ) -> list[Candidate]:
+        """`build` for a search answer. A ranked list the search cache serves again (the
+        same list object, so ranked on the same config and indexes, whose facts the plans
+        read) gets the candidates built for it the first time: they are shared between
+        answers and must not be changed."""
+        key = (id(items), run_link)
+        seen = self._answered.get(key)
+        if (
+            seen is not None
+            and seen[0] is items
+            and seen[1] is resolution.config
+            and seen[2] == resolution.selector.app
+        ):
+            self._answered.move_to_end(key)
+            return seen[3]
+        built = self.build(items, resolution, run_link)
+        # the entry holds `items`, so its id cannot name another list while it is kept
+        self._answered[key] = (items, resolution.config, resolution.selector.app, built)
+        while len(self._answered) > ANSWERED_LISTS:
+            self._answered.popitem(last=False)
+        return built
 
     def launch_plan(self, item: Scored, source: SourceConfig | None = None) -> LaunchPlan:
         """How to launch a ranked item: argv (the planner joins it with `shlex.join`), the

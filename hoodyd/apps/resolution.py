@@ -21,6 +21,7 @@ from hoodyd.schemas.run import (
     ProfileConfig,
     RecipeConfig,
     RecipeExecutionRequest,
+    RuntimeConfig,
     Selector,
     SelectorTemplate,
     SourceConfig,
@@ -53,6 +54,9 @@ class Resolution:
     profile: ProfileConfig | None
     sources: list[tuple[SourceConfig, RankedSource]]
     policy: PolicyConfig
+    # the runtime config it was resolved under: every edit replaces the config object, so a
+    # search ranked under this one is valid while it is still the current one
+    config: RuntimeConfig
 
     def source_config(self, source_id: str) -> SourceConfig | None:
         return next((s for s, _ in self.sources if s.source_id == source_id), None)
@@ -83,7 +87,7 @@ def resolve(catalog: Catalog, selector: Selector) -> Resolution:
     limit = DEFAULT_LIMIT if selector.limit is None else min(MAX_LIMIT, max(1, selector.limit))
     policy = merge_policy(config.policy, profile.policy if profile else None)
     sources = enabled_sources(config.sources, profile, policy, set(selector.source or []))
-    return Resolution(selector, query, limit, profile, sources, policy)
+    return Resolution(selector, query, limit, profile, sources, policy, config)
 
 
 def enabled_sources(

@@ -1,11 +1,20 @@
 """Ranked search over the in-memory indexes: a selector is resolved once and its search
 stored as a candidate set, and both are returned together, so a request never resolves or
 searches twice (nor reads back the set it just stored).
+
+Launchers repeat the same queries, so the ranked items of recent searches are kept
+(`RankedCache`), by normalized selector and depth, each valid only while the runtime config
+it was resolved under and the index of every source it read are the current ones: a source
+sync (which is also how an install reaches the records), a source added or removed, or any
+settings edit (sources, profiles, policy) makes the next search rank afresh. Every search
+still gets a new candidate set.
 """
 
 from __future__ import annotations
 
 import time
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from hoodyd.apps.candidate_sets import CandidateSet, CandidateSetStore, decode_cursor, expired
@@ -26,7 +35,12 @@ from hoodyd.apps.resolution import Resolution, resolve, selector_key
 from hoodyd.apps.syncer import Syncer
 from hoodyd.config import RunConfig
 from hoodyd.errors import Conflict, InvalidRequest, Reason
-from hoodyd.schemas.run import PagedSearchRequest, Selector
+from hoodyd.schemas.run import PagedSearchRequest, RuntimeConfig, Selector
+
+# bounds of the ranked-items cache: entries, and items over all entries (a paged search keeps
+# up to `paged_cap` items; the lists are shared with the candidate sets holding them)
+RANKED_CACHE_ENTRIES = 256
+RANKED_CACHE_ITEMS = 20_000
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,78 @@ class Found:
     entry: CandidateSet
 
 
+@dataclass(frozen=True, slots=True)
+class _Ranked:
+    config: RuntimeConfig
+    # weak: an entry left stale by a sync must not keep the replaced index (tens of MB) alive
+    indexes: tuple[weakref.ref[SourceIndex] | None, ...]
+    items: list[Scored]
+
+
+class RankedCache:
+    """The ranked items of recent searches by (selector key, depth), least recently used
+    dropped first. An entry answers only under the very config object and index objects it
+    was ranked from: edits replace the config and syncs swap in new indexes, never in place."""
+
+    def __init__(
+        self, *, max_entries: int = RANKED_CACHE_ENTRIES, max_items: int = RANKED_CACHE_ITEMS
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_items = max_items
+        self._entries: OrderedDict[tuple[bytes, int], _Ranked] = OrderedDict()
+        self._items = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(
+        self,
+        key: tuple[bytes, int],
+        config: RuntimeConfig,
+        indexes: tuple[SourceIndex | None, ...],
+    ) -> list[Scored] | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.config is not config or not _same(entry.indexes, indexes):
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return entry.items
+
+    def put(
+        self,
+        key: tuple[bytes, int],
+        config: RuntimeConfig,
+        indexes: tuple[SourceIndex | None, ...],
+        items: list[Scored],
+    ) -> None:
+        if len(items) > self.max_items:
+            return
+        self._drop(key)
+        refs = tuple(None if index is None else weakref.ref(index) for index in indexes)
+        self._entries[key] = _Ranked(config, refs, items)
+        self._items += len(items)
+        while len(self._entries) > self.max_entries or self._items > self.max_items:
+            self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: tuple[bytes, int]) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._items -= len(entry.items)
+
+
+def _same(
+    refs: tuple[weakref.ref[SourceIndex] | None, ...], indexes: tuple[SourceIndex | None, ...]
+) -> bool:
+    if len(refs) != len(indexes):
+        return False
+    return all(
+        (index is None) if ref is None else ref() is index
+        for ref, index in zip(refs, indexes, strict=True)
+    )
+
+
 class Searcher:
     def __init__(
         self, catalog: Catalog, syncer: Syncer, sets: CandidateSetStore, settings: RunConfig
@@ -45,6 +131,7 @@ class Searcher:
         self.syncer = syncer
         self.sets = sets
         self.settings = settings
+        self.cache = RankedCache()
 
     def resolve(self, selector: Selector) -> Resolution:
         return resolve(self.catalog, selector)
@@ -54,8 +141,20 @@ class Searcher:
         return self.searched(self.resolve(selector))
 
     def searched(self, resolution: Resolution, cap: int | None = None) -> Found:
-        ranked = self.rank(resolution, resolution.limit if cap is None else cap)
-        return Found(resolution, self.sets.put(ranked, selector_key(resolution)))
+        key = selector_key(resolution)
+        ranked = self.ranked(resolution, key, resolution.limit if cap is None else cap)
+        return Found(resolution, self.sets.put(ranked, key))
+
+    def ranked(self, resolution: Resolution, key: bytes, cap: int) -> list[Scored]:
+        """`rank`, answered from the cache when the same search already ran on the same
+        config and indexes (`key` is the resolution's `selector_key`)."""
+        indexes = tuple(self.syncer.index(source.source_id) for source, _ in resolution.sources)
+        cached = self.cache.get((key, cap), resolution.config, indexes)
+        if cached is not None:
+            return cached
+        items = self.rank(resolution, cap)
+        self.cache.put((key, cap), resolution.config, indexes, items)
+        return items
 
     def find(self, resolution: Resolution) -> Found:
         """The set a pick reads: the one the selector's `set_id` names (a 409 once it has

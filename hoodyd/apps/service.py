@@ -201,7 +201,8 @@ class AppService:
         return response
 
     def _response(self, found: Found, run_link: RunLink | None) -> SearchResponse:
-        candidates = self.candidates(found.entry.items, found.resolution, run_link)
+        # a repeated search answers the cached ranked list: its candidates are built once
+        candidates = self.builder.build_answer(found.entry.items, found.resolution, run_link)
         return SearchResponse(set_id=found.entry.set_id, candidates=candidates)
 
     def search_paged(
