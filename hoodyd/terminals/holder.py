@@ -6,7 +6,8 @@ occurred) and serves them on one Unix socket (`holder_protocol`), so a new hoody
 the terminal and replays what it missed.
 
     python -I -m hoodyd.terminals.holder --socket PATH --terminal N [--cols 80] [--rows 24]
-        [--ring-bytes 1048576] [--foreground] [--meta-json JSON] [--ready-fd FD] -- ARGV...
+        [--ring-bytes 1048576] [--foreground] [--meta-json JSON | --meta-fd FD]
+        [--ready-fd FD] [--user NAME] -- ARGV...
 
 ARGV runs with the holder's environment, cwd and umask. By default the holder detaches (a
 fork and a new session: it is nobody's child and has no controlling terminal), stays after
@@ -14,6 +15,9 @@ the shell exits so that its output can still be read, and ends on TERMINATE, on 
 the shell has exited, or on SIGTERM. With `--foreground` (a supervisord program) it stays
 the caller's child and exits with the shell's status when the shell exits. `--ready-fd`
 gets one line once the socket accepts connections: `ready <pid>` or `error <message>`.
+`--meta-fd` reads the meta from a descriptor (hoodyd passes a memory file: the meta holds
+the session's environment, which a command line would show every user); `--user` runs the
+shell as that account while the holder, root, keeps serving its socket.
 
 Imports stay within the standard library and the PTY modules: the holder's start-up time is
 part of every new terminal's.

@@ -97,13 +97,15 @@ async def spawn_holder(
     cols: int,
     rows: int,
     ring_bytes: int,
-    meta: dict[str, Any],
+    meta: dict[str, Any] | bytes,
     log_path: Path | None,
 ) -> None:
     """Start a detached holder running `argv` (with `env`, `cwd` and the shell umask) and
     return once its socket accepts connections; HolderError with the holder's own message
     (`terminal N is already held by pid P`, a shell that cannot start) otherwise."""
-    meta_json = json.dumps(meta, separators=(",", ":")).encode()
+    meta_json = (
+        meta if isinstance(meta, bytes) else json.dumps(meta, separators=(",", ":")).encode()
+    )
     if len(meta_json) > wire.MAX_META:
         raise ValueError(f"meta of {len(meta_json)} bytes (at most {wire.MAX_META})")
     # The meta (session options, the environment asked for) goes through a memory file, not
@@ -399,11 +401,15 @@ class HolderLink:
         self._last_marker = 0
         self._send(wire.frame(FrameType.FOLLOW, wire.FOLLOW_FROM.pack(self._follow_from)))
 
-    def write(self, data: bytes) -> None:
-        """Input for the PTY, as typed."""
+    def write(self, data: bytes, *, meta: bytes | None = None) -> None:
+        """Input for the PTY, as typed; with `meta`, the new meta goes first, in the same
+        write (the holder stores it before it types the input)."""
+        head = b"" if meta is None else self._meta_frame(meta)
         if len(data) <= MAX_INPUT_FRAME:
-            self._send(wire.HEADER.pack(FrameType.INPUT, len(data)) + data)
+            self._send(head + wire.HEADER.pack(FrameType.INPUT, len(data)) + data)
             return
+        if head:
+            self._send(head)
         for start in range(0, len(data), MAX_INPUT_FRAME):
             self._send(wire.frame(FrameType.INPUT, data[start : start + MAX_INPUT_FRAME]))
 
@@ -415,12 +421,19 @@ class HolderLink:
         the shell's session."""
         self._send(wire.json_frame(FrameType.SIGNAL, {"signal": int(sig), "target": target}))
 
-    def set_meta(self, meta: dict[str, Any]) -> None:
-        """Replace the meta object the holder returns in every later HELLO."""
-        payload = json.dumps(meta, separators=(",", ":")).encode()
+    def set_meta(self, meta: dict[str, Any] | bytes) -> None:
+        """Replace the meta object the holder returns in every later HELLO (a dict, or a JSON
+        object already encoded)."""
+        payload = (
+            meta if isinstance(meta, bytes) else json.dumps(meta, separators=(",", ":")).encode()
+        )
+        self._send(self._meta_frame(payload))
+
+    @staticmethod
+    def _meta_frame(payload: bytes) -> bytes:
         if len(payload) > wire.MAX_META:
             raise ValueError(f"meta of {len(payload)} bytes (at most {wire.MAX_META})")
-        self._send(wire.frame(FrameType.SET_META, payload))
+        return wire.frame(FrameType.SET_META, payload)
 
     async def query(self) -> ForegroundInfo:
         """Who has the terminal: its foreground process group and the shell's."""

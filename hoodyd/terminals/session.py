@@ -26,7 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import structlog
@@ -302,6 +301,8 @@ class TerminalSession:
         self._current: Command | None = None  # injected, not yet complete
         self._head: Command | None = None  # taken from the queue, waiting for defer or prompt
         self._resumed: Command | None = None  # typed before a restart, found again in replay
+        # the commands not final yet, oldest first (what the holder keeps for a restart)
+        self._unfinished: list[Command] = []
         self._prompt_seq = 0
         self._ready = asyncio.Event()
         self._at_prompt = asyncio.Event()
@@ -381,6 +382,7 @@ class TerminalSession:
             if command.status == "running":
                 self._resumed = command
                 self.history.append(command)
+                self._unfinished.append(command)
                 self._queue.put_nowait(command)
             else:
                 command.status = "queued"
@@ -495,6 +497,7 @@ class TerminalSession:
                 )
             )
         self.history.append(command)
+        self._unfinished.append(command)
         self._queue.put_nowait(command)
         self.last_activity = time.time()
         self._save()
@@ -600,10 +603,9 @@ class TerminalSession:
         command.started_at = time.time()
         command.injected_mono = time.monotonic()
         command.injected_offset = self.ring.end
-        # recorded before the line is typed: the holder handles both in this order
-        self._save()
         # `\r` is what the Enter key sends; the shell's line editor accepts the line on it.
-        self._link.write(command.line.encode() + b"\r")
+        # The record goes first, in the same write: the holder stores it, then types.
+        self._link.write(command.line.encode() + b"\r", meta=self._meta())
         self._log.info("command_injected", command_id=command.id)
 
     def _fail_pending(self, reason: str, exit_code: int | None = None) -> None:
@@ -622,18 +624,18 @@ class TerminalSession:
         if self._link is not None and self.running:
             self._link.set_meta(self._meta())
 
-    def _meta(self) -> dict[str, Any]:
+    def _meta(self) -> bytes:
+        self._unfinished = [command for command in self._unfinished if not command.final]
         record = SessionRecord(
             shell_kind=self.shell.kind,
             shell_path=self.shell.path,
             cwd=self.cwd,
             options=self.options,
             created_at=self.created_at,
-            commands=[command.record() for command in self.history if not command.final],
+            commands=[command.record() for command in self._unfinished],
             program=self.program,
         )
-        meta: dict[str, Any] = msgspec.to_builtins(record)
-        return meta
+        return msgspec.json.encode(record)
 
     # holder events
 
