@@ -38,6 +38,7 @@ import aiohttp
 import psutil
 
 from hoodyd.programs.embedded import stop_embedded
+from hoodyd.terminals.cleanup import find_holders, stop_holders
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT_SERVER = f"{sys.executable} {ROOT / 'tests' / 'data' / 'portserver.py'}"
@@ -108,7 +109,8 @@ class Daemon:
     def close(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=30)
-        stop_embedded(self.state)
+        stop_embedded(self.state)  # supervisord and terminal sessions outlive hoodyd by design
+        stop_holders(find_holders(self.state), grace=1)
         self._log.close()
 
 

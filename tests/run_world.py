@@ -15,7 +15,12 @@ from typing import Any
 
 import aiohttp
 
-from tests.conftest import DaemonProcess, start_daemon, stop_embedded_supervisord
+from tests.conftest import (
+    DaemonProcess,
+    start_daemon,
+    stop_embedded_supervisord,
+    stop_terminal_holders,
+)
 
 RUN = "/api/v1/run"
 TERMINAL = "/api/v1/terminal"
@@ -125,6 +130,7 @@ def run_world(*extra: str, env: dict[str, str] | None = None, **policy: Any) -> 
             daemon.stop()
     finally:
         stop_embedded_supervisord(root)
+        stop_terminal_holders(root)
         shutil.rmtree(root, ignore_errors=True)
 
 
