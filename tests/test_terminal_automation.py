@@ -378,3 +378,26 @@ async def test_an_exited_session_keeps_its_history_across_holder_scans(
     history = await call(client, "GET", "/history/32")
     assert [item["command"] for item in history["data"]] == ["echo kept", "exit 3"]
     assert "kept" in (await call(client, "GET", "/output/32"))["data"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starting a shell as another user needs root")
+async def test_a_session_runs_as_the_user_it_names(client: TestClient) -> None:
+    """As root, `user` starts the shell as that account (its HOME, the PTY its own) with the
+    shell integration still working; an unknown user is a 400 that starts nothing."""
+    for terminal_id, shell in ((33, "bash"), (34, "sh")):
+        body = await call(
+            client,
+            "POST",
+            f"/execute?terminal_id={terminal_id}&user=nobody&shell={shell}",
+            {"command": 'id -un; echo "$HOME"; test -O "$(tty)" && echo tty-owned'},
+        )
+        assert (body["exit_code"], body["stdout"]) == (0, "nobody\n/nonexistent\ntty-owned\n")
+    sessions = (await call(client, "GET", "/sessions"))["data"]
+    assert [(s["id"], s["user"]) for s in sessions] == [(33, "nobody"), (34, "nobody")]
+    status = Path(f"/proc/{sessions[0]['pid']}/status").read_text()
+    assert "\nUid:\t65534\t65534\t65534\t65534\n" in status
+    refused = await call(
+        client, "POST", "/write?terminal_id=35&user=no-such-user", {"input": "x"}, 400
+    )
+    assert refused["reason"] == "UNKNOWN_USER"
+    assert len((await call(client, "GET", "/sessions"))["data"]) == 2

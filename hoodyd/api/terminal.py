@@ -127,7 +127,7 @@ async def execute(request: web.Request) -> web.Response:
     query = _query(request, ExecuteQuery)
     terminal_id = parse_terminal_id(query.terminal_id, required=not query.ephemeral)
     defer = defer_spec(query)
-    check_user(query.user)
+    user = check_user(query.user)
     body = await decode_body(request, ExecuteBody, optional=True)
     if body.command is None:
         raise InvalidRequest("Missing 'command' field", reason=Reason.MISSING_COMMAND)
@@ -138,6 +138,7 @@ async def execute(request: web.Request) -> web.Response:
         env=_env(query.env),
         display=query.display or None,
         ephemeral=query.ephemeral,
+        user=user,
     )
     result = await _service(request).execute(
         ExecuteRequest(

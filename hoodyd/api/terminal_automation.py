@@ -83,7 +83,7 @@ def _terminal_id(value: str | None) -> int:
 
 
 def _options(query: InputQuery) -> SessionOptions:
-    check_user(query.user)
+    user = check_user(query.user)
     env: dict[str, str] = {}
     for item in query.env:
         key, sep, value = item.partition("=")
@@ -93,7 +93,9 @@ def _options(query: InputQuery) -> SessionOptions:
                 reason=Reason.INVALID_ENV,
             )
         env[key] = value
-    return SessionOptions(shell=query.shell, cwd=query.cwd, env=env, display=query.display)
+    return SessionOptions(
+        shell=query.shell, cwd=query.cwd, env=env, display=query.display, user=user
+    )
 
 
 async def _input_session(request: web.Request, query: InputQuery) -> tuple[TerminalSession, bool]:

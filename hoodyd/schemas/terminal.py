@@ -87,6 +87,8 @@ class SessionOptions(Struct, frozen=True, kw_only=True):
     rows: int = 24
     startup_script: str | None = None
     ephemeral: bool = False
+    # the account the shell runs as (validated: another user only when hoodyd is root)
+    user: str | None = None
 
 
 # Bounds of the defer fields, the one set both the terminal and the run area decode with
@@ -212,6 +214,8 @@ class SessionInfo(Struct, kw_only=True):
     command_history: list[str]
     # the program supervisord runs in this terminal (`terminal_id` of a program)
     program_id: int | None = None
+    # the account the shell runs as
+    user: str | None = None
 
 
 class SessionsResponse(Struct, kw_only=True):

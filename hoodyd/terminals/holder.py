@@ -7,7 +7,7 @@ the terminal and replays what it missed.
 
     python -I -m hoodyd.terminals.holder --socket PATH --terminal N [--cols 80] [--rows 24]
         [--ring-bytes 1048576] [--foreground] [--meta-json JSON | --meta-fd FD]
-        [--ready-fd FD] [--user NAME] -- ARGV...
+        [--ready-fd FD] [--user NAME] [--keep-fd FD]... -- ARGV...
 
 ARGV runs with the holder's environment, cwd and umask. By default the holder detaches (a
 fork and a new session: it is nobody's child and has no controlling terminal), stays after
@@ -75,6 +75,8 @@ class Options:
     argv: list[str]
     # the shell runs as this account (the holder itself stays the caller's, root)
     user: pwd.struct_passwd | None = None
+    # descriptors the shell inherits (its start-up file, for a shell run as another user)
+    keep_fds: tuple[int, ...] = ()
 
 
 def parse_options(args: list[str]) -> Options:
@@ -89,6 +91,9 @@ def parse_options(args: list[str]) -> Options:
     parser.add_argument("--meta-fd", type=int, help="read the meta JSON from this descriptor")
     parser.add_argument("--ready-fd", type=int)
     parser.add_argument("--user", help="run the shell as this user (the holder runs as root)")
+    parser.add_argument(
+        "--keep-fd", type=int, action="append", default=[], help="pass to the shell"
+    )
     parser.add_argument("argv", nargs="+")
     parsed = parser.parse_args(args)
     account = None
@@ -119,6 +124,7 @@ def parse_options(args: list[str]) -> Options:
         ready_fd=parsed.ready_fd,
         argv=parsed.argv,
         user=account,
+        keep_fds=tuple(parsed.keep_fd),
     )
 
 
@@ -308,6 +314,7 @@ class Holder:
             self._on_exit,
             umask=None,
             user=account,
+            pass_fds=self._options.keep_fds,
         )
         try:
             self._pty.start()

@@ -99,6 +99,8 @@ async def spawn_holder(
     ring_bytes: int,
     meta: dict[str, Any] | bytes,
     log_path: Path | None,
+    user: str | None = None,
+    keep_fds: tuple[int, ...] = (),
 ) -> None:
     """Start a detached holder running `argv` (with `env`, `cwd` and the shell umask) and
     return once its socket accepts connections; HolderError with the holder's own message
@@ -123,6 +125,8 @@ async def spawn_holder(
         "--ring-bytes", str(ring_bytes),
         "--meta-fd", str(meta_fd),
         "--ready-fd", str(write_end),
+        *(["--user", user] if user is not None else []),
+        *(arg for fd in keep_fds for arg in ("--keep-fd", str(fd))),
         "--", *argv,
     ]  # fmt: skip
     try:
@@ -135,7 +139,7 @@ async def spawn_holder(
                 stderr=log_fd,
                 env=env,
                 cwd=cwd,
-                pass_fds=(write_end, meta_fd),
+                pass_fds=(write_end, meta_fd, *keep_fds),
                 start_new_session=True,
                 umask=SHELL_UMASK,
             )

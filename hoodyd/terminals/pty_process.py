@@ -56,6 +56,7 @@ class PtyProcess:
         *,
         umask: int | None = SHELL_UMASK,
         user: pwd.struct_passwd | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         """`umask`: the shell's; None keeps the caller's (a terminal holder was given the
         shell's umask by whoever started it). `user`: the account the child runs as (the
@@ -63,6 +64,7 @@ class PtyProcess:
         self._argv = argv
         self._umask = umask
         self._user = user
+        self._pass_fds = pass_fds
         self._env = env
         self._cwd = cwd
         self._cols = cols
@@ -111,6 +113,7 @@ class PtyProcess:
                 start_new_session=True,
                 preexec_fn=functools.partial(_take_controlling_terminal, self._umask),
                 close_fds=True,
+                pass_fds=self._pass_fds,
                 **switch,
             )
         except BaseException:

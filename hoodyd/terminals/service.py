@@ -16,6 +16,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import pwd
 import secrets
 import time
 from collections import OrderedDict
@@ -57,6 +58,7 @@ from hoodyd.terminals.validation import (
     check_create,
     check_no_nul,
     check_typed_text,
+    check_user,
     parse_display,
     parse_terminal_id,
     validate_command,
@@ -268,6 +270,7 @@ class TerminalService:
     async def create(self, request: CreateRequest) -> CreateResponse:
         check_create(request)
         display = parse_display(request.display)
+        user = check_user(request.user)
         options = SessionOptions(
             shell=request.shell,
             cwd=request.cwd,
@@ -277,6 +280,7 @@ class TerminalService:
             rows=request.rows,
             startup_script=request.startup_script,
             ephemeral=request.ephemeral,
+            user=user,
         )
         given_id = None if request.ephemeral else parse_terminal_id(request.terminal_id)
         terminal_id = self.allocate_ephemeral_id() if given_id is None else given_id
@@ -512,13 +516,21 @@ class TerminalService:
             )
 
     def _check_options(self, options: SessionOptions, *, cwd_auto_create: bool) -> None:
-        resolve_shell(options.shell, self.config.default_shell)
+        shell = resolve_shell(options.shell, self.config.default_shell)
+        if options.user is not None and shell.kind == "zsh":
+            raise InvalidRequest(
+                "zsh sessions run as hoodyd's own user only (its start-up files must be a "
+                "directory); choose bash, sh or fish",
+                reason=Reason.USER_NOT_SUPPORTED,
+            )
         self._session_cwd(options.cwd, cwd_auto_create, check_only=True)
         self._startup_script(options.startup_script)
 
-    def _session_cwd(self, cwd: str | None, auto_create: bool, *, check_only: bool) -> str:
+    def _session_cwd(
+        self, cwd: str | None, auto_create: bool, *, check_only: bool, home: str | None = None
+    ) -> str:
         if cwd is None or cwd == "":
-            return str(Path.home())
+            return home or str(Path.home())
         check_no_nul("cwd", cwd)
         path = Path(cwd).expanduser()
         if not path.is_absolute():
@@ -579,7 +591,11 @@ class TerminalService:
                 await adopted.close(f"terminal {terminal_id} was recreated")
         shell = resolve_shell(options.shell, self.config.default_shell)
         script = self._startup_script(options.startup_script)
-        cwd = self._session_cwd(options.cwd, cwd_auto_create, check_only=False)
+        account = pwd.getpwnam(options.user) if options.user is not None else None
+        home = account.pw_dir if account is not None else None
+        if account is not None and options.cwd in (None, "") and not Path(account.pw_dir).is_dir():
+            home = "/"
+        cwd = self._session_cwd(options.cwd, cwd_auto_create, check_only=False, home=home)
         env = {
             key: value
             for key, value in os.environ.items()
@@ -593,7 +609,13 @@ class TerminalService:
         elif options.ephemeral:
             env.pop("DISPLAY", None)
         env.update(options.env)
-        argv = self._integration.launch(shell, secrets.token_hex(8), script, env)
+        keep_fds: tuple[int, ...] = ()
+        if account is None:
+            argv = self._integration.launch(shell, secrets.token_hex(8), script, env)
+        else:
+            del env["HISTFILE"]  # theirs, not in hoodyd's private directory
+            argv, rc_fd = self._integration.launch_as(shell, secrets.token_hex(8), script, env)
+            keep_fds = (rc_fd,)
         session = TerminalSession(
             terminal_id,
             shell,
@@ -602,7 +624,14 @@ class TerminalService:
             buffer_bytes=self.config.output_buffer_bytes,
             history_limit=self.config.history_limit,
         )
-        launch = Launch(socket, argv, env, log_path=self.holders_dir / f"{terminal_id}.log")
+        launch = Launch(
+            socket,
+            argv,
+            env,
+            log_path=self.holders_dir / f"{terminal_id}.log",
+            user=options.user,
+            keep_fds=keep_fds,
+        )
         try:
             await session.start(launch, use_pidfd=self.use_pidfd)
         except HolderError as exc:
@@ -610,6 +639,9 @@ class TerminalService:
                 f"Terminal {terminal_id} could not be started: {exc}",
                 reason=Reason.TERMINAL_START_FAILED,
             ) from exc
+        finally:
+            for fd in keep_fds:
+                os.close(fd)
         self._sessions[terminal_id] = session
         return session
 

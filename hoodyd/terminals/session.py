@@ -120,6 +120,8 @@ class Launch:
     argv: list[str]
     env: dict[str, str]
     log_path: Path | None
+    user: str | None = None  # the shell's account, when not hoodyd's own
+    keep_fds: tuple[int, ...] = ()  # descriptors the shell inherits
 
 
 @dataclass(eq=False)
@@ -328,6 +330,8 @@ class TerminalSession:
             ring_bytes=self.ring.capacity,
             meta=self._meta(),
             log_path=launch.log_path,
+            user=launch.user,
+            keep_fds=launch.keep_fds,
         )
         relay = _Relay(self)
         link = await HolderLink.connect(launch.socket, on_event=relay.event, on_exit=relay.exit)
@@ -730,6 +734,7 @@ class TerminalSession:
             output_offset=self.ring.end,
             command_history=[command.command for command in recent],
             program_id=self.program.id if self.program is not None else None,
+            user=self.options.user,
         )
 
 

@@ -202,6 +202,39 @@ class ShellIntegration:
         env["ENV"] = str(self.directory / "hoodyd.shrc")
         return [shell.path, "-i"]
 
+    def launch_as(
+        self, shell: Shell, nonce: str, startup_script: str | None, env: dict[str, str]
+    ) -> tuple[list[str], int]:
+        """The argv for a shell run as another user, who cannot read hoodyd's private state
+        directory: its start-up file is handed over as an inherited memory file, read as
+        `/dev/fd/N`. Returns the argv and that descriptor (the caller passes it on, then
+        closes it). zsh needs a start-up directory, so it runs as hoodyd's own user only."""
+        texts = {"bash": _BASH_RC, "sh": _SH_RC, "fish": _FISH_RC}
+        if shell.kind not in texts:
+            raise InvalidRequest(
+                f"{shell.kind} sessions run as hoodyd's own user only (its start-up files "
+                "must be a directory); choose bash, sh or fish",
+                reason=Reason.USER_NOT_SUPPORTED,
+            )
+        fd = os.memfd_create(f"hoodyd-{shell.kind}-rc", 0)
+        os.write(fd, texts[shell.kind].encode())
+        os.lseek(fd, 0, os.SEEK_SET)
+        rc = f"/dev/fd/{fd}"
+        env["HOODYD_MARKER"] = nonce
+        if not self.user_rc:
+            env["HOODYD_SKIP_USER_RC"] = "1"
+        if startup_script:
+            env["HOODYD_STARTUP_SCRIPT"] = startup_script
+        if shell.kind == "bash":
+            return [shell.path, "--rcfile", rc, "-i"], fd
+        if shell.kind == "fish":
+            no_config = [] if self.user_rc else ["--no-config"]
+            return [shell.path, "-i", *no_config, "--init-command", f"source {rc}"], fd
+        if "ENV" in env:
+            env["HOODYD_USER_ENV"] = env["ENV"]
+        env["ENV"] = rc
+        return [shell.path, "-i"], fd
+
 
 # Parse without running, reading the line from stdin, without any start-up file. bash gets
 # extglob so that the check accepts a superset of what an interactive shell may accept.

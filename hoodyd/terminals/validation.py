@@ -157,23 +157,32 @@ def check_create(request: CreateRequest) -> None:
         raise InvalidRequest(
             "desktop sessions are not supported by hoodyd", reason=Reason.DESKTOP_NOT_SUPPORTED
         )
-    check_user(request.user)
     if request.startup_script is not None:
         check_no_nul("startup_script", request.startup_script)
     if request.cwd is not None:
         check_no_nul("cwd", request.cwd)
 
 
-def check_user(user: str | None) -> None:
-    """Sessions run as hoodyd's own user; naming that user is accepted, any other refused."""
-    if user in (None, ""):
-        return
+def check_user(user: str | None) -> str | None:
+    """The account a session's shell runs as: None for hoodyd's own (also when `user` names
+    it); another existing user only when hoodyd runs as root."""
+    if user is None or user == "":
+        return None
     try:
         own = pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
         own = str(os.getuid())
-    if user != own:
+    if user == own:
+        return None
+    if os.geteuid() != 0:
         raise InvalidRequest(
-            f"Sessions run as {own!r}; switching to user {user!r} is not supported",
+            f"Sessions run as {own!r}; only a hoodyd running as root starts them as another "
+            f"user ({user!r})",
             reason=Reason.USER_NOT_SUPPORTED,
         )
+    check_no_nul("user", user)
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        raise InvalidRequest(f"no user named {user!r}", reason=Reason.UNKNOWN_USER) from None
+    return user
