@@ -134,7 +134,11 @@ async def test_refused_executes_answer_the_error_and_start_nothing(
 async def test_refusals_on_a_live_session_type_nothing(client: TestClient) -> None:
     """Refused executes against a running shell leave its output and history untouched."""
     await execute(client, "terminal_id=1", {"command": "echo ready"})
-    before = await output_text(client, 1)
+    # the rest of the prompt may arrive just after the marker that completed the command
+    before = ""
+    while before != (now := await output_text(client, 1)):
+        before = now
+        await asyncio.sleep(0.1)
     for query, body in [
         ("terminal_id=1", {"command": "echo bad\necho worse"}),
         ("terminal_id=1&defer_pid=1&defer_poll_ms=1", {"command": "echo bad"}),

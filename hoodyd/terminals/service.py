@@ -77,7 +77,10 @@ async def wait_for_display(display: str, timeout: float) -> bool:
 
     async def answers() -> bool | None:
         try:
-            _reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1)
+            # asyncio.timeout, not wait_for: in Python 3.11 wait_for can drop a connection
+            # that completes just as it times out, leaving its transport open
+            async with asyncio.timeout(1):
+                _reader, writer = await asyncio.open_connection("127.0.0.1", port)
         except (OSError, TimeoutError):
             return None
         writer.close()
