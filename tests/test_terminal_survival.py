@@ -78,6 +78,7 @@ async def test_a_restart_keeps_the_shell_and_completes_the_running_command(
         assert done["stdout"] == "finished-late\n"
         state = await call(second, "POST", "/execute?terminal_id=3", {"command": "echo $KEPT $PWD"})
         assert state["stdout"] == f"value-1 {work}\n"
+        assert int(state["command_id"]) > int(running["command_id"])  # ids go on, not over
         sessions = (await call(second, "GET", "/sessions"))["data"]
         assert [(s["id"], s["pid"], s["state"]) for s in sessions] == [(3, shell_pid, "running")]
         output = await call(second, "GET", "/output/3")

@@ -198,6 +198,8 @@ class TerminalService:
         for command in session.history:
             if not command.final:
                 self._remember(command)
+                # new ids follow the adopted ones rather than start over at 1
+                self._next_command_id = max(self._next_command_id, command.id % COMMAND_ID_MAX + 1)
         self._sessions[terminal_id] = session
         return session
 
