@@ -91,10 +91,16 @@ async def defer_latencies(state: Path, method: str, runs: int) -> list[float]:
     return latencies
 
 
+def bash_launch(directory: Path, nonce: str) -> tuple[list[str], dict[str, str]]:
+    """bash with hoodyd's start-up file (written into `directory`): its argv and env."""
+    integration = ShellIntegration(directory, user_rc=False)
+    integration.install()
+    env = {"PATH": os.environ["PATH"], "HOME": str(Path.home()), "TERM": "xterm-256color"}
+    return integration.launch(resolve_shell("bash", ""), nonce, None, env), env
+
+
 async def raw_pty_round_trips(state: Path, runs: int) -> list[float]:
     """Type `true` into bash (hoodyd's start-up file) and wait for the next prompt marker."""
-    integration = ShellIntegration(state / "raw", user_rc=False)
-    integration.install()
     nonce = "benchnonce"
     scanner = MarkerScanner(nonce)
     prompt: asyncio.Queue[None] = asyncio.Queue()
@@ -104,8 +110,7 @@ async def raw_pty_round_trips(state: Path, runs: int) -> list[float]:
             if isinstance(event, PromptDrawn):
                 prompt.put_nowait(None)
 
-    env = {"PATH": os.environ["PATH"], "HOME": str(Path.home()), "TERM": "xterm-256color"}
-    argv = integration.launch(resolve_shell("bash", ""), nonce, None, env)
+    argv, env = bash_launch(state / "raw", nonce)
     pty = PtyProcess(argv, env, str(state), 80, 24, on_output, lambda _code: None)
     pty.start()
     times = []
@@ -123,16 +128,13 @@ async def raw_pty_round_trips(state: Path, runs: int) -> list[float]:
 
 async def holder_round_trips(state: Path, runs: int) -> tuple[list[float], float]:
     """`true` typed through a holder; also the time from spawning it to the first prompt."""
-    integration = ShellIntegration(state / "held", user_rc=False)
-    integration.install()
     prompt: asyncio.Queue[None] = asyncio.Queue()
 
     def on_event(_offset: int, event: object) -> None:
         if isinstance(event, PromptDrawn):
             prompt.put_nowait(None)
 
-    env = {"PATH": os.environ["PATH"], "HOME": str(Path.home()), "TERM": "xterm-256color"}
-    argv = integration.launch(resolve_shell("bash", ""), "benchnonce", None, env)
+    argv, env = bash_launch(state / "held", "benchnonce")
     socket = state / "held" / "1.sock"
     started = time.perf_counter()
     await spawn_holder(
@@ -165,8 +167,6 @@ async def holder_round_trips(state: Path, runs: int) -> tuple[list[float], float
 
 async def pty_start(state: Path) -> float:
     """An in-process PTY's bash, from spawn to its first prompt (the start reference)."""
-    integration = ShellIntegration(state / "raw", user_rc=False)
-    integration.install()
     scanner = MarkerScanner("benchnonce")
     prompt: asyncio.Queue[None] = asyncio.Queue()
 
@@ -174,8 +174,7 @@ async def pty_start(state: Path) -> float:
         if any(isinstance(event, PromptDrawn) for event in scanner.feed(data)):
             prompt.put_nowait(None)
 
-    env = {"PATH": os.environ["PATH"], "HOME": str(Path.home()), "TERM": "xterm-256color"}
-    argv = integration.launch(resolve_shell("bash", ""), "benchnonce", None, env)
+    argv, env = bash_launch(state / "raw", "benchnonce")
     started = time.perf_counter()
     pty = PtyProcess(argv, env, str(state), 80, 24, on_output, lambda _code: None)
     pty.start()

@@ -24,6 +24,7 @@ from hoodyd import config as hoodyd_config
 from hoodyd.config import Config
 from hoodyd.programs.embedded import stop_embedded
 from hoodyd.terminals.cleanup import find_holders, stop_holders
+from tests.terminal_pty import PtyProgram
 
 
 @pytest.fixture
@@ -112,6 +113,15 @@ def start_daemon(
             raise RuntimeError(f"hoodyd did not start:\n{log_path.read_text()}")
         time.sleep(0.02)
     return DaemonProcess(state_dir, sock, process, log_path)
+
+
+@pytest.fixture
+def programs() -> Iterator[list[PtyProgram]]:
+    """Programs a test started on PTYs (`tests.terminal_pty`); all killed at teardown."""
+    started: list[PtyProgram] = []
+    yield started
+    for program in started:
+        program.close()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,15 +23,6 @@ from tests.terminal_pty import PtyProgram
 DATA = Path(__file__).parent / "data"
 CURSES_PROBE = [sys.executable, str(DATA / "curses_probe.py")]
 RAW_PROBE = [sys.executable, str(DATA / "raw_probe.py")]
-
-
-@pytest.fixture
-def programs() -> Iterator[list[PtyProgram]]:
-    """Programs started by a test; all killed at teardown."""
-    started: list[PtyProgram] = []
-    yield started
-    for program in started:
-        program.close()
 
 
 def start(

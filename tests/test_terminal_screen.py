@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,15 +25,6 @@ def screen_after(
     for chunk in chunks:
         screen.feed(chunk)
     return screen
-
-
-@pytest.fixture
-def programs() -> Iterator[list[PtyProgram]]:
-    """Programs started by a test; all killed at teardown."""
-    started: list[PtyProgram] = []
-    yield started
-    for program in started:
-        program.close()
 
 
 def run(
@@ -69,6 +59,8 @@ def test_curses_program_shows_title_highlight_wide_text_and_modes(
     probe = run(programs, [sys.executable, str(DATA / "curses_probe.py")], cols=60, rows=20)
     probe.wait_for_text("PROBE READY")
     probe.wait_for(lambda screen: screen.title == "curses probe", "the title")
+    # curses may draw the screen in more than one write: wait for its last line
+    probe.wait_for(lambda screen: "中文 wide" in screen.snapshot().lines, "the wide text")
     snapshot = probe.screen.snapshot()
     assert snapshot.lines[:3] == ["PROBE READY", "   SELECTED", "中文 wide"]
     assert snapshot.highlights == [Highlight(row=1, col=2, length=10, text=" SELECTED ")]
