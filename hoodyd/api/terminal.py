@@ -82,7 +82,8 @@ def _display_wait_timeout(query: ExecuteQuery) -> float | None:
     return 10.0 if not value > 0 else min(value, 10.0)
 
 
-def _env(items: list[str]) -> dict[str, str]:
+def env_items(items: list[str]) -> dict[str, str]:
+    """Repeated `env=KEY=VALUE` query parameters as a mapping."""
     env: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -135,7 +136,7 @@ async def execute(request: web.Request) -> web.Response:
     session = SessionOptions(
         shell=query.shell,
         cwd=query.cwd,
-        env=_env(query.env),
+        env=env_items(query.env),
         display=query.display or None,
         ephemeral=query.ephemeral,
         user=user,

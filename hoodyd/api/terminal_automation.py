@@ -25,7 +25,7 @@ from hoodyd.api.decoding import decode_body, decode_query
 from hoodyd.api.draining import track_websocket
 from hoodyd.api.encoding import json_response
 from hoodyd.api.keys import AUTOMATION, TERMINALS
-from hoodyd.api.terminal import require_upgrade
+from hoodyd.api.terminal import env_items, require_upgrade
 from hoodyd.errors import InvalidRequest, NotSupported, Reason
 from hoodyd.schemas.automation import (
     AbortBody,
@@ -84,17 +84,8 @@ def _terminal_id(value: str | None) -> int:
 
 def _options(query: InputQuery) -> SessionOptions:
     user = check_user(query.user)
-    env: dict[str, str] = {}
-    for item in query.env:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InvalidRequest(
-                f"Invalid value for 'env': expected KEY=VALUE, got {item!r}",
-                reason=Reason.INVALID_ENV,
-            )
-        env[key] = value
     return SessionOptions(
-        shell=query.shell, cwd=query.cwd, env=env, display=query.display, user=user
+        shell=query.shell, cwd=query.cwd, env=env_items(query.env), display=query.display, user=user
     )
 
 
