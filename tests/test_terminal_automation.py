@@ -201,6 +201,13 @@ async def test_a_pathological_pattern_cannot_hang_the_daemon(client: TestClient)
         client, "GET", "/find?terminal_id=8&pattern=%28a%7Caa%29%2B%24&scope=all", status=400
     )
     assert loop.time() - started < 2.0 and "too long" in refused["error"]
+    # counted repetitions are unrolled when a pattern compiles, which no timeout bounds
+    nested = "/find?terminal_id=8&pattern=%28%3F%3Aa%7B65535%7D%29%7B65535%7D"
+    started = loop.time()
+    refused = await call(client, "GET", nested, status=400)
+    assert loop.time() - started < 2.0 and refused["reason"] == "INVALID_PATTERN"
+    wait = {"mode": "regex", "pattern": "(?:(?:a{255}){255}){255}"}
+    await call(client, "POST", "/wait?terminal_id=8", wait, 400)
     assert (await call(client, "GET", "/health"))["status"] == "ok"
 
 

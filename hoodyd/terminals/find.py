@@ -43,6 +43,61 @@ class FindResult(msgspec.Struct, frozen=True):
     scrollback_count: int
 
 
+# The regex module unrolls counted repetitions when it compiles: `(?:a{1000}){1000}` takes
+# 0.4 s to compile, `(?:a{65535}){65535}` does not finish, and compiling cannot be given a
+# timeout as matching can. So a pattern's counted repetitions, multiplied along their
+# nesting, are bounded before it is compiled.
+MAX_COUNTED_REPEATS = 10_000
+_COUNT = regex.compile(r"\{(\d*)(?:,(\d*))?\}")
+
+
+def counted_repeats(pattern: str) -> int:
+    """The largest product of `{m,n}` counts along one nesting of groups (an upper bound of
+    how many times the compiled pattern repeats a piece)."""
+    stack: list[int] = [1]  # the largest product inside each open group, innermost last
+    last = 1  # the product of the atom just read (a group closing carries its inside's)
+    best = 1
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 2
+            last = 1
+            continue
+        if char == "[":
+            end = index + 1
+            if end < len(pattern) and pattern[end] == "^":
+                end += 1
+            if end < len(pattern) and pattern[end] == "]":
+                end += 1
+            while end < len(pattern) and pattern[end] != "]":
+                end += 2 if pattern[end] == "\\" else 1
+            index = end + 1
+            last = 1
+            continue
+        if char == "(":
+            stack.append(1)
+        elif char == ")" and len(stack) > 1:
+            last = stack.pop()
+            index += 1
+            continue
+        elif char == "{":
+            match = _COUNT.match(pattern, index)
+            if match is not None:
+                count = max((int(text) for text in match.groups() if text), default=1)
+                product = last * max(count, 1)
+                stack[-1] = max(stack[-1], product)
+                best = max(best, product, *stack)
+                index = match.end()
+                last = 1
+                continue
+        else:
+            stack[-1] = max(stack[-1], last)
+        last = 1
+        index += 1
+    return max(best, *stack)
+
+
 def compile_pattern(pattern: str, *, case_insensitive: bool = False) -> regex.Pattern[str]:
     """Check and compile a search pattern, or raise `InvalidRequest` saying what is wrong."""
     if pattern == "":
@@ -57,6 +112,13 @@ def compile_pattern(pattern: str, *, case_insensitive: bool = False) -> regex.Pa
         raise InvalidRequest(
             f"pattern is {size} bytes, more than the {MAX_PATTERN_BYTES} allowed",
             reason=Reason.PATTERN_TOO_LONG,
+        )
+    repeats = counted_repeats(pattern)
+    if repeats > MAX_COUNTED_REPEATS:
+        raise InvalidRequest(
+            f"pattern repeats a piece {repeats} times over ({{n}} inside {{n}}); at most "
+            f"{MAX_COUNTED_REPEATS} are allowed",
+            reason=Reason.INVALID_PATTERN,
         )
     flags = regex.IGNORECASE if case_insensitive else 0
     try:
