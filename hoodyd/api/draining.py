@@ -4,8 +4,10 @@ instead of being dropped, and every WebSocket is closed with 1001 (going away).
 
 aiohttp's own drain waits for handlers up to the shutdown timeout and then cancels them,
 which leaves the client with a dropped connection. Here `begin` (an `on_shutdown` signal, so
-it runs after the listening sockets are closed and before aiohttp waits for handlers) wakes
-every waiting request, and the middleware answers it.
+it runs after the listening sockets are closed and before aiohttp waits for handlers) cancels
+the task of every request being served, and the middleware, which saw it start, turns that
+cancellation into the answer. Nothing is added per request but a set entry: each request
+already runs in a task of its own.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class Drain:
     def __init__(self) -> None:
         self.stopping = asyncio.Event()
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        # the tasks of the requests being served (not WebSockets)
+        self.serving: set[asyncio.Task[object]] = set()
 
     @contextlib.contextmanager
     def track(self, ws: web.WebSocketResponse) -> Iterator[None]:
@@ -58,6 +62,8 @@ async def _remember_started(request: web.Request, response: web.StreamResponse) 
 async def begin(app: web.Application) -> None:
     drain = app[DRAIN]
     drain.stopping.set()
+    for task in list(drain.serving):
+        task.cancel()
     closing = [
         ws.close(code=WSCloseCode.GOING_AWAY, message=GOING_AWAY_MESSAGE)
         for ws in list(drain.sockets)
@@ -87,19 +93,18 @@ async def answer_on_shutdown(request: web.Request, handler: Handler) -> web.Stre
         raise _shutting_down()
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return await handler(request)  # closed with 1001 by `begin` instead
-    serving = asyncio.ensure_future(handler(request))
-    stopping = asyncio.ensure_future(drain.stopping.wait())
+    task = asyncio.current_task()
+    assert task is not None
+    drain.serving.add(task)
     try:
-        await asyncio.wait((serving, stopping), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-        if not serving.done():
-            serving.cancel()
-            with contextlib.suppress(BaseException):
-                await serving
-    if serving.cancelled():
+        return await handler(request)
+    except asyncio.CancelledError:
+        if not drain.stopping.is_set():
+            raise  # not ours: the client went away, or aiohttp itself is cancelling
+        task.uncancel()
         started: web.StreamResponse | None = request.get(STARTED)
         if started is not None:  # a stream under way ends here: it cannot become a 503
             return started
-        raise _shutting_down()
-    return serving.result()
+        raise _shutting_down() from None
+    finally:
+        drain.serving.discard(task)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import select
 import sys
 import time
 from pathlib import Path
@@ -82,6 +83,8 @@ class SupervisordRuntime:
         self.pid_file = self.dir / "supervisord.pid"
         self.log_dir = config.log_path
         self._start_lock = asyncio.Lock()
+        # a pidfd of the supervisord last seen alive: asking it is one poll, not two reads
+        self._watched: int | None = None
 
     def client(self, config: Config) -> SupervisorClient:
         return SupervisorClient(
@@ -175,17 +178,26 @@ class SupervisordRuntime:
 
     def seems_alive(self) -> bool:
         """Whether the embedded supervisord's process still exists (always True when
-        external): one read of /proc, so answers from memory notice a dead supervisord at
-        once instead of at the next poll."""
+        external), answered from a pidfd of the process its pid file named, so answers from
+        memory notice a dead supervisord at once instead of at the next poll. A pidfd names
+        one process (never a later one with the same pid) and reads as ready once it has
+        exited, zombie or reaped."""
         if not self.embedded:
             return True
+        if self._watched is not None:
+            if not _has_exited(self._watched):
+                return True
+            os.close(self._watched)
+            self._watched = None
         try:
-            pid = int(self.pid_file.read_text())
-            with open(f"/proc/{pid}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except (OSError, ValueError, IndexError):
+            pidfd = os.pidfd_open(int(self.pid_file.read_text()))
+        except (OSError, ValueError):
             return False
-        return fields[0] != b"Z"
+        if _has_exited(pidfd):
+            os.close(pidfd)
+            return False
+        self._watched = pidfd
+        return True
 
     def running_pid(self) -> int | None:
         """The pid of this state dir's supervisord if that process is alive."""
@@ -241,6 +253,12 @@ def stop_embedded(state_dir: Path, *, grace: float = 10.0) -> bool:
             proc.kill()
     _wait_gone(family, 5.0)
     return True
+
+
+def _has_exited(pidfd: int) -> bool:
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def refuse_while_serving(
