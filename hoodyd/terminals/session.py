@@ -484,9 +484,10 @@ class TerminalSession:
     def submit(self, command: Command, use_pidfd: bool) -> None:
         """Accept `command`: its parse check and defer wait start now, its injection waits
         its turn (so a deferred command is typed the moment its PID exits)."""
-        command.parse_task = asyncio.create_task(shells.syntax_error(self.shell, command.line))
-        self._parsing.add(command.parse_task)
-        command.parse_task.add_done_callback(self._parsing.discard)
+        if not shells.plain_words(command.line):  # plain words parse: no task needed
+            command.parse_task = asyncio.create_task(shells.syntax_error(self.shell, command.line))
+            self._parsing.add(command.parse_task)
+            command.parse_task.add_done_callback(self._parsing.discard)
         if command.defer is not None:
             spec = command.defer
             command.status = "pending"
@@ -568,8 +569,9 @@ class TerminalSession:
                 self._log.info("command_defer_timed_out", command_id=command.id)
                 return
             command.status = "queued"
-        assert command.parse_task is not None
-        problem = await asyncio.shield(command.parse_task)
+        problem = None
+        if command.parse_task is not None:
+            problem = await asyncio.shield(command.parse_task)
         if problem is not None:
             command.started_seen = True
             command.capture(problem.message.encode())

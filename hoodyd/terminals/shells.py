@@ -264,6 +264,12 @@ class SyntaxProblem:
     message: str
 
 
+def plain_words(line: str) -> bool:
+    """A line of plain words always parses: no parser needs to be started for it."""
+    stripped = line.strip()
+    return bool(_PLAIN_WORDS.fullmatch(stripped)) and _RESERVED_WORDS.isdisjoint(stripped.split())
+
+
 async def syntax_error(shell: Shell, line: str) -> SyntaxProblem | None:
     """The shell parser's complaint about `line`, or None when it parses.
 
@@ -273,8 +279,7 @@ async def syntax_error(shell: Shell, line: str) -> SyntaxProblem | None:
     editor. So each line is parsed first, without being run, by the same shell binary; a
     line that fails is never typed and completes with the parser's status and message.
     """
-    stripped = line.strip()
-    if _PLAIN_WORDS.fullmatch(stripped) and _RESERVED_WORDS.isdisjoint(stripped.split()):
+    if plain_words(line):
         return None
     try:
         process = await asyncio.create_subprocess_exec(
