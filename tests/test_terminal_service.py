@@ -370,9 +370,15 @@ async def test_ephemeral_sessions_get_high_ids_and_are_reaped_when_idle(short_tm
 async def test_display_sets_display_and_waits_for_its_port(service: TerminalService) -> None:
     """A display sets DISPLAY; create waits until TCP 4000 + N accepts, or reports not ready."""
     server = None
+    handled = asyncio.Event()
+
+    def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+        handled.set()
+
     for number in range(150, 1000):
         try:
-            server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 4000 + number)
+            server = await asyncio.start_server(accept, "127.0.0.1", 4000 + number)
         except OSError:
             continue
         break
@@ -382,6 +388,8 @@ async def test_display_sets_display_and_waits_for_its_port(service: TerminalServ
             CreateRequest(terminal_id=5, display=str(number), wait_timeout=WAIT)
         )
         assert (created.display_ready, created.session.display) == (True, f":{number}")
+        # the server closes the probe's connection before it stops (else it leaks)
+        await asyncio.wait_for(handled.wait(), WAIT)
     result = await service.execute(ExecuteRequest(terminal_id=5, command='echo "$DISPLAY"'))
     assert result.stdout == f":{number}\n"
     closed = await service.create(

@@ -305,6 +305,7 @@ class TerminalSession:
         self._resumed: Command | None = None  # typed before a restart, found again in replay
         # the commands not final yet, oldest first (what the holder keeps for a restart)
         self._unfinished: list[Command] = []
+        self._save_pending = False  # a record to send at the end of this loop turn
         self._prompt_seq = 0
         self._ready = asyncio.Event()
         self._at_prompt = asyncio.Event()
@@ -501,11 +502,16 @@ class TerminalSession:
                     use_pidfd,
                 )
             )
+        waits = command.defer is not None or command.parse_task is not None or self.busy
+        waits = waits or not self._queue.empty() or self._head_waiting
         self.history.append(command)
         self._unfinished.append(command)
         self._queue.put_nowait(command)
         self.last_activity = time.time()
-        self._save()
+        # A command that will wait (its PID, a parse check, the commands before it, the
+        # prompt) is recorded now; one typed at once is recorded with its line, in the same
+        # write, a moment later.
+        self._save(now=waits)
 
     def abort(self, command: Command, *, force: bool) -> None:
         """Stop `command`: a queued one never runs; a running one gets SIGINT (or SIGKILL with
@@ -513,7 +519,7 @@ class TerminalSession:
         how = "SIGKILL" if force else "SIGINT"
         if command is not self._current:
             command.finish("failed", None, error=f"aborted before it ran ({how} requested)")
-            self._save()
+            self._save(now=True)
             return
         command.error = f"aborted ({how})"
         if self._link is not None:
@@ -542,7 +548,12 @@ class TerminalSession:
             finally:
                 self._current = None
                 self._head = None
-                self._save()
+                if command.started_at is None:
+                    # it ended untyped (a syntax error, a defer that timed out, an abort):
+                    # the record must not offer it to a restarted hoodyd again. A typed one
+                    # may stay recorded as running until the next save: its prompt is in the
+                    # output a restarted hoodyd replays, which completes it again.
+                    self._save()
 
     async def _run(self, command: Command) -> None:
         """Wait for the command's defer and parse check and for the prompt, then type it."""
@@ -611,6 +622,7 @@ class TerminalSession:
         command.injected_offset = self.ring.end
         # `\r` is what the Enter key sends; the shell's line editor accepts the line on it.
         # The record goes first, in the same write: the holder stores it, then types.
+        self._save_pending = False
         self._link.write(command.line.encode() + b"\r", meta=self._meta())
         self._log.info("command_injected", command_id=command.id)
 
@@ -626,9 +638,20 @@ class TerminalSession:
         while not self._queue.empty():
             self._queue.get_nowait().finish("failed", None, error=reason)
 
-    def _save(self) -> None:
-        if self._link is not None and self.running:
-            self._link.set_meta(self._meta())
+    def _save(self, *, now: bool = False) -> None:
+        """Send the holder the record of the unfinished commands: `now`, or once this turn of
+        the event loop is over (a line typed meanwhile carries it, and nothing more is sent)."""
+        if now:
+            self._save_pending = False
+            if self._link is not None and self.running:
+                self._link.set_meta(self._meta())
+        elif not self._save_pending:
+            self._save_pending = True
+            asyncio.get_running_loop().call_soon(self._flush_save)
+
+    def _flush_save(self) -> None:
+        if self._save_pending:
+            self._save(now=True)
 
     def _meta(self) -> bytes:
         self._unfinished = [command for command in self._unfinished if not command.final]
