@@ -443,15 +443,20 @@ class Holder:
         events: list[MarkerEvent] = (
             self._scanner.feed(data) if self._scanner is not None else [Output(data)]
         )
+        frames = []
         for event in events:
             offset = self._ring.end
             if isinstance(event, Output):
                 self._ring.append(event.data)
-                self._broadcast(wire.output_frame(offset, event.data))
+                frames.append(wire.output_frame(offset, event.data))
             else:
                 self._marker_seq += 1
                 self._markers.append((offset, self._marker_seq, event))
-                self._broadcast(wire.marker_frame(offset, self._marker_seq, event))
+                frames.append(wire.marker_frame(offset, self._marker_seq, event))
+        # one write for all the frames of one read: a command's completion (output, marker,
+        # prompt) reaches hoodyd in one wake-up instead of three
+        if frames:
+            self._broadcast(b"".join(frames))
         start = self._ring.start
         while self._markers and self._markers[0][0] < start:
             self._last_pruned = self._markers.popleft()
