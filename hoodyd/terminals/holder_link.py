@@ -460,8 +460,16 @@ class HolderLink:
         if not (self._gone or self._closing):
             self._terminating = True
             self._send(wire.json_frame(FrameType.TERMINATE, {"grace": grace}))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._finished), grace + self._timeout + 1.0)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        asyncio.shield(self._finished), grace + self._timeout + 1.0
+                    )
+            except asyncio.CancelledError:
+                # the holder got its TERMINATE and goes on with it; this side lets go now
+                self._close_connection()
+                self._finish()
+                raise
             if not self._finished.done():
                 self._close_connection()
                 self._finish()

@@ -420,7 +420,12 @@ class TerminalSession:
         """Hang up the shell and end its holder, fail what is still queued, stop the queue."""
         code = self.exit_code
         if self._link is not None:
-            code = await self._link.terminate()
+            try:
+                code = await self._link.terminate()
+            except asyncio.CancelledError:
+                if self._worker is not None:
+                    self._worker.cancel()  # the link has let go; so does the queue
+                raise
         if self.running:
             self._on_exit(code)
         await self._stop_worker()
