@@ -81,6 +81,17 @@ async def test_arguments_reach_the_program_unchanged(http: aiohttp.ClientSession
     assert f"hello-run says --greet {TRICKY}" in result["stdout"]
 
 
+async def test_go_into_a_terminal_never_created_creates_it(http: aiohttp.ClientSession) -> None:
+    """`/t/17/go/...` runs the app in terminal 17, which nobody created: it starts on first use."""
+    async with http.get(f"{TERMINAL}/sessions") as response:
+        assert 17 not in [s["id"] for s in (await response.json())["data"]]
+    status, body = await get(http, f"{RUN}/t/17/go/hello-run", pick="first")
+    assert status == 200 and body["status"] == "scheduled", body
+    assert body["handoff"]["terminal_id"] == 17
+    result = await wait_result(http, body["terminal"]["json"]["command_id"])
+    assert result["exit_code"] == 0 and "hello-run says" in result["stdout"]
+
+
 async def test_defer_pid_waits_for_a_real_process(
     http: aiohttp.ClientSession, world: RunWorld
 ) -> None:
