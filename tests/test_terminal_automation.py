@@ -187,6 +187,8 @@ async def test_find_and_wait_modes(client: TestClient) -> None:
     )
     assert timeout["status"] == "timeout" and timeout["elapsed_ms"] >= 100
     await call(client, "POST", "/wait?terminal_id=8", {"mode": "regex"}, 400)
+    # wait's options are the body's; the query names the terminal and nothing else
+    await call(client, "POST", "/wait?terminal_id=8&include_colors=true", {}, 400)
     await call(client, "POST", "/wait?terminal_id=8", {"timeout_ms": 5}, 400)
 
 

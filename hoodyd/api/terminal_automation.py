@@ -222,11 +222,8 @@ async def find_text(request: web.Request) -> web.Response:
 
 
 async def wait(request: web.Request) -> web.Response:
-    query = decode_query(request, SnapshotQuery, lenient_flags=True)
-    if query.scroll_offset or not query.include_highlights or query.include_colors:
-        raise InvalidRequest(
-            "wait takes its options in the JSON body", reason=Reason.UNKNOWN_PARAMETER
-        )
+    # its options come in the body; the query names the terminal only
+    query = decode_query(request, TerminalQuery, lenient_flags=True)
     body = await decode_body(request, WaitBody, optional=True)
     session = _terminals(request).session(_terminal_id(query.terminal_id))
     outcome = await _automation(request).wait(session, body)

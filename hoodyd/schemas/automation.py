@@ -18,7 +18,6 @@ from hoodyd.terminals.mouse import MouseEvent
 
 MAX_PRESSES = 256
 MAX_MOUSE_EVENTS = 256
-MAX_PATTERN_BYTES = 1024
 MAX_WAITERS_PER_SESSION = 16
 
 WaitMode = Literal["stable", "regex", "either"]

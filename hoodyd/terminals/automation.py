@@ -23,7 +23,6 @@ import structlog
 from hoodyd.config import TerminalsConfig
 from hoodyd.errors import Conflict, InvalidRequest, Reason
 from hoodyd.schemas.automation import (
-    MAX_PATTERN_BYTES,
     MAX_WAITERS_PER_SESSION,
     AutomationMetrics,
     AutomationState,
@@ -31,7 +30,7 @@ from hoodyd.schemas.automation import (
     WaitStatus,
 )
 from hoodyd.schemas.queries import FindScope
-from hoodyd.terminals.find import FindResult, find
+from hoodyd.terminals.find import FindResult, compile_pattern, find
 from hoodyd.terminals.screen import Snapshot, VirtualScreen
 from hoodyd.terminals.session import TerminalSession
 
@@ -327,12 +326,11 @@ class ScreenAutomation:
 
 
 def check_pattern(pattern: str | None) -> str:
+    """A pattern the request must carry, checked and compiled (`find.compile_pattern`) before
+    anything waits on it."""
     if pattern is None or pattern == "":
         raise InvalidRequest("Missing 'pattern'", reason=Reason.MISSING_FIELD)
-    if len(pattern.encode("utf-8", "surrogatepass")) > MAX_PATTERN_BYTES:
-        raise InvalidRequest(
-            f"pattern is longer than {MAX_PATTERN_BYTES} bytes", reason=Reason.PATTERN_TOO_LONG
-        )
+    compile_pattern(pattern)
     return pattern
 
 
