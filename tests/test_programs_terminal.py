@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from hoodyd.app import create_app
 from hoodyd.programs import conf
 from hoodyd.schemas.daemon import Program
+from hoodyd.terminals.shells import fish_quote
 from tests.conftest import make_config
 from tests.test_programs_argv import TEXT, USER, execv_argv, parsed
 
@@ -180,3 +181,28 @@ def test_the_line_runs_as_that_argv_in_a_real_shell() -> None:
     for shell in ("sh", "bash"):
         done = subprocess.run([shell, "-c", line], capture_output=True, text=True, check=True)
         assert done.stdout == f"{odd!r}\n"
+
+
+def fish_unquote(word: str) -> str:
+    """fish's reading of one single-quoted word (its documentation: inside single quotes only
+    `\\'` and `\\\\` are escapes, every other character is itself)."""
+    assert word[0] == word[-1] == "'" and len(word) >= 2
+    inner, out, index = word[1:-1], [], 0
+    while index < len(inner):
+        char = inner[index]
+        if char == "\\" and index + 1 < len(inner) and inner[index + 1] in "\\'":
+            out.append(inner[index + 1])
+            index += 2
+            continue
+        assert char != "'", "an unescaped quote would end the word"
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=TEXT)
+def test_fish_quoting_is_one_inert_word(text: str) -> None:
+    """fish is not installed here, so its single-quote rules are applied as documented: any
+    text quoted for a fish terminal comes back as exactly that text, in one word."""
+    assert fish_unquote(fish_quote(text)) == text
