@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,14 +83,20 @@ class DaemonProcess:
 
 
 def start_daemon(
-    state_dir: Path, *extra: str, env: dict[str, str] | None = None, socket: Path | None = None
+    state_dir: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    socket: Path | None = None,
+    launcher: Sequence[str] = (),
 ) -> DaemonProcess:
+    """`hoodyd serve` on `state_dir`, run through `launcher` (an argv prefix) if given."""
     sock = socket or state_dir / "hoodyd.sock"
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / f"daemon-{time.monotonic_ns()}.log"
     handle = log_path.open("wb")
     process = subprocess.Popen(
         [
+            *launcher,
             sys.executable,
             "-m",
             "hoodyd",

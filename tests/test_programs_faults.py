@@ -53,6 +53,14 @@ def listeners(port: int) -> set[int]:
     }
 
 
+def process_state(pid: int) -> str | None:
+    """psutil's status of `pid`, None once it is reaped."""
+    try:
+        return str(psutil.Process(pid).status())
+    except psutil.NoSuchProcess:
+        return None
+
+
 async def call(
     session: aiohttp.ClientSession, method: str, path: str, body: Any = None
 ) -> tuple[int, dict[str, Any]]:
@@ -82,16 +90,22 @@ async def hook_receiver() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
         await runner.cleanup()
 
 
+LAZY_REAPER = (sys.executable, str(Path(__file__).parent / "data" / "lazy_reaper.py"))
+
+
+@pytest.mark.parametrize("launcher", [(), LAZY_REAPER], ids=["init-reaps", "orphans-stay-zombies"])
 async def test_killed_supervisord_comes_back_with_every_instance_that_should_run(
-    short_tmp: Path,
+    short_tmp: Path, launcher: tuple[str, ...]
 ) -> None:
     """kill -9 supervisord with a plain program and port instances running: every one is
-    RUNNING again, one process per port, and the webhooks report the restarts."""
+    RUNNING again, one process per port, and the webhooks report the restarts. Also where
+    nothing reaps the killed orphans (a container's init that does not): a zombie is no
+    running instance."""
     config = short_tmp / "hoodyd.toml"
     config.write_text(
         "[supervisor]\npoll_interval = 0.3\n[notifications]\nallow_insecure_urls = true\n"
     )
-    daemon = start_daemon(short_tmp, "--config", str(config))
+    daemon = start_daemon(short_tmp, "--config", str(config), launcher=launcher)
     base = free_port_range(5)
     ports = list(range(base, base + 5))
     try:
@@ -128,7 +142,14 @@ async def test_killed_supervisord_comes_back_with_every_instance_that_should_run
                 status, body = await call(session, "GET", f"/status/{plain_id}")
                 return True if status == 200 and body["status"]["status"] == "RUNNING" else None
 
-            assert await poll_until(all_back, timeout=30, interval=0.2)
+            back = await poll_until(all_back, timeout=30, interval=0.2)
+            _, ranged_status = await call(session, "GET", f"/status/{ranged_id}")
+            _, plain_status = await call(session, "GET", f"/status/{plain_id}")
+            assert back, (ranged_status, plain_status, daemon.logs()[-6000:])
+            orphans = {pid: process_state(pid) for pids in before.values() for pid in pids}
+            assert set(orphans.values()) <= {None, psutil.STATUS_ZOMBIE}, orphans
+            if launcher:  # the scenario is the one named: the killed orphans were left unreaped
+                assert psutil.STATUS_ZOMBIE in orphans.values(), orphans
             for port in ports:
                 async def serving(port: int = port) -> bool | None:
                     return True if len(listeners(port)) == 1 else None

@@ -221,10 +221,11 @@ class SupervisordRuntime:
             try:
                 if process.environ().get("SUPERVISOR_SERVER_URL") == marker:
                     process.kill()
-                    killed.append(process.pid)
+                    killed.append(process)
             except psutil.Error:
                 continue
-        return killed
+        _wait_gone(killed, 5.0)  # their ports are free before the new one starts anything
+        return [process.pid for process in killed]
 
 
 def stop_embedded(state_dir: Path, *, grace: float = 10.0) -> bool:

@@ -57,10 +57,11 @@ def _quiet(future: asyncio.Future[Any]) -> None:
 
 
 class Flight:
-    def __init__(self, name: str, port: int | None) -> None:
+    def __init__(self, name: str, port: int | None, generation: int) -> None:
         loop = asyncio.get_running_loop()
         self.name = name
         self.port = port
+        self.generation = generation  # the observer's, for the supervisord it was begun with
         self.spawned: asyncio.Future[bool] = loop.create_future()  # result: already running
         self.settled: asyncio.Future[Instance] = loop.create_future()
         self.port_ready: asyncio.Future[Instance] | None = None
@@ -165,12 +166,12 @@ class Instances:
         self.table = table
         self.observer = observer
         self._flights: dict[str, Flight] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # every flight's, a replaced one's too
         observer.subscribe(self._wake)
 
     def close(self) -> None:
-        for flight in list(self._flights.values()):
-            if flight.task is not None:
-                flight.task.cancel()
+        for task in list(self._tasks):
+            task.cancel()
 
     def _wake(self, transition: Transition) -> None:
         flight = self._flights.get(transition.name)
@@ -182,7 +183,7 @@ class Instances:
     async def start(self, program: Program, port: int | None, request: StartRequest) -> Started:
         """Start (or join the start of) one instance of an enabled program."""
         name = conf.instance_name(program, port)
-        flight = self._flights.get(name)
+        flight = self._flight(name)
         if flight is not None:
             log.info("instance_join", instance=name)
         else:
@@ -190,7 +191,7 @@ class Instances:
             if known is not None:
                 return await self._answer_running(request, name, port, known)
             info = await self.client.find_process(name)
-            flight = self._flights.get(name)  # another caller may have begun meanwhile
+            flight = self._flight(name)  # another caller may have begun meanwhile
             if flight is None:
                 if info is not None and info.statename == "RUNNING":
                     running = instance_from_info(info, name, port)
@@ -212,6 +213,15 @@ class Instances:
                 extra={"instance": flight.last, "already_running": already_running},
             ) from None
         return Started(already_running=already_running, instance=process_status(instance))
+
+    def _flight(self, name: str) -> Flight | None:
+        """The start in flight to join, if any. One begun with a supervisord since lost is not
+        joined: its process died with that supervisord, and joining it would answer a start
+        (the bring-back of what should run, among others) without starting anything."""
+        flight = self._flights.get(name)
+        if flight is None or flight.generation != self.observer.generation:
+            return None
+        return flight
 
     def _known_running(self, name: str, port: int | None) -> Instance | None:
         """The instance as last reported RUNNING by supervisord (event or poll), if its pid is
@@ -239,7 +249,7 @@ class Instances:
     def _launch(
         self, program: Program, port: int | None, name: str, info: ProcessInfo | None
     ) -> Flight:
-        flight = Flight(name, port)
+        flight = Flight(name, port, self.observer.generation)
         self._flights[name] = flight
 
         async def fly() -> None:
@@ -263,10 +273,13 @@ class Instances:
                 if not isinstance(exc, Exception):
                     raise
             finally:
-                self._flights.pop(name, None)
+                if self._flights.get(name) is flight:  # not replaced by a later one
+                    del self._flights[name]
                 log.info("instance_settled", instance=name, state=flight.last.status)
 
         flight.task = asyncio.create_task(fly())
+        self._tasks.add(flight.task)
+        flight.task.add_done_callback(self._tasks.discard)
         return flight
 
     async def _spawn(

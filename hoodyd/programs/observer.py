@@ -93,6 +93,9 @@ class Observer:
         self._poller: asyncio.Task[None] | None = None
         self._primed = False  # the first poll records states; later ones report transitions
         self._lost = False  # supervisord stopped answering; cleared once converged
+        # which supervisord answers: one more each time one is lost, so that nothing begun
+        # with a lost one (a start in flight) is taken for work of the next
+        self.generation = 0
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Call `subscriber` with every transition from now on; returns the unsubscribe."""
@@ -182,36 +185,49 @@ class Observer:
         """Record observed states (webhooks never miss a change), have an absent supervisord
         revived, and converge once it answers again. Between polls, an embedded supervisord
         found dead (`alive`, a read of /proc) cuts the wait short; while it is gone, polls come
-        at least every `LOST_RETRY_S`."""
+        at least every `LOST_RETRY_S`. A poll that fails in an unforeseen way is logged and
+        the next one comes as usual: this loop is what brings supervisord back."""
         while True:
             await self._pause(min(self.interval, LOST_RETRY_S) if self._lost else self.interval)
-            asked_at = time.monotonic()
             try:
-                infos = await self.client.all_process_info()
-            except SupervisorUnavailable:
-                if not self._lost:
-                    log.error("supervisor_lost")
-                    for record in self._records.values():
-                        record.serial = None  # a new supervisord numbers its events anew
-                self._lost = True
-                await self._revive()
-                continue
+                await self._poll()
             except HoodydError as exc:
                 log.warning("poll_failed", error=exc.message)
-                continue
-            if self._lost:
-                try:
-                    await self._converge()
-                except HoodydError as exc:
-                    log.warning("reconcile_failed", error=exc.message)
-                    continue
-                self._lost = False
-                log.info("supervisor_back")
-                asked_at = time.monotonic()
-                with contextlib.suppress(HoodydError):
-                    self.record(await self.client.all_process_info(), asked_at)
-                continue
-            self.record(infos, asked_at)
+            except Exception:
+                log.exception("poll_crashed")
+
+    async def _poll(self) -> None:
+        asked_at = time.monotonic()
+        try:
+            infos = await self.client.all_process_info()
+        except SupervisorUnavailable:
+            if not self._lost:
+                log.error("supervisor_lost")
+                self._forget_processes()
+            self._lost = True
+            await self._revive()
+            return
+        if self._lost:
+            try:
+                await self._converge()
+            except HoodydError as exc:
+                log.warning("reconcile_failed", error=exc.message)
+                return
+            self._lost = False
+            log.info("supervisor_back")
+            asked_at = time.monotonic()
+            with contextlib.suppress(HoodydError):
+                self.record(await self.client.all_process_info(), asked_at)
+            return
+        self.record(infos, asked_at)
+
+    def _forget_processes(self) -> None:
+        """supervisord went away: what it ran is no longer known to run (a killed one leaves
+        orphans, killed before it is started again), and a new one numbers its events anew."""
+        self.generation += 1
+        for record in self._records.values():
+            record.pid = None
+            record.serial = None
 
     async def _pause(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds

@@ -43,30 +43,23 @@ def format_uptime(seconds: int) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
-_START_TIMES: dict[int, float] = {}
+_BOOT_TIME = psutil.boot_time()
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def process_start_time(pid: int) -> float | None:
-    """When `pid` started, or None if it no longer exists (a zombie counts as gone)."""
+    """When `pid` started, or None if it no longer exists; a zombie counts as gone (the
+    orphans of a killed supervisord may stay zombies as long as nobody reaps them). One read
+    of /proc/PID/stat, the same figure as psutil's `create_time`."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        _START_TIMES.pop(pid, None)
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+    except OSError:
         return None
-    except PermissionError:
-        pass  # exists, owned by another user
-    started = _START_TIMES.get(pid)
-    if started is None:
-        try:
-            process = psutil.Process(pid)
-            if process.status() == psutil.STATUS_ZOMBIE:
-                return None
-            started = _START_TIMES[pid] = process.create_time()
-        except psutil.Error:
-            return None
-        if len(_START_TIMES) > 4096:
-            _START_TIMES.clear()
-    return started
+    fields = data[data.rindex(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return _BOOT_TIME + int(fields[19]) / _CLOCK_TICKS
 
 
 def instance_from_info(info: ProcessInfo | None, name: str, port: int | None) -> Instance:
