@@ -10,6 +10,7 @@ import os
 import pwd
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -66,42 +67,61 @@ async def wait_until_adopted(client: TestClient[Any, Any], terminal_id: int) -> 
         await asyncio.sleep(0.1)
 
 
-async def test_a_program_runs_in_its_terminal_and_stops_with_the_program(
-    client: TestClient[Any, Any],
-) -> None:
-    """Started through the program API, the program is visible in terminal 21 (snapshot,
-    wait, keys reach it), refuses execute and delete there, and `stop` ends it."""
+async def start_terminal_program(client: TestClient[Any, Any], terminal_id: int) -> int:
+    """Add, enable and start a program that answers each line typed into terminal
+    `terminal_id`; its id once the terminal shows it."""
     script = 'echo program-up; while read line; do echo "heard: $line"; done'
     status, added = await call(
         client,
         "POST",
         f"{DAEMON}/programs/add",
         {
-            "name": "in-terminal",
+            "name": f"in-terminal-{terminal_id}",
             "command": f"/bin/sh -c '{script}'",
             "user": pwd.getpwuid(os.geteuid()).pw_name,
-            "terminal_id": 21,
+            "terminal_id": terminal_id,
             "terminal_shell": "bash",
         },
     )
     assert status == 200, added
-    program_id = added["program"]["id"]
+    program_id = int(added["program"]["id"])
     assert (await call(client, "POST", f"{DAEMON}/programs/{program_id}/enable"))[0] == 200
     status, started = await call(client, "POST", f"{DAEMON}/programs/{program_id}/start")
     assert status == 200, started
-    await wait_until_adopted(client, 21)
-    status, sessions = await call(client, "GET", f"{TERMINAL}/sessions")
-    (session,) = [s for s in sessions["data"] if s["id"] == 21]
-    assert (session["program_id"], session["state"]) == (program_id, "running")
-    status, _ = await call(client, "POST", f"{TERMINAL}/write?terminal_id=21", {"input": "ping"})
-    assert status == 200
+    await wait_until_adopted(client, terminal_id)
+    return program_id
+
+
+async def assert_heard(client: TestClient[Any, Any], terminal_id: int, text: str) -> None:
+    """`text` typed into the terminal reaches the program, which answers it."""
+    path = f"{TERMINAL}/write?terminal_id={terminal_id}"
+    status, written = await call(client, "POST", path, {"input": text})
+    assert status == 200, written
     status, heard = await call(
         client,
         "POST",
-        f"{TERMINAL}/wait?terminal_id=21",
-        {"mode": "regex", "pattern": "heard: ping", "timeout_ms": 10_000},
+        f"{TERMINAL}/wait?terminal_id={terminal_id}",
+        {"mode": "regex", "pattern": f"heard: {text}", "timeout_ms": 10_000},
     )
-    assert heard["status"] == "matched"
+    assert heard["status"] == "matched", heard
+
+
+async def running_session(client: TestClient[Any, Any], terminal_id: int) -> dict[str, Any]:
+    status, sessions = await call(client, "GET", f"{TERMINAL}/sessions")
+    assert status == 200, sessions
+    (session,) = [s for s in sessions["data"] if s["id"] == terminal_id]
+    return dict(session)
+
+
+async def test_a_program_runs_in_its_terminal_and_stops_with_the_program(
+    client: TestClient[Any, Any],
+) -> None:
+    """Started through the program API, the program is visible in terminal 21 (snapshot,
+    wait, keys reach it), refuses execute and delete there, and `stop` ends it."""
+    program_id = await start_terminal_program(client, 21)
+    session = await running_session(client, 21)
+    assert (session["program_id"], session["state"]) == (program_id, "running")
+    await assert_heard(client, 21, "ping")
     status, refused = await call(
         client, "POST", f"{TERMINAL}/execute?terminal_id=21", {"command": "true"}
     )
@@ -120,6 +140,32 @@ async def test_a_program_runs_in_its_terminal_and_stops_with_the_program(
             break
         assert loop.time() < deadline, sessions
         await asyncio.sleep(0.1)
+
+
+async def test_a_killed_supervisord_brings_the_program_back_into_its_terminal(
+    client: TestClient[Any, Any], short_tmp: Path
+) -> None:
+    """kill -9 of supervisord kills the program's holder with the rest of its orphans; once
+    supervisord is back, the program runs again in terminal 22, a new holder hoodyd adopted,
+    and keys reach it."""
+    await start_terminal_program(client, 22)
+    before = await running_session(client, 22)
+    await assert_heard(client, 22, "before")
+    pidfile = short_tmp / "supervisor" / "supervisord.pid"
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while True:
+        session = await running_session(client, 22)
+        if session["state"] == "running" and session["pid"] != before["pid"]:
+            break
+        assert loop.time() < deadline, session
+        await asyncio.sleep(0.2)
+    assert not Path(f"/proc/{before['pid']}/cmdline").exists() or (
+        Path(f"/proc/{before['pid']}/stat").read_text().split(") ")[1].startswith("Z")
+    )
+    await wait_until_adopted(client, 22)
+    await assert_heard(client, 22, "after")
 
 
 def test_the_terminal_argv_carries_the_command_as_one_quoted_shell_word() -> None:
