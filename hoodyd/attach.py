@@ -15,11 +15,12 @@ import signal
 import sys
 import termios
 import tty
+from collections.abc import Mapping
 
 import aiohttp
 import msgspec
 
-from hoodyd.client.http import Target, Unreachable
+from hoodyd.client.http import QueryValue, Target, Unreachable, query_string
 
 DEFAULT_DETACH_KEY = "^]"
 
@@ -46,11 +47,20 @@ class _Exit(msgspec.Struct):
     error: str | None = None
 
 
-async def attach(socket_path: str, terminal_id: int, detach_key: int, replay: int) -> int:
-    """Run the attach session; returns the process exit code."""
+async def attach(
+    socket_path: str,
+    terminal_id: int,
+    detach_key: int,
+    replay: int,
+    *,
+    session: Mapping[str, QueryValue] | None = None,
+) -> int:
+    """Run the attach session; returns the process exit code. `session`: the options of the
+    terminal if this attach creates it (`shell`, `cwd`, `user`, `env`)."""
     stdin_fd, stdout_fd = sys.stdin.fileno(), sys.stdout.fileno()
     loop = asyncio.get_running_loop()
-    url = f"http://localhost/api/v1/terminal/attach/{terminal_id}?replay={replay}"
+    query = query_string({"replay": replay, **(session or {})})
+    url = f"http://localhost/api/v1/terminal/attach/{terminal_id}{query}"
     connector = aiohttp.UnixConnector(path=socket_path)
     async with aiohttp.ClientSession(connector=connector) as http:
         try:

@@ -41,6 +41,19 @@ def _connection_options() -> argparse.ArgumentParser:
     return parent
 
 
+def _session_options() -> argparse.ArgumentParser:
+    """Options of a terminal created by this use (ignored when it exists)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("a terminal created by this use (ignored if it exists)")
+    group.add_argument("--shell", choices=("bash", "zsh", "fish", "sh"), help="its shell")
+    group.add_argument("--cwd", metavar="DIR", help="its working directory")
+    group.add_argument("--user", metavar="NAME", help="the account its shell runs as")
+    group.add_argument(
+        "--env", action="append", default=[], metavar="K=V", help="environment (repeat)"
+    )
+    return parent
+
+
 def _json_option() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--json", action="store_true", help="print the API's JSON answer")
@@ -96,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hoodyd {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    conn, as_json = _connection_options(), _json_option()
+    conn, as_json, session = _connection_options(), _json_option(), _session_options()
     client = (conn, as_json)
 
     serve = verbs.add_parser("serve", help="run the daemon")
@@ -184,11 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     term_verbs = term.add_subparsers(dest="term_verb", required=True, metavar="VERB")
     ls = term_verbs.add_parser("ls", parents=client, help="list terminals")
     ls.set_defaults(verb_func=commands.term_ls)
-    new = term_verbs.add_parser("new", parents=client, help="create a terminal")
+    new = term_verbs.add_parser("new", parents=(*client, session), help="create a terminal")
     new.add_argument("terminal_id", nargs="?", type=int, metavar="N")
     new.set_defaults(verb_func=commands.term_new)
     execute = term_verbs.add_parser(
-        "exec", parents=client, help="run a command in terminal N; exit with its exit code"
+        "exec",
+        parents=(*client, session),
+        help="run a command in terminal N; exit with its exit code",
     )
     execute.add_argument("terminal_id", type=int, metavar="N")
     execute.add_argument(
@@ -198,13 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="give up waiting after S seconds (exit 124; default: wait)",
     )
-    execute.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG]...")
+    execute.add_argument("command", nargs="*", help="-- CMD [ARG]...")
     execute.set_defaults(verb_func=commands.term_exec)
     kill = term_verbs.add_parser("kill", parents=client, help="end terminal N")
     kill.add_argument("terminal_id", type=int, metavar="N")
     kill.set_defaults(verb_func=commands.term_kill)
 
-    attach = verbs.add_parser("attach", parents=(conn,), help="attach this terminal to session N")
+    attach = verbs.add_parser(
+        "attach", parents=(conn, session), help="attach this terminal to session N"
+    )
     attach.add_argument("terminal_id", type=int, help="terminal id (1-65535)")
     attach.add_argument("--detach-key", default="^]", help="key that detaches (default: ^])")
     attach.add_argument(
@@ -276,6 +293,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _attach(args: argparse.Namespace) -> int:
     from hoodyd.attach import attach, parse_detach_key
+    from hoodyd.client.commands import UsageError, session_query
 
     target = target_of(args)
     if target.url:
@@ -286,7 +304,8 @@ def _attach(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         key = parse_detach_key(args.detach_key)
-    except ValueError as exc:
+        session = session_query(args)
+    except (ValueError, UsageError) as exc:
         print(f"hoodyd: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if not sys.stdin.isatty():
@@ -297,7 +316,9 @@ def _attach(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    return asyncio.run(attach(target.socket, args.terminal_id, key, max(0, args.replay)))
+    return asyncio.run(
+        attach(target.socket, args.terminal_id, key, max(0, args.replay), session=session)
+    )
 
 
 def _print_socket(args: argparse.Namespace) -> int:

@@ -275,6 +275,25 @@ def test_term_verbs_and_exec_exit_codes(daemon: DaemonProcess) -> None:
     assert refused.returncode == 1 and refused.stderr.startswith("hoodyd: ")
 
 
+def test_term_verbs_create_terminals_with_session_options(
+    daemon: DaemonProcess, short_tmp: Path
+) -> None:
+    """`term new` and a first `term exec` start the terminal with `--shell`, `--cwd` and
+    `--env`; a malformed `--env` is a usage error, a missing directory the daemon's refusal."""
+    probe = 'echo "$GREETING|$(pwd)|$(ps -o comm= -p $$)"'
+    options = ["--shell", "sh", "--cwd", str(short_tmp), "--env", "GREETING=hi=there"]
+    ok(daemon, "term", "new", "9", *options)
+    assert ok(daemon, "term", "exec", "9", "--", probe).strip() == f"hi=there|{short_tmp}|sh"
+    assert ok(daemon, "term", "exec", "11", *options, "--", probe).strip() == (
+        f"hi=there|{short_tmp}|sh"
+    )
+    assert hoodyd(daemon, "term", "exec", "12", "--env", "NOEQUALS", "--", "true").returncode == 2
+    refused = hoodyd(daemon, "term", "new", "13", "--cwd", "/no/such/dir")
+    assert refused.returncode == 1 and "/no/such/dir" in refused.stderr, refused.stderr
+    listed = json.loads(ok(daemon, "term", "ls", "--json"))["data"]
+    assert sorted(int(s["terminal_id"]) for s in listed) == [9, 11]
+
+
 def test_unreachable_daemon_exit_3_names_the_socket(short_tmp: Path) -> None:
     """No daemon: exit 3, and the message names the socket tried and how to start one."""
     missing = short_tmp / "nobody.sock"

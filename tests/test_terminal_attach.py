@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import select
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -38,8 +39,8 @@ def _controlling_tty() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-def read_until(fd: int, needle: bytes, seen: bytearray) -> None:
-    deadline = time.monotonic() + WAIT
+def read_until(fd: int, needle: bytes, seen: bytearray, *, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
     while needle not in seen:
         remaining = deadline - time.monotonic()
         assert remaining > 0, f"{needle!r} not seen in {bytes(seen)[-400:]!r}"
@@ -65,13 +66,18 @@ async def test_execute_round_trip_over_the_unix_socket(terminal_daemon: DaemonPr
 
 
 def attach_in_pty(
-    daemon: DaemonProcess, terminal_id: int = 1
+    daemon: DaemonProcess,
+    terminal_id: int = 1,
+    options: Sequence[str] = (),
+    cwd: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """`hoodyd attach N` running on a new 80x24 PTY (its controlling TTY); the PTY master."""
+    """`hoodyd attach N [OPTIONS]` running on a new 80x24 PTY (its controlling TTY) in `cwd`;
+    the PTY master."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     client = subprocess.Popen(
-        [*HOODYD, "attach", str(terminal_id), "--socket", str(daemon.socket)],
+        [*HOODYD, "attach", str(terminal_id), *options, "--socket", str(daemon.socket)],
+        cwd=cwd,
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -156,3 +162,71 @@ def test_hoodyd_attach_ends_when_the_shell_exits(terminal_daemon: DaemonProcess)
             client.kill()
             client.wait()
         os.close(master)
+
+
+def test_hoodyd_attach_creates_the_terminal_with_its_session_options(
+    terminal_daemon: DaemonProcess, short_tmp: Path
+) -> None:
+    """`hoodyd attach 7 --shell sh --cwd sub --env GREETING=hi` from a directory creates
+    terminal 7 running sh in that directory's `sub` (a relative --cwd is the caller's), with
+    the variable set."""
+    work = short_tmp / "work"
+    (work / "sub").mkdir(parents=True)
+    options = ["--shell", "sh", "--cwd", "sub", "--env", "GREETING=hi there"]
+    client, master = attach_in_pty(terminal_daemon, 7, options, cwd=work)
+    seen = bytearray()
+    try:
+        read_until(master, b"press Ctrl-] to detach", seen)
+        expected = f"[hi there|{work / 'sub'}|".encode()
+        deadline = time.monotonic() + WAIT
+        while expected not in seen:  # typeahead sent before raw mode may be flushed: repeat
+            assert time.monotonic() < deadline, bytes(seen)[-400:]
+            os.write(master, b'echo "[$GREETING|$(pwd)|$(ps -o comm= -p $$)]"\r')
+            with contextlib.suppress(AssertionError):
+                read_until(master, expected, seen, timeout=1.0)
+        read_until(master, expected + b"sh]", seen)
+        os.write(master, b"\x1d")
+        read_until(master, b"[detached from terminal 7]", seen)
+        assert client.wait(timeout=WAIT) == 0
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        os.close(master)
+
+
+async def test_attach_options_are_checked_before_anything_is_created(
+    terminal_daemon: DaemonProcess,
+) -> None:
+    """A bad session option on `/attach` is a JSON 400 before the upgrade and leaves no
+    terminal behind; the CLI refuses a malformed --env itself."""
+    connector = aiohttp.UnixConnector(path=str(terminal_daemon.socket))
+    async with aiohttp.ClientSession(connector=connector, base_url="http://localhost") as http:
+        for query, reason in (
+            ("cwd=/no/such/dir", "INVALID_CWD"),
+            ("shell=csh", "UNSUPPORTED_SHELL"),
+            ("env=NOEQUALS", "INVALID_ENV"),
+            ("user=no-such-user-here", "UNKNOWN_USER"),
+            ("colour=blue", "UNKNOWN_PARAMETER"),
+        ):
+            url = f"/api/v1/terminal/attach/8?{query}"
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(url)
+            assert refused.value.status == 400, query
+            # the handshake error has no body: the same request without the upgrade shows it
+            response = await http.get(url)
+            body = await response.json()
+            assert (response.status, body["success"], body["reason"]) == (400, False, reason), (
+                query,
+                body,
+            )
+        sessions = await (await http.get("/api/v1/terminal/sessions")).json()
+        assert 8 not in [s["id"] for s in sessions["data"]]
+    result = subprocess.run(
+        [*HOODYD, "attach", "8", "--env", "NOEQUALS", "--socket", str(terminal_daemon.socket)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 3,
+    )
+    assert result.returncode == 2 and "--env takes KEY=VALUE" in result.stderr, result.stderr

@@ -23,6 +23,7 @@ from hoodyd.schemas.queries import (
     AttachQuery,
     ExecuteQuery,
     HistoryQuery,
+    NewSessionQuery,
     OutputQuery,
     SessionsQuery,
 )
@@ -80,6 +81,14 @@ def _display_wait_timeout(query: ExecuteQuery) -> float | None:
     except ValueError:
         value = 10.0
     return 10.0 if not value > 0 else min(value, 10.0)
+
+
+def session_options(query: NewSessionQuery) -> SessionOptions:
+    """The options a terminal created on first use starts with."""
+    user = check_user(query.user)
+    return SessionOptions(
+        shell=query.shell, cwd=query.cwd, env=env_items(query.env), display=query.display, user=user
+    )
 
 
 def env_items(items: list[str]) -> dict[str, str]:
@@ -215,10 +224,11 @@ async def attach(request: web.Request) -> web.StreamResponse:
     control messages (client: resize, input; server: attached, dropped, exit, error)."""
     query = _query(request, AttachQuery)
     terminal_id = _path_terminal_id(request)
-    _service(request).check_attachable(terminal_id)
+    options = session_options(query)
+    _service(request).check_attachable(terminal_id, options)
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1024 * 1024)
     require_upgrade(ws, request)
-    async with _service(request).attach(terminal_id) as attachment:
+    async with _service(request).attach(terminal_id, options) as attachment:
         await ws.prepare(request)
         await ws.send_json(
             {

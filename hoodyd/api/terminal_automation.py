@@ -25,7 +25,7 @@ from hoodyd.api.decoding import decode_body, decode_query
 from hoodyd.api.draining import track_websocket
 from hoodyd.api.encoding import json_response
 from hoodyd.api.keys import AUTOMATION, TERMINALS
-from hoodyd.api.terminal import env_items, require_upgrade
+from hoodyd.api.terminal import require_upgrade, session_options
 from hoodyd.errors import InvalidRequest, NotSupported, Reason
 from hoodyd.schemas.automation import (
     AbortBody,
@@ -47,7 +47,6 @@ from hoodyd.schemas.queries import (
     TerminalQuery,
     WsQuery,
 )
-from hoodyd.schemas.terminal import SessionOptions
 from hoodyd.terminals import keys, mouse, paste
 from hoodyd.terminals.automation import ScreenAutomation, check_pattern, outcome_body
 from hoodyd.terminals.service import Attachment, TerminalService
@@ -55,7 +54,6 @@ from hoodyd.terminals.session import TerminalSession
 from hoodyd.terminals.validation import (
     REMOTE_FIELDS,
     check_typed_text,
-    check_user,
     parse_command_id,
     parse_terminal_id,
 )
@@ -82,18 +80,11 @@ def _terminal_id(value: str | None) -> int:
     return terminal_id
 
 
-def _options(query: InputQuery) -> SessionOptions:
-    user = check_user(query.user)
-    return SessionOptions(
-        shell=query.shell, cwd=query.cwd, env=env_items(query.env), display=query.display, user=user
-    )
-
-
 async def _input_session(request: web.Request, query: InputQuery) -> tuple[TerminalSession, bool]:
     terminals = _terminals(request)
     terminal_id = _terminal_id(query.terminal_id)
     created = not terminals.has_session(terminal_id)
-    session = await terminals.input_session(terminal_id, _options(query))
+    session = await terminals.input_session(terminal_id, session_options(query))
     return session, created
 
 
@@ -306,10 +297,11 @@ async def tty_socket(request: web.Request) -> web.StreamResponse:
     ephemeral = terminal_id is None
     if terminal_id is None:
         terminal_id = terminals.allocate_ephemeral_id()
-    options = msgspec.structs.replace(_options(query), ephemeral=ephemeral)
+    options = msgspec.structs.replace(session_options(query), ephemeral=ephemeral)
     created = not terminals.has_session(terminal_id)
-    if not ephemeral:
-        terminals.check_attachable(terminal_id)
+    terminals.check_attachable(
+        terminal_id, options, ephemeral=ephemeral, cwd_auto_create=query.cwd_auto_create
+    )
     ws = web.WebSocketResponse(protocols=("tty",), heartbeat=30, max_msg_size=1024 * 1024)
     require_upgrade(ws, request)
     async with terminals.attach(

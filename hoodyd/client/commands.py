@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from hoodyd.client import output
-from hoodyd.client.http import DaemonClient, Refused
+from hoodyd.client.http import DaemonClient, QueryValue, Refused
 
 DAEMON = "/api/v1/daemon"
 TERMINAL = "/api/v1/terminal"
@@ -451,8 +451,26 @@ def term_ls(client: DaemonClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def session_query(args: argparse.Namespace) -> dict[str, QueryValue]:
+    """The `--shell`, `--cwd`, `--user`, `--env` of a terminal created on first use, as query
+    parameters; a relative `--cwd` is taken from here, as the one typing it means."""
+    for item in args.env:
+        if not item.partition("=")[0] or "=" not in item:
+            raise UsageError(f"--env takes KEY=VALUE, got {item!r}")
+    return {
+        "shell": args.shell,
+        "cwd": os.path.abspath(args.cwd) if args.cwd else None,
+        "user": args.user,
+        "env": list(args.env),
+    }
+
+
 def term_new(client: DaemonClient, args: argparse.Namespace) -> int:
     body: dict[str, Any] = {} if args.terminal_id is None else {"terminal_id": args.terminal_id}
+    options = session_query(args)
+    body.update({key: value for key, value in options.items() if value and key != "env"})
+    if args.env:
+        body["env"] = dict(item.split("=", 1) for item in args.env)
     answer = client.call("POST", f"{TERMINAL}/create", body=body)
     if args.json:
         output.print_json(answer)
@@ -470,7 +488,7 @@ def term_exec(client: DaemonClient, args: argparse.Namespace) -> int:
     answer = client.call(
         "POST",
         f"{TERMINAL}/execute",
-        query={"terminal_id": args.terminal_id},
+        query={"terminal_id": args.terminal_id, **session_query(args)},
         body={"command": command, "wait": True, "timeout": args.timeout},
         timeout=None,
     )

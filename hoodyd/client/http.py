@@ -16,7 +16,8 @@ from urllib.parse import urlencode, urlsplit
 
 import msgspec
 
-QueryValue = str | int | float | bool | None
+Scalar = str | int | float | bool | None
+QueryValue = Scalar | list[str]  # a list repeats its parameter (`env=A=1&env=B=2`)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class DaemonClient:
         body: Any,
         timeout: float | None,
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        url = path + _query_string(query)
+        url = path + query_string(query)
         data = None if body is None else msgspec.json.encode(body)
         connection = self._connection(timeout)
         try:
@@ -165,13 +166,15 @@ class DaemonClient:
             connection.close()
 
 
-def _query_string(query: Mapping[str, QueryValue] | None) -> str:
+def query_string(query: Mapping[str, QueryValue] | None) -> str:
+    """`?k=v&...` (empty without parameters); None leaves a parameter out, a list repeats it."""
     if not query:
         return ""
     pairs = [
-        (key, ("true" if value else "false") if isinstance(value, bool) else str(value))
+        (key, ("true" if item else "false") if isinstance(item, bool) else str(item))
         for key, value in query.items()
-        if value is not None
+        for item in (value if isinstance(value, list) else [value])
+        if item is not None
     ]
     return "?" + urlencode(pairs) if pairs else ""
 

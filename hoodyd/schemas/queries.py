@@ -88,10 +88,6 @@ class OutputQuery(_Query, kw_only=True, forbid_unknown_fields=True):
     encoding: Literal["utf-8", "base64"] = "utf-8"
 
 
-class AttachQuery(_Query, kw_only=True, forbid_unknown_fields=True):
-    replay: Annotated[int, Meta(ge=0)] = 65536
-
-
 class ExecuteQuery(_Query, kw_only=True, forbid_unknown_fields=True):
     terminal_id: str | None = None  # 1-65535; "0" and "" mean absent (CONTRACT.md §4.3)
     ephemeral: bool = False
@@ -121,8 +117,8 @@ class TerminalQuery(_Query, kw_only=True, forbid_unknown_fields=True):
     terminal_id: str | None = None
 
 
-class InputQuery(TerminalQuery, kw_only=True, forbid_unknown_fields=True):
-    """write, press, paste: the terminal is created on first use with these options."""
+class NewSessionQuery(_Query, kw_only=True, forbid_unknown_fields=True):
+    """The options of a terminal created on first use (ignored when it exists)."""
 
     shell: str | None = None
     cwd: str | None = None
@@ -131,6 +127,20 @@ class InputQuery(TerminalQuery, kw_only=True, forbid_unknown_fields=True):
     display: str | None = None
 
     repeat_only: ClassVar[frozenset[str]] = frozenset({"env"})
+
+
+class InputQuery(NewSessionQuery, kw_only=True, forbid_unknown_fields=True):
+    """write, press, paste: the terminal (`terminal_id` in the query) is created on first use
+    with these options."""
+
+    terminal_id: str | None = None
+
+
+class AttachQuery(NewSessionQuery, kw_only=True, forbid_unknown_fields=True):
+    """`/attach/{terminal_id}`: the terminal in the path is created on first use with these
+    options."""
+
+    replay: Annotated[int, Meta(ge=0)] = 65536
 
 
 ScrollOffset = Annotated[int, Meta(ge=0, le=1_000_000)]

@@ -444,11 +444,9 @@ class TerminalService:
         does not exist yet."""
         session = self._sessions.get(terminal_id)
         if session is None:
-            if not ephemeral:
-                self.check_creatable(terminal_id)
-            validate_env(options.env, typed=False)
-            options = msgspec.structs.replace(options, display=parse_display(options.display))
-            self._check_options(options, cwd_auto_create=cwd_auto_create)
+            options = self._new_session_options(
+                terminal_id, options, ephemeral=ephemeral, cwd_auto_create=cwd_auto_create
+            )
             session = await self._ensure_session(
                 terminal_id, options, cwd_auto_create=cwd_auto_create
             )
@@ -495,10 +493,31 @@ class TerminalService:
             )
         return session
 
-    def check_attachable(self, terminal_id: int) -> None:
-        """Refuse an id that a first use could not create (checked before an upgrade)."""
+    def check_attachable(
+        self,
+        terminal_id: int,
+        options: SessionOptions,
+        *,
+        ephemeral: bool = False,
+        cwd_auto_create: bool = False,
+    ) -> None:
+        """Refuse, before a WebSocket upgrade, what `attach` would refuse after it: an id a
+        first use could not create, or options a new session could not start with."""
         if terminal_id not in self._sessions:
+            self._new_session_options(
+                terminal_id, options, ephemeral=ephemeral, cwd_auto_create=cwd_auto_create
+            )
+
+    def _new_session_options(
+        self, terminal_id: int, options: SessionOptions, *, ephemeral: bool, cwd_auto_create: bool
+    ) -> SessionOptions:
+        """`options` checked for a session created on first use, its display parsed."""
+        if not ephemeral:
             self.check_creatable(terminal_id)
+        validate_env(options.env, typed=False)
+        options = msgspec.structs.replace(options, display=parse_display(options.display))
+        self._check_options(options, cwd_auto_create=cwd_auto_create)
+        return options
 
     @staticmethod
     def check_creatable(terminal_id: int) -> None:
