@@ -65,14 +65,15 @@ async def test_execute_round_trip_over_the_unix_socket(terminal_daemon: DaemonPr
         assert (await health.json())["service"] == "hoodyd-terminal"
 
 
+@contextlib.contextmanager
 def attach_in_pty(
     daemon: DaemonProcess,
     terminal_id: int = 1,
     options: Sequence[str] = (),
     cwd: Path | None = None,
-) -> tuple[subprocess.Popen[bytes], int]:
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """`hoodyd attach N [OPTIONS]` running on a new 80x24 PTY (its controlling TTY) in `cwd`;
-    the PTY master."""
+    the PTY master. Killed (if still running) and closed on leaving."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     client = subprocess.Popen(
@@ -85,14 +86,19 @@ def attach_in_pty(
         preexec_fn=_controlling_tty,
     )
     os.close(slave)
-    return client, master
+    try:
+        yield client, master
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        os.close(master)
 
 
 async def test_hoodyd_attach_types_resizes_and_detaches(terminal_daemon: DaemonProcess) -> None:
     """`hoodyd attach 1` in a PTY: keys reach the shell, SIGWINCH resizes, Ctrl-] detaches."""
-    client, master = attach_in_pty(terminal_daemon)
-    seen = bytearray()
-    try:
+    with attach_in_pty(terminal_daemon) as (client, master):
+        seen = bytearray()
         read_until(master, b"press Ctrl-] to detach", seen)  # the banner names the key
         # The first prompt shows the client is attached and in raw mode (entering raw mode
         # flushes typeahead, so typing earlier could be lost).
@@ -114,11 +120,6 @@ async def test_hoodyd_attach_types_resizes_and_detaches(terminal_daemon: DaemonP
         os.write(master, b"\x1d")  # Ctrl-]
         read_until(master, b"[detached from terminal 1]", seen)
         assert client.wait(timeout=WAIT) == 0
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
-        os.close(master)
     connector = aiohttp.UnixConnector(path=str(terminal_daemon.socket))
     async with aiohttp.ClientSession(connector=connector, base_url="http://localhost") as http:
         sessions = await (await http.get("/api/v1/terminal/sessions")).json()
@@ -138,30 +139,21 @@ def test_hoodyd_attach_says_why_it_cannot_attach(terminal_daemon: DaemonProcess)
         )
         assert result.returncode == code, result.stderr
         assert reason in result.stderr and "Traceback" not in result.stderr
-    client, master = attach_in_pty(terminal_daemon, 40001)
-    seen = bytearray()
-    try:
+    with attach_in_pty(terminal_daemon, 40001) as (client, master):
+        seen = bytearray()
         read_until(master, b"reserved for ephemeral sessions", seen)
         assert client.wait(timeout=WAIT) == 1
-    finally:
-        os.close(master)
 
 
 def test_hoodyd_attach_ends_when_the_shell_exits(terminal_daemon: DaemonProcess) -> None:
     """When the remote shell exits, `hoodyd attach` restores the TTY and reports the status."""
-    client, master = attach_in_pty(terminal_daemon)
-    seen = bytearray()
-    try:
+    with attach_in_pty(terminal_daemon) as (client, master):
+        seen = bytearray()
         read_until(master, b"\x1b[?2004h", seen)
         os.write(master, b"exit 3\r")
         read_until(master, b"[terminal 1: the shell exited (3)]", seen)
         assert client.wait(timeout=WAIT) == 0
         assert termios.tcgetattr(master)[3] & termios.ECHO  # cooked mode is back
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
-        os.close(master)
 
 
 def test_hoodyd_attach_creates_the_terminal_with_its_session_options(
@@ -173,9 +165,8 @@ def test_hoodyd_attach_creates_the_terminal_with_its_session_options(
     work = short_tmp / "work"
     (work / "sub").mkdir(parents=True)
     options = ["--shell", "sh", "--cwd", "sub", "--env", "GREETING=hi there"]
-    client, master = attach_in_pty(terminal_daemon, 7, options, cwd=work)
-    seen = bytearray()
-    try:
+    with attach_in_pty(terminal_daemon, 7, options, cwd=work) as (client, master):
+        seen = bytearray()
         read_until(master, b"press Ctrl-] to detach", seen)
         expected = f"[hi there|{work / 'sub'}|".encode()
         deadline = time.monotonic() + WAIT
@@ -188,11 +179,6 @@ def test_hoodyd_attach_creates_the_terminal_with_its_session_options(
         os.write(master, b"\x1d")
         read_until(master, b"[detached from terminal 7]", seen)
         assert client.wait(timeout=WAIT) == 0
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
-        os.close(master)
 
 
 async def test_attach_options_are_checked_before_anything_is_created(
