@@ -8,8 +8,9 @@
     HTTP, no service), measured in the same run;
 (c) the holder hop: the same `true` typed through a terminal holder process (the PTY held by
     `hoodyd.terminals.holder`, reached over its Unix socket, as every session is now), against
-    that in-process PTY reference; and the start of a session until its first prompt, holder
-    against in-process.
+    that in-process PTY reference; and the start of a session until its first prompt, a holder
+    started as a new interpreter and one forked by the holder launcher (as hoodyd starts
+    them), against in-process.
 
 Run: .venv/bin/python bench/terminals.py [--defer-runs 50] [--round-trips 200]
 """
@@ -33,6 +34,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,7 +44,7 @@ from hoodyd.config import TerminalsConfig  # noqa: E402
 from hoodyd.programs.embedded import stop_embedded  # noqa: E402
 from hoodyd.schemas.terminal import DeferSpec, ExecuteRequest  # noqa: E402
 from hoodyd.terminals.cleanup import find_holders, stop_holders  # noqa: E402
-from hoodyd.terminals.holder_link import HolderLink, spawn_holder  # noqa: E402
+from hoodyd.terminals.holder_link import HolderLauncher, HolderLink, spawn_holder  # noqa: E402
 from hoodyd.terminals.markers import MarkerScanner, PromptDrawn  # noqa: E402
 from hoodyd.terminals.pty_process import PtyProcess  # noqa: E402
 from hoodyd.terminals.service import TerminalService  # noqa: E402
@@ -126,8 +128,11 @@ async def raw_pty_round_trips(state: Path, runs: int) -> list[float]:
     return times
 
 
-async def holder_round_trips(state: Path, runs: int) -> tuple[list[float], float]:
-    """`true` typed through a holder; also the time from spawning it to the first prompt."""
+async def holder_round_trips(
+    state: Path, runs: int, launcher: HolderLauncher | None = None, terminal_id: int = 1
+) -> tuple[list[float], float]:
+    """`true` typed through a holder; also the time from spawning it (a fork of `launcher`,
+    or a new interpreter) to the first prompt."""
     prompt: asyncio.Queue[None] = asyncio.Queue()
 
     def on_event(_offset: int, event: object) -> None:
@@ -135,19 +140,20 @@ async def holder_round_trips(state: Path, runs: int) -> tuple[list[float], float
             prompt.put_nowait(None)
 
     argv, env = bash_launch(state / "held", "benchnonce")
-    socket = state / "held" / "1.sock"
+    socket = state / "held" / f"{terminal_id}.sock"
     started = time.perf_counter()
     await spawn_holder(
         socket,
         argv,
         env=env,
         cwd=str(state),
-        terminal_id=1,
+        terminal_id=terminal_id,
         cols=80,
         rows=24,
         ring_bytes=1 << 20,
         meta={},
         log_path=None,
+        launcher=launcher,
     )
     link = await HolderLink.connect(socket, on_event=on_event, on_exit=lambda _code: None)
     link.follow(None)
@@ -267,8 +273,17 @@ async def main() -> None:
         poll = await defer_latencies(state, "poll", args.defer_runs)
         raw = await raw_pty_round_trips(state, args.round_trips)
         held, held_start = await holder_round_trips(state, args.round_trips)
-        starts = [await pty_start(state) for _ in range(5)]
-        held_starts = [held_start] + [(await holder_round_trips(state, 1))[1] for _ in range(4)]
+        starts = [await pty_start(state) for _ in range(10)]
+        held_starts = [held_start] + [(await holder_round_trips(state, 1))[1] for _ in range(9)]
+        launcher = HolderLauncher()
+        try:
+            cold_start = (await holder_round_trips(state, 1, launcher, 2))[1]
+            launcher_rss = psutil.Process(launcher.pid).memory_info().rss / 2**20
+            forked_starts = [
+                (await holder_round_trips(state, 1, launcher, 3 + n))[1] for n in range(10)
+            ]
+        finally:
+            await launcher.close()
         http = await http_round_trips(state, args.round_trips)
     finally:
         stop_embedded(state / "daemon")  # the daemon's supervisord outlives it by design
@@ -313,7 +328,19 @@ async def main() -> None:
             f"{statistics.median(held_starts) / statistics.median(starts):.2f}x in-process",
         )
     )
+    print(
+        row(
+            "session start to first prompt, holder forked by the launcher",
+            forked_starts,
+            f"{statistics.median(forked_starts) / statistics.median(starts):.2f}x in-process",
+        )
+    )
     print(row("session start to first prompt, in-process PTY (reference)", starts, "1"))
+    print()
+    print(
+        f"first session of a launcher (it starts first): {cold_start:.1f} ms; "
+        f"the launcher's RSS: {launcher_rss:.1f} MiB"
+    )
     goal = "met" if statistics.median(pidfd) <= 5 else "NOT met"
     print()
     print(f"goal ≤ 5 ms median with pidfd: {goal}")

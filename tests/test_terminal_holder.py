@@ -20,11 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
+from hoodyd.terminals.cleanup import listener_pid
 from hoodyd.terminals.holder_link import (
     HolderError,
     HolderGone,
+    HolderLauncher,
     HolderLink,
     list_holders,
     spawn_holder,
@@ -77,6 +80,8 @@ class Box:
         env: dict[str, str] | None = None,
         ring_bytes: int = 1 << 20,
         meta: dict[str, Any] | None = None,
+        launcher: HolderLauncher | None = None,
+        keep_fds: tuple[int, ...] = (),
     ) -> Path:
         path = socket_path or self.socket(terminal_id)
         await spawn_holder(
@@ -90,6 +95,8 @@ class Box:
             ring_bytes=ring_bytes,
             meta=meta or {},
             log_path=self.directory / f"holder-{terminal_id}.log",
+            launcher=launcher,
+            keep_fds=keep_fds,
         )
         return path
 
@@ -107,8 +114,10 @@ class Box:
         return process
 
     def tagged_pids(self) -> list[int]:
+        """The box's processes: tagged in their environment, or (a holder the launcher forked
+        shows the launcher's environment) listening on one of its sockets."""
         marker = f"{TAG}={self.tag}".encode()
-        found = []
+        found = [pid for _, path in list_holders(self.directory) if (pid := listener_pid(path))]
         for entry in os.listdir("/proc"):
             if entry.isdigit():
                 with contextlib.suppress(OSError):
@@ -609,3 +618,115 @@ def test_mirror_ring_keeps_the_holder_offsets() -> None:
     assert (ring.start, ring.end, ring.read(None, 100).data) == (110, 112, b"xy")
     ring.append_at(112, b"0123456789")
     assert (ring.start, ring.read(None, 100).data) == (114, b"23456789")
+
+
+@pytest.fixture
+async def launcher() -> AsyncIterator[HolderLauncher]:
+    launcher = HolderLauncher()
+    try:
+        yield launcher
+    finally:
+        await launcher.close()
+
+
+def session_id(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[3])
+
+
+async def test_a_launched_holder_is_like_one_started_anew(
+    box: Box, launcher: HolderLauncher
+) -> None:
+    """A holder forked by the launcher is nobody's child and leads a session of its own; its
+    shell gets the asked environment, cwd and umask 022, a descriptor passed at its own
+    number, and the very descriptors a holder started as a new process gives it (none of the
+    launcher's); it outlives the launcher."""
+    kept = os.memfd_create("kept")  # /dev/fd/N opens it anew, from its start, each time
+    os.write(kept, b"kept-text")
+    probe = (
+        f'echo "[$GREETING|$(pwd)|$(umask)|$(cat /dev/fd/{kept})|'
+        '$(ls /proc/$$/fd | sort -n | tr "\\n" ,)]"; exec sleep 60'
+    )
+    lines = {}
+    try:
+        for terminal_id, by in ((1, launcher), (2, None)):
+            path = await box.spawn(
+                ["bash", "--norc", "--noprofile", "-c", probe],
+                terminal_id=terminal_id,
+                env=box.env(GREETING="hi there"),
+                launcher=by,
+                keep_fds=(kept,),
+            )
+            async with linked(path) as (link, seen):
+                await until(lambda: b"]" in seen.output(), "the probe's line")
+                lines[by is not None] = seen.output().decode().strip()
+                holder_pid = link.hello.holder_pid
+            assert psutil.Process(holder_pid).ppid() not in (os.getpid(), launcher.pid)
+            assert session_id(holder_pid) == holder_pid
+    finally:
+        os.close(kept)
+    assert lines[True].startswith(f"[hi there|{box.directory}|0022|kept-text|0,1,2,"), lines
+    assert lines[True] == lines[False]
+    await launcher.close()
+    async with linked(box.socket(1)) as (link, _seen):
+        assert link.running  # the launcher's end does not end its holders
+
+
+async def test_a_dead_launcher_is_replaced(box: Box, launcher: HolderLauncher) -> None:
+    """Killed between two spawns, the launcher is started again (or the holder started as a
+    process of its own meanwhile): every spawn gives a working holder."""
+    first = await box.spawn(terminal_id=1, launcher=launcher)
+    before = launcher.pid
+    assert before is not None
+    os.kill(before, signal.SIGKILL)
+    second = await box.spawn(terminal_id=2, launcher=launcher)
+    third = await box.spawn(terminal_id=3, launcher=launcher)
+    assert launcher.pid not in (None, before)
+    for path in (first, second, third):
+        async with linked(path) as (link, seen):
+            link.write(b"echo alive-$((6*7))\r")
+            await until(lambda: b"alive-42" in seen.output(), f"{path.name} to answer")
+
+
+async def test_concurrent_launches_each_get_their_holder(
+    box: Box, launcher: HolderLauncher
+) -> None:
+    """Twenty spawns at once through one launcher: twenty holders, each on its socket."""
+    paths = await asyncio.gather(
+        *(box.spawn(terminal_id=n, launcher=launcher) for n in range(1, 21))
+    )
+    pids = set()
+    for path in paths:
+        async with linked(path, follow=False) as (link, _seen):
+            assert link.running
+            pids.add(link.hello.holder_pid)
+    assert len(pids) == 20
+
+
+def test_the_launcher_refuses_a_bad_request_and_ends_with_its_channel() -> None:
+    """A packet that is no request answers 127 and the launcher serves on; closing hoodyd's
+    end ends it with 0; without its descriptor argument it exits 2."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    process = subprocess.Popen(
+        [sys.executable, "-I", "-m", "hoodyd.terminals.holder_launcher", str(theirs.fileno())],
+        pass_fds=(theirs.fileno(),),
+        stderr=subprocess.PIPE,
+    )
+    theirs.close()
+    try:
+        ours.settimeout(WAIT)
+        for packet in (b"not json", b'{"args": []}', b'{"fds": [5], "args": []}'):
+            ours.send(packet)
+            assert int.from_bytes(ours.recv(16), "big", signed=True) == 127, packet
+    finally:
+        ours.close()
+    assert process.wait(WAIT) == 0
+    assert process.stderr is not None
+    assert process.stderr.read().count(b"bad request") == 3
+    process.stderr.close()
+    usage = subprocess.run(
+        [sys.executable, "-I", "-m", "hoodyd.terminals.holder_launcher"],
+        capture_output=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert usage.returncode == 2 and b"usage" in usage.stderr

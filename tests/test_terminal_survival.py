@@ -15,10 +15,19 @@ from typing import Any
 import aiohttp
 import psutil
 
+from hoodyd.polling import poll_until
 from hoodyd.terminals.cleanup import find_holders
 from tests.conftest import DaemonProcess, start_daemon
 
 WAIT = 15.0
+
+
+async def ended(process: psutil.Process) -> bool | None:
+    """True once `process` is gone or a zombie (nobody may reap an orphan at once)."""
+    try:
+        return True if process.status() == psutil.STATUS_ZOMBIE else None
+    except psutil.NoSuchProcess:
+        return True
 
 
 def serve(state: Path) -> DaemonProcess:
@@ -100,8 +109,16 @@ async def test_a_killed_hoodyd_leaves_sessions_that_the_next_one_adopts(short_tm
             {"command": "echo after-the-pid"},
         )
         assert deferred["status"] == "pending"
+        [launcher] = [
+            child
+            for child in psutil.Process(first.process.pid).children()
+            if "hoodyd.terminals.holder_launcher" in child.cmdline()
+        ]
     finally:
         first.stop(signal.SIGKILL)
+    # the launcher sees its end of the pair close and ends; the holder it forked stays
+    assert await poll_until(lambda: ended(launcher), timeout=WAIT)
+    assert [held.terminal_id for held in find_holders(short_tmp)] == [4]
     # the killed daemon's socket file is left behind (the next hoodyd replaces it); the
     # fixture waits for the file to appear, so it must be gone first
     first.socket.unlink()

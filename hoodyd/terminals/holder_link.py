@@ -21,10 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import structlog
+
 from hoodyd.terminals import holder_protocol as wire
 from hoodyd.terminals.holder_protocol import FrameType
 from hoodyd.terminals.markers import MarkerEvent, Output
 from hoodyd.terminals.pty_process import SHELL_UMASK
+
+log = structlog.get_logger()
 
 SPAWN_TIMEOUT = 10.0
 # Meta travels on the holder's command line up to this size (one argument may not exceed
@@ -87,6 +91,89 @@ class ForegroundInfo:
     running: bool
 
 
+class LauncherUnavailable(Exception):
+    """The holder launcher could not take a request (it died, or never started)."""
+
+
+class HolderLauncher:
+    """hoodyd's end of the holder launcher (`holder_launcher`): started on first use, started
+    again after it died, ended by `close`. One request at a time; a request it cannot take
+    raises LauncherUnavailable, and the holder is then started the slow way."""
+
+    def __init__(self) -> None:
+        self._process: asyncio.subprocess.Process | None = None
+        self._channel: socket.socket | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        """The launcher's pid while it runs."""
+        process = self._process
+        return process.pid if process is not None and process.returncode is None else None
+
+    async def launch(
+        self, args: list[str], *, env: dict[str, str], cwd: str, fds: dict[int, int]
+    ) -> None:
+        """Have a holder started with `args`, `env`, `cwd`, the shell umask and `fds` (each
+        target number: the descriptor it takes); returns once the launcher's child exited,
+        that is once the holder detached or failed (its ready line tells which)."""
+        request = json.dumps(
+            {"args": args, "env": env, "cwd": cwd, "umask": SHELL_UMASK, "fds": list(fds)},
+            separators=(",", ":"),
+        ).encode()
+        async with self._lock:
+            channel = await self._channel_or_start()
+            loop = asyncio.get_running_loop()
+            try:
+                socket.send_fds(channel, [request], list(fds.values()))
+                answer = await asyncio.wait_for(loop.sock_recv(channel, 16), SPAWN_TIMEOUT)
+            except (OSError, TimeoutError) as error:
+                await self.close()
+                raise LauncherUnavailable(str(error)) from error
+            if len(answer) != 4:
+                await self.close()
+                raise LauncherUnavailable("the holder launcher ended")
+
+    async def _channel_or_start(self) -> socket.socket:
+        if self._channel is not None and self._process is not None:
+            if self._process.returncode is None:
+                return self._channel
+            await self.close()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", "-m", "hoodyd.terminals.holder_launcher",
+                str(theirs.fileno()),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,  # not in the process group a Ctrl-C of hoodyd reaches
+                env={"PATH": os.environ.get("PATH", os.defpath)},
+                cwd="/",
+            )  # fmt: skip
+        except OSError as error:
+            ours.close()
+            raise LauncherUnavailable(f"cannot start the holder launcher: {error}") from error
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._channel = ours
+        return ours
+
+    async def close(self) -> None:
+        """End the launcher (it exits when its end of the pair reads end-of-file)."""
+        channel, process = self._channel, self._process
+        self._channel = self._process = None
+        if channel is not None:
+            channel.close()
+        if process is not None:
+            try:
+                await asyncio.wait_for(process.wait(), 2.0)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
 async def spawn_holder(
     socket_path: Path,
     argv: list[str],
@@ -101,10 +188,12 @@ async def spawn_holder(
     log_path: Path | None,
     user: str | None = None,
     keep_fds: tuple[int, ...] = (),
+    launcher: HolderLauncher | None = None,
 ) -> None:
     """Start a detached holder running `argv` (with `env`, `cwd` and the shell umask) and
     return once its socket accepts connections; HolderError with the holder's own message
-    (`terminal N is already held by pid P`, a shell that cannot start) otherwise."""
+    (`terminal N is already held by pid P`, a shell that cannot start) otherwise. With a
+    `launcher`, the holder is a fork of it (a new interpreter when it is unavailable)."""
     meta_json = (
         meta if isinstance(meta, bytes) else json.dumps(meta, separators=(",", ":")).encode()
     )
@@ -116,8 +205,7 @@ async def spawn_holder(
     os.write(meta_fd, meta_json)
     os.lseek(meta_fd, 0, os.SEEK_SET)
     read_end, write_end = os.pipe()
-    command = [
-        sys.executable, "-I", "-m", "hoodyd.terminals.holder",
+    args = [
         "--socket", str(socket_path),
         "--terminal", str(terminal_id),
         "--cols", str(cols),
@@ -129,20 +217,24 @@ async def spawn_holder(
         *(arg for fd in keep_fds for arg in ("--keep-fd", str(fd))),
         "--", *argv,
     ]  # fmt: skip
+    passed = (write_end, meta_fd, *keep_fds)
+    process = None
     try:
         log_fd = _open_log(log_path)
         try:
-            process = await asyncio.create_subprocess_exec(
-                *command,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=log_fd,
-                env=env,
-                cwd=cwd,
-                pass_fds=(write_end, meta_fd, *keep_fds),
-                start_new_session=True,
-                umask=SHELL_UMASK,
-            )
+            fds = {2: log_fd, **{fd: fd for fd in passed}}
+            if not await _by_launcher(launcher, args, env=env, cwd=cwd, fds=fds):
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-I", "-m", "hoodyd.terminals.holder", *args,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=log_fd,
+                    env=env,
+                    cwd=cwd,
+                    pass_fds=passed,
+                    start_new_session=True,
+                    umask=SHELL_UMASK,
+                )  # fmt: skip
         finally:
             os.close(log_fd)
     except OSError as error:
@@ -159,10 +251,30 @@ async def spawn_holder(
         ) from None
     finally:
         os.close(read_end)
-        await _reap(process)
+        if process is not None:
+            await _reap(process)
     if not line.startswith("ready "):
         message = line.removeprefix("error ").strip() or _log_tail(log_path)
         raise HolderError(message or f"the holder of terminal {terminal_id} did not start")
+
+
+async def _by_launcher(
+    launcher: HolderLauncher | None,
+    args: list[str],
+    *,
+    env: dict[str, str],
+    cwd: str,
+    fds: dict[int, int],
+) -> bool:
+    """Whether `launcher` started the holder (False: it is to be started the slow way)."""
+    if launcher is None:
+        return False
+    try:
+        await launcher.launch(args, env=env, cwd=cwd, fds=fds)
+    except LauncherUnavailable as error:
+        log.warning("holder_launcher_unavailable", error=str(error))
+        return False
+    return True
 
 
 async def _reap(process: asyncio.subprocess.Process) -> None:

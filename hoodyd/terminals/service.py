@@ -47,7 +47,7 @@ from hoodyd.schemas.terminal import (
     SessionsResponse,
 )
 from hoodyd.terminals.defer import pidfd_supported
-from hoodyd.terminals.holder_link import HolderError, HolderGone, list_holders
+from hoodyd.terminals.holder_link import HolderError, HolderGone, HolderLauncher, list_holders
 from hoodyd.terminals.ring import OutputRing
 from hoodyd.terminals.session import Command, Launch, TerminalSession
 from hoodyd.terminals.shells import ShellIntegration, resolve_shell, wrap_command
@@ -130,6 +130,7 @@ class TerminalService:
         self._next_ephemeral = EPHEMERAL_FIRST
         self._reaper: asyncio.Task[None] | None = None
         self._scanner: asyncio.Task[None] | None = None
+        self._launcher = HolderLauncher()  # new holders are forks of it
         if config.defer_method == "auto":
             self.use_pidfd = pidfd_supported()
         else:
@@ -162,6 +163,7 @@ class TerminalService:
             await asyncio.gather(*(s.detach() for s in sessions))
         else:
             await asyncio.gather(*(s.close("hoodyd is shutting down") for s in sessions))
+        await self._launcher.close()
 
     async def adopt_holders(self) -> None:
         """Adopt every live holder not followed yet (a previous hoodyd's sessions, a program's
@@ -655,6 +657,7 @@ class TerminalService:
             log_path=self.holders_dir / f"{terminal_id}.log",
             user=options.user,
             keep_fds=keep_fds,
+            launcher=self._launcher,
         )
         try:
             await session.start(launch, use_pidfd=self.use_pidfd)

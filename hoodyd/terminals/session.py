@@ -42,7 +42,7 @@ from hoodyd.schemas.terminal import (
 )
 from hoodyd.terminals import defer as defer_wait
 from hoodyd.terminals import shells
-from hoodyd.terminals.holder_link import HolderLink, spawn_holder
+from hoodyd.terminals.holder_link import HolderLauncher, HolderLink, spawn_holder
 from hoodyd.terminals.markers import (
     CommandStarted,
     ContinuationPrompt,
@@ -122,6 +122,7 @@ class Launch:
     log_path: Path | None
     user: str | None = None  # the shell's account, when not hoodyd's own
     keep_fds: tuple[int, ...] = ()  # descriptors the shell inherits
+    launcher: HolderLauncher | None = None  # forks the holder (else a new interpreter)
 
 
 @dataclass(eq=False)
@@ -333,6 +334,7 @@ class TerminalSession:
             log_path=launch.log_path,
             user=launch.user,
             keep_fds=launch.keep_fds,
+            launcher=launch.launcher,
         )
         relay = _Relay(self)
         link = await HolderLink.connect(launch.socket, on_event=relay.event, on_exit=relay.exit)
