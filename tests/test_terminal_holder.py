@@ -160,6 +160,13 @@ class Recorder:
     def output(self) -> bytes:
         return b"".join(event.data for _, event in self.events if isinstance(event, Output))
 
+    def output_end(self) -> int:
+        """The ring offset just past the last output delivered."""
+        for offset, event in reversed(self.events):
+            if isinstance(event, Output):
+                return offset + len(event.data)
+        return 0
+
     def ends_with(self, suffix: bytes) -> bool:
         """Whether the output so far ends with `suffix` (cheap on long outputs)."""
         tail = b""
@@ -298,7 +305,9 @@ async def test_a_replay_starts_with_the_last_marker_the_ring_dropped(box: Box) -
     script = f"printf '\\033]6973;{NONCE};D;0;5\\007'; head -c 9000 /dev/zero; exec sleep 100"
     path = await box.spawn(["sh", "-c", script], env=box.env(HOODYD_MARKER=NONCE), ring_bytes=4096)
     async with linked(path) as (link, live):
-        await until(lambda: len(live.output()) >= 9000, "all output")
+        # the ring offset reached, not the bytes received: a link that connects late is
+        # sent only what the 4 KiB ring still holds
+        await until(lambda: live.output_end() >= 9000, "all output")
     async with linked(path) as (link, replay):
         await until(lambda: len(replay.output()) >= 4096, "the replay")
         first_offset, first = replay.events[0]
@@ -669,6 +678,40 @@ async def test_a_launched_holder_is_like_one_started_anew(
     await launcher.close()
     async with linked(box.socket(1)) as (link, _seen):
         assert link.running  # the launcher's end does not end its holders
+
+
+async def test_descriptors_land_on_their_numbers_whatever_the_launcher_received(
+    box: Box, launcher: HolderLauncher
+) -> None:
+    """Descriptors asked for at 3, 4, 5 and 6, received by the launcher at those numbers in
+    another order, each reach the holder and its shell at its own number, not swapped."""
+    files = {}
+    for number, text in ((3, b"three"), (4, b"four"), (5, b"five")):
+        files[number] = os.memfd_create(text.decode())
+        os.write(files[number], text)
+    ready_read, ready_write = os.pipe()
+    probe = "for n in 3 4 5; do printf '%s=' $n; cat /dev/fd/$n; echo; done; exec sleep 60"
+    path = box.socket(9)
+    keep = [word for number in files for word in ("--keep-fd", str(number))]
+    args = ["--socket", str(path), "--terminal", "9", "--ready-fd", "6", *keep, "--"]
+    args += ["sh", "-c", probe]
+    try:
+        await launcher.launch(
+            # received in this order, at 3, 4, 5, 6 (what the launcher has free): each lands
+            # on another's number first
+            args,
+            env=box.env(),
+            cwd=str(box.directory),
+            fds={6: ready_write, **dict(reversed(files.items()))},
+        )
+    finally:
+        for fd in (*files.values(), ready_write):
+            os.close(fd)
+    with os.fdopen(ready_read, "rb") as ready:
+        assert (await asyncio.to_thread(ready.readline)).startswith(b"ready ")
+    async with linked(path) as (_link, seen):
+        await until(lambda: b"5=five" in seen.output(), "the probe")
+        assert b"3=three\r\n4=four\r\n5=five" in seen.output(), seen.output()
 
 
 async def test_a_dead_launcher_is_replaced(box: Box, launcher: HolderLauncher) -> None:

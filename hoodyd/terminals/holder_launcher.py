@@ -52,7 +52,10 @@ def serve(channel: socket.socket) -> int:
         finally:
             for fd in fds:
                 os.close(fd)
-        channel.send(status.to_bytes(4, "big", signed=True))
+        try:
+            channel.send(status.to_bytes(4, "big", signed=True))
+        except OSError:  # hoodyd is gone
+            return 0
 
 
 def _launch(channel: socket.socket, request: dict[str, Any], fds: list[int]) -> int:
@@ -67,6 +70,8 @@ def _launch(channel: socket.socket, request: dict[str, Any], fds: list[int]) -> 
         try:
             _become(channel, request, dict(zip(targets, fds, strict=True)))
             code = holder.main([str(arg) for arg in request["args"]])
+        except SystemExit as stop:  # the holder's usage error, already printed
+            code = stop.code if isinstance(stop.code, int) else 1
         except BaseException:
             traceback.print_exc()
         finally:
@@ -83,7 +88,9 @@ def _become(channel: socket.socket, request: dict[str, Any], fds: dict[int, int]
     # still to be placed
     floor = max([*fds, *fds.values(), 2]) + 1
     placed = {target: fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor) for target, fd in fds.items()}
-    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    opened = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    devnull = fcntl.fcntl(opened, fcntl.F_DUPFD_CLOEXEC, floor)  # not on a number to take
+    os.close(opened)
     for target in (0, 1, 2):
         placed.setdefault(target, devnull)
     for target, fd in placed.items():

@@ -31,6 +31,9 @@ from hoodyd.terminals.pty_process import SHELL_UMASK
 log = structlog.get_logger()
 
 SPAWN_TIMEOUT = 10.0
+# a bigger request (a huge environment) starts its holder as a new interpreter: one packet
+# must fit the socket's send buffer
+MAX_LAUNCH_REQUEST = 128 * 1024
 # Meta travels on the holder's command line up to this size (one argument may not exceed
 # 128 KiB on Linux); a bigger one is sent with SET_META once the holder listens.
 RECONNECT_DELAYS = (0.0, 0.05, 0.1, 0.2, 0.4)
@@ -116,23 +119,38 @@ class HolderLauncher:
     ) -> None:
         """Have a holder started with `args`, `env`, `cwd`, the shell umask and `fds` (each
         target number: the descriptor it takes); returns once the launcher's child exited,
-        that is once the holder detached or failed (its ready line tells which)."""
+        that is once the holder detached or failed (its ready line tells which). The
+        exchange is not cut short by a cancelled caller (a reply left unread would answer
+        the next request), and sends copies of `fds`, so the caller may close its own."""
         request = json.dumps(
             {"args": args, "env": env, "cwd": cwd, "umask": SHELL_UMASK, "fds": list(fds)},
             separators=(",", ":"),
         ).encode()
-        async with self._lock:
-            channel = await self._channel_or_start()
-            loop = asyncio.get_running_loop()
-            try:
-                socket.send_fds(channel, [request], list(fds.values()))
-                answer = await asyncio.wait_for(loop.sock_recv(channel, 16), SPAWN_TIMEOUT)
-            except (OSError, TimeoutError) as error:
-                await self.close()
-                raise LauncherUnavailable(str(error)) from error
-            if len(answer) != 4:
-                await self.close()
-                raise LauncherUnavailable("the holder launcher ended")
+        if len(request) > MAX_LAUNCH_REQUEST:
+            raise LauncherUnavailable(f"a request of {len(request)} bytes")
+        copies = [os.dup(fd) for fd in fds.values()]
+        exchange = asyncio.ensure_future(self._exchange(request, copies))
+        # a failure whose caller was cancelled is not an unretrieved exception
+        exchange.add_done_callback(lambda done: done.cancelled() or done.exception())
+        await asyncio.shield(exchange)
+
+    async def _exchange(self, request: bytes, fds: list[int]) -> None:
+        try:
+            async with self._lock:
+                channel = await self._channel_or_start()
+                loop = asyncio.get_running_loop()
+                try:
+                    socket.send_fds(channel, [request], fds)
+                    answer = await asyncio.wait_for(loop.sock_recv(channel, 16), SPAWN_TIMEOUT)
+                except (OSError, TimeoutError) as error:
+                    await self.close()
+                    raise LauncherUnavailable(str(error)) from error
+                if len(answer) != 4:
+                    await self.close()
+                    raise LauncherUnavailable("the holder launcher ended")
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     async def _channel_or_start(self) -> socket.socket:
         if self._channel is not None and self._process is not None:
