@@ -670,6 +670,7 @@ async def test_a_launched_holder_is_like_one_started_anew(
                 lines[by is not None] = seen.output().decode().strip()
                 holder_pid = link.hello.holder_pid
             assert psutil.Process(holder_pid).ppid() not in (os.getpid(), launcher.pid)
+            assert psutil.Process(holder_pid).name() == f"hoodyd-tty{terminal_id}"
             assert session_id(holder_pid) == holder_pid
     finally:
         os.close(kept)
@@ -724,6 +725,7 @@ async def test_a_dead_launcher_is_replaced(box: Box, launcher: HolderLauncher) -
     second = await box.spawn(terminal_id=2, launcher=launcher)
     third = await box.spawn(terminal_id=3, launcher=launcher)
     assert launcher.pid not in (None, before)
+    assert psutil.Process(launcher.pid).name() == "hoodyd-launcher"
     for path in (first, second, third):
         async with linked(path) as (link, seen):
             link.write(b"echo alive-$((6*7))\r")

@@ -196,6 +196,12 @@ def detach() -> None:
     os.setsid()
 
 
+def name_process(name: str) -> None:
+    """The name `ps`, `top` and `pgrep` show (at most 15 bytes), instead of "python3"."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/comm").write_text(name[:15])
+
+
 def exit_status(code: int | None) -> int:
     """A shell's status as a process exit status: 128+N for a shell killed by signal N."""
     if code is None:
@@ -526,6 +532,7 @@ def main(args: list[str] | None = None) -> int:
         listener = claim_socket(options.socket, options.terminal_id)
         if not options.foreground:
             detach()
+        name_process(f"hoodyd-tty{options.terminal_id}")
         return asyncio.run(Holder(options, listener, ready).run())
     except HolderStartError as error:
         ready.fail(str(error))

@@ -114,6 +114,7 @@ def main(args: list[str] | None = None) -> int:
     if len(words) != 1 or not words[0].isdigit():
         print("usage: python -I -m hoodyd.terminals.holder_launcher FD", file=sys.stderr)
         return 2
+    holder.name_process("hoodyd-launcher")
     channel = socket.socket(fileno=int(words[0]))
     try:
         return serve(channel)
