@@ -34,8 +34,6 @@ SPAWN_TIMEOUT = 10.0
 # a bigger request (a huge environment) starts its holder as a new interpreter: one packet
 # must fit the socket's send buffer
 MAX_LAUNCH_REQUEST = 128 * 1024
-# Meta travels on the holder's command line up to this size (one argument may not exceed
-# 128 KiB on Linux); a bigger one is sent with SET_META once the holder listens.
 RECONNECT_DELAYS = (0.0, 0.05, 0.1, 0.2, 0.4)
 MAX_INPUT_FRAME = 1024 * 1024
 LOG_TAIL = 2000
