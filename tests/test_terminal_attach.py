@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import DaemonProcess, start_daemon
+from tests.terminal_pty import PtyProgram
 
 WAIT = 10.0
 HOODYD = [sys.executable, "-m", "hoodyd"]
@@ -33,10 +34,6 @@ def terminal_daemon(short_tmp: Path) -> Iterator[DaemonProcess]:
         yield process
     finally:
         process.stop()
-
-
-def _controlling_tty() -> None:
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def read_until(fd: int, needle: bytes, seen: bytearray, *, timeout: float = WAIT) -> None:
@@ -72,27 +69,14 @@ def attach_in_pty(
     options: Sequence[str] = (),
     cwd: Path | None = None,
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """`hoodyd attach N [OPTIONS]` running on a new 80x24 PTY (its controlling TTY) in `cwd`;
-    the PTY master. Killed (if still running) and closed on leaving."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    client = subprocess.Popen(
-        [*HOODYD, "attach", str(terminal_id), *options, "--socket", str(daemon.socket)],
-        cwd=cwd,
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-        preexec_fn=_controlling_tty,
-    )
-    os.close(slave)
+    """`hoodyd attach N [OPTIONS]` on a new 80x24 PTY, its controlling TTY (`PtyProgram`), in
+    `cwd`: its process and the PTY master, both ended on leaving."""
+    argv = [*HOODYD, "attach", str(terminal_id), *options, "--socket", str(daemon.socket)]
+    program = PtyProgram(argv, cwd=None if cwd is None else str(cwd))
     try:
-        yield client, master
+        yield program.process, program.master
     finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
-        os.close(master)
+        program.close()
 
 
 async def test_hoodyd_attach_types_resizes_and_detaches(terminal_daemon: DaemonProcess) -> None:
