@@ -50,7 +50,12 @@ from hoodyd.terminals.defer import pidfd_supported
 from hoodyd.terminals.holder_link import HolderError, HolderGone, HolderLauncher, list_holders
 from hoodyd.terminals.ring import OutputRing
 from hoodyd.terminals.session import Command, Launch, TerminalSession
-from hoodyd.terminals.shells import ShellIntegration, resolve_shell, wrap_command
+from hoodyd.terminals.shells import (
+    ShellIntegration,
+    check_runs_as_another_user,
+    resolve_shell,
+    wrap_command,
+)
 from hoodyd.terminals.validation import (
     COMMAND_ID_MAX,
     DAEMON_ONLY_ENV,
@@ -543,12 +548,8 @@ class TerminalService:
 
     def _check_options(self, options: SessionOptions, *, cwd_auto_create: bool) -> None:
         shell = resolve_shell(options.shell, self.config.default_shell)
-        if options.user is not None and shell.kind == "zsh":
-            raise InvalidRequest(
-                "zsh sessions run as hoodyd's own user only (its start-up files must be a "
-                "directory); choose bash, sh or fish",
-                reason=Reason.USER_NOT_SUPPORTED,
-            )
+        if options.user is not None:
+            check_runs_as_another_user(shell)
         self._session_cwd(options.cwd, cwd_auto_create, check_only=True)
         self._startup_script(options.startup_script)
 

@@ -124,6 +124,9 @@ if [ -n "${HOODYD_STARTUP_SCRIPT:-}" ]; then . "$HOODYD_STARTUP_SCRIPT"; fi
 unset HOODYD_STARTUP_SCRIPT
 """
 
+# the start-up file of each shell that can run as another user (handed over as a memory file)
+_RC_TEXTS = {"bash": _BASH_RC, "sh": _SH_RC, "fish": _FISH_RC}
+
 
 @dataclass(frozen=True, slots=True)
 class Shell:
@@ -181,11 +184,7 @@ class ShellIntegration:
         self, shell: Shell, nonce: str, startup_script: str | None, env: dict[str, str]
     ) -> list[str]:
         """The argv to exec; adds the integration's variables to `env` in place."""
-        env["HOODYD_MARKER"] = nonce
-        if not self.user_rc:
-            env["HOODYD_SKIP_USER_RC"] = "1"
-        if startup_script:
-            env["HOODYD_STARTUP_SCRIPT"] = startup_script
+        self._integration_env(env, nonce, startup_script)
         if shell.kind == "bash":
             return [shell.path, "--rcfile", str(self.directory / "hoodyd.bashrc"), "-i"]
         if shell.kind == "zsh":
@@ -209,22 +208,12 @@ class ShellIntegration:
         directory: its start-up file is handed over as an inherited memory file, read as
         `/dev/fd/N`. Returns the argv and that descriptor (the caller passes it on, then
         closes it). zsh needs a start-up directory, so it runs as hoodyd's own user only."""
-        texts = {"bash": _BASH_RC, "sh": _SH_RC, "fish": _FISH_RC}
-        if shell.kind not in texts:
-            raise InvalidRequest(
-                f"{shell.kind} sessions run as hoodyd's own user only (its start-up files "
-                "must be a directory); choose bash, sh or fish",
-                reason=Reason.USER_NOT_SUPPORTED,
-            )
+        check_runs_as_another_user(shell)
         fd = os.memfd_create(f"hoodyd-{shell.kind}-rc", 0)
-        os.write(fd, texts[shell.kind].encode())
+        os.write(fd, _RC_TEXTS[shell.kind].encode())
         os.lseek(fd, 0, os.SEEK_SET)
         rc = f"/dev/fd/{fd}"
-        env["HOODYD_MARKER"] = nonce
-        if not self.user_rc:
-            env["HOODYD_SKIP_USER_RC"] = "1"
-        if startup_script:
-            env["HOODYD_STARTUP_SCRIPT"] = startup_script
+        self._integration_env(env, nonce, startup_script)
         if shell.kind == "bash":
             return [shell.path, "--rcfile", rc, "-i"], fd
         if shell.kind == "fish":
@@ -234,6 +223,25 @@ class ShellIntegration:
             env["HOODYD_USER_ENV"] = env["ENV"]
         env["ENV"] = rc
         return [shell.path, "-i"], fd
+
+    def _integration_env(self, env: dict[str, str], nonce: str, startup_script: str | None) -> None:
+        """The variables the start-up files read, added to `env` in place."""
+        env["HOODYD_MARKER"] = nonce
+        if not self.user_rc:
+            env["HOODYD_SKIP_USER_RC"] = "1"
+        if startup_script:
+            env["HOODYD_STARTUP_SCRIPT"] = startup_script
+
+
+def check_runs_as_another_user(shell: Shell) -> None:
+    """Refuse a shell that cannot run as another user: zsh reads its start-up files from a
+    directory, which that user cannot reach in hoodyd's private state dir."""
+    if shell.kind not in _RC_TEXTS:
+        raise InvalidRequest(
+            f"{shell.kind} sessions run as hoodyd's own user only (its start-up files must be "
+            "a directory); choose bash, sh or fish",
+            reason=Reason.USER_NOT_SUPPORTED,
+        )
 
 
 # Parse without running, reading the line from stdin, without any start-up file. bash gets
