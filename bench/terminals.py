@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -115,16 +116,23 @@ async def raw_pty_round_trips(state: Path, runs: int) -> list[float]:
     argv, env = bash_launch(state / "raw", nonce)
     pty = PtyProcess(argv, env, str(state), 80, 24, on_output, lambda _code: None)
     pty.start()
-    times = []
     try:
         await asyncio.wait_for(prompt.get(), 10)
-        for _ in range(runs):
-            started = time.perf_counter()
-            pty.write(b"true\r")
-            await asyncio.wait_for(prompt.get(), 10)
-            times.append((time.perf_counter() - started) * 1000)
+        return await typed_trues(pty.write, prompt, runs)
     finally:
         await pty.terminate()
+
+
+async def typed_trues(
+    write: Callable[[bytes], None], prompt: asyncio.Queue[None], runs: int
+) -> list[float]:
+    """Milliseconds from typing `true` to the next prompt marker, `runs` times."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        write(b"true\r")
+        await asyncio.wait_for(prompt.get(), 10)
+        times.append((time.perf_counter() - started) * 1000)
     return times
 
 
@@ -157,18 +165,12 @@ async def holder_round_trips(
     )
     link = await HolderLink.connect(socket, on_event=on_event, on_exit=lambda _code: None)
     link.follow(None)
-    times = []
     try:
         await asyncio.wait_for(prompt.get(), 10)
         start_ms = (time.perf_counter() - started) * 1000
-        for _ in range(runs):
-            started = time.perf_counter()
-            link.write(b"true\r")
-            await asyncio.wait_for(prompt.get(), 10)
-            times.append((time.perf_counter() - started) * 1000)
+        return await typed_trues(link.write, prompt, runs), start_ms
     finally:
         await link.terminate()
-    return times, start_ms
 
 
 async def pty_start(state: Path) -> float:

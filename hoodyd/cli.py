@@ -54,6 +54,21 @@ def _session_options() -> argparse.ArgumentParser:
     return parent
 
 
+def _clean_up_verb(
+    verbs: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    text: str,
+    *,
+    grace: float,
+) -> argparse.ArgumentParser:
+    """A verb that ends what outlived hoodyd in a state dir."""
+    verb = verbs.add_parser(name, help=text)
+    verb.add_argument("--config", help="TOML config file (default: $HOODYD_CONFIG)")
+    verb.add_argument("--state-dir", help="state directory of the daemon")
+    verb.add_argument("--grace", type=float, default=grace, help="seconds before SIGKILL")
+    return verb
+
+
 def _json_option() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--json", action="store_true", help="print the API's JSON answer")
@@ -246,21 +261,19 @@ def build_parser() -> argparse.ArgumentParser:
     units.add_argument("--config", help="config file the service reads")
     units.set_defaults(func=_install_units)
 
-    stop = verbs.add_parser(
+    stop = _clean_up_verb(
+        verbs,
         "stop-supervisor",
-        help="stop the embedded supervisord (it outlives hoodyd) and every program it runs",
+        "stop the embedded supervisord (it outlives hoodyd) and every program it runs",
+        grace=10.0,
     )
-    stop.add_argument("--config", help="TOML config file (default: $HOODYD_CONFIG)")
-    stop.add_argument("--state-dir", help="state directory of the daemon")
-    stop.add_argument("--grace", type=float, default=10.0, help="seconds before SIGKILL")
     stop.set_defaults(func=_stop_supervisor)
-    held = verbs.add_parser(
+    held = _clean_up_verb(
+        verbs,
         "stop-terminals",
-        help="end the terminal sessions (holders and shells) that outlived a stopped hoodyd",
+        "end the terminal sessions (holders and shells) that outlived a stopped hoodyd",
+        grace=2.0,
     )
-    held.add_argument("--config", help="TOML config file (default: $HOODYD_CONFIG)")
-    held.add_argument("--state-dir", help="state directory of the daemon")
-    held.add_argument("--grace", type=float, default=2.0, help="seconds before SIGKILL")
     held.add_argument("--list", action="store_true", help="only list them")
     held.set_defaults(func=_stop_terminals)
     return parser
