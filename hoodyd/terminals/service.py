@@ -27,6 +27,7 @@ from pathlib import Path
 import msgspec
 import structlog
 
+from hoodyd.accounts import make_dirs_as
 from hoodyd.config import TerminalsConfig
 from hoodyd.errors import Conflict, InvalidRequest, NotFound, Reason, ServiceUnavailable
 from hoodyd.polling import poll_until
@@ -567,10 +568,24 @@ class TerminalService:
         if path.is_dir():
             return str(path)
         if auto_create and not path.exists():
-            if not check_only:
-                path.mkdir(parents=True, exist_ok=True)
             return str(path)
         raise InvalidRequest(f"cwd {cwd!r} is not a directory", reason=Reason.INVALID_CWD)
+
+    async def _made_session_cwd(
+        self,
+        cwd: str | None,
+        auto_create: bool,
+        *,
+        home: str | None,
+        account: pwd.struct_passwd | None,
+    ) -> str:
+        """The session's cwd, created when asked with the rights of the session's account
+        (never root's on a user's behalf: their symlinks cannot lead it anywhere they could
+        not go)."""
+        path = self._session_cwd(cwd, auto_create, check_only=False, home=home)
+        if auto_create and not Path(path).is_dir():
+            await make_dirs_as(Path(path), account)
+        return path
 
     @staticmethod
     def _startup_script(script: str | None) -> str | None:
@@ -622,7 +637,9 @@ class TerminalService:
         home = account.pw_dir if account is not None else None
         if account is not None and options.cwd in (None, "") and not Path(account.pw_dir).is_dir():
             home = "/"
-        cwd = self._session_cwd(options.cwd, cwd_auto_create, check_only=False, home=home)
+        cwd = await self._made_session_cwd(
+            options.cwd, cwd_auto_create, home=home, account=account
+        )
         env = {
             key: value
             for key, value in os.environ.items()
