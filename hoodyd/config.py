@@ -25,6 +25,10 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     token: str = ""
     shutdown_timeout: float = 10.0
     max_body_bytes: int = 1024 * 1024
+    # a browser's login session ends after this many seconds without a request, and at the
+    # latest this many seconds after the login
+    session_idle_timeout: float = 30 * 60.0
+    session_max_age: float = 12 * 3600.0
 
 
 class SupervisorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

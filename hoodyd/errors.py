@@ -88,6 +88,7 @@ class Reason(StrEnum):
     JOB_NOT_FOUND = "JOB_NOT_FOUND"
     JSON_TOO_DEEP = "JSON_TOO_DEEP"
     LAZY_LOAD_WITH_BOOT = "LAZY_LOAD_WITH_BOOT"
+    LOGIN_THROTTLED = "LOGIN_THROTTLED"
     LOGS_DISABLED = "LOGS_DISABLED"
     MALFORMED_JSON = "MALFORMED_JSON"
     MALFORMED_REQUEST = "MALFORMED_REQUEST"
@@ -215,6 +216,20 @@ class Conflict(HoodydError):
 class PayloadTooLarge(HoodydError):
     status = 413
     default_reason = Reason.PAYLOAD_TOO_LARGE
+
+
+class LoginThrottled(HoodydError):
+    """Too many wrong tokens from this peer: no login is checked until `retry_after_s` passed."""
+
+    status = 429
+    default_reason = Reason.LOGIN_THROTTLED
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(
+            f"too many failed logins: try again in {retry_after_s} s",
+            extra={"retry_after_s": retry_after_s},
+        )
+        self.retry_after_s = retry_after_s
 
 
 class UpstreamFailed(HoodydError):

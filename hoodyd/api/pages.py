@@ -1,7 +1,7 @@
-"""Small HTML pages for the run area: the login form, the search form with its candidate
-list (each candidate a POST form that picks it by set and index: a link or a prefetch never
-runs anything), the answer of a run (the scheduled command and its terminal), a terminal's
-live view, and errors.
+"""Small HTML pages for the run area: the login form (and a logout form at the foot of every
+other page), the search form with its candidate list (each candidate a POST form that picks
+it by set and index: a link or a prefetch never runs anything), the answer of a run (the
+scheduled command and its terminal), a terminal's live view, and errors.
 
 No external assets: inline CSS, and the terminal view's xterm.js served by hoodyd itself
 (`hoodyd/api/static`). Every piece of text is HTML-escaped; URLs are built with `urlencode`.
@@ -21,6 +21,7 @@ from hoodyd.schemas.terminal import CommandResult
 RUN_PATH = "/api/v1/run/run"
 SEARCH_PATH = "/api/v1/run/search"
 LOGIN_PATH = "/api/v1/run/login"
+LOGOUT_PATH = "/api/v1/run/logout"
 STATIC_PATH = "/api/v1/run/static"
 # no external assets: inline styles, scripts from this origin (xterm.js), connections (the
 # terminal's WebSocket) and form posts to this same origin only
@@ -45,12 +46,19 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, *, logout: bool = True) -> str:
+    # every page a session can see ends with the logout form (a post: a link never logs out)
+    footer = (
+        f'<footer><form method=post action="{LOGOUT_PATH}" class=logout>'
+        "<button>Log out</button></form></footer>"
+        if logout
+        else ""
+    )
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width,initial-scale=1">'
         f"<title>{_e(title)}</title><style>{_STYLE}</style></head>"
-        f"<body>{body}</body></html>"
+        f"<body>{body}{footer}</body></html>"
     )
 
 
@@ -142,7 +150,7 @@ def login_page(error: str | None = None) -> str:
         "<input type=password name=token aria-label=token autocomplete=current-password "
         "required> <button>Log in</button></form>"
     )
-    return _page("hoodyd login", body)
+    return _page("hoodyd login", body, logout=False)
 
 
 def run_page(response: RunResponse) -> str:

@@ -3,8 +3,8 @@
 This table is the one place that decides authentication: a route is `PROTECTED` unless it
 says `OPEN` here, and the middleware asks the route the router matched (by its name), never
 the path text. The open routes are exactly the three `/api/v1/{area}/health` and the run
-area's login page; `SESSION` routes (the run area's HTML pages and their form post) also
-take a browser's login session cookie (`hoodyd.api.sessions`).
+area's login page; `SESSION` routes (the run area's HTML pages, their form post and the
+logout) also take a browser's login session cookie (`hoodyd.api.sessions`).
 
 Paths are relative to their area's base (`/api/v1/daemon`, …): each area is a sub-application
 mounted there by the composition root (`hoodyd.app`).
@@ -30,7 +30,7 @@ class Access(Enum):
     OPEN = "open"  # answers on TCP without the bearer token
     PROTECTED = "protected"
     # the bearer token, or a browser's login session cookie (`hoodyd.api.sessions`): the run
-    # area's HTML pages and the form post that runs a pick
+    # area's HTML pages, the form post that runs a pick, and the logout
     SESSION = "session"
     # the bearer token, in the Authorization header or as the `token` query parameter: the
     # SDK's terminal WebSocket (a browser cannot set headers on a WebSocket)
@@ -124,6 +124,7 @@ def run_routes() -> list[Route]:
         *_documents("run"),
         Route("GET", "/login", run_pages.login_page, "login", Access.OPEN),
         Route("POST", "/login", run_pages.login, "login-post", Access.OPEN),
+        Route("POST", "/logout", run_pages.logout, "logout", Access.SESSION),
         Route("GET", "/static/{name}", run_pages.static_asset, "static", Access.SESSION),
         Route("GET", "/search", run.search, "search", Access.SESSION),
         Route("POST", "/search/paged", run.search_paged, "search-paged"),

@@ -1,6 +1,7 @@
-"""What a browser needs besides the run answers' own HTML: the login page and its form post
-(`hoodyd.api.sessions` keeps the sessions), the static assets the pages load (xterm.js,
-vendored in `hoodyd/api/static`, never a CDN), and the terminal view's live output stream.
+"""What a browser needs besides the run answers' own HTML: the login page and its form post,
+the logout form's post (`hoodyd.api.sessions` keeps the sessions and the login throttle), the
+static assets the pages load (xterm.js, vendored in `hoodyd/api/static`, never a CDN), and the
+terminal view's live output stream.
 """
 
 from __future__ import annotations
@@ -11,9 +12,16 @@ from importlib import resources
 from aiohttp import WSMsgType, web
 
 from hoodyd.api import pages, sessions
-from hoodyd.api.keys import TERMINALS, TOKEN
+from hoodyd.api.keys import CONFIG, TERMINALS, TOKEN
 from hoodyd.api.terminal import follow_output
-from hoodyd.errors import Forbidden, InvalidRequest, NotFound, Reason, Unauthorized
+from hoodyd.errors import (
+    Forbidden,
+    InvalidRequest,
+    LoginThrottled,
+    NotFound,
+    Reason,
+    Unauthorized,
+)
 from hoodyd.terminals.validation import parse_terminal_id
 
 # the files a page may load, with their types: nothing else under static/ is served
@@ -35,7 +43,8 @@ async def login_page(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     """The login form's post: the typed token against the daemon's (constant time). A wrong
-    token from the form is the login page again (401); from anything else a JSON 401."""
+    token from the form is the login page again (401); from anything else a JSON 401. A peer
+    backed off after failed logins gets a 429 with `Retry-After`, the page or JSON alike."""
     token = request.config_dict.get(TOKEN)
     is_form = request.content_type == "application/x-www-form-urlencoded"
     form = await request.post() if is_form else {}
@@ -43,12 +52,34 @@ async def login(request: web.Request) -> web.Response:
     if token is None:
         # the Unix socket needs no login: its peers are checked by uid
         raise web.HTTPSeeOther(location=f"{sessions.COOKIE_PATH}/search?format=html")
+    server = request.config_dict[CONFIG].server
     try:
-        return sessions.login(request, token, given if isinstance(given, str) else "")
+        return sessions.login(
+            request,
+            token,
+            given if isinstance(given, str) else "",
+            idle_s=server.session_idle_timeout,
+            max_age_s=server.session_max_age,
+        )
+    except LoginThrottled as exc:
+        response = _html(pages.login_page(exc.message), exc.status) if is_form else None
+        if response is None:
+            # imported here: the middleware imports the route table, which imports this module
+            from hoodyd.api.middleware import error_response
+
+            response = error_response(request, exc)
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
     except (Unauthorized, Forbidden) as exc:
         if not is_form:
             raise
         return _html(pages.login_page(exc.message), exc.status)
+
+
+async def logout(request: web.Request) -> web.Response:
+    """The logout form's post: the session ends here and now, its cookie is cleared, and the
+    browser goes back to the login page."""
+    return sessions.logout(request)
 
 
 async def static_asset(request: web.Request) -> web.Response:

@@ -11,27 +11,53 @@ check holds where a browser does not honour it). A GET a session can reach never
 anything.
 
 Sessions live in memory (a restart logs every browser out) and are kept by the digest of
-their id, so even the process's memory does not hold a usable cookie.
+their id, so even the process's memory does not hold a usable cookie. A session ends when it
+has been idle too long (`server.session_idle_timeout`), when it is older than
+`server.session_max_age` however busy, or when its browser posts the logout form.
+
+Logins are throttled per peer (the remote address on TCP): after `FREE_FAILURES` wrong tokens
+in a row, each further attempt — the right token too — is refused (429, `Retry-After`) until a
+back-off has passed, and the back-off doubles with each failure after that, up to a cap. A
+success forgets the peer; a peer with no failure for `FAILURE_WINDOW_S` starts afresh. The
+table of peers is bounded, so a flood of addresses cannot grow memory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import structlog
 from aiohttp import web
 
-from hoodyd.errors import Forbidden, Reason, Unauthorized
+from hoodyd.errors import Forbidden, LoginThrottled, Reason, Unauthorized
+
+log = structlog.get_logger()
 
 COOKIE = "hoodyd_session"
 COOKIE_PATH = "/api/v1/run"
-SESSION_TTL_S = 12 * 3600
+LOGIN_PATH = f"{COOKIE_PATH}/login"
+SESSION_IDLE_S = 30 * 60
+SESSION_MAX_AGE_S = 12 * 3600
 MAX_SESSIONS = 64
+# login throttle: wrong tokens a peer may type before backing off, the first back-off (doubled
+# with each further failure up to the cap), how long a quiet peer keeps its count, and how
+# many peers the table holds
+FREE_FAILURES = 5
+FIRST_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 300.0
+FAILURE_WINDOW_S = 900.0
+MAX_PEERS = 1024
 # set on a request the middleware let in by its session cookie (not a token or the socket)
 BY_SESSION = web.RequestKey("by_session", bool)
+
+Clock = Callable[[], float]
 
 
 def _digest(session_id: str) -> str:
@@ -39,30 +65,112 @@ def _digest(session_id: str) -> str:
 
 
 @dataclass
+class Session:
+    """One live session's times (clock seconds) and the limits it was created with."""
+
+    created: float
+    last_seen: float
+    idle_s: float
+    max_age_s: float
+
+    def alive(self, now: float) -> bool:
+        return now - self.last_seen < self.idle_s and now - self.created < self.max_age_s
+
+
+@dataclass
+class PeerFailures:
+    """A peer's wrong tokens in a row, when the last was typed, and until when it waits."""
+
+    count: int = 0
+    last: float = 0.0
+    blocked_until: float = 0.0
+
+
+@dataclass
+class LoginThrottle:
+    """Failed logins by peer, bounded to `max_peers` (the quiet ones go first, then the
+    least recently failed)."""
+
+    max_peers: int = MAX_PEERS
+    peers: OrderedDict[str, PeerFailures] = field(default_factory=OrderedDict)
+
+    def wait_s(self, peer: str, now: float) -> float:
+        """Seconds the peer must still wait before a login is checked (0: it may try)."""
+        failures = self.peers.get(peer)
+        return max(0.0, failures.blocked_until - now) if failures else 0.0
+
+    def failed(self, peer: str, now: float) -> float:
+        """Count a wrong token; the back-off it starts (0 while the peer has free tries)."""
+        failures = self.peers.pop(peer, None)
+        if failures is None or now - failures.last >= FAILURE_WINDOW_S:
+            failures = PeerFailures()
+        failures.count += 1
+        failures.last = now
+        backoff = 0.0
+        if failures.count >= FREE_FAILURES:
+            backoff = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (failures.count - FREE_FAILURES))
+            failures.blocked_until = now + backoff
+        self._make_room(now)
+        self.peers[peer] = failures  # the most recent failure last
+        return backoff
+
+    def succeeded(self, peer: str) -> None:
+        self.peers.pop(peer, None)
+
+    def _make_room(self, now: float) -> None:
+        if len(self.peers) < self.max_peers:
+            return
+        for key in [k for k, f in self.peers.items() if now - f.last >= FAILURE_WINDOW_S]:
+            del self.peers[key]
+        while len(self.peers) >= self.max_peers:
+            self.peers.popitem(last=False)
+
+
+@dataclass
 class SessionStore:
-    """Live session ids (by digest) and when each expires (monotonic seconds)."""
+    """Live sessions by the digest of their id, and the login throttle. `clock` is
+    monotonic seconds (tests move it instead of sleeping)."""
 
-    ttl_s: float = SESSION_TTL_S
-    expiries: dict[str, float] = field(default_factory=dict)
+    clock: Clock = time.monotonic
+    sessions: dict[str, Session] = field(default_factory=dict)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
-    def create(self) -> str:
-        now = time.monotonic()
-        self.expiries = {key: at for key, at in self.expiries.items() if at > now}
-        while len(self.expiries) >= MAX_SESSIONS:  # the oldest goes first
-            self.expiries.pop(min(self.expiries, key=self.expiries.__getitem__))
+    def create(self, idle_s: float = SESSION_IDLE_S, max_age_s: float = SESSION_MAX_AGE_S) -> str:
+        now = self.clock()
+        self.sessions = {key: s for key, s in self.sessions.items() if s.alive(now)}
+        while len(self.sessions) >= MAX_SESSIONS:  # the oldest goes first
+            self.sessions.pop(min(self.sessions, key=lambda key: self.sessions[key].created))
         session_id = secrets.token_urlsafe(32)
-        self.expiries[_digest(session_id)] = now + self.ttl_s
+        self.sessions[_digest(session_id)] = Session(now, now, idle_s, max_age_s)
         return session_id
 
-    def valid(self, session_id: str | None) -> bool:
+    def find(self, session_id: str | None) -> Session | None:
+        """The live session of this id; an expired one is forgotten."""
         if not session_id:
-            return False
-        expires = self.expiries.get(_digest(session_id))
-        return expires is not None and expires > time.monotonic()
+            return None
+        key = _digest(session_id)
+        session = self.sessions.get(key)
+        if session is not None and not session.alive(self.clock()):
+            del self.sessions[key]
+            return None
+        return session
 
-    def end(self, session_id: str | None) -> None:
-        if session_id:
-            self.expiries.pop(_digest(session_id), None)
+    def touch(self, session: Session) -> None:
+        """The session was used: its idle time starts again."""
+        session.last_seen = self.clock()
+
+    def end(self, session_id: str | None) -> bool:
+        """Forget the session; True when it was live."""
+        return bool(session_id) and self.sessions.pop(_digest(session_id or ""), None) is not None
+
+    def login_wait_s(self, peer: str) -> float:
+        return self.throttle.wait_s(peer, self.clock())
+
+    def login_failed(self, peer: str) -> float:
+        return self.throttle.failed(peer, self.clock())
+
+    def login_succeeded(self, peer: str) -> None:
+        self.throttle.succeeded(peer)
 
 
 SESSIONS = web.AppKey("sessions", SessionStore)
@@ -86,19 +194,22 @@ def same_origin(request: web.Request) -> bool:
 def admits_session(request: web.Request) -> bool:
     """True when a valid session cookie lets this request in: the route the router matched
     was declared for sessions in the route table, and a post comes from this same origin.
-    A session that fails the Origin check is refused outright."""
+    A session that fails the Origin check is refused outright (and is not kept alive)."""
     name = request.match_info.route.name
     # the middleware runs on the root app, whose config_dict does not see the area's keys
     area = next((app for app in request.match_info.apps if SESSIONS in app), None)
     if name is None or area is None or name not in area.get(SESSION_ROUTES, frozenset()):
         return False
-    if not area[SESSIONS].valid(request.cookies.get(COOKIE)):
+    store = area[SESSIONS]
+    session = store.find(request.cookies.get(COOKIE))
+    if session is None:
         return False
     if request.method != "GET" and not same_origin(request):
         raise Forbidden(
             "a form post with a session cookie must come from this origin",
             reason=Reason.BAD_ORIGIN,
         )
+    store.touch(session)
     request[BY_SESSION] = True
     return True
 
@@ -116,15 +227,38 @@ def require_html(request: web.Request, wants_html: bool) -> None:
         )
 
 
-def login(request: web.Request, token: str, given: str) -> web.Response:
+def peer(request: web.Request) -> str:
+    """Whom the login throttle counts: the remote address (the socket's peer has none)."""
+    return request.remote or "local"
+
+
+def login(
+    request: web.Request,
+    token: str,
+    given: str,
+    *,
+    idle_s: float = SESSION_IDLE_S,
+    max_age_s: float = SESSION_MAX_AGE_S,
+) -> web.Response:
     """Check the typed token (constant time) and answer with the session cookie and a 303
-    to the search page."""
+    to the search page. A peer backed off after failed logins is refused before the token
+    is looked at (`LoginThrottled`), so even the right one waits."""
     origin = request.headers.get("Origin")
     if origin is not None and not same_origin(request):
         raise Forbidden("the login form must be posted from this origin", reason=Reason.BAD_ORIGIN)
+    store = request.config_dict[SESSIONS]
+    who = peer(request)
+    wait_s = store.login_wait_s(who)
+    if wait_s > 0:
+        log.warning("login_throttled", peer=who, retry_after_s=math.ceil(wait_s))
+        raise LoginThrottled(math.ceil(wait_s))
     if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        backoff_s = store.login_failed(who)
+        log.warning("login_failed", peer=who, backoff_s=backoff_s)
         raise Unauthorized("wrong token", reason=Reason.BAD_TOKEN)
-    session_id = request.config_dict[SESSIONS].create()
+    store.login_succeeded(who)
+    session_id = store.create(idle_s, max_age_s)
+    log.info("login", peer=who)
     response = web.Response(status=303, headers={"Location": f"{COOKIE_PATH}/search?format=html"})
     response.set_cookie(
         COOKIE,
@@ -132,6 +266,17 @@ def login(request: web.Request, token: str, given: str) -> web.Response:
         path=COOKIE_PATH,
         httponly=True,
         samesite="Strict",
-        max_age=int(SESSION_TTL_S),
+        max_age=int(max_age_s),
     )
+    return response
+
+
+def logout(request: web.Request) -> web.Response:
+    """End the request's session server-side, clear its cookie, and answer with a 303 to the
+    login page. The route is a session route: the middleware has checked the Origin."""
+    ended = request.config_dict[SESSIONS].end(request.cookies.get(COOKIE))
+    if ended:
+        log.info("logout", peer=peer(request))
+    response = web.Response(status=303, headers={"Location": LOGIN_PATH})
+    response.del_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="Strict")
     return response

@@ -38,13 +38,16 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hoodyd.terminals import holder_protocol as wire
 from hoodyd.terminals.holder_protocol import FrameType
 from hoodyd.terminals.markers import MarkerEvent, MarkerScanner, Output
 from hoodyd.terminals.pty_process import PtyProcess
 from hoodyd.terminals.ring import OutputRing
+
+if TYPE_CHECKING:
+    from hoodyd.terminals.holder_screen import HolderScreen
 
 # A client this far behind live output (beyond a replay of the whole ring) is dropped; it
 # reconnects and follows from its own offset, instead of the holder buffering without bound.
@@ -292,6 +295,8 @@ class Holder:
         self._ending: asyncio.Task[None] | None = None
         self._hanging_up: asyncio.Task[None] | None = None
         self._done: asyncio.Future[None] | None = None
+        # the screen answering SCREEN requests: imported and built on the first one
+        self._screen: HolderScreen | None = None
 
     async def run(self) -> int:
         """Start the shell, serve until told to end, then leave no socket behind."""
@@ -378,7 +383,22 @@ class Holder:
             self.hang_up(grace)
         elif kind == FrameType.CLOSE and self._exited:
             self._end()
+        elif kind == FrameType.SCREEN:
+            self._screen_service().handle(
+                wire.parse_json(payload),
+                lambda answer: client.send(wire.json_frame(FrameType.SCREEN_ANSWER, answer)),
+            )
         # other types, and CLOSE while the shell runs: ignored
+
+    def _screen_service(self) -> HolderScreen:
+        if self._screen is None:
+            # pyte and regex load with the first screen request, not with every holder
+            from hoodyd.terminals.holder_screen import HolderScreen
+
+            self._screen = HolderScreen(
+                self._ring, lambda: (self._cols, self._rows), lambda: not self._exited
+            )
+        return self._screen
 
     def _replay(self, client: ClientConnection, offset: int | None) -> None:
         """Everything kept from `offset` on, markers interleaved at their offsets; from now on
@@ -428,6 +448,7 @@ class Holder:
             "exit_code": self._exit_code,
             "foreground": self._options.foreground,
             "meta": self._meta,
+            "screen": True,
         }
 
     def _foreground_info(self) -> dict[str, Any]:
@@ -463,6 +484,10 @@ class Holder:
         # prompt) reaches hoodyd in one wake-up instead of three
         if frames:
             self._broadcast(b"".join(frames))
+        if self._screen is not None:  # after the broadcast: followers first
+            for event in events:
+                if isinstance(event, Output):
+                    self._screen.feed(event.data)
         start = self._ring.start
         while self._markers and self._markers[0][0] < start:
             self._last_pruned = self._markers.popleft()
@@ -474,6 +499,8 @@ class Holder:
         self._broadcast(
             wire.json_frame(FrameType.EXITED, {"exit_code": code}), followers_only=False
         )
+        if self._screen is not None:
+            self._screen.pulse()  # a wait answers `exited`
         if self._options.foreground:
             self._end()
 

@@ -47,6 +47,10 @@ class HolderGone(HolderError):
     """Nothing listens on the holder's socket (a stale socket file, or no file)."""
 
 
+class ScreenTimeout(HolderError):
+    """The holder did not answer a screen request within its deadline."""
+
+
 @dataclass(frozen=True, slots=True)
 class HolderHello:
     terminal_id: int
@@ -61,6 +65,7 @@ class HolderHello:
     exit_code: int | None
     foreground: bool  # a supervisord program's holder: it ends with its shell
     meta: dict[str, Any]
+    screen: bool = False  # the holder answers SCREEN requests (older holders do not)
 
     @classmethod
     def decode(cls, payload: bytes) -> HolderHello:
@@ -79,6 +84,7 @@ class HolderHello:
                 exit_code=None if fields["exit_code"] is None else int(fields["exit_code"]),
                 foreground=bool(fields["foreground"]),
                 meta=dict(fields["meta"]),
+                screen=bool(fields.get("screen", False)),
             )
         except (KeyError, TypeError, ValueError, wire.ProtocolError) as error:
             raise HolderError(f"a holder's hello is malformed: {error}") from error
@@ -450,6 +456,8 @@ class HolderLink:
         self._connected = False
         self._outbox: list[bytes] = []  # frames written while reconnecting
         self._queries: list[asyncio.Future[ForegroundInfo]] = []
+        self._screen_requests: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._screen_ids = 0
         self._following = False
         self._follow_from = -1
         self._next_offset: int | None = None  # after the last output byte delivered
@@ -582,6 +590,34 @@ class HolderLink:
             reply.cancel()  # stays queued: its REPLY, if it comes, is matched and dropped
             raise HolderError(f"the holder did not answer within {self._timeout} s") from None
 
+    async def screen(self, request: dict[str, Any], deadline: float) -> dict[str, Any]:
+        """Ask the holder's screen (`holder_screen`) and wait at most `deadline` seconds for
+        its answer; past it the request is abandoned (a late answer is dropped) and
+        ScreenTimeout raised. HolderGone if the holder is gone or the connection drops."""
+        if self._gone or self._closing:
+            raise HolderGone(f"the holder on {self._socket_path} is gone")
+        self._screen_ids += 1
+        request_id = self._screen_ids
+        answer: asyncio.Future[dict[str, Any]] = self._loop.create_future()
+        self._screen_requests[request_id] = answer
+        try:
+            self._send(wire.json_frame(FrameType.SCREEN, {**request, "id": request_id}))
+            return await asyncio.wait_for(asyncio.shield(answer), deadline)
+        except TimeoutError:
+            raise ScreenTimeout(
+                f"the holder did not answer within {deadline:g} s"
+            ) from None
+        finally:
+            self._screen_requests.pop(request_id, None)
+            if not answer.done():
+                answer.cancel()
+
+    def _fail_screen_requests(self) -> None:
+        requests, self._screen_requests = self._screen_requests, {}
+        for answer in requests.values():
+            if not answer.done():
+                answer.set_exception(HolderGone("the connection to the holder was lost"))
+
     async def terminate(self, grace: float = 2.0) -> int | None:
         """Hang up the shell (SIGHUP, SIGKILL after `grace`) and end the holder; the shell's
         exit code (None if the holder went away without telling it)."""
@@ -650,6 +686,11 @@ class HolderLink:
             self._report_exit(None if code is None else int(code))
         elif kind == FrameType.REPLY:
             self._answer(wire.parse_json(payload))
+        elif kind == FrameType.SCREEN_ANSWER:
+            answer = wire.parse_json(payload)
+            pending = self._screen_requests.get(answer.get("id"))
+            if pending is not None and not pending.done():
+                pending.set_result(answer)
         # other types: a newer holder's; ignored
 
     def _deliver_output(self, offset: int, output: Output) -> None:
@@ -714,6 +755,8 @@ class HolderLink:
         if connection is not self._connection:
             return
         self._connected = False
+        # a request sent on this connection is never answered on the next one
+        self._fail_screen_requests()
         if self._closing:
             return
         if self._terminating:
@@ -765,6 +808,7 @@ class HolderLink:
             if not reply.done():
                 reply.set_exception(HolderGone(f"the holder on {self._socket_path} is gone"))
         self._queries.clear()
+        self._fail_screen_requests()
         self._report_exit(None)
         if not self._finished.done():
             self._finished.set_result(None)

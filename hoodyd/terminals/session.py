@@ -464,6 +464,11 @@ class TerminalSession:
         return self._link.hello.holder_pid if self._link is not None else 0
 
     @property
+    def link(self) -> HolderLink | None:
+        """The link to the session's holder (its screen is asked through it)."""
+        return self._link
+
+    @property
     def ready(self) -> bool:
         return self._ready.is_set()
 
