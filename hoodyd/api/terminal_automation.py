@@ -110,7 +110,7 @@ async def press(request: web.Request) -> web.Response:
     names = body.keys if body.keys is not None else [body.key or ""]
     keys.encode_keys(names, application_cursor=False, application_keypad=False)  # validates all
     session, created = await _input_session(request, query)
-    screen = _automation(request).screen(session)
+    screen = await _automation(request).modes(session)
     data = keys.encode_keys(
         names,
         application_cursor=screen.application_cursor,
@@ -128,7 +128,7 @@ async def paste_text(request: web.Request) -> web.Response:
     query = decode_query(request, InputQuery, lenient_flags=True)
     body = await decode_body(request, PasteBody)
     session, created = await _input_session(request, query)
-    screen = _automation(request).screen(session)
+    screen = await _automation(request).modes(session)
     bracketed = body.bracketed and screen.bracketed_paste
     data = paste.encode_paste(
         body.text, bracketed_requested=body.bracketed, bracketed_enabled=screen.bracketed_paste
@@ -153,7 +153,7 @@ async def send_mouse(request: web.Request) -> web.Response:
         )
     events = body.events or ([body.event] if body.event is not None else [])
     session = _terminals(request).session(_terminal_id(query.terminal_id))
-    screen = _automation(request).screen(session)
+    screen = await _automation(request).modes(session)
     data = mouse.encode_mouse(
         events,
         tracking=screen.mouse_tracking,
@@ -184,14 +184,14 @@ async def abort(request: web.Request) -> web.Response:
 async def snapshot(request: web.Request) -> web.Response:
     query = decode_query(request, SnapshotQuery, lenient_flags=True)
     session = _terminals(request).session(_terminal_id(query.terminal_id))
-    shot = _automation(request).snapshot(
+    shot = await _automation(request).snapshot(
         session,
         include_colors=query.include_colors,
         include_highlights=query.include_highlights,
         scroll_offset=query.scroll_offset,
     )
     body = {"success": True, "terminal_id": str(session.terminal_id)}
-    body.update(msgspec.to_builtins(shot))
+    body.update(shot)
     return json_response(body)
 
 
@@ -199,7 +199,7 @@ async def find_text(request: web.Request) -> web.Response:
     query = decode_query(request, FindQuery, lenient_flags=True)
     pattern = check_pattern(query.pattern)
     session = _terminals(request).session(_terminal_id(query.terminal_id))
-    result = _automation(request).find(
+    result = await _automation(request).find(
         session,
         pattern,
         scope=query.scope,
@@ -208,7 +208,7 @@ async def find_text(request: web.Request) -> web.Response:
         scroll_offset=query.scroll_offset,
     )
     body = {"success": True, "terminal_id": str(session.terminal_id), "scope": query.scope}
-    body.update(msgspec.to_builtins(result))
+    body.update(result)
     return json_response(body)
 
 
@@ -251,7 +251,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def automation_state(request: web.Request) -> web.Response:
     session = _terminals(request).session(_terminal_id(request.match_info["terminal_id"]))
-    return json_response(_automation(request).state(session))
+    return json_response(await _automation(request).state(session))
 
 
 async def client_state(request: web.Request) -> web.Response:

@@ -1,46 +1,44 @@
 """Regular-expression search over what a terminal shows, reported in cell positions.
 
-Patterns are compiled with `regex`, whose matching takes a timeout: a pathological pattern
-(catastrophic backtracking) fails with an error instead of holding the event loop.
+Patterns are checked and compiled here, on the daemon's side, before one is sent to a
+terminal's holder (`holder_screen.search` matches it there, with a timeout, so a pattern that
+backtracks holds that holder and nobody else). `find` runs both steps over a local screen.
 Zero-length matches (`^`, `a*` on other text) are not hits: they mark nothing on screen.
 """
 
 from __future__ import annotations
 
-import time
-from typing import Literal
-
-import msgspec
 import regex  # type: ignore[import-untyped,unused-ignore]
 
 from hoodyd.errors import InvalidRequest, Reason
-from hoodyd.terminals.screen import ScreenLine, VirtualScreen
+from hoodyd.terminals.holder_screen import (
+    DEFAULT_FIND_TIMEOUT,
+    MAX_LIMIT,
+    FindResult,
+    FindScope,
+    Hit,
+    SearchTimeout,
+    scope_lines,
+    search,
+)
+from hoodyd.terminals.screen import VirtualScreen
 
-FindScope = Literal["screen", "scrollback", "all"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "MAX_LIMIT",
+    "MAX_PATTERN_BYTES",
+    "FindResult",
+    "FindScope",
+    "Hit",
+    "check_limit",
+    "compile_pattern",
+    "find",
+    "scope_lines",
+    "timeout_error",
+]
 
 MAX_PATTERN_BYTES = 1024
-MAX_LIMIT = 1000
-DEFAULT_TIMEOUT = 0.25
-
-
-class Hit(msgspec.Struct, frozen=True):
-    """One match. `row` is a viewport row for scope `screen`; for `scrollback` and `all` it
-    indexes that scope's lines, oldest first (in `all`, live row r is
-    `scrollback_count + r`). `col` and `length` count cells: a wide character is two."""
-
-    row: int
-    col: int
-    length: int
-    text: str
-    line: str
-
-
-class FindResult(msgspec.Struct, frozen=True):
-    hits: list[Hit]
-    total: int  # every match in the scope; more than len(hits) when truncated
-    truncated: bool
-    scope: FindScope
-    scrollback_count: int
+DEFAULT_TIMEOUT = DEFAULT_FIND_TIMEOUT
 
 
 # The regex module unrolls counted repetitions when it compiles: `(?:a{1000}){1000}` takes
@@ -127,14 +125,21 @@ def compile_pattern(pattern: str, *, case_insensitive: bool = False) -> regex.Pa
         raise InvalidRequest(f"invalid pattern: {exc}", reason=Reason.INVALID_PATTERN) from exc
 
 
-def scope_lines(
-    screen: VirtualScreen, scope: FindScope, scroll_offset: int = 0
-) -> list[ScreenLine]:
-    if scope == "screen":
-        return screen.viewport_lines(scroll_offset)
-    if scope == "scrollback":
-        return screen.scrollback_lines()
-    return screen.scrollback_lines() + screen.live_lines()
+def check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidRequest(
+            f"limit must be between 1 and {MAX_LIMIT}",
+            reason=Reason.OUT_OF_RANGE,
+            extra={"field": "limit"},
+        )
+
+
+def timeout_error(timeout: float) -> InvalidRequest:
+    return InvalidRequest(
+        f"pattern took too long to match (over {round(timeout * 1000)} ms); "
+        "simplify it (avoid nested repetition such as (a+)+)",
+        reason=Reason.PATTERN_TIMEOUT,
+    )
 
 
 def find(
@@ -151,51 +156,17 @@ def find(
 
     The whole search shares one time budget of `timeout` seconds.
     """
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidRequest(
-            f"limit must be between 1 and {MAX_LIMIT}",
-            reason=Reason.OUT_OF_RANGE,
-            extra={"field": "limit"},
-        )
+    check_limit(limit)
     compiled = compile_pattern(pattern, case_insensitive=case_insensitive)
-    lines = scope_lines(screen, scope, scroll_offset)
-    deadline = time.monotonic() + timeout
-    hits: list[Hit] = []
-    total = 0
-    for row, line in enumerate(lines):
-        text = line.text.rstrip(" ")
-        if not text:
-            continue
-        remaining = deadline - time.monotonic()
-        try:
-            if remaining <= 0:
-                raise TimeoutError
-            for match in compiled.finditer(text, timeout=remaining):
-                start, end = match.span()
-                if start == end:
-                    continue
-                total += 1
-                if len(hits) < limit:
-                    col = line.start_col(start)
-                    hits.append(
-                        Hit(
-                            row=row,
-                            col=col,
-                            length=line.end_col(end - 1) - col,
-                            text=match.group(),
-                            line=text,
-                        )
-                    )
-        except TimeoutError as exc:
-            raise InvalidRequest(
-                f"pattern took too long to match (over {round(timeout * 1000)} ms); "
-                "simplify it (avoid nested repetition such as (a+)+)",
-                reason=Reason.PATTERN_TIMEOUT,
-            ) from exc
-    return FindResult(
-        hits=hits,
-        total=total,
-        truncated=total > len(hits),
-        scope=scope,
-        scrollback_count=screen.scrollback_count,
-    )
+    screen.effective_scroll_offset(scroll_offset)  # refuses a negative offset
+    try:
+        return search(
+            screen,
+            compiled,
+            scope=scope,
+            limit=limit,
+            scroll_offset=scroll_offset,
+            timeout=timeout,
+        )
+    except SearchTimeout as exc:
+        raise timeout_error(timeout) from exc

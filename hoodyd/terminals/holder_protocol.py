@@ -7,11 +7,15 @@ number, so a marker at exactly that offset is not delivered twice.
 
 holder → client
   HELLO    JSON: version, terminal_id, holder_pid, shell_pid, started_at, cols, rows,
-           ring_start, ring_end, exited, exit_code, foreground, meta (sent once, on connect)
+           ring_start, ring_end, exited, exit_code, foreground, meta, screen (true: the
+           holder answers SCREEN requests) (sent once, on connect)
   OUTPUT   u64 offset, then the bytes (offset of the first one)
   MARKER   u64 offset, u64 sequence number, then the marker body: `S`, `C`, `D;status[;seq]`
   EXITED   JSON {exit_code}: live to every client, and at the end of a FOLLOW replay
   REPLY    JSON answer to a QUERY: {foreground_pgrp, shell_pid, shell_pgrp, running}
+  SCREEN_ANSWER  JSON {id, screen: {active, memory_bytes, evictions, waiters}, and
+           result: {...} or error: {reason, message}} (`holder_screen`); a wait's answer
+           comes when its condition holds, others in order
 client → holder
   FOLLOW     i64 offset (-1: the oldest kept): replay from there in stream order, then live
   INPUT      bytes for the PTY
@@ -21,6 +25,8 @@ client → holder
   SET_META   JSON object (at most MAX_META bytes), returned in later HELLOs
   TERMINATE  JSON {grace}: hang up the shell, report EXITED, end the holder
   CLOSE      empty; ends the holder if its shell has exited, else ignored
+  SCREEN     JSON {id, op: snapshot | find | wait | state | drop, scrollback_lines,
+             budget_bytes, and the op's options}: asks the holder's screen
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ class FrameType(enum.IntEnum):
     MARKER = 3
     EXITED = 4
     REPLY = 5
+    SCREEN_ANSWER = 6
     FOLLOW = 16
     INPUT = 17
     RESIZE = 18
@@ -69,6 +76,7 @@ class FrameType(enum.IntEnum):
     SET_META = 21
     TERMINATE = 22
     CLOSE = 23
+    SCREEN = 24
 
 
 class ProtocolError(Exception):

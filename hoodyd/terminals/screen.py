@@ -9,6 +9,9 @@ pyte does the VT parsing and keeps the live grid; this module fixes what a faith
 model needs on top of it (alternate screen, mouse and keypad modes, DEC line drawing in
 UTF-8, DCS/APC strings, REP/SU/SD, a compact scrollback) and guarantees that `feed` never
 raises, whatever bytes arrive. Nothing outside this module touches pyte.
+
+It runs in a terminal's holder process (`holder_screen`), so it imports the standard
+library and pyte only; its results are plain dataclasses.
 """
 
 from __future__ import annotations
@@ -22,18 +25,16 @@ import sys
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ClassVar, Literal, NamedTuple
 
-import msgspec
 import pyte
 from pyte import charsets as pyte_charsets
 from pyte import control as ctrl
 from pyte import modes as pyte_modes
 from pyte.screens import Char, StaticDefaultDict
 from pyte.screens import wcwidth as _cached_width  # wcwidth behind an LRU cache
-
-from hoodyd.errors import InvalidRequest, Reason
 
 MouseTracking = Literal["x10", "normal", "button", "any"]
 MouseEncoding = Literal["default", "utf8", "sgr", "urxvt"]
@@ -69,13 +70,15 @@ def char_width(char: str) -> int:
     return _cached_width(char)
 
 
-class CursorState(msgspec.Struct, frozen=True):
+@dataclass(frozen=True, slots=True)
+class CursorState:
     row: int
     col: int
     visible: bool
 
 
-class Highlight(msgspec.Struct, frozen=True):
+@dataclass(frozen=True, slots=True)
+class Highlight:
     """A run of reverse-video cells: how TUIs mark the selected item."""
 
     row: int
@@ -84,7 +87,8 @@ class Highlight(msgspec.Struct, frozen=True):
     text: str
 
 
-class Snapshot(msgspec.Struct, frozen=True):
+@dataclass(frozen=True, slots=True)
+class Snapshot:
     lines: list[str]
     colored_lines: list[str] | None
     highlights: list[Highlight] | None
@@ -395,9 +399,42 @@ class _Screen(pyte.Screen):
         self.dirty.add(y)
 
     def repeat_last_char(self, count: int = 1, *_: int) -> None:
-        """REP (CSI n b): ncurses uses it for runs of one character."""
-        if self.last_char:
-            self.draw(self.last_char * min(max(count, 1), self.columns * self.lines))
+        """REP (CSI n b): ncurses uses it for runs of one character. The count is clamped to
+        the cells of the screen, and an ASCII run is written a line at a time from one cell,
+        so a stream of `ESC[9999b` costs a few line copies each, not thousands of draws."""
+        char = self.last_char
+        if not char:
+            return
+        count = min(max(count, 1), self.columns * self.lines)
+        charset = self.g1_charset if self.charset else self.g0_charset
+        if (
+            not char.isascii()
+            or charset is not pyte_charsets.LAT1_MAP
+            or pyte_modes.IRM in self.mode
+        ):
+            self.draw(char * count)
+            return
+        cols = self.columns
+        cursor = self.cursor
+        autowrap = pyte_modes.DECAWM in self.mode
+        cell = tuple.__new__(Char, (char, *cursor.attrs[1:]))
+        while count > 0:
+            if cursor.x >= cols:
+                if not autowrap:
+                    self.buffer[cursor.y][cols - 1] = cell
+                    break
+                self.dirty.add(cursor.y)
+                cursor.x = 0
+                self.index()
+            line = self.buffer[cursor.y]
+            x = cursor.x
+            run = min(count, cols - x)
+            self._split_wide_at(line, x)
+            self._split_wide_at(line, x + run - 1)
+            line.update(dict.fromkeys(range(x, x + run), cell))
+            cursor.x = x + run
+            count -= run
+        self.dirty.add(cursor.y)
 
     def scroll_up(self, count: int = 1, *_: int) -> None:
         """SU (CSI n S): scroll the region up, as if the cursor indexed at its bottom."""
@@ -1039,6 +1076,10 @@ class VirtualScreen:
         """The offset actually shown: at most the scrollback size, and 0 on the alternate
         screen, which has no scrollback (as in xterm.js)."""
         if scroll_offset < 0:
+            # The daemon's error type, imported only here: callers in the holder check the
+            # offset first, so the holder never loads the daemon's dependencies.
+            from hoodyd.errors import InvalidRequest, Reason
+
             raise InvalidRequest(
                 "scroll_offset must be 0 or more",
                 reason=Reason.OUT_OF_RANGE,
