@@ -42,10 +42,13 @@ from hoodyd.terminals.ring import OutputRing
 
 WAIT = 10.0  # generous bound for any single wait on a loaded machine
 TAG = "HOODYD_HOLDER_TEST"
-NONCE = "f00dcafe"
 BASH = ["bash", "--norc", "--noprofile", "-i"]
+# With --markers the holder makes the nonce and hands it over on a pipe; these shells read it
+# into $N (the test's own scripts only: hoodyd's start-up files never export it).
+READ_NONCE = 'read -r N <&"$HOODYD_MARKER_FD"; '
+MARKED_BASH = ["sh", "-c", READ_NONCE + "export N; exec bash --norc --noprofile -i"]
 # bash draws a prompt marker with the last status, as hoodyd's own integration does
-MARKED_PS1 = "\\[\\e]6973;" + NONCE + ";D;$?\\a\\]$ "
+MARKED_PS1 = "\\[\\e]6973;${N};D;$?\\a\\]$ "
 
 
 @dataclass
@@ -82,6 +85,7 @@ class Box:
         meta: dict[str, Any] | None = None,
         launcher: HolderLauncher | None = None,
         keep_fds: tuple[int, ...] = (),
+        markers: bool = False,
     ) -> Path:
         path = socket_path or self.socket(terminal_id)
         await spawn_holder(
@@ -97,6 +101,7 @@ class Box:
             log_path=self.directory / f"holder-{terminal_id}.log",
             launcher=launcher,
             keep_fds=keep_fds,
+            markers=markers,
         )
         return path
 
@@ -279,11 +284,11 @@ async def test_markers_are_stripped_and_reported_at_their_offsets(box: Box) -> N
     """With a nonce, markers leave the output and arrive as events where they occurred;
     a marker with another nonce is plain output; a replay interleaves them the same way."""
     foreign = "\\033]6973;other;S\\007"
-    script = (
-        f"printf 'a\\033]6973;{NONCE};S\\007b\\033]6973;{NONCE};D;7;1\\007c{foreign}'; "
+    script = READ_NONCE + (
+        f'printf \'a\\033]6973;%s;S\\007b\\033]6973;%s;D;7;1\\007c{foreign}\' "$N" "$N"; '
         "exec sleep 100"
     )
-    path = await box.spawn(["sh", "-c", script], env=box.env(HOODYD_MARKER=NONCE))
+    path = await box.spawn(["sh", "-c", script], markers=True)
     expected = [
         (0, Output(b"a")),
         (1, CommandStarted()),
@@ -302,8 +307,10 @@ async def test_markers_are_stripped_and_reported_at_their_offsets(box: Box) -> N
 async def test_a_replay_starts_with_the_last_marker_the_ring_dropped(box: Box) -> None:
     """A prompt marker whose surrounding output the ring has dropped still opens a replay
     from the ring's start, so a follower learns the shell sits at its prompt."""
-    script = f"printf '\\033]6973;{NONCE};D;0;5\\007'; head -c 9000 /dev/zero; exec sleep 100"
-    path = await box.spawn(["sh", "-c", script], env=box.env(HOODYD_MARKER=NONCE), ring_bytes=4096)
+    script = READ_NONCE + (
+        "printf '\\033]6973;%s;D;0;5\\007' \"$N\"; head -c 9000 /dev/zero; exec sleep 100"
+    )
+    path = await box.spawn(["sh", "-c", script], markers=True, ring_bytes=4096)
     async with linked(path) as (link, live):
         # the ring offset reached, not the bytes received: a link that connects late is
         # sent only what the 4 KiB ring still holds
@@ -318,7 +325,7 @@ async def test_a_replay_starts_with_the_last_marker_the_ring_dropped(box: Box) -
 async def test_link_reconnects_after_a_dropped_connection_without_duplicates(box: Box) -> None:
     """When the connection drops while the holder listens, the link resumes where delivery
     stopped: no byte and no marker twice, nothing missed."""
-    path = await box.spawn(env=box.env(HOODYD_MARKER=NONCE, PS1=MARKED_PS1))
+    path = await box.spawn(MARKED_BASH, env=box.env(PS1=MARKED_PS1), markers=True)
     async with linked(path) as (link, seen):
         await until(lambda: any(isinstance(e, PromptDrawn) for _, e in seen.events), "prompt")
         prompts = sum(isinstance(e, PromptDrawn) for _, e in seen.events)
@@ -522,7 +529,7 @@ async def test_big_meta_at_spawn_arrives_too(box: Box) -> None:
 
 async def test_signal_to_the_foreground_group_interrupts_a_command(box: Box) -> None:
     """SIGINT to the foreground process group ends `sleep 100`; bash reports status 130."""
-    path = await box.spawn(env=box.env(HOODYD_MARKER=NONCE, PS1=MARKED_PS1))
+    path = await box.spawn(MARKED_BASH, env=box.env(PS1=MARKED_PS1), markers=True)
     async with linked(path) as (link, seen):
         await until(lambda: any(isinstance(e, PromptDrawn) for _, e in seen.events), "prompt")
         link.write(b"sleep 100\r")

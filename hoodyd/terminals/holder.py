@@ -7,7 +7,7 @@ the terminal and replays what it missed.
 
     python -I -m hoodyd.terminals.holder --socket PATH --terminal N [--cols 80] [--rows 24]
         [--ring-bytes 1048576] [--foreground] [--meta-json JSON | --meta-fd FD]
-        [--ready-fd FD] [--user NAME] [--keep-fd FD]... -- ARGV...
+        [--ready-fd FD] [--user NAME] [--keep-fd FD]... [--markers] -- ARGV...
 
 ARGV runs with the holder's environment, cwd and umask. By default the holder detaches (a
 fork and a new session: it is nobody's child and has no controlling terminal), stays after
@@ -17,7 +17,9 @@ the caller's child and exits with the shell's status when the shell exits. `--re
 gets one line once the socket accepts connections: `ready <pid>` or `error <message>`.
 `--meta-fd` reads the meta from a descriptor (hoodyd passes a memory file: the meta holds
 the session's environment, which a command line would show every user); `--user` runs the
-shell as that account while the holder, root, keeps serving its socket.
+shell as that account while the holder, root, keeps serving its socket. `--markers` makes
+the shell integration's nonce here and hands it to the shell through a pipe its start-up file
+reads and closes, so that no environment, command line or file ever holds it.
 
 Imports stay within the standard library and the PTY modules: the holder's start-up time is
 part of every new terminal's.
@@ -31,6 +33,7 @@ import contextlib
 import json
 import os
 import pwd
+import secrets
 import signal
 import socket
 import sys
@@ -80,6 +83,8 @@ class Options:
     user: pwd.struct_passwd | None = None
     # descriptors the shell inherits (its start-up file, for a shell run as another user)
     keep_fds: tuple[int, ...] = ()
+    # the shell reports completion with markers under a nonce the holder makes (`--markers`)
+    markers: bool = False
 
 
 def parse_options(args: list[str]) -> Options:
@@ -96,6 +101,9 @@ def parse_options(args: list[str]) -> Options:
     parser.add_argument("--user", help="run the shell as this user (the holder runs as root)")
     parser.add_argument(
         "--keep-fd", type=int, action="append", default=[], help="pass to the shell"
+    )
+    parser.add_argument(
+        "--markers", action="store_true", help="make a marker nonce and hand it to the shell"
     )
     parser.add_argument("argv", nargs="+")
     parsed = parser.parse_args(args)
@@ -128,6 +136,7 @@ def parse_options(args: list[str]) -> Options:
         argv=parsed.argv,
         user=account,
         keep_fds=tuple(parsed.keep_fd),
+        markers=parsed.markers,
     )
 
 
@@ -278,8 +287,10 @@ class Holder:
         self._meta = options.meta
         self._ring = OutputRing(options.ring_bytes)
         self._max_behind = options.ring_bytes + MAX_BEHIND
-        nonce = os.environ.get("HOODYD_MARKER")
-        self._scanner = MarkerScanner(nonce) if nonce else None
+        # The nonce lives in this process's memory and, once read, the shell's: never in an
+        # environment, a command line or a file (see `_nonce_pipe`).
+        self._nonce = secrets.token_hex(16) if options.markers else None
+        self._scanner = MarkerScanner(self._nonce) if self._nonce else None
         # (ring offset, sequence number, event), oldest first
         self._markers: deque[tuple[int, int, MarkerEvent]] = deque(maxlen=MAX_MARKERS)
         # the newest marker whose output the ring dropped: a replay from the ring's start
@@ -307,6 +318,8 @@ class Holder:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, self.hang_up, HANG_UP_GRACE)
         env = dict(os.environ)
+        env.pop("HOODYD_MARKER", None)
+        nonce_fd = self._nonce_pipe(env)
         account = self._options.user
         if account is not None:
             env.update(
@@ -325,7 +338,7 @@ class Holder:
             self._on_exit,
             umask=None,
             user=account,
-            pass_fds=self._options.keep_fds,
+            pass_fds=(*self._options.keep_fds, *([] if nonce_fd is None else [nonce_fd])),
         )
         try:
             self._pty.start()
@@ -334,6 +347,14 @@ class Holder:
             raise HolderStartError(
                 f"cannot start {self._options.argv[0]}: {error.strerror or error}"
             ) from error
+        finally:
+            if nonce_fd is not None:
+                os.close(nonce_fd)
+        # the shell has its copies; this process (possibly of the shell's own user, whose
+        # programs could open /proc/<holder>/fd/N) keeps none
+        for fd in self._options.keep_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
         self._started_at = time.time()
         os.chdir("/")  # a held directory would keep its file system busy
         self._server = await loop.create_unix_server(
@@ -342,6 +363,20 @@ class Holder:
         self._ready.ready()
         await self._done
         return exit_status(self._exit_code)
+
+    def _nonce_pipe(self, env: dict[str, str]) -> int | None:
+        """The read end of a pipe holding the nonce, for the shell's start-up file to read
+        and close (`HOODYD_MARKER_FD` names it). Read once, a pipe is empty: a program the
+        shell starts later finds nothing there, in its own descriptors or anyone's."""
+        if self._nonce is None:
+            return None
+        read_end, write_end = os.pipe()
+        try:
+            os.write(write_end, self._nonce.encode() + b"\n")
+        finally:
+            os.close(write_end)
+        env["HOODYD_MARKER_FD"] = str(read_end)
+        return read_end
 
     # clients
 

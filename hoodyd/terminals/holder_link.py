@@ -211,11 +211,13 @@ async def spawn_holder(
     user: str | None = None,
     keep_fds: tuple[int, ...] = (),
     launcher: HolderLauncher | None = None,
+    markers: bool = False,
 ) -> None:
     """Start a detached holder running `argv` (with `env`, `cwd` and the shell umask) and
     return once its socket accepts connections; HolderError with the holder's own message
     (`terminal N is already held by pid P`, a shell that cannot start) otherwise. With a
-    `launcher`, the holder is a fork of it (a new interpreter when it is unavailable)."""
+    `launcher`, the holder is a fork of it (a new interpreter when it is unavailable). With
+    `markers`, the holder makes the shell integration's nonce and hands it to the shell."""
     meta_json = (
         meta if isinstance(meta, bytes) else json.dumps(meta, separators=(",", ":")).encode()
     )
@@ -237,6 +239,7 @@ async def spawn_holder(
         "--ready-fd", str(write_end),
         *(["--user", user] if user is not None else []),
         *(arg for fd in keep_fds for arg in ("--keep-fd", str(fd))),
+        *(["--markers"] if markers else []),
         "--", *argv,
     ]  # fmt: skip
     passed = (write_end, meta_fd, *keep_fds)

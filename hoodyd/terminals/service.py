@@ -17,7 +17,6 @@ import base64
 import contextlib
 import os
 import pwd
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -655,10 +654,10 @@ class TerminalService:
         env.update(options.env)
         keep_fds: tuple[int, ...] = ()
         if account is None:
-            argv = self._integration.launch(shell, secrets.token_hex(8), script, env)
+            argv = self._integration.launch(shell, script, env)
         else:
             del env["HISTFILE"]  # theirs, not in hoodyd's private directory
-            argv, rc_fd = self._integration.launch_as(shell, secrets.token_hex(8), script, env)
+            argv, rc_fd = self._integration.launch_as(shell, script, env)
             keep_fds = (rc_fd,)
         session = TerminalSession(
             terminal_id,

@@ -335,6 +335,7 @@ class TerminalSession:
             user=launch.user,
             keep_fds=launch.keep_fds,
             launcher=launch.launcher,
+            markers=True,
         )
         relay = _Relay(self)
         link = await HolderLink.connect(launch.socket, on_event=relay.event, on_exit=relay.exit)

@@ -4,8 +4,10 @@ hoodyd starts every shell with a start-up file it writes (bash `--rcfile`, zsh `
 fish `--init-command`, POSIX sh `ENV`). That file first loads the user's own start-up files,
 then installs prompt hooks that print the markers described in `hoodyd.terminals.markers`, so
 hoodyd learns that a command started, finished, and with which status, without ever sleeping.
-The per-session nonce travels in `HOODYD_MARKER`, which the file removes from the environment
-before any user command runs.
+The per-session nonce is made by the terminal's holder, which hands it over through a pipe
+named by `HOODYD_MARKER_FD`: the file reads it first thing, before any other start-up file, and
+closes the pipe, so the nonce is in no environment, command line or file, and a descriptor a
+program could inherit or find in /proc holds nothing any more.
 """
 
 from __future__ import annotations
@@ -25,13 +27,21 @@ from hoodyd.errors import InvalidRequest, Reason
 ShellKind = Literal["bash", "zsh", "fish", "sh"]
 SHELL_KINDS: tuple[ShellKind, ...] = ("bash", "zsh", "fish", "sh")
 
+# POSIX (bash, zsh, sh): read the nonce from the holder's pipe and close it.
+_READ_NONCE = r"""case ${HOODYD_MARKER_FD:-} in
+  ''|*[!0-9]*) __hoodyd_nonce=unset ;;
+  *) IFS= read -r __hoodyd_nonce <&"$HOODYD_MARKER_FD"; eval "exec $HOODYD_MARKER_FD<&-" ;;
+esac
+unset HOODYD_MARKER_FD
+"""
+
 _BASH_RC = r"""# hoodyd shell integration for bash (written by hoodyd; rewritten at each start)
+@read-nonce@
 if [ -z "${HOODYD_SKIP_USER_RC:-}" ]; then
   [ -f /etc/bash.bashrc ] && . /etc/bash.bashrc
   [ -f ~/.bashrc ] && . ~/.bashrc
 fi
 unset HOODYD_SKIP_USER_RC
-__hoodyd_nonce=$HOODYD_MARKER; unset HOODYD_MARKER
 # History expansion would rewrite injected commands that contain '!'.
 set +H
 __hoodyd_status=0
@@ -52,14 +62,15 @@ if [ -n "${HOODYD_STARTUP_SCRIPT:-}" ]; then . "$HOODYD_STARTUP_SCRIPT"; fi
 unset HOODYD_STARTUP_SCRIPT
 """
 
-_ZSH_ENV = r"""# hoodyd shell integration for zsh: load the user's .zshenv
+_ZSH_ENV = r"""# hoodyd shell integration for zsh: take the nonce, load the user's .zshenv
+@read-nonce@
+typeset -g __hoodyd_nonce
 if [[ -z ${HOODYD_SKIP_USER_RC:-} && -f ${HOODYD_USER_ZDOTDIR:-$HOME}/.zshenv ]]; then
   source ${HOODYD_USER_ZDOTDIR:-$HOME}/.zshenv
 fi
 """
 
 _ZSH_RC = r"""# hoodyd shell integration for zsh (written by hoodyd; rewritten at each start)
-__hoodyd_nonce=$HOODYD_MARKER; unset HOODYD_MARKER
 ZDOTDIR=${HOODYD_USER_ZDOTDIR:-$HOME}; unset HOODYD_USER_ZDOTDIR
 [[ -z ${HOODYD_SKIP_USER_RC:-} && -f $ZDOTDIR/.zshrc ]] && source $ZDOTDIR/.zshrc
 unset HOODYD_SKIP_USER_RC
@@ -88,7 +99,13 @@ unset HOODYD_STARTUP_SCRIPT
 
 _FISH_RC = r"""# hoodyd shell integration for fish (written by hoodyd; rewritten at each start)
 # (fish has already read the user's config.fish when --init-command runs)
-set -g __hoodyd_nonce $HOODYD_MARKER; set -e HOODYD_MARKER; set -e HOODYD_SKIP_USER_RC
+# The nonce comes from the holder's pipe: fish cannot close a descriptor, but once read
+# the pipe is empty and at its end.
+set -g __hoodyd_nonce unset
+if string match -qr '^[0-9]+$' -- "$HOODYD_MARKER_FD"
+  eval "read -g __hoodyd_nonce <&$HOODYD_MARKER_FD"
+end
+set -e HOODYD_MARKER_FD; set -e HOODYD_SKIP_USER_RC
 set -g __hoodyd_seq 0
 function __hoodyd_preexec --on-event fish_preexec
   printf '\e]6973;%s;S\a' $__hoodyd_nonce
@@ -114,7 +131,7 @@ set -e HOODYD_STARTUP_SCRIPT
 # POSIX sh has no prompt hook, but expands $(...) in PS1 with $? still set; it cannot count
 # prompts, and having no line editor it never redraws a prompt, so every marker is a new one.
 _SH_RC = r"""# hoodyd shell integration for POSIX sh (written by hoodyd; rewritten at each start)
-__hoodyd_nonce=$HOODYD_MARKER; unset HOODYD_MARKER
+@read-nonce@
 if [ -z "${HOODYD_SKIP_USER_RC:-}" ] && [ -n "${HOODYD_USER_ENV:-}" ] && [ -f "$HOODYD_USER_ENV" ]
 then . "$HOODYD_USER_ENV"; fi
 unset HOODYD_USER_ENV HOODYD_SKIP_USER_RC
@@ -123,6 +140,10 @@ PS2="$(printf '\033]6973;%s;C\007' "$__hoodyd_nonce")${PS2:-> }"
 if [ -n "${HOODYD_STARTUP_SCRIPT:-}" ]; then . "$HOODYD_STARTUP_SCRIPT"; fi
 unset HOODYD_STARTUP_SCRIPT
 """
+
+_BASH_RC, _ZSH_ENV, _SH_RC = (
+    text.replace("@read-nonce@\n", _READ_NONCE) for text in (_BASH_RC, _ZSH_ENV, _SH_RC)
+)
 
 # the start-up file of each shell that can run as another user (handed over as a memory file)
 _RC_TEXTS = {"bash": _BASH_RC, "sh": _SH_RC, "fish": _FISH_RC}
@@ -180,11 +201,9 @@ class ShellIntegration:
             staging.write_text(text)
             staging.replace(target)
 
-    def launch(
-        self, shell: Shell, nonce: str, startup_script: str | None, env: dict[str, str]
-    ) -> list[str]:
+    def launch(self, shell: Shell, startup_script: str | None, env: dict[str, str]) -> list[str]:
         """The argv to exec; adds the integration's variables to `env` in place."""
-        self._integration_env(env, nonce, startup_script)
+        self._integration_env(env, startup_script)
         if shell.kind == "bash":
             return [shell.path, "--rcfile", str(self.directory / "hoodyd.bashrc"), "-i"]
         if shell.kind == "zsh":
@@ -202,7 +221,7 @@ class ShellIntegration:
         return [shell.path, "-i"]
 
     def launch_as(
-        self, shell: Shell, nonce: str, startup_script: str | None, env: dict[str, str]
+        self, shell: Shell, startup_script: str | None, env: dict[str, str]
     ) -> tuple[list[str], int]:
         """The argv for a shell run as another user, who cannot read hoodyd's private state
         directory: its start-up file is handed over as an inherited memory file, read as
@@ -213,7 +232,7 @@ class ShellIntegration:
         os.write(fd, _RC_TEXTS[shell.kind].encode())
         os.lseek(fd, 0, os.SEEK_SET)
         rc = f"/dev/fd/{fd}"
-        self._integration_env(env, nonce, startup_script)
+        self._integration_env(env, startup_script)
         if shell.kind == "bash":
             return [shell.path, "--rcfile", rc, "-i"], fd
         if shell.kind == "fish":
@@ -224,9 +243,9 @@ class ShellIntegration:
         env["ENV"] = rc
         return [shell.path, "-i"], fd
 
-    def _integration_env(self, env: dict[str, str], nonce: str, startup_script: str | None) -> None:
-        """The variables the start-up files read, added to `env` in place."""
-        env["HOODYD_MARKER"] = nonce
+    def _integration_env(self, env: dict[str, str], startup_script: str | None) -> None:
+        """The variables the start-up files read, added to `env` in place (the nonce is not
+        one of them: the holder makes it and hands it over itself)."""
         if not self.user_rc:
             env["HOODYD_SKIP_USER_RC"] = "1"
         if startup_script:
