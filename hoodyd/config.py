@@ -25,6 +25,14 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     token: str = ""
     shutdown_timeout: float = 10.0
     max_body_bytes: int = 1024 * 1024
+    # seconds a request's line and headers, then its body, may take to arrive (408 after)
+    head_timeout: float = 10.0
+    body_timeout: float = 30.0
+    # seconds an idle keep-alive connection is kept open
+    keepalive_timeout: float = 15.0
+    # open connections kept per listener; beyond them a new one is closed at once
+    max_tcp_connections: int = 512
+    max_unix_connections: int = 256
     # a browser's login session ends after this many seconds without a request, and at the
     # latest this many seconds after the login
     session_idle_timeout: float = 30 * 60.0

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import resource
 import secrets
 import shlex
 import signal
@@ -25,7 +26,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from hoodyd.api.server import Runner
+from hoodyd.api.server import ConnectionLimits, ListenerSite, Runner
 from hoodyd.app import create_app
 from hoodyd.config import Config
 from hoodyd.private import AlreadyRunning, DaemonLock, UnsafePath, acquire_lock, private_dir
@@ -41,6 +42,7 @@ async def serve(config: Config) -> None:
     # before anything else: files are private from the first one, and a second daemon on
     # this state dir or socket leaves at once without touching the first one's
     os.umask(0o077)
+    raise_open_file_limit()
     inherited = _inherited_fds()
     locks = claim_paths(config, socket_inherited=bool(inherited))
     try:
@@ -75,7 +77,13 @@ async def _serve(config: Config, inherited: list[socket.socket]) -> None:
     # aiohttp may wait twice its timeout (for handlers, then for their cancellation); the
     # drain answers in-flight requests at once, so this only bounds a handler that hangs
     drain_s = config.server.shutdown_timeout / 4
-    runner = Runner(app, handle_signals=False, access_log=None, shutdown_timeout=drain_s)
+    runner = Runner(
+        app,
+        limits=connection_limits(config),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=drain_s,
+    )
     await runner.setup()  # services start here: supervisord, store, reconciliation
     # what start-up allocated (indexes, config) lives as long as the daemon: keep it out of
     # every later full collection, which would otherwise stall requests for ~20 ms
@@ -84,23 +92,17 @@ async def _serve(config: Config, inherited: list[socket.socket]) -> None:
     try:
         if inherited:
             for sock in inherited:
-                await web.SockSite(
-                    runner, sock, shutdown_timeout=drain_s, backlog=BACKLOG
-                ).start()
+                await ListenerSite(runner, sock).start()
             log.info("serving_inherited_sockets", count=len(inherited))
         else:
             created_socket = Path(config.server.socket)
             group = config.server.allowed_gids[0] if config.server.allowed_gids else None
             sock = bind_unix_socket(created_socket, socket_mode(config), group)
-            await web.SockSite(
-                runner, sock, shutdown_timeout=drain_s, backlog=BACKLOG
-            ).start()
+            await ListenerSite(runner, sock).start()
             log.info("serving_unix", socket=str(created_socket))
         if config.server.tcp:
             host, port = parse_host_port(config.server.tcp)
-            await web.TCPSite(
-                runner, host, port, shutdown_timeout=drain_s, backlog=BACKLOG
-            ).start()
+            await ListenerSite(runner, bind_tcp_socket(host, port)).start()
             log.info("serving_tcp", host=host, port=port)
         sd_notify("READY=1")
         _tell_terminal(f"hoodyd: listening on {', '.join(_addresses(config, inherited))}")
@@ -114,6 +116,45 @@ async def _serve(config: Config, inherited: list[socket.socket]) -> None:
                 created_socket.unlink()
         log.info("stopped")
         _tell_terminal(_left_running(config))
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft limit of open files to the hard one (systemd starts services at 1024
+    soft): every connection costs a descriptor. Returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("open_file_limit_not_raised", soft=soft, hard=hard, error=str(exc))
+            return soft
+    log.info("open_file_limit", soft=hard, hard=hard, was=soft)
+    return hard
+
+
+def connection_limits(config: Config) -> ConnectionLimits:
+    """The configured connection limits, fitted to the open-file limit in force."""
+    server = config.server
+    wanted = ConnectionLimits(
+        head_timeout=server.head_timeout,
+        body_timeout=server.body_timeout,
+        keepalive_timeout=server.keepalive_timeout,
+        max_tcp=server.max_tcp_connections,
+        max_unix=server.max_unix_connections,
+    )
+    open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    limits = wanted.fitted(open_files)
+    log.info(
+        "connection_limits",
+        max_tcp=limits.max_tcp,
+        max_unix=limits.max_unix,
+        open_file_limit=open_files,
+        head_timeout_s=limits.head_timeout,
+        body_timeout_s=limits.body_timeout,
+        keepalive_timeout_s=limits.keepalive_timeout,
+        **({"reduced_from": [wanted.max_tcp, wanted.max_unix]} if limits != wanted else {}),
+    )
+    return limits
 
 
 async def _close_within(runner: web.AppRunner, limit: float) -> None:
@@ -180,6 +221,14 @@ def bind_unix_socket(path: Path, mode: int, group: int | None = None) -> socket.
     sock.listen(BACKLOG)
     os.rename(staging, path)
     return sock
+
+
+def bind_tcp_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=BACKLOG)
+    except OSError as exc:
+        raise SystemExit(f"hoodyd: cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def parse_host_port(value: str) -> tuple[str, int]:

@@ -2,13 +2,19 @@
 
 Under systemd (`JOURNAL_STREAM` names stderr's device and inode) each line starts with its
 syslog priority, `<3>` for an error … `<7>` for debug, which journald strips and records
-(sd-daemon(3)): `journalctl -p warning` then shows hoodyd's warnings."""
+(sd-daemon(3)): `journalctl -p warning` then shows hoodyd's warnings.
+
+What the libraries underneath log through the standard `logging` module (aiohttp, asyncio)
+becomes structlog events too, at a bounded rate and without the message's arguments or the
+exception's text: those can quote a request's raw bytes (a token in a query or a header).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import time
 from typing import Any
 
 import msgspec
@@ -24,6 +30,91 @@ def enabled(level: int) -> bool:
     """Whether an event at `level` (a `logging` level number) is logged at all, so a hot path
     can skip building an event the configured filter would drop."""
     return level >= _threshold
+
+
+class Throttle:
+    """A token bucket for log lines: `burst` at once, then `per_second`; `admit` returns how
+    many were dropped since the last line it let through, or None to drop this one."""
+
+    __slots__ = ("_burst", "_dropped", "_rate", "_stamp", "_tokens")
+
+    def __init__(self, burst: int, per_second: float) -> None:
+        self._burst = float(burst)
+        self._rate = per_second
+        self._tokens = float(burst)
+        self._stamp = time.monotonic()
+        self._dropped = 0
+
+    def admit(self) -> int | None:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if self._tokens < 1:
+            self._dropped += 1
+            return None
+        self._tokens -= 1
+        dropped, self._dropped = self._dropped, 0
+        return dropped
+
+
+def safe_text(text: str, limit: int = 256) -> str:
+    """`text` cut to `limit` characters with every non-printable character escaped, fit
+    for a log line read on a terminal."""
+    text = text[:limit]
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def safe_path(path: str) -> str:
+    """A request path for a log line: nothing from a `?` on (a decoded `%3F` included), and
+    printable."""
+    return safe_text(path.partition("?")[0])
+
+
+class _LibraryLogs(logging.Handler):
+    """Records of the `logging` loggers hoodyd's libraries use, as structlog events: the
+    message template's first line (never its arguments), the exception's type (never its
+    text), at most a few lines per second for each template."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self._throttles: dict[tuple[str, str], Throttle] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        template = str(record.msg).split("\n", 1)[0][:200]
+        throttle = self._throttles.get((record.name, template))
+        if throttle is None:
+            if len(self._throttles) > 1000:
+                self._throttles.clear()
+            throttle = self._throttles[(record.name, template)] = Throttle(5, 0.5)
+        dropped = throttle.admit()
+        if dropped is None:
+            return
+        fields: dict[str, Any] = {"logger": record.name, "detail": template}
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            fields["error"] = type(exc).__name__
+            if isinstance(exc, OSError) and exc.errno is not None:
+                fields["errno"] = exc.errno
+        if dropped:
+            fields["suppressed"] = dropped
+        level = record.levelname.lower()
+        logger = structlog.get_logger()
+        method = getattr(logger, level if level in PRIORITIES else "warning")
+        method("library_log", **fields)
+
+
+_LIBRARY_LOGGERS = ("aiohttp", "asyncio")
+
+
+def capture_library_logs() -> None:
+    """Send the aiohttp and asyncio loggers through `_LibraryLogs` (once per process)."""
+    for name in _LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _LibraryLogs) for h in logger.handlers):
+            logger.addHandler(_LibraryLogs())
+        logger.propagate = False
 
 
 def _dumps(event: object, **_: object) -> str:
@@ -95,3 +186,4 @@ def configure(level: str = "info", fmt: str = "auto", *, journal: bool | None = 
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
+    capture_library_logs()

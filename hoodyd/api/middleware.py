@@ -26,6 +26,7 @@ from hoodyd.api.routes import is_open, takes_query_token
 from hoodyd.api.sessions import admits_session
 from hoodyd.errors import Forbidden, HoodydError, InvalidRequest, Reason, Unauthorized
 from hoodyd.log import enabled as log_enabled
+from hoodyd.log import safe_path
 
 log = structlog.get_logger()
 
@@ -39,6 +40,7 @@ _HTTP_REASONS = {
     403: Reason.FORBIDDEN,
     404: Reason.NOT_FOUND,
     405: Reason.METHOD_NOT_ALLOWED,
+    408: Reason.REQUEST_TIMEOUT,
     413: Reason.PAYLOAD_TOO_LARGE,
     415: Reason.UNSUPPORTED_MEDIA_TYPE,
     431: Reason.HEADERS_TOO_LARGE,
@@ -95,7 +97,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     """Bind a request id (and the caller's origin) to every log line of this request.
 
     Headers are checked here, before any handler runs: a request whose headers cannot be
-    decoded, echoed or logged is refused whole, so nothing it asked for has happened.
+    decoded, echoed or logged is refused whole, so nothing it asked for has happened. The
+    request's own log line names its method, its path without the query and, when refused,
+    the reason; never a header value or the query (either may hold a token).
     """
     given_id = request.headers.get("X-Request-Id")
     # 16 random hex digits, as `uuid4().hex[:16]` gave, at a sixth of its cost
@@ -104,6 +108,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
     status = 500
+    refused: Reason | None = None
     try:
         _check_headers(request, given_id)
         origin = request.query.get("origin") or request.headers.get("X-Hoody-Origin")
@@ -114,7 +119,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response.headers["X-Request-Id"] = request_id
         return response
     except HoodydError as exc:
-        status = exc.status
+        status, refused = exc.status, exc.reason
         response = error_response(request, exc)
         response.headers["X-Request-Id"] = request_id
         return response
@@ -123,14 +128,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         if exc.status < 400:
             raise
         message = exc.reason if exc.status != 413 else "request body exceeds the size limit"
+        refused = _HTTP_REASONS.get(exc.status, Reason.HTTP_ERROR)
         response = web.Response(
-            body=error_body(
-                error_shape(request),
-                exc.status,
-                message,
-                _HTTP_REASONS.get(exc.status, Reason.HTTP_ERROR),
-                {},
-            ),
+            body=error_body(error_shape(request), exc.status, message, refused, {}),
             status=exc.status,
             content_type="application/json",
             headers={"X-Request-Id": request_id},
@@ -139,7 +139,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             response.headers["Allow"] = exc.headers["Allow"]
         return response
     except Exception:
-        log.exception("request_failed", method=request.method, path=_printable(request.path))
+        log.exception("request_failed", method=request.method, path=safe_path(request.path))
         return web.Response(
             body=error_body(error_shape(request), 500, "internal error", Reason.INTERNAL_ERROR, {}),
             status=500,
@@ -149,12 +149,14 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         # above `info` (HOODYD_LOG_LEVEL=warning) the line would be dropped: skip building it
         if log_enabled(logging.INFO):
+            extra = {"reason": refused} if refused is not None else {}
             log.info(
                 "request",
                 method=request.method,
-                path=_printable(request.path),
+                path=safe_path(request.path),
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                **extra,
             )
 
 
