@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -77,15 +78,20 @@ class Flight:
         status answers show from then on."""
         deadline = time.monotonic() + SETTLE_LIMIT_S
         while time.monotonic() < deadline:
-            asked_at = time.monotonic()
-            info = await client.find_process(self.name)
-            observer.note(info, self.name, asked_at)
-            self.last = instance_from_info(info, self.name, self.port)
-            state = self.last.status
+            state = (await self.read(client, observer)).status
             if state == "RUNNING":
                 self.settled.set_result(self.last)
                 return
-            if state in FAILED_STATES or state == "STOPPED":
+            if state == "STOPPED":
+                # only a stop (or a disable, an edit, a removal) stops a process: the start
+                # was called off, it did not fail
+                self.settled.set_exception(
+                    Conflict(
+                        f"{self.name} was stopped while starting", reason=Reason.START_CANCELLED
+                    )
+                )
+                return
+            if state in FAILED_STATES:
                 self.settled.set_exception(await start_failure(client, self.last))
                 return
             self.wakeup.clear()
@@ -97,6 +103,14 @@ class Flight:
         self.settled.set_exception(
             UpstreamFailed(f"{self.name} did not settle", reason=Reason.START_UNSETTLED)
         )
+
+    async def read(self, client: SupervisorClient, observer: Observer) -> Instance:
+        """Read the instance from supervisord into `last` and the observer's picture."""
+        asked_at = time.monotonic()
+        info = await client.find_process(self.name)
+        observer.note(info, self.name, asked_at)
+        self.last = instance_from_info(info, self.name, self.port)
+        return self.last
 
     def wait_port(self, host: str = "127.0.0.1") -> asyncio.Future[Instance]:
         """A future that resolves once the instance accepts TCP connections on its port."""
@@ -151,6 +165,17 @@ async def start_failure(client: SupervisorClient, instance: Instance) -> HoodydE
     )
 
 
+@dataclass(slots=True, kw_only=True)
+class Begun:
+    """A start that has acted: its flight (or, `running`, the instance found running)."""
+
+    name: str
+    port: int | None
+    already_running: bool
+    flight: Flight | None = None
+    running: Instance | None = None
+
+
 class Instances:
     """Starts in flight by supervisord name; instances registered on demand."""
 
@@ -182,6 +207,12 @@ class Instances:
 
     async def start(self, program: Program, port: int | None, request: StartRequest) -> Started:
         """Start (or join the start of) one instance of an enabled program."""
+        return await self.finish(await self.begin(program, port, request), request)
+
+    async def begin(self, program: Program, port: int | None, request: StartRequest) -> Begun:
+        """The part of a start that acts: the instance is found running, or its spawn is
+        under way (joined or begun, and supervisord has answered it). What a caller then
+        waits for is `finish`, which changes nothing."""
         name = conf.instance_name(program, port)
         flight = self._flight(name)
         if flight is not None:
@@ -189,17 +220,26 @@ class Instances:
         else:
             known = self._known_running(name, port) if request.if_not_running else None
             if known is not None:
-                return await self._answer_running(request, name, port, known)
+                return self._running(request, name, port, known)
             info = await self.client.find_process(name)
             flight = self._flight(name)  # another caller may have begun meanwhile
             if flight is None:
                 if info is not None and info.statename == "RUNNING":
                     running = instance_from_info(info, name, port)
-                    return await self._answer_running(request, name, port, running)
+                    return self._running(request, name, port, running)
                 flight = self._launch(program, port, name, info)
         already_running = await asyncio.shield(flight.spawned)
         if already_running and not request.if_not_running:
             raise Conflict(f"{name} is already running", reason=Reason.ALREADY_RUNNING)
+        return Begun(name=name, port=port, already_running=already_running, flight=flight)
+
+    async def finish(self, begun: Begun, request: StartRequest) -> Started:
+        """What the caller of a begun start waits for (`wait`, `wait_for`)."""
+        name, flight = begun.name, begun.flight
+        if flight is None:
+            assert begun.running is not None
+            return await self._answer_running(request, name, begun.port, begun.running)
+        already_running = begun.already_running
         if not request.wait:
             return Started(already_running=already_running, instance=process_status(flight.last))
         waiting = flight.wait_port() if request.wait_for == "port" else flight.settled
@@ -213,6 +253,12 @@ class Instances:
                 extra={"instance": flight.last, "already_running": already_running},
             ) from None
         return Started(already_running=already_running, instance=process_status(instance))
+
+    @staticmethod
+    def _running(request: StartRequest, name: str, port: int | None, found: Instance) -> Begun:
+        if not request.if_not_running:
+            raise Conflict(f"{name} is already running", reason=Reason.ALREADY_RUNNING)
+        return Begun(name=name, port=port, already_running=True, running=found)
 
     def _flight(self, name: str) -> Flight | None:
         """The start in flight to join, if any. One begun with a supervisord since lost is not
@@ -257,6 +303,8 @@ class Instances:
                 already = info is not None and info.statename in RUNNING_STATES
                 if not already:
                     await self._spawn(program, port, name, info)
+                # answers and status reads from now on show the spawned process (its pid)
+                await flight.read(self.client, self.observer)
                 flight.spawned.set_result(already)
                 await flight.watch(self.client, self.observer)
             except BaseException as exc:

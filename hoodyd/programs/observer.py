@@ -27,6 +27,9 @@ log = structlog.get_logger()
 
 ALIVE_CHECK_S = 0.1  # how often a dead embedded supervisord is looked for between polls
 LOST_RETRY_S = 0.25  # how often a lost supervisord is asked again
+# events that lack what status answers show: STARTING carries no pid (supervisord announces
+# it before it forks), EXITED/BACKOFF/FATAL no exit status; getProcessInfo has both
+READ_AFTER_EVENT = frozenset({"STARTING", "EXITED", "BACKOFF", "FATAL"})
 
 
 class Transition(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,6 +94,7 @@ class Observer:
             EventReceiver(events_socket, self.on_event) if events_socket is not None else None
         )
         self._poller: asyncio.Task[None] | None = None
+        self._reads: dict[str, asyncio.Task[None]] = {}  # one read after an event per name
         self._primed = False  # the first poll records states; later ones report transitions
         self._lost = False  # supervisord stopped answering; cleared once converged
         # which supervisord answers: one more each time one is lost, so that nothing begun
@@ -174,6 +178,8 @@ class Observer:
         self._poller = asyncio.create_task(self._poll_forever())
 
     async def close(self) -> None:
+        for task in list(self._reads.values()):
+            task.cancel()
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -282,6 +288,27 @@ class Observer:
         folded.event_at = time.monotonic()
         folded.serial = serial
         folded.noted = False
+        if event.state in READ_AFTER_EVENT:
+            self._read_soon(name)
+
+    def _read_soon(self, name: str) -> None:
+        """Complete what an event left out (the new pid, the exit status) with one read."""
+        if name in self._reads or self._lost:
+            return
+
+        async def read() -> None:
+            try:
+                asked_at = time.monotonic()
+                with contextlib.suppress(HoodydError):
+                    self.note(await self.client.find_process(name), name, asked_at)
+            finally:
+                self._reads.pop(name, None)
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # fed outside a loop (a replay): the poll completes it
+            return
+        self._reads[name] = loop.create_task(read())
 
     def _fold(
         self, info: ProcessInfo, *, from_state: str | None = None, initial: bool = False

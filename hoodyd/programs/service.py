@@ -107,6 +107,10 @@ class ProgramService:
         self.should_run = ShouldRun(self.store)
         self.idle = IdleReaper(self, self.table, self.observer.subscribe)
         self._lock = asyncio.Lock()  # one mutation of programs at a time
+        # one change of a program at a time (a start's spawn, a stop, an edit...): the
+        # desired state and supervisord move together, the last change acting last. Taken
+        # after `_lock` by mutations, alone by starts and stops.
+        self._program_locks: dict[int, asyncio.Lock] = {}
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -166,6 +170,9 @@ class ProgramService:
             n: str(r) for n, r in zip(names, results, strict=True) if isinstance(r, Exception)
         }
         log.info("instances_brought_back", started=len(names) - len(failed), failed=failed)
+
+    def _program_lock(self, program_id: int) -> asyncio.Lock:
+        return self._program_locks.setdefault(program_id, asyncio.Lock())
 
     async def _converge_locked(self) -> None:
         async with self._lock:
@@ -236,7 +243,7 @@ class ProgramService:
             return program
 
     async def edit(self, program_id: int, given: ProgramInput) -> Program:
-        async with self._lock:
+        async with self._lock, self._program_lock(program_id):
             current = self.get(program_id)
             program = self._build(given, program_id, current)
             if program == current:
@@ -258,7 +265,7 @@ class ProgramService:
             return program
 
     async def remove(self, program_id: int) -> None:
-        async with self._lock:
+        async with self._lock, self._program_lock(program_id):
             program = self.get(program_id)
             wanted = self.should_run.of(program_id)
             await self.store.delete_program(program_id)
@@ -276,7 +283,7 @@ class ProgramService:
             log.info("program_removed", program_id=program_id, name=program.name)
 
     async def set_enabled(self, program_id: int, enabled: bool) -> Program:
-        async with self._lock:
+        async with self._lock, self._program_lock(program_id):
             current = self.get(program_id)
             program = msgspec.structs.replace(current, enabled=enabled)
             wanted = self.should_run.of(program_id)
@@ -302,7 +309,9 @@ class ProgramService:
     async def reset(self) -> int:
         """Replace every program with the defaults file's, re-applying the enabled ones."""
         defaults = load_defaults(Path(self.config.programs.defaults_file))
-        async with self._lock:
+        async with self._lock, contextlib.AsyncExitStack() as held:
+            for program_id in sorted(program.id for program in self.table.programs()):
+                await held.enter_async_context(self._program_lock(program_id))
             programs: list[Program] = []
             for index, given in enumerate(defaults, start=1):
                 program_id = check_program_id(given.id) if isinstance(given.id, int) else index
@@ -378,28 +387,41 @@ class ProgramService:
     # ---- start / stop ------------------------------------------------------------------
 
     async def start(self, program_id: int, request: StartRequest) -> Started:
-        """Start (or join the start of) one instance."""
-        program = self.get(program_id)
-        if not program.enabled:
-            raise Conflict(
-                f"Program with ID {program_id} is disabled", reason=Reason.PROGRAM_DISABLED
-            )
-        port = check_port(program, request.port)
-        if request.wait_for == "port" and port is None:
-            raise InvalidRequest(
-                'wait_for "port" needs a port-range program and a port', reason=Reason.PORT_REQUIRED
-            )
-        name = conf.instance_name(program, port)
-        recorded = name in self.should_run
-        await self.should_run.want(name, program.id, port)  # desired state first
+        """Start (or join the start of) one instance. The desired state and the spawn change
+        under the program's lock; waiting for the instance (`wait`) happens outside it."""
+        async with self._program_lock(program_id):
+            program = self.get(program_id)
+            if not program.enabled:
+                raise Conflict(
+                    f"Program with ID {program_id} is disabled", reason=Reason.PROGRAM_DISABLED
+                )
+            port = check_port(program, request.port)
+            if request.wait_for == "port" and port is None:
+                raise InvalidRequest(
+                    'wait_for "port" needs a port-range program and a port',
+                    reason=Reason.PORT_REQUIRED,
+                )
+            name = conf.instance_name(program, port)
+            recorded = name in self.should_run
+            await self.should_run.want(name, program.id, port)  # desired state first
+            version = self.should_run.version(name)
+            try:
+                begun = await self.instances.begin(program, port, request)
+            except (WaitTimeout, Conflict):  # already running: it should run
+                raise
+            except HoodydError:
+                if not recorded:  # the start failed: as if it had never been asked for
+                    with contextlib.suppress(HoodydError):
+                        await self.should_run.unwant([name])
+                raise
         try:
-            started = await self.instances.start(program, port, request)
-        except (WaitTimeout, Conflict):  # still starting, or already running: it should run
+            started = await self.instances.finish(begun, request)
+        except (WaitTimeout, Conflict):  # still starting, or called off by a stop
             raise
         except HoodydError:
-            if not recorded:  # the start failed: as if it had never been asked for
+            if not recorded:  # unless a later start or stop has recorded it since
                 with contextlib.suppress(HoodydError):
-                    await self.should_run.unwant([name])
+                    await self.should_run.unwant([name], unless_changed_since=version)
             raise
         self.idle.touch(program, port)
         return started
@@ -407,7 +429,21 @@ class ProgramService:
     async def stop(self, program_id: int, request: StopRequest) -> list[str]:
         """Stop the program, one port instance, or (`all`) every registered instance; the
         names of the instances that were running."""
-        program = self.get(program_id)
+        async with self._program_lock(program_id):
+            program = self.get(program_id)
+            names = self._names_to_stop(program, request)
+            wanted = {n: o for n, o in self.should_run.of(program.id).items() if n in names}
+            await self.should_run.unwant(names)  # desired state first
+            try:
+                stopped = await self.instances.stop(names)
+            except HoodydError:
+                with contextlib.suppress(HoodydError):
+                    await self.should_run.restore(wanted)
+                raise
+        log.info("program_stopped", program_id=program_id, instances=stopped)
+        return stopped
+
+    def _names_to_stop(self, program: Program, request: StopRequest) -> list[str]:
         if program.port_range is None:
             if request.port is not None:
                 check_port(program, request.port)
@@ -424,17 +460,7 @@ class ProgramService:
             )
         if request.all:
             names += [name for name in self.should_run.of(program.id) if name not in names]
-        wanted = {n: o for n, o in self.should_run.of(program.id).items() if n in names}
-        await self.should_run.unwant(names)  # desired state first
-        try:
-            stopped = await self.instances.stop(names)
-        except HoodydError:
-            with contextlib.suppress(HoodydError):
-                await self.store.set_should_run(wanted, [])
-                self.should_run.put_back(wanted)
-            raise
-        log.info("program_stopped", program_id=program_id, instances=stopped)
-        return stopped
+        return names
 
 
 def load_defaults(path: Path) -> list[ProgramInput]:

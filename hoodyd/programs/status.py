@@ -7,14 +7,18 @@ callers ask."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+import msgspec
 import psutil
 from msgspec import UNSET
 
+from hoodyd.errors import HoodydError
+from hoodyd.polling import poll_until
 from hoodyd.programs import conf
 from hoodyd.programs.observer import Observer
 from hoodyd.programs.supervisor_client import ProcessInfo, SupervisorClient
@@ -32,6 +36,9 @@ from hoodyd.schemas.daemon import (
 )
 
 RUNNING_STATES = frozenset({"STARTING", "RUNNING", "BACKOFF"})
+LIVE_STATES = frozenset({"STARTING", "RUNNING", "STOPPING"})  # states that have a process
+DEATH_FOLLOW_S = 0.3  # how long a status waits for supervisord to see a death
+PID_REUSE_SLACK_S = 5
 FAILED_STATES = frozenset({"BACKOFF", "FATAL", "EXITED"})
 
 Processes = dict[str, ProcessInfo]  # by supervisord process name
@@ -60,6 +67,15 @@ def process_start_time(pid: int) -> float | None:
     if fields[0] in (b"Z", b"X"):
         return None
     return _BOOT_TIME + int(fields[19]) / _CLOCK_TICKS
+
+
+def _has_dead_pid(info: ProcessInfo) -> bool:
+    """supervisord shows the process with a pid that is gone (or now another process's)."""
+    if not info.pid or info.statename not in LIVE_STATES:
+        return False
+    started = process_start_time(info.pid)
+    # a pid reused by a later process started well after supervisord's spawn of it
+    return started is None or (info.start > 0 and started > info.start + PID_REUSE_SLACK_S)
 
 
 def instance_from_info(info: ProcessInfo | None, name: str, port: int | None) -> Instance:
@@ -107,7 +123,34 @@ class StatusReader:
         self.stats = StatsCollector()
 
     async def snapshot(self) -> Processes:
-        return self.observer.processes()
+        """The observer's picture, its pids checked against /proc (one read of /proc/PID/stat
+        each): supervisord reaps a dead child only at its next loop turn (up to a second
+        later), and until then says RUNNING with the dead pid. A pid found dead makes
+        hoodyd ask supervisord again, which wakes it to reap; what it has still not seen
+        after `DEATH_FOLLOW_S` is shown as EXITED, never as running."""
+        infos = self.observer.processes()
+        dead = {name: info.pid for name, info in infos.items() if _has_dead_pid(info)}
+        if not dead:
+            return infos
+        await asyncio.gather(*(self._follow_death(name, pid) for name, pid in dead.items()))
+        infos = self.observer.processes()
+        for name, pid in dead.items():
+            info = infos.get(name)
+            if info is not None and info.pid == pid and _has_dead_pid(info):
+                infos[name] = msgspec.structs.replace(info, state=100, statename="EXITED", pid=0)
+        return infos
+
+    async def _follow_death(self, name: str, pid: int) -> None:
+        async def seen() -> bool | None:
+            asked_at = time.monotonic()
+            try:
+                info = await self.client.find_process(name)
+            except HoodydError:
+                return True
+            self.observer.note(info, name, asked_at)
+            return True if info is None or info.pid != pid or not _has_dead_pid(info) else None
+
+        await poll_until(seen, timeout=DEATH_FOLLOW_S, interval=0.02)
 
     async def statuses(self, programs: Iterable[Program], *, with_stats: bool) -> list[AnyStatus]:
         infos = await self.snapshot()

@@ -1,0 +1,106 @@
+"""Status follows what the processes do: a killed process is never shown running with its dead
+pid, and every pid an answer names is a live child of supervisord."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from typing import Any
+
+from hoodyd.polling import poll_until
+from tests.conftest import add_program as add
+from tests.test_programs_control import free_ports
+from tests.truth import check_status, check_statuses, is_live, is_supervised
+
+API = "/api/v1/daemon"
+SPAN_COMMAND = "/bin/sh -c 'exec /bin/sleep 300' sh"
+
+
+async def post(client: Any, path: str, body: Any = None) -> dict[str, Any]:
+    response = await client.post(API + path, json=body)
+    answer: dict[str, Any] = await response.json()
+    assert response.status == 200, answer
+    return answer
+
+
+async def status(client: Any, program_id: int, query: str = "") -> dict[str, Any]:
+    response = await client.get(f"{API}/status/{program_id}{query}")
+    body: dict[str, Any] = await response.json()
+    assert response.status == 200, body
+    check_statuses(body)
+    return body["status"]  # type: ignore[no-any-return]
+
+
+async def test_a_killed_process_is_never_reported_running_with_its_dead_pid(client: Any) -> None:
+    """Right after `kill -9`, the very next status does not show the dead pid as RUNNING;
+    the respawned process is shown with its own live pid."""
+    program = await add(client, autorestart="true")
+    started = await post(client, f"/programs/{program['id']}/start", {"wait": True})
+    old = started["status"]["pid"]
+    assert is_supervised(old)
+    os.kill(old, signal.SIGKILL)
+    await poll_until(lambda: _gone(old), timeout=5, interval=0.005)
+    after = await status(client, program["id"])
+    assert after["pid"] != old, after
+    assert after["status"] != "RUNNING" or after["pid"] is not None
+
+    async def respawned() -> dict[str, Any] | None:
+        now = await status(client, program["id"])
+        return now if now["status"] == "RUNNING" else None
+
+    running = await poll_until(respawned, timeout=10, interval=0.05)
+    assert running is not None and running["pid"] not in (None, old)
+
+
+async def _gone(pid: int) -> bool | None:
+    return True if not is_live(pid) else None
+
+
+async def test_every_pid_shown_during_a_restart_is_alive(client: Any) -> None:
+    """While a program is killed and respawned by supervisord, every status read in a tight
+    loop names only live processes of supervisord, and STARTING carries the new pid once
+    supervisord has forked it."""
+    program = await add(client, autorestart="true")
+    first = (await post(client, f"/programs/{program['id']}/start", {"wait": True}))["status"]
+    os.kill(first["pid"], signal.SIGKILL)
+    seen: set[str] = set()
+    starting_pids: list[int | None] = []
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        now = await status(client, program["id"])  # check_statuses asserts every pid lives
+        seen.add(now["status"])
+        if now["status"] == "STARTING":
+            starting_pids.append(now["pid"])
+        if now["status"] == "RUNNING" and now["pid"] != first["pid"]:
+            break
+        await asyncio.sleep(0.01)
+    assert "RUNNING" in seen
+    assert starting_pids and starting_pids[-1] is not None, starting_pids
+
+
+async def test_port_instances_count_only_live_processes(client: Any) -> None:
+    """A killed port instance is not counted in `running_instances` by the next status."""
+    base = free_ports(3)
+    program = await add(
+        client,
+        command=SPAN_COMMAND,
+        port_range={"start": base, "end": base + 2},
+        autorestart="false",
+    )
+    pids = []
+    for port in (base, base + 1, base + 2):
+        answer = await post(
+            client, f"/programs/{program['id']}/start", {"port": port, "wait": True}
+        )
+        pids.append(answer["instance"]["pid"])
+    whole = await status(client, program["id"])
+    assert whole["running_instances"] == 3
+    os.kill(pids[1], signal.SIGKILL)
+    await poll_until(lambda: _gone(pids[1]), timeout=5, interval=0.005)
+    whole = await status(client, program["id"])
+    assert whole["running_instances"] == 2, whole
+    one = await status(client, program["id"], f"?port={base + 1}")
+    check_status(one)
+    assert one["status"] in ("EXITED", "BACKOFF", "FATAL") and one["pid"] is None, one
