@@ -21,6 +21,10 @@ from hoodyd.apps.destructive import classify
 from tests.run_world import RUN, TERMINAL, RunWorld, run_world, wait_result
 
 DESTRUCTIVE = ("reboot", "shutdown", "mkfs.ext4")
+# stand-ins the former name list let through: a PATH program, and a desktop entry whose Exec
+# quits the session through `sh -c` (the bare `gnome-session-quit` is harmless on its own)
+LVREMOVE, QUIT = "lvremove", "gnome-session-quit"
+DESKTOP_APP = "quit-session"
 HARMLESS = "disk-report"
 REASON = "DESTRUCTIVE_NEEDS_EXPLICIT_PICK"
 
@@ -59,10 +63,16 @@ def install_stand_ins(world: RunWorld) -> None:
     sbin, ran = world.root / "sbin", world.root / "ran"
     sbin.mkdir()
     ran.mkdir()
-    for name in (*DESTRUCTIVE, HARMLESS):
+    for name in (*DESTRUCTIVE, HARMLESS, LVREMOVE, QUIT):
         program = sbin / name
         program.write_text(f"#!/bin/sh\n: > '{ran / name}'\n")
         program.chmod(0o755)
+    apps = world.root / "applications"
+    apps.mkdir()
+    (apps / f"{DESKTOP_APP}.desktop").write_text(
+        "[Desktop Entry]\nType=Application\nName=Quit session\nTerminal=true\n"
+        f'Exec=sh -c "{sbin / QUIT} --power-off"\n'
+    )
     ops = world.root / "ops.json"
     ops.write_text(json.dumps({"version": 1, "apps": [
         {"id": "restart-box", "title": "Restart box",
@@ -71,19 +81,20 @@ def install_stand_ins(world: RunWorld) -> None:
     sources = [
         {"source_id": "sbin", "enabled": True, "priority": 50, "provider": "system",
          "source_type": "system-path",
-         "config": {"path": str(sbin), "applications_dirs": []}},
+         "config": {"path": str(sbin), "applications_dirs": [str(apps)]}},
         {"source_id": "ops", "enabled": True, "priority": 40, "provider": "registry",
          "source_type": "trusted-list-file", "config": {"path": str(ops)}},
     ]  # fmt: skip
     for source in sources:
         status, body = _request(world.socket, "POST", f"{RUN}/sources", source)
         assert status == 201, body
-    for name in (*DESTRUCTIVE, HARMLESS):
+    for name in (*DESTRUCTIVE, HARMLESS, LVREMOVE, QUIT):
         _wait_for(world.socket, name, f"sbin:{sbin / name}")
     _wait_for(world.socket, "restart-box", "ops:restart-box")
+    _wait_for(world.socket, DESKTOP_APP, f"sbin:{apps / DESKTOP_APP}.desktop")
     # the daemon runs as whoever runs the tests (often root): before any run is tried, make
     # sure every candidate of these names is a stand-in in the temp dir
-    for name in (*DESTRUCTIVE, "rebot", "restart-box"):
+    for name in (*DESTRUCTIVE, "rebot", "restart-box", LVREMOVE, QUIT, DESKTOP_APP):
         _, body = _request(world.socket, "GET", f"{RUN}/search?app={name}")
         for candidate in body["candidates"]:
             assert str(world.root) in candidate["shell_command"], candidate
@@ -122,17 +133,19 @@ def hint_codes(candidate: dict[str, Any]) -> list[str]:
 
 
 def test_classify_finds_the_program_behind_paths_wrappers_and_launchers() -> None:
-    """The rule reads every word of the planned argv and the record's name."""
+    """The rule judges the command the planned argv runs (through paths, wrappers, shell
+    scripts and package launchers) and the record's name run bare."""
     destructive = [
         ("reboot", ["/usr/sbin/reboot"], "reboot"),
         ("e2fsprogs", ["/sbin/mkfs.ext4"], "mkfs.ext4"),
         ("x", ["sudo", "-n", "--", "poweroff"], "poweroff"),
         ("x", ["env", "LANG=C", "/sbin/halt"], "halt"),
         ("x", ["/bin/sh", "-c", "sleep 1; /sbin/shutdown -h now"], "shutdown"),
-        ("x", ["systemctl", "reboot"], "reboot"),
+        ("x", ["systemctl", "reboot"], "systemctl reboot"),
         ("parted", ["nix", "run", "nixpkgs#parted"], "parted"),
         ("wipefs", ["npx", "--yes", "wipefs@1.0.0"], "wipefs"),
-        ("x", ["dd", "if=/dev/zero", "of=/dev/sda"], "dd"),
+        ("x", ["dd", "if=/dev/zero", "of=/dev/sda"], "dd of=/dev/sda"),
+        ("x", ["gnome-session-quit", "--reboot"], "gnome-session-quit --reboot"),
         ("init", ["init"], "init"),
     ]
     for name, argv, program in destructive:
@@ -143,7 +156,8 @@ def test_classify_finds_the_program_behind_paths_wrappers_and_launchers() -> Non
         ("rebooter", ["/opt/bin/rebooter"]),
         ("ddrescue", ["/usr/bin/ddrescue"]),
         ("hello-run", ["/tmp/hello-run", "--greet", "it's me; $HOME"]),
-        ("gnome-session-quit", ["gnome-session-quit", "--reboot"]),
+        ("gnome-session-quit", ["gnome-session-quit", "--logout"]),
+        ("git", ["git", "init"]),
     ]
     for name, argv in harmless:
         assert classify(name, argv) is None, (name, argv)
@@ -308,3 +322,47 @@ async def test_a_harmless_exact_name_still_runs_with_pick_first(
     result = await wait_result(http, body["terminal"]["json"]["command_id"])
     assert result["status"] == "completed" and result["exit_code"] == 0, result
     assert HARMLESS in ran(world)
+
+
+def desktop_id(world: RunWorld) -> str:
+    return f"sbin:{world.root / 'applications' / DESKTOP_APP}.desktop"
+
+
+async def test_what_would_run_is_judged_not_a_name_list(
+    http: aiohttp.ClientSession, world: RunWorld
+) -> None:
+    """A PATH program the old name list missed (`lvremove`) and a desktop entry whose
+    `Exec=sh -c "… gnome-session-quit --power-off"` quits the session are marked and refused
+    on pick=first; the bare `gnome-session-quit` is not marked; nothing runs."""
+    before, history = ran(world), await history_total(http, 1)
+    for app, candidate_id in [
+        (LVREMOVE, sbin_id(world, LVREMOVE)),
+        (DESKTOP_APP, desktop_id(world)),
+    ]:
+        _, found = await get(http, f"{RUN}/search", app=app)
+        [candidate] = [c for c in found["candidates"] if c["candidate_id"] == candidate_id]
+        assert hint_codes(candidate) == ["destructive"], candidate
+        status, body = await get(http, f"{RUN}/run", app=app, pick="first")
+        assert (status, body["reason"]) == (403, REASON), body
+        assert body["selected"]["candidate_id"] == candidate_id
+    _, found = await get(http, f"{RUN}/search", app=QUIT)
+    [bare] = [c for c in found["candidates"] if c["candidate_id"] == sbin_id(world, QUIT)]
+    assert "destructive" not in hint_codes(bare)
+    assert ran(world) == before and await history_total(http, 1) == history
+
+
+async def test_pick_by_id_runs_the_judged_stand_ins(
+    http: aiohttp.ClientSession, world: RunWorld
+) -> None:
+    """Picked by their candidate ids, the `lvremove` stand-in and the desktop entry's
+    `sh -c` script run (each stand-in only writes its marker file)."""
+    for app, candidate_id, marker in [
+        (LVREMOVE, sbin_id(world, LVREMOVE), LVREMOVE),
+        (DESKTOP_APP, desktop_id(world), QUIT),
+    ]:
+        assert marker not in ran(world)
+        status, body = await get(http, f"{RUN}/run", app=app, pick="id", candidate_id=candidate_id)
+        assert status == 200 and body["status"] == "scheduled", body
+        result = await wait_result(http, body["terminal"]["json"]["command_id"])
+        assert result["status"] == "completed" and result["exit_code"] == 0, result
+        assert marker in ran(world)
