@@ -607,9 +607,7 @@ class HolderLink:
             self._send(wire.json_frame(FrameType.SCREEN, {**request, "id": request_id}))
             return await asyncio.wait_for(asyncio.shield(answer), deadline)
         except TimeoutError:
-            raise ScreenTimeout(
-                f"the holder did not answer within {deadline:g} s"
-            ) from None
+            raise ScreenTimeout(f"the holder did not answer within {deadline:g} s") from None
         finally:
             self._screen_requests.pop(request_id, None)
             if not answer.done():

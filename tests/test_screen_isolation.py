@@ -1,0 +1,168 @@
+"""Nothing a terminal prints or a caller sends as a pattern runs on the daemon's event loop:
+screens live in the terminals' holders (`holder_screen`), so a screen bomb or backtracking
+patterns slow their own terminal while `hoodyd serve` keeps answering on its Unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from hoodyd.polling import poll_until
+
+BASE = "/api/v1/terminal"
+# generous: the daemon answers in milliseconds; the old loop-bound screen took 10+ s
+HEALTH_BOUND = 2.0
+# one frame of the bomb: home, one character, then "repeat it 9999 times"
+BOMB = "\\x1b[1;1Hx\\x1b[9999b"
+
+
+async def call(
+    session: aiohttp.ClientSession,
+    method: str,
+    path: str,
+    body: Any = None,
+    status: int = 200,
+) -> dict[str, Any]:
+    async with session.request(method, f"{BASE}{path}", json=body) as response:
+        payload: dict[str, Any] = await response.json()
+        assert response.status == status, payload
+        return payload
+
+
+async def timed(session: aiohttp.ClientSession, path: str) -> tuple[float, dict[str, Any]]:
+    started = time.monotonic()
+    async with session.get(f"{BASE}{path}") as response:
+        payload: dict[str, Any] = await response.json()
+        payload["_status"] = response.status
+    return time.monotonic() - started, payload
+
+
+async def health_while(session: aiohttp.ClientSession, busy: asyncio.Future[Any]) -> list[float]:
+    """Latencies of `/health` asked back to back until `busy` is done."""
+    latencies = []
+    while not busy.done():
+        latency, body = await timed(session, "/health")
+        assert body["_status"] == 200
+        latencies.append(latency)
+    return latencies
+
+
+async def raw_shows(session: aiohttp.ClientSession, terminal_id: int, text: str) -> bool | None:
+    async with session.get(f"{BASE}/raw?terminal_id={terminal_id}&format=text") as response:
+        return True if text in await response.text() else None
+
+
+def test_holder_screen_imports_only_the_standard_library_pyte_and_regex() -> None:
+    """The holder and its screen load nothing beyond the standard library, pyte (with its
+    wcwidth) and regex, even after a snapshot, a find and a wait are answered."""
+    script = """
+import asyncio, json, sys
+before = set(sys.modules)
+from hoodyd.terminals import holder
+from hoodyd.terminals.holder_screen import HolderScreen
+from hoodyd.terminals.ring import OutputRing
+
+async def main():
+    ring = OutputRing(1 << 16)
+    ring.append(b"hello \\x1b[1mworld\\x1b[0m\\r\\n")
+    screen = HolderScreen(ring, lambda: (80, 24), lambda: True)
+    answers = []
+    for request in (
+        {"id": 1, "op": "snapshot"},
+        {"id": 2, "op": "find", "pattern": "w.rld"},
+        {"id": 3, "op": "wait", "mode": "regex", "pattern": "hello", "timeout_ms": 1000},
+        {"id": 4, "op": "state"},
+    ):
+        screen.handle(request, answers.append)
+    while len(answers) < 4:
+        await asyncio.sleep(0.01)
+    assert all("result" in answer for answer in answers), answers
+    screen.feed(b"more")
+    screen.close()
+
+asyncio.run(main())
+third = sorted(
+    {name.partition(".")[0] for name in set(sys.modules) - before}
+    - set(sys.stdlib_module_names)
+)
+print(json.dumps(third))
+"""
+    run = subprocess.run(
+        [sys.executable, "-I", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    loaded = set(eval(run.stdout))  # a JSON list of names is a Python literal too
+    assert loaded <= {"hoodyd", "pyte", "regex", "wcwidth"}, loaded
+
+
+async def test_a_screen_bomb_slows_only_its_own_terminal(
+    unix_session: aiohttp.ClientSession, short_tmp: Path
+) -> None:
+    """A program printing `ESC[1;1H x ESC[9999b` 20,000 times into a terminal being read:
+    `/health` and another terminal's snapshot answer within the bound while its holder
+    parses, and the bombed terminal's snapshot still answers, with the screen filled."""
+    bomb = short_tmp / "bomb.py"
+    bomb.write_text(
+        "import sys\n"
+        f"sys.stdout.buffer.write(b'{BOMB}' * 20000)\n"
+        "sys.stdout.buffer.write(b'\\x1b[2J\\x1b[H' + b'BOMB-' + b'DONE\\r\\n')\n"
+    )
+    await call(unix_session, "POST", "/execute?terminal_id=3", {"command": "echo calm"})
+    await call(unix_session, "GET", "/snapshot?terminal_id=3")
+    await call(unix_session, "POST", "/execute?terminal_id=2", {"command": "echo ready"})
+    await call(unix_session, "GET", "/snapshot?terminal_id=2")  # the screen exists: it is fed
+    await call(
+        unix_session,
+        "POST",
+        "/write?terminal_id=2",
+        {"input": f"{sys.executable} {bomb}"},
+    )
+    assert await poll_until(lambda: raw_shows(unix_session, 2, "BOMB-DONE"), timeout=30)
+    bombed = asyncio.ensure_future(timed(unix_session, "/snapshot?terminal_id=2"))
+    latencies = await health_while(unix_session, asyncio.ensure_future(asyncio.sleep(0.5)))
+    other, calm = await timed(unix_session, "/snapshot?terminal_id=3")
+    latencies += await health_while(unix_session, bombed)
+    _elapsed, shot = await bombed
+    assert max(latencies) < HEALTH_BOUND, latencies
+    assert other < HEALTH_BOUND and calm["_status"] == 200 and "calm" in calm["lines"]
+    assert shot["_status"] == 200, shot
+    assert any("BOMB-DONE" in line for line in shot["lines"]), shot["lines"]
+
+
+async def test_hostile_patterns_slow_only_their_own_terminal(
+    unix_session: aiohttp.ClientSession,
+) -> None:
+    """32 parallel finds of `(a|aa)+$` over a line of a's and a `b`: each is refused as
+    too slow (400 PATTERN_TIMEOUT) or abandoned (504), while `/health` and another
+    terminal's snapshot answer within the bound."""
+    await call(
+        unix_session,
+        "POST",
+        "/execute?terminal_id=4",
+        {"command": "printf 'a%.0s' $(seq 40); echo b"},
+    )
+    await call(unix_session, "POST", "/execute?terminal_id=5", {"command": "echo calm"})
+    await call(unix_session, "GET", "/snapshot?terminal_id=5")
+    await call(unix_session, "GET", "/snapshot?terminal_id=4")
+    hostile = "/find?terminal_id=4&scope=all&pattern=%28a%7Caa%29%2B%24"
+    finds = asyncio.gather(*(timed(unix_session, hostile) for _ in range(32)))
+    latencies = await health_while(unix_session, asyncio.ensure_future(asyncio.sleep(0.5)))
+    other, calm = await timed(unix_session, "/snapshot?terminal_id=5")
+    latencies += await health_while(unix_session, finds)
+    answers = [body for _elapsed, body in await finds]
+    assert max(latencies) < HEALTH_BOUND, latencies
+    assert other < HEALTH_BOUND and calm["_status"] == 200
+    assert {body["_status"] for body in answers} <= {400, 504}
+    assert {body["reason"] for body in answers} <= {"PATTERN_TIMEOUT", "WAIT_TIMEOUT"}
+    assert any(body["reason"] == "PATTERN_TIMEOUT" for body in answers)
