@@ -92,7 +92,9 @@ def _services(
                 app[PROGRAMS], app[QUICKSTART] = programs, quick
             terminals = None
             if "terminal" in areas:
-                terminals = TerminalService(config.terminals, config.state_path)
+                terminals = TerminalService(
+                    config.terminals, config.state_path, pass_env=config.server.pass_env
+                )
                 await start(terminals.start(), terminals.close)
                 automation = ScreenAutomation(config.terminals)
                 await start(automation.start(), automation.close)

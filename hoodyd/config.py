@@ -23,6 +23,11 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     allowed_gids: list[int] = msgspec.field(default_factory=list)
     tcp: str = ""
     token: str = ""
+    # a file holding the token (preferred over `token`): readable by its owner only
+    token_file: str = ""
+    # variables of hoodyd's environment that its children (supervisord, programs, terminal
+    # shells) also get, on top of the built base (hoodyd.childenv); HOODYD_* never pass
+    pass_env: list[str] = msgspec.field(default_factory=list)
     shutdown_timeout: float = 10.0
     max_body_bytes: int = 1024 * 1024
     # seconds a request's line and headers, then its body, may take to arrive (408 after)
@@ -151,13 +156,16 @@ def default_socket() -> str:
     return str(Path(runtime) / "hoodyd" / "hoodyd.sock")
 
 
+TOKEN_VARIABLE = "HOODYD_TOKEN"
+CREDENTIAL_NAME = "token"
+
 _ENV_KEYS: dict[str, tuple[str, ...]] = {
     "HOODYD_STATE_DIR": ("state_dir",),
     "HOODYD_LOG_LEVEL": ("log_level",),
     "HOODYD_LOG_FORMAT": ("log_format",),
     "HOODYD_SOCKET": ("server", "socket"),
     "HOODYD_TCP": ("server", "tcp"),
-    "HOODYD_TOKEN": ("server", "token"),
+    TOKEN_VARIABLE: ("server", "token"),
     "HOODYD_SUPERVISOR_MODE": ("supervisor", "mode"),
     "HOODYD_SUPERVISOR_SOCKET": ("supervisor", "socket"),
     "HOODYD_SUPERVISOR_INCLUDE_DIR": ("supervisor", "include_dir"),
@@ -187,9 +195,15 @@ def load(
             raise InvalidRequest(
                 f"cannot read config {path}: {exc}", reason=Reason.BAD_CONFIG
             ) from exc
+        server = raw.get("server")
+        if isinstance(server, dict) and server.get("token"):
+            _refuse_if_shared(Path(path), "holds server.token")
     for name, keys in _ENV_KEYS.items():
         if env.get(name):
             _set(raw, keys, env[name])
+    if environ is None:
+        # read once: the token stays out of the daemon's own environment from here on
+        os.environ.pop(TOKEN_VARIABLE, None)
     for keys, value in (overrides or {}).items():
         if value is not None:
             _set(raw, keys, value)
@@ -197,7 +211,47 @@ def load(
         config = msgspec.convert(raw, Config, strict=False)
     except msgspec.ValidationError as exc:
         raise InvalidRequest(f"invalid config: {exc}", reason=Reason.BAD_CONFIG) from exc
+    if not config.server.token:
+        token = _token_from_files(config.server.token_file, env.get("CREDENTIALS_DIRECTORY", ""))
+        if token:
+            config = msgspec.structs.replace(
+                config, server=msgspec.structs.replace(config.server, token=token)
+            )
     return finalize(config)
+
+
+def _refuse_if_shared(path: Path, what: str) -> None:
+    """Refuse a file holding the token that users other than its owner can read."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read {path}: {exc}", reason=Reason.BAD_CONFIG) from exc
+    if mode & 0o077:
+        raise InvalidRequest(
+            f"{path} {what} and is readable by group or others (mode {mode:04o}); "
+            f"run chmod 600 {path}",
+            reason=Reason.BAD_CONFIG,
+        )
+
+
+def _token_from_files(token_file: str, credentials_dir: str) -> str:
+    """The token from `server.token_file`, else from the systemd credential `token`
+    (`LoadCredential=token:...` puts it in `$CREDENTIALS_DIRECTORY`), else ""."""
+    if token_file:
+        path = Path(token_file)
+        _refuse_if_shared(path, "(server.token_file) holds the token")
+    elif credentials_dir and (Path(credentials_dir) / CREDENTIAL_NAME).is_file():
+        # systemd makes credentials readable by the service's user only
+        path = Path(credentials_dir) / CREDENTIAL_NAME
+    else:
+        return ""
+    try:
+        token = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"cannot read {path}: {exc}", reason=Reason.BAD_CONFIG) from exc
+    if not token:
+        raise InvalidRequest(f"{path} holds no token", reason=Reason.BAD_CONFIG)
+    return token
 
 
 def finalize(config: Config) -> Config:

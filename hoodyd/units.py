@@ -13,21 +13,34 @@ when missing), and the command prints the `systemctl` lines that start them.
   `$XDG_RUNTIME_DIR/hoodyd/`, programs and terminals as that user. A user manager turns
   every seccomp or namespace option into `NoNewPrivileges=yes`, so the user unit carries none.
 
-Both keep `KillMode=process`: supervisord and the programs outlive a restart of hoodyd.
+Both keep `KillMode=process`: supervisord and the programs outlive a restart of hoodyd, and
+raise the open-file limit (`LimitNOFILE=`) above the 1024 that would let a flood of connections
+starve the daemon.
+
+The system unit hands hoodyd its TCP token as the systemd credential `token`
+(`LoadCredential=token:/etc/hoodyd/token`, read from `$CREDENTIALS_DIRECTORY`), never through
+the environment; install-units writes that file (0600, a new random token) when it is missing,
+since systemd refuses to start a unit whose credential file does not exist. The config file it
+writes holds no token: 0600, or 0640 root:hoodyd on the system when that group exists (its
+members read the socket's path from it).
 """
 
 from __future__ import annotations
 
 import grp
 import os
+import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 SOCKET_GROUP = "hoodyd"
 SYSTEM_SOCKET = "/run/hoodyd/hoodyd.sock"
+SYSTEM_TOKEN = "/etc/hoodyd/token"
 # must exceed server.shutdown_timeout (10 s by default): the drain ends before systemd kills
 TIMEOUT_STOP_S = 30
+# open files: every connection, terminal and log is one
+LIMIT_NOFILE = 65536
 
 SYSTEM_HARDENING = """\
 # hardening that leaves programs and terminal shells able to do what they do as root
@@ -75,6 +88,7 @@ KillMode=process
 TimeoutStopSec={TIMEOUT_STOP_S}
 Restart=on-failure
 RestartSec=1
+LimitNOFILE={LIMIT_NOFILE}
 """
 
 
@@ -106,6 +120,8 @@ RuntimeDirectoryMode=0750
 RuntimeDirectoryPreserve=yes
 UMask=0077
 Environment=HOODYD_LOG_FORMAT=json
+# the TCP token, as a file only this service can read ($CREDENTIALS_DIRECTORY/token)
+LoadCredential=token:{SYSTEM_TOKEN}
 {SYSTEM_HARDENING}
 [Install]
 WantedBy=multi-user.target
@@ -165,6 +181,20 @@ def default_config(user: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _write_private(path: Path, text: str, *, group: int | None) -> None:
+    """Create `path` holding `text`: 0600, or 0640 for `group`; never readable by others,
+    not even for a moment (created with its mode, not chmod-ed after)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        if group is not None:
+            try:
+                os.fchown(handle.fileno(), -1, group)
+            except PermissionError:  # not root (a --prefix for packaging): owner only
+                group = None
+        os.fchmod(handle.fileno(), 0o600 if group is None else 0o640)
+        handle.write(text)
+
+
 def _under(prefix: Path | None, path: Path) -> Path:
     return prefix / path.relative_to("/") if prefix is not None else path
 
@@ -179,8 +209,15 @@ def install_units(*, user: bool, prefix: str | None, config_path: str | None) ->
     target_config = _under(root, config_file)
     if not target_config.exists():
         target_config.parent.mkdir(parents=True, exist_ok=True)
-        target_config.write_text(default_config(user))
+        group = None if user else socket_gid()
+        _write_private(target_config, default_config(user), group=group)
         print(f"wrote {target_config}")
+    if not user:
+        token = _under(root, Path(SYSTEM_TOKEN))
+        if not token.exists():
+            token.parent.mkdir(parents=True, exist_ok=True)
+            _write_private(token, secrets.token_urlsafe(32) + "\n", group=None)
+            print(f"wrote {token} (the TCP token)")
     target_dir = _under(root, unit_dir)
     target_dir.mkdir(parents=True, exist_ok=True)
     for unit in units:

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -15,7 +16,14 @@ from pathlib import Path
 import pytest
 
 from hoodyd.config import Config
-from hoodyd.units import TIMEOUT_STOP_S, hoodyd_command, system_units, user_units
+from hoodyd.units import (
+    SYSTEM_TOKEN,
+    TIMEOUT_STOP_S,
+    hoodyd_command,
+    socket_gid,
+    system_units,
+    user_units,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 ANALYZE = shutil.which("systemd-analyze")
@@ -91,6 +99,43 @@ def test_user_unit_runs_as_the_user_with_its_own_config(tmp_path: Path) -> None:
     assert not (home / ".config/systemd/user/hoodyd.socket").exists()
     assert "systemctl --user enable --now hoodyd.service" in done.stdout
     assert "loginctl enable-linger" in done.stdout
+
+
+def test_install_units_writes_its_files_closed_to_others(tmp_path: Path) -> None:
+    """install-units creates the system config 0600 (0640 for group hoodyd when that group
+    exists), the credential file holding a fresh token 0600, and the user config 0600: never
+    0644, whatever the umask."""
+    old_umask = os.umask(0o022)
+    try:
+        install("--prefix", str(tmp_path))
+        home = tmp_path / "home"
+        install("--user", env={"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")})
+    finally:
+        os.umask(old_umask)
+    system_config = tmp_path / "etc/hoodyd/hoodyd.toml"
+    wanted = 0o600 if socket_gid() is None or os.geteuid() != 0 else 0o640
+    assert stat.S_IMODE(system_config.stat().st_mode) == wanted
+    assert "token" not in system_config.read_text().replace("# ", "")
+    token = tmp_path / SYSTEM_TOKEN.lstrip("/")
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600
+    assert len(token.read_text().strip()) >= 32
+    user_config = home / ".config/hoodyd/hoodyd.toml"
+    assert stat.S_IMODE(user_config.stat().st_mode) == 0o600
+    first = token.read_text()
+    install("--prefix", str(tmp_path))
+    assert token.read_text() == first, "an existing token is kept"
+
+
+def test_units_load_the_token_as_a_credential_and_raise_the_file_limit(tmp_path: Path) -> None:
+    """The system service gets its token as the systemd credential `token` (never through
+    Environment=), and both units raise LimitNOFILE well above the default 1024."""
+    install("--prefix", str(tmp_path))
+    service = (tmp_path / "etc/systemd/system/hoodyd.service").read_text()
+    assert unit_values(service, "LoadCredential") == [f"token:{SYSTEM_TOKEN}"]
+    assert not any("TOKEN" in value for value in unit_values(service, "Environment"))
+    user = user_units(hoodyd_command(), "/x.toml")[0].text
+    for text in (service, user):
+        assert int(unit_values(text, "LimitNOFILE")[0]) >= 65536
 
 
 @needs_analyze

@@ -25,7 +25,7 @@ from hoodyd.apps.resolution import Resolution, recipe_selector
 from hoodyd.apps.runtime_config import RuntimeConfigStore
 from hoodyd.apps.search import Found, Searcher
 from hoodyd.apps.syncer import Syncer
-from hoodyd.config import RunConfig
+from hoodyd.config import TOKEN_VARIABLE, RunConfig
 from hoodyd.schemas.run import (
     Candidate,
     Job,
@@ -54,7 +54,13 @@ class AppService:
         self, state_dir: Path, settings: RunConfig, *, environ: Mapping[str, str] | None = None
     ) -> None:
         self.settings = settings
-        self.environ = dict(os.environ if environ is None else environ)
+        # what sources read (PATH, HOME, a GitHub source's token_env) and the environment of
+        # the catalogue tools they run as hoodyd's own account (apt-get, nix), never the token
+        self.environ = {
+            key: value
+            for key, value in (os.environ if environ is None else environ).items()
+            if key != TOKEN_VARIABLE
+        }
         self.config_store = RuntimeConfigStore(state_dir / "run" / "config.json")
         self.catalog = Catalog(self.config_store)
         self.jobs = JobStore()

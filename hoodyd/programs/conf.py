@@ -165,6 +165,23 @@ def log_file(
     return path.with_name(f"{path.stem}.{port}{path.suffix}")
 
 
+def account_environment(user: str) -> dict[str, str]:
+    """HOME, USER, LOGNAME and SHELL of `user` when it is not hoodyd's own account (whose
+    values supervisord already has), else nothing."""
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return {}
+    if entry.pw_uid == os.geteuid():
+        return {}
+    return {
+        "HOME": entry.pw_dir or "/",
+        "USER": entry.pw_name,
+        "LOGNAME": entry.pw_name,
+        "SHELL": entry.pw_shell or "/bin/sh",
+    }
+
+
 def home_of(user: str) -> str:
     try:
         return pwd.getpwnam(user).pw_dir
@@ -246,6 +263,12 @@ def render(
         assert holders_dir is not None
         argv = terminal_argv(program, argv, holders_dir, directory)
     environment = dict(program.environment or {})
+    switches_user = os.geteuid() == 0 and not in_terminal
+    if switches_user:
+        # supervisord's own environment is built for hoodyd's account; supervisord changes
+        # the uid only, so the account's own variables go here (what the program set wins)
+        for key, value in account_environment(program.user).items():
+            environment.setdefault(key, value)
     if in_terminal:
         environment.setdefault("TERM", "xterm-256color")
         environment["HOODYD_TERMINAL_ID"] = str(program.terminal_id)
@@ -274,7 +297,7 @@ def render(
         "killasgroup=true",
         "stopwaitsecs=10",
     ]
-    if os.geteuid() == 0 and not in_terminal:
+    if switches_user:
         # supervisord switches users only when it runs as root; as anyone else, validation
         # has made sure the program runs as the daemon's own user, so no `user=` line
         lines.append(f"user={program.user}")

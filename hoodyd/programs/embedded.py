@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 import structlog
 
+from hoodyd.childenv import child_environment
 from hoodyd.config import Config
 from hoodyd.errors import Conflict, Reason, ServiceUnavailable
 from hoodyd.polling import poll_until
@@ -82,6 +83,7 @@ class SupervisordRuntime:
         self.conf_file = self.dir / "supervisord.conf"
         self.pid_file = self.dir / "supervisord.pid"
         self.log_dir = config.log_path
+        self.pass_env = tuple(config.server.pass_env)
         self._start_lock = asyncio.Lock()
         # a pidfd of the supervisord last seen alive: asking it is one poll, not two reads
         self._watched: int | None = None
@@ -164,7 +166,8 @@ class SupervisordRuntime:
                 start_new_session=True,
                 cwd="/",
                 umask=0o077,  # the files it makes before reading its umask= are private too
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                # supervisord's environment is its programs' and its event listener's base
+                env=child_environment(pass_env=self.pass_env, extra={"PYTHONUNBUFFERED": "1"}),
             )
             # the first process forks the daemon and exits at once; a cancelled caller must
             # not abandon it half-reaped

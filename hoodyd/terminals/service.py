@@ -19,7 +19,7 @@ import os
 import pwd
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ import msgspec
 import structlog
 
 from hoodyd.accounts import make_dirs_as
+from hoodyd.childenv import child_environment
 from hoodyd.config import TerminalsConfig
 from hoodyd.errors import Conflict, InvalidRequest, NotFound, Reason, ServiceUnavailable
 from hoodyd.polling import poll_until
@@ -58,7 +59,6 @@ from hoodyd.terminals.shells import (
 )
 from hoodyd.terminals.validation import (
     COMMAND_ID_MAX,
-    DAEMON_ONLY_ENV,
     TERMINAL_ID_REQUIRED,
     check_create,
     check_no_nul,
@@ -122,8 +122,11 @@ class Attachment:
 
 
 class TerminalService:
-    def __init__(self, config: TerminalsConfig, state_dir: Path) -> None:
+    def __init__(
+        self, config: TerminalsConfig, state_dir: Path, *, pass_env: Sequence[str] = ()
+    ) -> None:
         self.config = config
+        self._pass_env = tuple(pass_env)  # server.pass_env: on top of childenv's base
         self._dir = state_dir / "terminals"
         self._integration = ShellIntegration(self._dir / "shell", user_rc=config.user_rc)
         self.holders_dir = self._dir / "holders"
@@ -639,11 +642,7 @@ class TerminalService:
         cwd = await self._made_session_cwd(
             options.cwd, cwd_auto_create, home=home, account=account
         )
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith("HOODYD_") and key not in DAEMON_ONLY_ENV
-        }
+        env = child_environment(account=account, pass_env=self._pass_env)
         env["TERM"] = self.config.term
         env["HOODYD_TERMINAL_ID"] = str(terminal_id)
         env["HISTFILE"] = str(self._dir / "history" / f"{shell.kind}_history.{terminal_id}")
