@@ -136,7 +136,7 @@ def test_a_body_that_does_not_arrive_is_answered_408(
         sock.connect(str(daemon.socket))
         sock.sendall(
             b"POST /api/v1/daemon/programs/add HTTP/1.1\r\nHost: hoodyd\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"name\": "
+            b'Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{"name": '
         )
         answer = read_to_end(sock, timeout=10)
         assert answer is not None, "a stalled body kept its connection open"
