@@ -104,3 +104,33 @@ async def test_port_instances_count_only_live_processes(client: Any) -> None:
     one = await status(client, program["id"], f"?port={base + 1}")
     check_status(one)
     assert one["status"] in ("EXITED", "BACKOFF", "FATAL") and one["pid"] is None, one
+
+
+async def test_a_crashing_quick_start_reads_back_as_backoff_with_its_failures(
+    client: Any,
+) -> None:
+    """A quick-start that keeps exiting early is `backoff` (not `starting`) with the count of
+    failed attempts and why it last ended (no made-up exit status 0), and every field its
+    launch answered reads back."""
+    import pwd
+
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    launched = await post(
+        client, "/quick-start", {"command": "/bin/sh -c 'sleep 0.2; exit 3'", "user": user}
+    )
+    temporary_id = launched["temporary_id"]
+
+    async def backing_off() -> dict[str, Any] | None:
+        response = await client.get(f"{API}/quick-start/{temporary_id}/status")
+        body: dict[str, Any] = await response.json()
+        assert response.status == 200, body
+        assert body["status"] != "starting" or body.get("attempts") is None, body
+        return body if body["status"] == "backoff" else None
+
+    body = await poll_until(backing_off, timeout=10, interval=0.02)
+    assert body is not None
+    assert body["attempts"] >= 1 and "exitstatus" not in body, body  # none for an early exit
+    assert body["spawnerr"].startswith("Exited too quickly"), body
+    assert body["pid"] is None and body["uptime"] is None
+    for field in ("temporary_id", "name", "display", "created_at", "expires_at"):
+        assert body[field] == launched[field], field

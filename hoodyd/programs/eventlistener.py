@@ -48,6 +48,7 @@ def event_datagram(header: dict[str, str], payload: str) -> bytes | None:
     pid_text = fields.get("pid", "")
     pid = int(pid_text) if pid_text.isdigit() and int(pid_text) > 0 else None
     expected = fields.get("expected")
+    tries = fields.get("tries", "")
     serial = header.get("serial", "")
     message = {
         "process_name": fields.get("processname", ""),
@@ -59,6 +60,8 @@ def event_datagram(header: dict[str, str], payload: str) -> bytes | None:
         "serial": int(serial) if serial.isdigit() else None,
         "source": os.getppid(),  # the supervisord that runs this listener
     }
+    if tries.isdigit():  # STARTING and BACKOFF: failed attempts in a row
+        message["tries"] = int(tries)
     return json.dumps(message, separators=(",", ":")).encode()
 
 

@@ -38,6 +38,8 @@ class ProcessEvent(msgspec.Struct, frozen=True, kw_only=True):
     pid: int | None = None
     # only on EXITED: whether the exit code was one of the program's expected codes
     expected: bool | None = None
+    # on STARTING and BACKOFF: how many start attempts have failed in a row
+    tries: int | None = None
     # supervisord's event serial, and the pid of the supervisord that numbered it: datagrams
     # can arrive out of order, serials cannot
     serial: int | None = None

@@ -70,6 +70,9 @@ class ProcessRecord:
     serial: tuple[int, int] | None = None
     # the state came from a direct read (a start or stop following its process), not an event
     noted: bool = False
+    # failed start attempts in a row (STARTING/BACKOFF events' `tries`; None once it ran)
+    tries: int | None = None
+    tries_state: str = ""  # the state whose event carried `tries`
 
 
 class Observer:
@@ -115,6 +118,18 @@ class Observer:
         """The pid of the process if it was last seen RUNNING."""
         record = self._records.get(name)
         return record.pid if record is not None else None
+
+    def failed_attempts(self, name: str, state: str) -> int | None:
+        """How many start attempts of the process, now in `state` (BACKOFF or FATAL), have
+        failed in a row, as supervisord's STARTING and BACKOFF events count them; a BACKOFF
+        whose event is still under way counts the attempt its STARTING event announced."""
+        record = self._records.get(name)
+        tries = record.tries if record is not None else None
+        if tries is None:
+            return 1 if state == "BACKOFF" else None
+        if state == "BACKOFF" and record is not None and record.tries_state == "STARTING":
+            return tries + 1
+        return tries
 
     def processes(self) -> dict[str, ProcessInfo]:
         """Every process as last seen (events and polls), by name: status answers come from
@@ -288,6 +303,10 @@ class Observer:
         folded.event_at = time.monotonic()
         folded.serial = serial
         folded.noted = False
+        if event.tries is not None:
+            folded.tries, folded.tries_state = event.tries, event.state
+        elif event.state in ("RUNNING", "STOPPED"):
+            folded.tries = None
         if event.state in READ_AFTER_EVENT:
             self._read_soon(name)
 

@@ -20,6 +20,7 @@ from typing import Protocol
 
 import msgspec
 import structlog
+from msgspec import UNSET
 
 from hoodyd.errors import (
     HoodydError,
@@ -248,12 +249,13 @@ class QuickStartService:
         return conf.log_file(item.program, stream, self._log_dir, None, folder=item.temporary_id)
 
     def _status(self, item: Ephemeral, instance: Instance) -> EphemeralStatus:
-        if instance.status == "RUNNING":
-            status = "running"
-        elif instance.status in ("STARTING", "BACKOFF"):
-            status = "starting"
-        else:
-            status = instance.status.lower()
+        # supervisord's state as it is: BACKOFF (it failed and will try again) is not
+        # `starting`, and says how often it failed and how it last exited
+        status = instance.status.lower()
+        failing = instance.status in ("BACKOFF", "FATAL")
+        attempts = (
+            self._observer.failed_attempts(item.temporary_id, instance.status) if failing else None
+        )
         return EphemeralStatus(
             temporary_id=item.temporary_id,
             name=item.program.name,
@@ -263,6 +265,9 @@ class QuickStartService:
             uptime=instance.uptime,
             created_at=_iso(item.created_at),
             expires_at=_expiry(item),
+            exitstatus=UNSET if instance.exitstatus is None else instance.exitstatus,
+            spawnerr=UNSET if instance.spawnerr is None else instance.spawnerr,
+            attempts=UNSET if attempts is None else attempts,
         )
 
     async def _cleanup(self, item: Ephemeral, *, reason: str) -> None:

@@ -90,7 +90,10 @@ def instance_from_info(info: ProcessInfo | None, name: str, port: int | None) ->
         status=state,
         pid=info.pid if running else None,
         uptime=format_uptime(info.now - info.start) if state == "RUNNING" else None,
-        exitstatus=info.exitstatus if state in ("EXITED", "FATAL", "BACKOFF") else None,
+        # supervisord keeps an exit status only for an exit after `startsecs` (EXITED); an
+        # early exit (BACKOFF, then FATAL) clears it and says so in `spawnerr`, and its 0
+        # there would read as a clean exit
+        exitstatus=info.exitstatus if state == "EXITED" else None,
         spawnerr=info.spawnerr or None,
     )
 

@@ -274,6 +274,10 @@ class EphemeralStatus(Struct, kw_only=True):
     uptime: str | None
     created_at: str
     expires_at: str | None
+    # extensions: why it is not running (BACKOFF, FATAL, EXITED)
+    exitstatus: int | UnsetType = UNSET
+    spawnerr: str | UnsetType = UNSET
+    attempts: int | UnsetType = UNSET  # failed start attempts in a row
 
 
 class EphemeralListing(Struct, kw_only=True):
