@@ -172,10 +172,11 @@ def test_connections_beyond_the_tcp_bound_are_closed_and_the_socket_answers(
 ) -> None:
     """With max_tcp_connections = 20, 60 half-open TCP connections leave 20 open, the rest
     closed at once, and health on the Unix socket answers promptly."""
-    daemon, port = serve_with(short_tmp, "max_tcp_connections = 20", tcp=True)
+    # a long head deadline: the 20 kept ones must stay open while the test reads all 60
+    daemon, port = serve_with(short_tmp, "max_tcp_connections = 20\nhead_timeout = 120.0", tcp=True)
     try:
         flood = [half_open(("127.0.0.1", port), sockets) for _ in range(60)]
-        closed = [sock for sock in flood if read_to_end(sock, timeout=0.5) is not None]
+        closed = [sock for sock in flood if read_to_end(sock, timeout=0.3) is not None]
         assert len(closed) == 40
         status, took = health_on(daemon.socket)
         assert status == 200
