@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 
 from hoodyd.polling import poll_until
+from hoodyd.terminals.cleanup import find_holders
+from tests.conftest import DaemonProcess, start_daemon
 
 BASE = "/api/v1/terminal"
 # generous: the daemon answers in milliseconds; the old loop-bound screen took 10+ s
@@ -51,6 +54,21 @@ async def health_while(session: aiohttp.ClientSession, busy: asyncio.Future[Any]
         assert body["_status"] == 200
         latencies.append(latency)
     return latencies
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` is a process that has not exited (a detached holder that ended may
+    stay a zombie until its new parent reaps it)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def unix_client(daemon: DaemonProcess) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.UnixConnector(path=str(daemon.socket)), base_url="http://localhost"
+    )
 
 
 async def raw_shows(session: aiohttp.ClientSession, terminal_id: int, text: str) -> bool | None:
@@ -166,3 +184,69 @@ async def test_hostile_patterns_slow_only_their_own_terminal(
     assert {body["_status"] for body in answers} <= {400, 504}
     assert {body["reason"] for body in answers} <= {"PATTERN_TIMEOUT", "WAIT_TIMEOUT"}
     assert any(body["reason"] == "PATTERN_TIMEOUT" for body in answers)
+
+
+async def test_an_adopted_holder_serves_its_screen(short_tmp: Path) -> None:
+    """After hoodyd restarts, the holder it adopts answers snapshot and find from its screen
+    (built before the restart, and kept by the holder)."""
+    first = start_daemon(short_tmp)
+    try:
+        async with unix_client(first) as session:
+            await call(session, "POST", "/execute?terminal_id=6", {"command": "echo kept-1"})
+            assert "kept-1" in (await call(session, "GET", "/snapshot?terminal_id=6"))["lines"]
+    finally:
+        first.stop()
+    second = start_daemon(short_tmp)
+    try:
+        async with unix_client(second) as session:
+            shot = await call(session, "GET", "/snapshot?terminal_id=6")
+            assert "kept-1" in shot["lines"]
+            found = await call(session, "GET", "/find?terminal_id=6&pattern=%5Ekept-%5Cd")
+            assert [hit["text"] for hit in found["hits"]] == ["kept-1"]
+    finally:
+        second.stop()
+
+
+async def test_screens_leave_the_daemon_small_and_memory_returns_after_deletion(
+    short_tmp: Path,
+) -> None:
+    """Two 1000x1000 terminals filled and snapshot grow the daemon's own RSS by little (the
+    screens live in the holders), the estimate stays under the cap, and deleting the
+    terminals ends their holders."""
+    config = short_tmp / "hoodyd.toml"
+    config.write_text("[run]\nauto_sync = false\n")  # no index sync growing the daemon meanwhile
+    daemon = start_daemon(short_tmp, "--config", str(config))
+    try:
+        process = psutil.Process(daemon.process.pid)
+        async with unix_client(daemon) as session:
+            await call(session, "POST", "/execute?terminal_id=1", {"command": "true"})
+            await call(session, "GET", "/snapshot?terminal_id=1")
+            baseline = process.memory_info().rss
+            fill = "for i in $(seq 1000); do printf '%0999d\\n' $i; done"
+            for terminal_id in (7, 8):
+                await call(
+                    session, "POST", f"/execute?terminal_id={terminal_id}", {"command": "true"}
+                )
+                await call(session, "POST", f"/resize/{terminal_id}", {"cols": 1000, "rows": 1000})
+                await call(
+                    session, "POST", f"/execute?terminal_id={terminal_id}", {"command": fill}
+                )
+                shot = await call(session, "GET", f"/snapshot?terminal_id={terminal_id}")
+                assert shot["cols"] == 1000
+                assert any(line.endswith("0001000") for line in shot["lines"])
+            metrics = await call(session, "GET", "/automation/metrics")
+            assert metrics["vterm_memory_bytes_used"] <= metrics["vterm_memory_mb_cap"] * 2**20
+            grown = process.memory_info().rss - baseline
+            assert grown < 40 * 2**20, f"the daemon grew by {grown / 2**20:.0f} MB"
+            holders = {held.terminal_id: held.pid for held in find_holders(short_tmp)}
+            for terminal_id in (7, 8):
+                await call(session, "DELETE", f"/{terminal_id}")
+
+            async def holders_gone() -> bool | None:
+                alive = [holders[terminal_id] for terminal_id in (7, 8)]
+                alive = [pid for pid in alive if running(pid)]
+                return True if not alive else None
+
+            assert await poll_until(holders_gone, timeout=15)
+    finally:
+        daemon.stop()
