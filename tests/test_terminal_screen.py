@@ -415,3 +415,21 @@ def test_feed_never_raises_on_escape_sequence_soup(
     screen.feed(b"".join(reversed(pieces)))
     snapshot = screen.snapshot(include_colors=True, scroll_offset=2)
     assert len(snapshot.lines) == screen.rows
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [b"", b"\x1b[3;70H", b"\x1b[24;75H", b"\x1b[?7l\x1b[5;78H", b"\x1b[31m\x1b[2;1Habc"],
+)
+def test_rep_draws_the_same_cells_as_the_repeated_character(prefix: bytes) -> None:
+    """`ESC[Nb` leaves the screen (cells, colours, cursor, scrollback) as N copies of the last
+    character would, with wrapping, scrolling and autowrap off, and is clamped to the screen."""
+    repeated, drawn = VirtualScreen(80, 24), VirtualScreen(80, 24)
+    repeated.feed(prefix + b"x\x1b[150b")
+    drawn.feed(prefix + b"x" * 151)
+    assert repeated.snapshot(include_colors=True) == drawn.snapshot(include_colors=True)
+    assert repeated.scrollback_count == drawn.scrollback_count
+    clamped, full = VirtualScreen(10, 3), VirtualScreen(10, 3)
+    clamped.feed(b"y\x1b[9999b")
+    full.feed(b"y" * 31)
+    assert clamped.snapshot() == full.snapshot()

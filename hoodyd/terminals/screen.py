@@ -457,6 +457,8 @@ class _Screen(pyte.Screen):
     def cursor_back_tab(self, count: int = 1, *_: int) -> None:
         """CBT (CSI n Z): back to the previous tab stop."""
         for _i in range(min(max(count, 1), self.columns)):
+            if self.cursor.x == 0:
+                break  # no stop before the first column: the rest of the count does nothing
             stops = [stop for stop in self.tabstops if stop < self.cursor.x]
             self.cursor.x = max(stops) if stops else 0
 
