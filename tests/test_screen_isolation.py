@@ -13,9 +13,11 @@ from typing import Any
 
 import aiohttp
 import psutil
+import pytest
 
 from hoodyd.polling import poll_until
 from hoodyd.terminals.cleanup import find_holders
+from hoodyd.terminals.holder_link import HolderLink, ScreenTimeout, spawn_holder
 from tests.conftest import DaemonProcess, start_daemon
 
 BASE = "/api/v1/terminal"
@@ -250,3 +252,41 @@ async def test_screens_leave_the_daemon_small_and_memory_returns_after_deletion(
             assert await poll_until(holders_gone, timeout=15)
     finally:
         daemon.stop()
+
+
+async def test_a_holder_started_as_a_new_interpreter_answers_screen_requests(
+    short_tmp: Path,
+) -> None:
+    """A holder started without the launcher (`python -m hoodyd.terminals.holder`) builds its
+    screen from its ring on the first request and answers snapshot, find (a backtracking
+    pattern as PATTERN_TIMEOUT), wait and drop; a request past its deadline is abandoned."""
+    path = short_tmp / "9.sock"
+    await spawn_holder(
+        path,
+        ["sh", "-c", "printf 'hello screen\\n'; printf 'a%.0s' $(seq 40); echo b; exec sleep 60"],
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=str(short_tmp),
+        terminal_id=9,
+        cols=80,
+        rows=24,
+        ring_bytes=1 << 20,
+        meta={},
+        log_path=short_tmp / "holder-9.log",
+    )
+    link = await HolderLink.connect(path, on_event=lambda _o, _e: None, on_exit=lambda _c: None)
+    try:
+        assert link.hello.screen
+        wait = {"op": "wait", "mode": "regex", "pattern": "^hello", "timeout_ms": 5000}
+        waited = await link.screen(wait, 10)
+        assert waited["result"]["status"] == "matched"
+        shot = await link.screen({"op": "snapshot"}, 10)
+        assert shot["result"]["lines"][0] == "hello screen" and shot["screen"]["active"]
+        hostile = {"op": "find", "pattern": "(a|aa)+$", "scope": "all"}
+        refused = await link.screen(hostile, 10)
+        assert refused["error"]["reason"] == "PATTERN_TIMEOUT"
+        with pytest.raises(ScreenTimeout):
+            await link.screen(hostile, 0.01)  # a 250 ms search, abandoned after 10 ms
+        dropped = await link.screen({"op": "drop"}, 10)
+        assert dropped["screen"]["active"] is False
+    finally:
+        await link.terminate(grace=0.5)
