@@ -96,7 +96,7 @@ async def test_unknown_program_id_is_404_everywhere(client: Any) -> None:
         ({"port_range": {"start": 9000, "end": 10000}}, 400, "at most 1000"),
         ({"port_range": {"start": 9010, "end": 9000}}, 400, "start must not exceed end"),
         ({"port_range": {"start": 0, "end": 10}}, 400, "port_range"),
-        ({"port_param": "--port"}, 400, "port_param requires port_range"),
+        ({"port_param": "--po rt"}, 400, "Invalid port_param format"),
         (
             {"port_range": {"start": 9000, "end": 9001}, "port_param": ""},
             400,

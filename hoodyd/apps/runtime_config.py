@@ -25,7 +25,7 @@ import msgspec
 import structlog
 
 from hoodyd.apps.sources import SOURCES, InvalidSettings
-from hoodyd.apps.sources.base import setting_names
+from hoodyd.apps.sources.base import MissingSettings, setting_names
 from hoodyd.errors import InvalidRequest, Reason
 from hoodyd.schemas.run import (
     SELECTOR_FIELDS,
@@ -127,14 +127,23 @@ def validate(config: RuntimeConfig) -> dict[str, msgspec.Struct]:
     return settings
 
 
-def source_settings(source: SourceConfig) -> msgspec.Struct | None:
+def source_settings(source: SourceConfig, *, syncing: bool = False) -> msgspec.Struct | None:
     """The source's `config` decoded into its type's settings (None for a type no module
-    implements); a key the type does not read or a bad value is INVALID_SOURCE_CONFIG."""
+    implements); a key the type does not read or a bad value is INVALID_SOURCE_CONFIG.
+    A disabled source may lack the keys only a sync needs (None then: clients save sources
+    disabled first); they are required once it is enabled or `syncing`."""
     implementation = SOURCES.get(source.source_type)
     if implementation is None:
         return None
     try:
         settings: msgspec.Struct = implementation.settings(source.config)
+    except MissingSettings as exc:
+        if source.enabled or syncing:
+            raise InvalidRequest(
+                f"source {source.source_id} ({source.source_type}): {exc}",
+                reason=Reason.INVALID_SOURCE_CONFIG,
+            ) from exc
+        return None
     except InvalidSettings as exc:
         raise InvalidRequest(
             f"source {source.source_id} ({source.source_type}): {exc}",

@@ -29,6 +29,7 @@ from hoodyd.apps.catalog import Catalog
 from hoodyd.apps.index import SourceIndex, build_index_file, load_index, remove_index, save_index
 from hoodyd.apps.jobs import JobHandle, JobStore
 from hoodyd.apps.records import SourceUnavailable, SyncCancelled, SyncContext
+from hoodyd.apps.runtime_config import source_settings
 from hoodyd.apps.sources import SOURCES
 from hoodyd.config import RunConfig
 from hoodyd.errors import NotFound
@@ -207,7 +208,10 @@ class Syncer:
     # --- sync jobs -----------------------------------------------------------------------
 
     def sync_source(self, source_id: str) -> Job:
-        self.catalog.sources.get(source_id)
+        source = self.catalog.sources.get(source_id)
+        if self.catalog.settings(source_id) is None:
+            # a disabled source saved without what a sync needs: a 400 naming the key
+            source_settings(source, syncing=True)
         state = self.states.setdefault(source_id, SourceState())
         if state.syncing is not None and not state.syncing.done.is_set():
             return state.syncing.job  # join the sync under way

@@ -106,9 +106,9 @@ def build_program(
         fields["autorestart"] = "true" if fields["autorestart"] else "false"
     fields["display"] = normalize_display(fields.get("display"))
     if fields.get("port_range") is None:
-        if getattr(given, "port_param", UNSET) not in (UNSET, None):
-            raise _bad("port_param requires port_range", Reason.PORT_PARAM_WITHOUT_RANGE)
-        fields["port_param"] = None
+        # a port_param without a port_range is stored and ignored (public clients always
+        # send `--port`): only a program with a port_range is given a port
+        fields.setdefault("port_param", None)
     elif fields.get("port_param") is None:
         fields["port_param"] = "--port"
     directory = fields.get("directory")

@@ -39,12 +39,19 @@ class InvalidSettings(ValueError):
     """A source's config does not decode into its settings; the message names the key."""
 
 
+class MissingSettings(InvalidSettings):
+    """A source's config lacks a key its sync needs (`config.url` of a remote index)."""
+
+
 def decode_settings(settings_type: type[Settings], config: Mapping[str, Any] | None) -> Settings:
     """`config` (a source's `config` object, absent meaning `{}`) as `settings_type`."""
     try:
         return msgspec.convert(dict(config or {}), settings_type)
     except msgspec.ValidationError as exc:
-        raise InvalidSettings(_explain(str(exc), settings_type)) from exc
+        message = _explain(str(exc), settings_type)
+        if _MISSING.match(str(exc).partition(" - at `$")[0]):
+            raise MissingSettings(message) from exc
+        raise InvalidSettings(message) from exc
 
 
 def _explain(text: str, settings_type: type[msgspec.Struct]) -> str:
