@@ -278,7 +278,8 @@ async def test_dry_run_preflight_and_batch_show_the_plan_with_a_warning(
         f"{RUN}/preflight", json={"app": "reboot", "pick": "id", "candidate_id": reboot}
     ) as r:
         preflight = await r.json()
-    assert preflight["recommended_mode"] == "delegated-execute" and not preflight["warnings"]
+    assert preflight["recommended_mode"] == "dry-run" and not preflight["warnings"]
+    assert preflight["would_schedule"] is True
     items = [
         {"request_id": "r", "mode": "run", "selector": {"app": "reboot", "pick": "first"}},
         {"request_id": "c", "mode": "run",

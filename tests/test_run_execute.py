@@ -363,7 +363,8 @@ async def test_preflight_plans_without_running(http: aiohttp.ClientSession) -> N
     status, body = await preflight()
     assert status == 200 and body["recommended_mode"] == "search-only" and "selected" not in body
     status, body = await preflight(pick="first", origin="pf", defer_pid=1)
-    assert body["recommended_mode"] == "delegated-execute"
+    # a mode both client generations know; whether /run would schedule is said beside it
+    assert body["recommended_mode"] == "dry-run" and body["would_schedule"] is True
     preview = body["terminal_request_preview"]
     assert preview["command"] == body["shell_command"] and preview["terminal_id"] == 1
     assert preview["origin"] == "pf" and preview["defer_pid"] == 1
@@ -380,7 +381,7 @@ async def test_preflight_plans_without_running(http: aiohttp.ClientSession) -> N
         "recommended_mode"
     ] == "printed-curl"
     status, body = await preflight(pick="first", terminal_id=40009)
-    assert body["recommended_mode"] == "dry-run"
+    assert body["recommended_mode"] == "dry-run" and body["would_schedule"] is False
     assert body["missing_requirements"][0]["kind"] == "terminal"
     assert body["missing_requirements"][0]["resolution"]
     status, body = await preflight(pick="index", pick_index=50)
@@ -449,7 +450,11 @@ async def test_html_pages_and_redirect(http: aiohttp.ClientSession) -> None:
         assert "default-src 'none'" in response.headers["Content-Security-Policy"]
     assert '<form method=post action="/api/v1/run/run">' in page
     assert 'name="pick_index" value="0"' in page and 'name="set_id"' in page
-    assert "<a " not in page and "src=" not in page and "@import" not in page
+    assert "src=" not in page and "@import" not in page
+    # the only links are to /resolve, which answers a command and runs nothing
+    links = re.findall(r'<a href="([^"]*)"', page)
+    assert links and all(link.startswith("/api/v1/run/resolve?") for link in links), links
+    assert page.count("<a ") == len(links)
     form = page.split("<form method=post")[1].split("</form>")[0]
     fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', form))
     async with http.post(f"{RUN}/run", data=fields) as response:

@@ -129,7 +129,7 @@ async def test_seed_examples_answer_as_documented(
         "pick": "first"
         }}'""",
     )
-    assert status == 200 and plan["recommended_mode"] == "delegated-execute"
+    assert status == 200 and plan["recommended_mode"] == "dry-run" and plan["would_schedule"]
     assert plan["selected"]["candidate_id"] == "team:hello-run"
     status, batch = seed(
         world,

@@ -12,9 +12,10 @@ TERMINAL_BASE = "/api/v1/terminal"
 
 
 def candidate_run_path(app: str, candidate_id: str) -> str:
-    """A candidate's `href_path`: the run that picks it by its id."""
+    """A candidate's `href_path`: the `/resolve` that picks it by its id and answers its
+    command (the route both client generations can follow; it never runs anything)."""
     picked = quote(candidate_id, safe="")
-    return f"{RUN_BASE}/run?app={quote(app, safe='')}&pick=id&candidate_id={picked}"
+    return f"{RUN_BASE}/resolve?app={quote(app, safe='')}&pick=id&candidate_id={picked}"
 
 
 def terminal_view_path(terminal_id: int) -> str:

@@ -111,6 +111,15 @@ def search_page() -> str:
     return _page("Search apps", f"<h1>Search apps</h1>{_search_form('')}")
 
 
+def _command_cell(candidate: Candidate) -> str:
+    """The command, linked to the candidate's `href_path`: the `/resolve` that answers its
+    command and never runs anything, so a plain link (and its prefetch) is safe."""
+    code = f"<code>{_e(candidate.shell_command or candidate.run_plan.command)}</code>"
+    if candidate.href_path is None:
+        return code
+    return f'<a href="{_e(candidate.href_path)}" title="resolve: the command only">{code}</a>'
+
+
 def candidates_page(
     set_id: str,
     candidates: list[Candidate],
@@ -129,8 +138,7 @@ def candidates_page(
             f"{'' if candidate.installed else ' · not installed'}"
             f"{' · destructive: runs only when picked by id' if marked(candidate) else ''}"
             "</span></td>"
-            f"<td><code>{_e(candidate.shell_command or candidate.run_plan.command)}</code>"
-            "</td></tr>"
+            f"<td>{_command_cell(candidate)}</td></tr>"
         )
     notes = "".join(f"<p class=error>{_e(w.code)}: {_e(w.message)}</p>" for w in warnings or [])
     body = (

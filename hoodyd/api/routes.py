@@ -152,6 +152,10 @@ def run_routes() -> list[Route]:
         Route("POST", "/recipes/{name}/search", run.recipe_search, "recipe-search"),
         Route("GET", "/run", run_exec.run_get, "run-get", head=False),
         Route("POST", "/run", run_exec.run_post, "run-post", Access.SESSION),
+        # the public client's beta.10 and later resolve here; it never runs anything, so a
+        # browser session may follow a candidate's `href_path` to it
+        Route("GET", "/resolve", run_exec.resolve_get, "resolve-get", Access.SESSION),
+        Route("POST", "/resolve", run_exec.resolve_post, "resolve-post"),
         Route("GET", "/go/{rest:.+}", run_exec.go, "go", head=False),
         Route("GET", "/t/{terminal_id}/go/{rest:.+}", run_exec.terminal_go, "t-go", head=False),
         Route("GET", "/t/{terminal_id}/view", run_exec.terminal_view, "t-view", Access.SESSION),

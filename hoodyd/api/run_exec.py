@@ -1,6 +1,8 @@
 """Handlers that run apps (`/api/v1/run/run`, `/go/{rest}`, `/t/{terminal_id}/go/{rest}`,
-`/preflight`, `/recipes/{name}/run`) and the terminal view page: decode (`hoodyd.api.selectors`
-for query strings and go paths), call RunService, encode as JSON, HTML or a 303.
+`/preflight`, `/recipes/{name}/run`), resolve them without running (`/resolve`, the
+route of the public client's beta.10 and later) and the terminal view page: decode
+(`hoodyd.api.selectors` for query strings and go paths), call RunService, encode as JSON,
+HTML or a 303.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from hoodyd.api.encoding import json_response
 from hoodyd.api.keys import CONFIG, RUNNER, TERMINALS
 from hoodyd.api.selectors import (
     GO_QUERY,
+    RESOLVE_QUERY,
     RUN_QUERY,
     TERMINAL_GO_QUERY,
     form_params,
     go_path_params,
     merge_params,
     query_selector_params,
+    resolve_selector,
     selector_from_params,
 )
 from hoodyd.apps.curl import CurlTarget
@@ -58,11 +62,15 @@ def _curl_target(request: web.Request) -> CurlTarget:
 _html = pages.html_response
 
 
-async def _answer(request: web.Request, selector: Selector) -> web.Response:
+async def _answer(
+    request: web.Request, selector: Selector, *, resolve: bool = False
+) -> web.Response:
     html = _wants_html(request, selector)
     sessions.require_html(request, html)
     try:
-        outcome: Outcome = await _runner(request).run(selector, _curl_target(request))
+        outcome: Outcome = await _runner(request).run(
+            selector, _curl_target(request), resolve=resolve
+        )
     except HoodydError as exc:
         if not html:
             raise
@@ -99,6 +107,19 @@ async def run_post(request: web.Request) -> web.Response:
         selector = selector_from_params(form_params(params, RUN_QUERY))
         return await _answer(request, msgspec.structs.replace(selector, format="html"))
     return await _answer(request, await decode_body(request, Selector))
+
+
+async def resolve_get(request: web.Request) -> web.Response:
+    """The command a selector resolves to, never run (beta.10 and later's `resolveGet`)."""
+    params = query_selector_params(request, RESOLVE_QUERY)
+    selector = resolve_selector(selector_from_params(params))
+    return await _answer(request, selector, resolve=True)
+
+
+async def resolve_post(request: web.Request) -> web.Response:
+    """`resolve_get` with a JSON Selector (beta.10 and later's `resolve`)."""
+    selector = resolve_selector(await decode_body(request, Selector))
+    return await _answer(request, selector, resolve=True)
 
 
 def _raw_rest(request: web.Request) -> str:

@@ -6,6 +6,12 @@ Query strings: every Selector field is a parameter; `q` and `name` alias `app`; 
 (a bare key is true). An unknown parameter is a 400, so a misspelt `dry_run` never turns into
 a run. `/search` takes only the search fields (`SEARCH_QUERY_FIELDS`).
 
+`/resolve` (the public client's beta.10 and later) takes the Selector without the fields
+that only a scheduled run reads: `defer_pid`, `defer_start_time_ticks`, `defer_timeout_ms`,
+`defer_poll_ms`, `redirect` and `redirect_to` are a 400 there, in the query and in a JSON
+body alike (that client never sends them; a caller who does expects a run, which `/run`
+makes), and `print_curl` takes only `hoody-run`.
+
 Go paths (`/go/{rest}`) come in two forms, told apart by the first segment:
 
 - key-value when the first segment is a Selector field name (`app/firefox/os/linux/...`):
@@ -37,6 +43,13 @@ RUN_QUERY = frozenset(SELECTOR_FIELDS) | frozenset(APP_ALIASES)
 SEARCH_QUERY = frozenset(SEARCH_QUERY_FIELDS) | frozenset(APP_ALIASES) | {"origin", "format"}
 GO_QUERY = RUN_QUERY - {"app", *APP_ALIASES}
 TERMINAL_GO_QUERY = GO_QUERY - {"terminal_id"}
+# what only a scheduled run reads: not fields of `/resolve`
+RUN_ONLY_FIELDS = (
+    "defer_pid", "defer_start_time_ticks", "defer_timeout_ms", "defer_poll_ms",
+    "redirect", "redirect_to",
+)  # fmt: skip
+RESOLVE_QUERY = RUN_QUERY - frozenset(RUN_ONLY_FIELDS)
+RESOLVE_PRINT_CURL = ("hoody-run",)
 OS_VALUES = frozenset(ENUM_VALUES["os"])
 _LIST_FIELDS = frozenset({"source", "tags"})
 # the forms a go path can take when positional, by segment count
@@ -149,3 +162,22 @@ def merge_params(path: dict[str, list[str]], query: dict[str, list[str]]) -> dic
             reason=Reason.DUPLICATE_PARAMETER,
         )
     return {**query, **path}
+
+
+def resolve_selector(selector: Selector) -> Selector:
+    """`selector` as `/resolve` takes it: no field of a scheduled run, `print_curl` only
+    `hoody-run` (a JSON body holds what the query cannot: the Struct knows these fields)."""
+    given = [name for name in RUN_ONLY_FIELDS if getattr(selector, name) is not None]
+    if given:
+        raise InvalidRequest(
+            f"Unknown field(s) for /resolve: {', '.join(given)} (only /run schedules a "
+            "command into a terminal)",
+            reason=Reason.UNKNOWN_FIELD,
+        )
+    if selector.print_curl is not None and selector.print_curl not in RESOLVE_PRINT_CURL:
+        raise InvalidRequest(
+            f"invalid value {selector.print_curl!r} for 'print_curl': allowed values are "
+            + ", ".join(RESOLVE_PRINT_CURL),
+            reason=Reason.INVALID_ENUM,
+        )
+    return selector

@@ -1,6 +1,7 @@
 """Curl lines that do what a run request would do, runnable as printed.
 
-`hoody-run` repeats the run against this daemon's own run endpoint, picking the chosen
+`hoody-run` repeats the request against the endpoint it came to (`/run`, or `/resolve` for
+the public client's beta.10 and later, which answers the command only), picking the chosen
 candidate by its stable id (not by a set that expires); `hoody-terminal` sends the planned
 command straight to the terminal execute endpoint. Query values are percent-encoded and
 every argument is shell-quoted, so no user text reaches the shell unquoted. On TCP the
@@ -18,6 +19,7 @@ import msgspec
 from hoodyd.schemas.run import Selector
 
 RUN_PATH = "/api/v1/run/run"
+RESOLVE_PATH = "/api/v1/run/resolve"
 EXECUTE_PATH = "/api/v1/terminal/execute"
 # selector fields a repeated run carries over: the search, the target and the defer
 _CARRIED = (
@@ -52,14 +54,16 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def hoody_run(target: CurlTarget, selector: Selector, candidate_id: str) -> str:
+def hoody_run(
+    target: CurlTarget, selector: Selector, candidate_id: str, *, path: str = RUN_PATH
+) -> str:
     query: list[tuple[str, str]] = [("app", selector.app)]
     for name in _CARRIED:
         value = getattr(selector, name)
         if value is not None:
             query.append((name, _text(value)))
     query += [("pick", "id"), ("candidate_id", candidate_id)]
-    return " ".join([*target.prefix(), shlex.quote(target.url(RUN_PATH, query))])
+    return " ".join([*target.prefix(), shlex.quote(target.url(path, query))])
 
 
 def hoody_terminal(target: CurlTarget, selector: Selector, terminal_id: int, command: str) -> str:

@@ -74,6 +74,8 @@ def choose(apps: AppService, selector: Selector, run_link: RunLink | None = None
         choice.candidates = apps.candidates(listed, resolution, run_link)
         return choice
     position = _pick_position(entry, selector, mode)
+    if mode == "first" and entry.items[position].match.tier != "exact":
+        _refuse_while_syncing(apps, choice, entry, run_link)
     [choice.selected] = apps.candidates([entry.items[position]], resolution, run_link)
     policy.check_candidate(effective, choice.selected)
     danger = destructive.marked(choice.selected)
@@ -101,6 +103,38 @@ def _raise_if_sources_failed(apps: AppService, resolution: Resolution, set_id: s
             reason=Reason.SOURCE_RESOLUTION_FAILED,
             response=RunResponse(status="error", set_id=set_id, error=message),
         )
+
+
+def _refuse_while_syncing(
+    apps: AppService, choice: Choice, entry: CandidateSet, run_link: RunLink | None
+) -> None:
+    """`pick=first` on a top candidate that is not an exact match, while a searched source
+    still runs its first sync (after the bounded wait of `settle`), is a 409: that source may
+    hold the exact match (`htop` must not run `/usr/bin/top` in the first seconds after
+    start-up). The answer lists the candidates found so far; once synced, the pick runs."""
+    syncing = [w.source_id for w in choice.warnings if w.code == "SOURCE_SYNCING"]
+    if not syncing:
+        return
+    top = entry.items[0]
+    message = (
+        f"no exact match for {choice.selector.app!r} yet, and {', '.join(map(str, syncing))} "
+        f"still runs its first sync: pick=first would take {top.candidate_id} "
+        f"({top.match.tier} match); ask again once the sync lands, or pick by id"
+    )
+    listed = apps.candidates(entry.items[: choice.resolution.limit], choice.resolution, run_link)
+    log.info("run_pick_waits_for_sync", app=choice.selector.app, sources=syncing)
+    raise RunFailed(
+        409,
+        message,
+        reason=Reason.SOURCE_SYNCING,
+        response=RunResponse(
+            status="error",
+            set_id=entry.set_id,
+            candidates=listed,
+            error=message,
+            warnings=choice.warnings or None,
+        ),
+    )
 
 
 def destructive_refusal(choice: Choice) -> RunFailed:

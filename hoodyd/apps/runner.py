@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from hoodyd.apps import curl, planner
+from hoodyd.apps import curl, delivery, planner
 from hoodyd.apps.candidates import Links
 from hoodyd.apps.curl import CurlTarget
 from hoodyd.apps.pick import Choice, choose, destructive_refusal
@@ -37,6 +37,7 @@ from hoodyd.schemas.run import (
     Selector,
 )
 from hoodyd.schemas.run_exec import (
+    HandoffState,
     PreflightResponse,
     RecommendedMode,
     RunHandoff,
@@ -127,19 +128,18 @@ class RunService:
         target: CurlTarget,
         *,
         command_only: bool = False,
+        resolve: bool = False,
     ) -> Outcome:
-        """Resolve, pick, plan and deliver. `command_only` (batch items) never schedules."""
+        """Resolve, pick, plan and deliver. `command_only` (batch items) never schedules;
+        `resolve` (`/resolve`) never schedules either and answers in the names of the
+        public client's beta.10 and later: a preview handoff only, curl lines for
+        `/resolve`."""
         _bind_origin(selector)
         defer = defer_spec(selector)
         redirect_to = _redirect_target(selector.redirect_to)
         await self.apps.settle()
         choice = self.choose(selector)
         selector = choice.selector
-        # a printed curl line is made to be run: it is refused like a run (dry runs answer)
-        if choice.needs_explicit_pick is not None and (
-            selector.print_curl is not None or not (command_only or selector.dry_run)
-        ):
-            raise destructive_refusal(choice)
         base = RunResponse(
             status="resolved",
             set_id=choice.set_id,
@@ -151,6 +151,15 @@ class RunService:
             base.warnings = choice.warnings or None
             return Outcome(base)
         plan = await self.plan(choice)
+        decision = delivery.decide(
+            choice,
+            plan,
+            command_only=command_only or resolve,
+            terminal_state=self._terminal_state(plan.terminal_id),
+        )
+        # a printed curl line is made to be run: it is refused like a run (dry runs answer)
+        if decision.outcome == "refuse-destructive":
+            raise destructive_refusal(choice)
         warnings = choice.warnings
         warnings += [
             RunWarning(
@@ -158,46 +167,28 @@ class RunService:
             )
             for item in plan.missing
         ]
+        warnings += decision.warnings
         response = msgspec.structs.replace(
             base,
             selected=_with_plan(choice.selected, plan),
             shell_command=plan.shell_command,
             missing_requirements=plan.missing or None,
             warnings=warnings,
+            handoff=self._handoff("preview", plan, resolve=resolve),
         )
-        preview = RunHandoff(
-            state="preview",
-            terminal_id=plan.terminal_id,
-            display=plan.display,
-            predicted_terminal_url=self.links.terminal_view(plan.terminal_id),
-        )
-        if selector.print_curl is not None:
+        if decision.outcome == "printed-curl":
             if selector.print_curl == "hoody-run":
-                line = curl.hoody_run(target, selector, choice.selected.candidate_id)
+                path = curl.RESOLVE_PATH if resolve else curl.RUN_PATH
+                line = curl.hoody_run(target, selector, choice.selected.candidate_id, path=path)
             else:
                 line = curl.hoody_terminal(target, selector, plan.terminal_id, plan.shell_command)
-            response.status, response.curl, response.handoff = "printed-curl", line, preview
+            response.status, response.curl = "printed-curl", line
             return _finish(response, plan)
-        delegate = not (command_only or selector.dry_run)
-        if delegate and not choice.policy.allow_delegated_execution:
-            delegate = False
-            warnings.append(
-                RunWarning(
-                    code="DELEGATION_DISABLED",
-                    message="the effective policy does not allow delegated execution: "
-                    "the command is returned, not run",
-                )
-            )
-        if delegate and self.terminals is None:
-            delegate = False
-            warnings.append(
-                RunWarning(code="TERMINALS_UNAVAILABLE", message="no terminal service runs here")
-            )
-        if not delegate:
-            response.status, response.handoff = "dry-run", preview
+        if decision.outcome == "dry-run":
+            response.status = "dry-run"
             return _finish(response, plan)
-        if plan.unmet:
-            raise requirements_refusal(response, plan)
+        if decision.outcome == "refuse-requirements":
+            raise requirements_refusal(response, plan, self._handoff("failed", plan))
         response = await self._schedule(response, plan, selector, defer)
         redirect = None
         if selector.redirect or redirect_to is not None:
@@ -213,6 +204,31 @@ class RunService:
         outcome = _finish(response, plan)
         outcome.redirect = redirect
         return outcome
+
+    def _handoff(
+        self,
+        state: HandoffState,
+        plan: Plan,
+        *,
+        resolve: bool = False,
+        command_id: str | None = None,
+    ) -> RunHandoff:
+        """The handoff in both generations' names: beta.9's (`predicted_terminal_url` on a
+        preview, `terminal_url` once scheduled, no URL when it failed) beside the
+        `preview_terminal_url` beta.10 and later read; `/resolve` answers the new names only."""
+        view = self.links.terminal_view(plan.terminal_id)
+        handoff = RunHandoff(
+            state=state,
+            terminal_id=plan.terminal_id,
+            display=plan.display,
+            preview_terminal_url=view,
+            command_id=command_id,
+        )
+        if not resolve and state == "preview":
+            handoff.predicted_terminal_url = view
+        elif state == "scheduled":
+            handoff.terminal_url = view
+        return handoff
 
     async def _schedule(
         self, response: RunResponse, plan: Plan, selector: Selector, defer: DeferSpec | None
@@ -238,9 +254,7 @@ class RunService:
                 response,
                 status="error",
                 error=f"terminal {plan.terminal_id} refused the command: {exc.message}",
-                handoff=RunHandoff(
-                    state="failed", terminal_id=plan.terminal_id, display=plan.display
-                ),
+                handoff=self._handoff("failed", plan),
                 terminal=TerminalReply(
                     status=exc.status,
                     ok=False,
@@ -261,13 +275,7 @@ class RunService:
         )
         response.status = "scheduled"
         response.terminal = TerminalReply(status=200, ok=True, json=body)
-        response.handoff = RunHandoff(
-            state="scheduled",
-            terminal_id=plan.terminal_id,
-            display=plan.display,
-            terminal_url=self.links.terminal_view(plan.terminal_id),
-            command_id=result.command_id,
-        )
+        response.handoff = self._handoff("scheduled", plan, command_id=result.command_id)
         return response
 
     # --- preflight -------------------------------------------------------------------------
@@ -291,18 +299,13 @@ class RunService:
             return response
         plan = await self.plan(choice)
         terminal_state = self._terminal_state(plan.terminal_id)
-        mode: RecommendedMode = "delegated-execute"
-        if selector.print_curl is not None and choice.needs_explicit_pick is None:
-            mode = "printed-curl"
-        elif (
-            selector.dry_run
-            or choice.needs_explicit_pick is not None
-            or not choice.policy.allow_delegated_execution
-            or terminal_state in ("unavailable", "absent", "exited")
-            or plan.unmet
-        ):
-            mode = "dry-run"
+        decision = delivery.decide(choice, plan, command_only=False, terminal_state=terminal_state)
+        # what a run would do, in a mode both client generations know: the seed leaves the
+        # rule open, and beta.10 and later have no `delegated-execute`; `would_schedule`
+        # and the handoff say whether `/run` would schedule into the terminal
+        mode: RecommendedMode = "printed-curl" if decision.outcome == "printed-curl" else "dry-run"
         response.recommended_mode = mode
+        response.would_schedule = decision.would_schedule(terminal_state)
         response.selected = _with_plan(choice.selected, plan)
         response.shell_command = plan.shell_command
         response.missing_requirements = plan.missing
@@ -317,12 +320,7 @@ class RunService:
             defer_timeout_ms=defer.timeout_ms if defer else None,
             defer_poll_ms=defer.poll_ms if defer else None,
         )
-        response.handoff = RunHandoff(
-            state="preview",
-            terminal_id=plan.terminal_id,
-            display=plan.display,
-            predicted_terminal_url=self.links.terminal_view(plan.terminal_id),
-        )
+        response.handoff = self._handoff("preview", plan)
         if (selector.redirect or redirect_to) and choice.policy.allow_redirect:
             response.redirect_target = redirect_to or self.links.terminal_view(plan.terminal_id)
         if terminal_state == "unavailable":
@@ -378,7 +376,7 @@ class RunService:
         return self.apps.recipe_selector(name, request)
 
 
-def requirements_refusal(response: RunResponse, plan: Plan) -> RunFailed:
+def requirements_refusal(response: RunResponse, plan: Plan, handoff: RunHandoff) -> RunFailed:
     """A 409 for a pick whose command can only fail until its requirements are resolved:
     nothing is scheduled, and the answer lists each requirement with its resolution.
     hoodyd does not install on a run (see README, Running apps: a run request never turns
@@ -393,7 +391,7 @@ def requirements_refusal(response: RunResponse, plan: Plan) -> RunFailed:
         response,
         status="error",
         error=message,
-        handoff=RunHandoff(state="failed", terminal_id=plan.terminal_id, display=plan.display),
+        handoff=handoff,
     )
     log.info(
         "run_requirements_missing",

@@ -18,6 +18,9 @@ from hoodyd.schemas.run import RunWarning as RunWarning
 RunStatus = Literal["resolved", "scheduled", "dry-run", "printed-curl", "error"]
 HandoffState = Literal["preview", "scheduled", "failed"]
 RecommendedMode = Literal["search-only", "dry-run", "delegated-execute", "printed-curl"]
+# the narrower enums of `/resolve` (the public client's beta.10 and later): never scheduled
+ResolveStatus = Literal["resolved", "dry-run", "printed-curl", "error"]
+ResolveHandoffState = Literal["preview"]
 
 
 class RunHandoff(Struct, kw_only=True, omit_defaults=True):
@@ -28,6 +31,10 @@ class RunHandoff(Struct, kw_only=True, omit_defaults=True):
     terminal_url: str | None = None
     predicted_display_url: str | None = None
     predicted_terminal_url: str | None = None
+    # the names beta.10 and later read (CONTRACT.md §5), on every handoff: the terminal's
+    # page; a display URL only where hoodyd serves a page for the display (it serves none)
+    preview_display_url: str | None = None
+    preview_terminal_url: str | None = None
     # extension: the terminal command that runs the app, once scheduled
     command_id: str | None = None
 
@@ -91,3 +98,7 @@ class PreflightResponse(Struct, kw_only=True, omit_defaults=True):
     terminal_request_preview: TerminalRequestPreview | None = None
     redirect_target: str | None = None
     handoff: RunHandoff | None = None
+    # extension: whether `/run`, a go path or a recipe run with this selector would schedule
+    # the command into the terminal now (`recommended_mode` then says `dry-run`, the mode
+    # every client generation knows; see README, Running apps)
+    would_schedule: bool | None = None

@@ -1,0 +1,71 @@
+"""The delivery decision, one pure function for every way a pick is delivered: `/run` and
+the go paths, recipe runs, batch items, `/resolve`, and the preflight that says what a run
+would do.
+
+From a pick, its plan, how the request may deliver (`command_only`: batch items and
+`/resolve` never schedule) and the terminal's state, `decide` names the outcome and the
+warnings that explain it. It reads no clock, terminal or file: the runner acts on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hoodyd.apps.pick import Choice
+from hoodyd.apps.planner import Plan, TerminalState
+from hoodyd.schemas.run_exec import RunWarning
+
+DeliveryOutcome = Literal[
+    # a destructive candidate reached without pick=id, asked to run or print a curl line
+    "refuse-destructive",
+    "printed-curl",
+    # the command is answered and nothing runs
+    "dry-run",
+    # a run whose requirements are not met can only fail: 409, nothing scheduled
+    "refuse-requirements",
+    "schedule",
+]
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: DeliveryOutcome
+    warnings: list[RunWarning] = field(default_factory=list)
+
+    def would_schedule(self, terminal_state: TerminalState) -> bool:
+        """A schedule the terminal would accept now (a new terminal is created on use)."""
+        return self.outcome == "schedule" and terminal_state in ("ready", "new")
+
+
+def decide(
+    choice: Choice, plan: Plan, *, command_only: bool, terminal_state: TerminalState
+) -> Decision:
+    """How a pick (`choice.selected`, planned as `plan`) is delivered."""
+    selector = choice.selector
+    dry = command_only or bool(selector.dry_run)
+    if choice.needs_explicit_pick is not None and (selector.print_curl is not None or not dry):
+        return Decision("refuse-destructive")
+    if selector.print_curl is not None:
+        return Decision("printed-curl")
+    if dry:
+        return Decision("dry-run")
+    if not choice.policy.allow_delegated_execution:
+        return Decision(
+            "dry-run",
+            [
+                RunWarning(
+                    code="DELEGATION_DISABLED",
+                    message="the effective policy does not allow delegated execution: "
+                    "the command is returned, not run",
+                )
+            ],
+        )
+    if terminal_state == "unavailable":
+        return Decision(
+            "dry-run",
+            [RunWarning(code="TERMINALS_UNAVAILABLE", message="no terminal service runs here")],
+        )
+    if plan.unmet:
+        return Decision("refuse-requirements")
+    return Decision("schedule")
