@@ -134,17 +134,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--state-dir", help="state directory (store, supervisord, logs)")
     serve.set_defaults(func=_serve)
 
-    status = verbs.add_parser("status", parents=client, help="programs and their processes")
-    status.add_argument("program", nargs="?", metavar="NAME|ID")
+    status = verbs.add_parser(
+        "status",
+        parents=client,
+        help="programs and their processes; with names, exit 0 if all run, 3 if one does "
+        "not, 4 if one is unknown",
+    )
+    status.add_argument("programs", nargs="*", metavar="NAME|ID|all")
     status.set_defaults(verb_func=commands.status)
 
     for name, func, text in (
-        ("start", commands.start, "start a program (one port instance with --port)"),
-        ("stop", commands.stop, "stop a program (every instance of a port range by default)"),
+        ("start", commands.start, "start programs (one port instance with --port)"),
+        ("stop", commands.stop, "stop programs (every instance of a port range by default)"),
         ("restart", commands.restart, "stop, then start again"),
     ):
         verb = verbs.add_parser(name, parents=client, help=text)
-        verb.add_argument("program", metavar="NAME|ID")
+        verb.add_argument("programs", nargs="+", metavar="NAME|ID|all")
         verb.add_argument("--port", type=int, help="the port instance")
         verb.add_argument("--all", action="store_true", help="every port of the range")
         verb.add_argument("--no-wait", action="store_true", help="do not wait until RUNNING")
@@ -183,12 +188,16 @@ def build_parser() -> argparse.ArgumentParser:
     edit.set_defaults(verb_func=commands.edit)
 
     for name, func, text in (
-        ("rm", commands.remove, "remove a program (stopping it)"),
-        ("enable", commands.set_enabled, "register a program with supervisord"),
-        ("disable", commands.set_enabled, "stop and unregister a program"),
+        ("rm", commands.remove, "remove programs (stopping them); `rm all` asks first"),
+        ("enable", commands.set_enabled, "register programs with supervisord"),
+        ("disable", commands.set_enabled, "stop and unregister programs"),
     ):
         verb = verbs.add_parser(name, parents=client, help=text)
-        verb.add_argument("program", metavar="NAME|ID")
+        verb.add_argument("programs", nargs="+", metavar="NAME|ID|all")
+        if name == "rm":
+            verb.add_argument(
+                "--yes", action="store_true", help="do not ask before `rm all`"
+            )
         verb.set_defaults(verb_func=func)
 
     search = verbs.add_parser("search", parents=client, help="find runnable apps")
@@ -276,6 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     held.add_argument("--list", action="store_true", help="only list them")
     held.set_defaults(func=_stop_terminals)
+    down = _clean_up_verb(
+        verbs,
+        "down",
+        "end everything of a state dir: the daemon, then supervisord and its programs, then "
+        "the terminal sessions",
+        grace=10.0,
+    )
+    down.set_defaults(func=_down)
     return parser
 
 
@@ -291,14 +308,18 @@ def target_of(args: argparse.Namespace) -> Target:
 def _serve(args: argparse.Namespace) -> int:
     from hoodyd.daemon import serve
 
-    cfg = config.load(
-        args.config,
-        overrides={
-            ("server", "socket"): args.socket,
-            ("server", "tcp"): args.tcp,
-            ("state_dir",): args.state_dir,
-        },
-    )
+    try:
+        cfg = config.load(
+            args.config,
+            overrides={
+                ("server", "socket"): args.socket,
+                ("server", "tcp"): args.tcp,
+                ("state_dir",): args.state_dir,
+            },
+        )
+    except HoodydError as exc:  # a start-up error like any other: one line, exit 1
+        print(f"hoodyd: {exc.message}", file=sys.stderr)
+        return EXIT_REFUSED
     log.configure(cfg.log_level, cfg.log_format)
     asyncio.run(serve(cfg))
     return 0
@@ -370,6 +391,40 @@ def _stop_supervisor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _down(args: argparse.Namespace) -> int:
+    """The daemon (SIGTERM to the holder of STATE/lock; it drains within its shutdown
+    timeout), then the embedded supervisord and its programs, then every terminal holder:
+    with the daemon gone none of them is adopted or started again."""
+    from pathlib import Path
+
+    from hoodyd.private import end_lock_holder
+    from hoodyd.programs.embedded import stop_embedded
+    from hoodyd.terminals.cleanup import find_holders, stop_holders
+
+    cfg = config.load(args.config, overrides={("state_dir",): args.state_dir})
+    state_dir = Path(cfg.state_dir)
+    done = []
+    pid = end_lock_holder(state_dir / "lock", timeout=cfg.server.shutdown_timeout + args.grace)
+    if pid is not None:
+        done.append(f"the daemon (pid {pid})")
+    if cfg.supervisor.mode == "embedded":
+        if stop_embedded(state_dir, grace=args.grace):
+            done.append("the embedded supervisord and its programs")
+    else:
+        print("hoodyd: supervisord is external; its programs keep running")
+    holders = find_holders(state_dir)  # a program's holders too: its supervisord is gone
+    if cfg.supervisor.mode != "embedded":
+        holders = [held for held in holders if not held.program]
+    if holders:
+        stop_holders(holders, args.grace)
+        done.append(f"{len(holders)} terminal session(s)")
+    if not done:
+        print(f"hoodyd: nothing was running under {state_dir}")
+    else:
+        print(f"hoodyd: stopped {', '.join(done)} under {state_dir}")
+    return 0
+
+
 def _stop_terminals(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -395,11 +450,16 @@ def _stop_terminals(args: argparse.Namespace) -> int:
 
 
 def _run_verb(verb: Verb, args: argparse.Namespace) -> int:
+    from hoodyd.client.messages import explain
+    from hoodyd.client.output import print_json
+
     client = DaemonClient(target_of(args))
     try:
         return verb(client, args)
     except Refused as exc:
-        print(f"hoodyd: {exc.message}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print_json(exc.body)  # the error object, as the API answered it
+        print(f"hoodyd: {explain(exc, args)}", file=sys.stderr)
         return EXIT_REFUSED
     except Unreachable as exc:
         print(f"hoodyd: {exc}", file=sys.stderr)

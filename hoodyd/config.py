@@ -7,6 +7,7 @@ defaults below, which depend only on the user it runs as.
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -149,11 +150,39 @@ def default_state_dir() -> str:
     return str(Path(base) / "hoodyd")
 
 
+def socket_candidates(uid: int | None = None) -> list[Path]:
+    """Where a daemon of `uid` serves by default, best first, read from the file system alone
+    (never from the shell's environment, so that a login shell, a `su -` and a systemd unit
+    of the same user agree): root `/run/hoodyd/`; a user `/run/user/UID/hoodyd/` when
+    `/run/user/UID` is theirs (a login session or lingering made it), then `/tmp/hoodyd-UID/`."""
+    uid = os.geteuid() if uid is None else uid
+    if uid == 0:
+        return [Path("/run/hoodyd/hoodyd.sock")]
+    candidates = []
+    runtime = Path(f"/run/user/{uid}")
+    try:
+        info = runtime.stat()
+    except OSError:
+        pass
+    else:
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == uid:
+            candidates.append(runtime / "hoodyd" / "hoodyd.sock")
+    candidates.append(Path(f"/tmp/hoodyd-{uid}") / "hoodyd" / "hoodyd.sock")
+    return candidates
+
+
 def default_socket() -> str:
-    if os.geteuid() == 0:
-        return "/run/hoodyd/hoodyd.sock"
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/hoodyd-{os.geteuid()}"
-    return str(Path(runtime) / "hoodyd" / "hoodyd.sock")
+    """The socket `serve` binds and the verbs reach when none is configured: the first
+    candidate where a socket already is (a daemon started before `/run/user/UID` existed
+    stays found), else the best candidate."""
+    candidates = socket_candidates()
+    for candidate in candidates:
+        try:
+            if stat.S_ISSOCK(candidate.stat().st_mode):
+                return str(candidate)
+        except OSError:
+            continue
+    return str(candidates[0])
 
 
 TOKEN_VARIABLE = "HOODYD_TOKEN"

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import grp
 import os
+import pwd
 import resource
 import secrets
 import shlex
@@ -55,23 +57,72 @@ async def serve(config: Config) -> None:
 def claim_paths(config: Config, *, socket_inherited: bool) -> list[DaemonLock]:
     """Make the state (and socket) directories private and take their one-daemon locks."""
     socket_path = config.server.socket
+    group = config.server.allowed_gids[0] if config.server.allowed_gids else None
+    if group is not None and not socket_inherited:
+        check_socket_group(group)
+    locks: list[DaemonLock] = []
     try:
-        private_dir(config.state_path)
-        locks = [acquire_lock(config.state_path / "lock", socket=socket_path)]
+        try:
+            private_dir(config.state_path)
+            locks.append(acquire_lock(config.state_path / "lock", socket=socket_path))
+        except OSError as exc:
+            raise UnsafePath(
+                f"cannot use the state dir {config.state_path}: {exc.strerror}; choose one "
+                "you can write with --state-dir (or state_dir in the config)"
+            ) from None
         if not socket_inherited:
-            group = config.server.allowed_gids[0] if config.server.allowed_gids else None
-            socket_dir = private_dir(Path(socket_path).parent, 0o700 if group is None else 0o750)
-            if group is not None:
-                os.chown(socket_dir, -1, group)
+            try:
+                socket_dir = private_dir(
+                    Path(socket_path).parent, 0o700 if group is None else 0o750
+                )
+                if group is not None:
+                    os.chown(socket_dir, -1, group)
+            except OSError as exc:
+                raise UnsafePath(
+                    f"cannot make the socket's directory {Path(socket_path).parent}: "
+                    f"{exc.strerror}; choose another with --socket (or server.socket)"
+                ) from None
             locks.append(acquire_lock(Path(f"{socket_path}.lock"), socket=socket_path))
     except (UnsafePath, AlreadyRunning) as exc:
+        for lock in locks:
+            lock.release()
         raise SystemExit(f"hoodyd: {exc}") from None
     return locks
+
+
+def check_socket_group(gid: int) -> None:
+    """The socket is given to the first group of `server.allowed_gids`: only root or a
+    member of that group can do so."""
+    if os.geteuid() == 0 or gid == os.getegid() or gid in os.getgroups():
+        return
+    try:
+        name = f"{grp.getgrgid(gid).gr_name} ({gid})"
+    except KeyError:
+        name = str(gid)
+    user = pwd.getpwuid(os.geteuid()).pw_name if _known_uid() else str(os.geteuid())
+    raise SystemExit(
+        f"hoodyd: server.allowed_gids names group {name}, which {user} is not a member of, "
+        "so the socket cannot be given to it; join the group (then log in again) or remove "
+        "it from allowed_gids"
+    )
+
+
+def _known_uid() -> bool:
+    try:
+        pwd.getpwuid(os.geteuid())
+    except KeyError:
+        return False
+    return True
 
 
 async def _serve(config: Config, inherited: list[socket.socket]) -> None:
     stop = _stop_on_signals()  # before the socket exists: a SIGTERM from then on is graceful
     on_tcp = bool(config.server.tcp) or any(s.family != socket.AF_UNIX for s in inherited)
+    # the TCP port is bound before anything starts (supervisord among them): a busy port
+    # ends the start-up with nothing left running
+    tcp_socket = None
+    if config.server.tcp:
+        tcp_socket = bind_tcp_socket(*parse_host_port(config.server.tcp))
     token = resolve_token(config) if on_tcp else None
     app = create_app(config, token=token)
     # aiohttp may wait twice its timeout (for handlers, then for their cancellation); the
@@ -100,9 +151,9 @@ async def _serve(config: Config, inherited: list[socket.socket]) -> None:
             sock = bind_unix_socket(created_socket, socket_mode(config), group)
             await ListenerSite(runner, sock).start()
             log.info("serving_unix", socket=str(created_socket))
-        if config.server.tcp:
+        if tcp_socket is not None:
             host, port = parse_host_port(config.server.tcp)
-            await ListenerSite(runner, bind_tcp_socket(host, port)).start()
+            await ListenerSite(runner, tcp_socket).start()
             log.info("serving_tcp", host=host, port=port)
         sd_notify("READY=1")
         _tell_terminal(f"hoodyd: listening on {', '.join(_addresses(config, inherited))}")
@@ -184,9 +235,11 @@ def _addresses(config: Config, inherited: list[socket.socket]) -> list[str]:
 def _left_running(config: Config) -> str:
     if config.supervisor.mode != "embedded":
         return "hoodyd: stopped; the external supervisord and its programs keep running"
+    state = shlex.quote(str(config.state_path))
     return (
-        "hoodyd: stopped; supervisord and its programs keep running. Stop them with: "
-        f"hoodyd stop-supervisor --state-dir {shlex.quote(str(config.state_path))}"
+        "hoodyd: stopped; supervisord and its programs keep running, and so do the terminal "
+        f"sessions. End them all with: hoodyd down --state-dir {state} "
+        f"(the programs only: hoodyd stop-supervisor --state-dir {state})"
     )
 
 

@@ -9,12 +9,16 @@ fix rather than repairing what another user owns.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
+import signal
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from hoodyd.polling import poll_until
 
 
 class UnsafePath(Exception):
@@ -94,3 +98,39 @@ def acquire_lock(path: Path, *, socket: str) -> DaemonLock:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n{socket}\n".encode(), 0)
     return DaemonLock(path, fd)
+
+
+def lock_holder(path: Path) -> int | None:
+    """The pid of the daemon holding the lock at `path`; None when no daemon holds it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None  # no daemon ever ran here
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            first = os.pread(fd, 64, 0).split(b"\n", 1)[0]
+            return int(first) if first.isdigit() else None
+        return None
+    finally:
+        os.close(fd)
+
+
+def end_lock_holder(path: Path, *, timeout: float) -> int | None:
+    """SIGTERM the daemon holding the lock at `path` and wait until the lock is free (its
+    process has exited, a zombie too); SIGKILL it after `timeout` seconds. Its pid, or None
+    when no daemon held the lock."""
+    pid = lock_holder(path)
+    if pid is None:
+        return None
+
+    async def released() -> bool | None:
+        return True if lock_holder(path) is None else None
+
+    for signum, wait_s in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+        if asyncio.run(poll_until(released, timeout=wait_s, interval=0.05)):
+            break
+    return pid

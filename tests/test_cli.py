@@ -308,8 +308,9 @@ def test_unreachable_daemon_exit_3_names_the_socket(short_tmp: Path) -> None:
 
 def test_refusals_exit_1_and_usage_errors_exit_2(daemon: DaemonProcess) -> None:
     """A refusal prints the daemon's error and exits 1; a wrong command line exits 2."""
-    done = hoodyd(daemon, "status", "nosuch")
-    assert (done.returncode, done.stderr) == (1, "hoodyd: no program named 'nosuch'\n")
+    done = hoodyd(daemon, "logs", "nosuch")
+    assert done.returncode == 1
+    assert done.stderr == "hoodyd: no program named 'nosuch' (`hoodyd status` lists the programs)\n"
     ok(daemon, "add", "off", "--", "/bin/sleep", "300")
     done = hoodyd(daemon, "start", "off")
     assert done.returncode == 1 and "is disabled" in done.stderr

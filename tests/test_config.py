@@ -96,7 +96,7 @@ def test_a_config_holding_the_token_must_be_private(tmp_path: Path) -> None:
 
 
 def test_serve_refuses_a_shared_config_with_one_line(tmp_path: Path) -> None:
-    """`hoodyd serve` with a world-readable config holding a token exits 2 with one line on
+    """`hoodyd serve` with a world-readable config holding a token exits 1 with one line on
     stderr and no traceback, before it creates anything."""
     path = tmp_path / "c.toml"
     path.write_text('[server]\ntoken = "s3cret-value"\n')
@@ -108,7 +108,7 @@ def test_serve_refuses_a_shared_config_with_one_line(tmp_path: Path) -> None:
          str(state), "--socket", str(tmp_path / "s.sock")],
         capture_output=True, text=True, env=env, timeout=60,
     )  # fmt: skip
-    assert done.returncode == 2
+    assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "readable by group or others" in lines[0], done.stderr
     assert "s3cret-value" not in done.stderr

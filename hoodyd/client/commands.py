@@ -13,16 +13,20 @@ import os
 import pwd
 import shlex
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-from hoodyd.client import output
+from hoodyd.client import messages, output
 from hoodyd.client.http import DaemonClient, QueryValue, Refused
 
 DAEMON = "/api/v1/daemon"
 TERMINAL = "/api/v1/terminal"
 RUN = "/api/v1/run"
+
+
+EXIT_REFUSED = 1
 
 
 class UsageError(Exception):
@@ -43,26 +47,78 @@ def find_program(client: DaemonClient, ref: str) -> dict[str, Any]:
     raise Refused(404, {"error": f"no program named {ref!r}", "reason": "PROGRAM_NOT_FOUND"})
 
 
+ALL = "all"
+# LSB exit codes of `status NAME...` (as systemctl and supervisorctl give them)
+STATUS_NOT_RUNNING = 3
+STATUS_UNKNOWN = 4
+
+
+def select(
+    programs: list[dict[str, Any]], refs: list[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The programs `refs` name (by name, or by id when numeric; `all` is every program),
+    each once in the order named, and the refs that name none."""
+    ordered = sorted(programs, key=lambda p: p["id"])
+    if ALL in refs:
+        return ordered, []
+    by_name = {p["name"]: p for p in ordered}
+    by_id = {str(p["id"]): p for p in ordered}
+    chosen: dict[int, dict[str, Any]] = {}
+    unknown = []
+    for ref in refs:
+        program = by_name.get(ref) or (by_id.get(str(int(ref))) if ref.isdigit() else None)
+        if program is None:
+            unknown.append(ref)
+        else:
+            chosen.setdefault(program["id"], program)
+    return list(chosen.values()), unknown
+
+
+def _unknown(refs: list[str]) -> Refused:
+    named = ", ".join(repr(ref) for ref in refs)
+    plural = "s" if len(refs) > 1 else ""
+    return Refused(
+        404, {"error": f"no program{plural} named {named}", "reason": "PROGRAM_NOT_FOUND"}
+    )
+
+
+def resolve(client: DaemonClient, refs: list[str]) -> list[dict[str, Any]]:
+    """The programs named; nothing is done when one of the names is unknown."""
+    programs, unknown = select(client.call("GET", f"{DAEMON}/programs")["programs"], refs)
+    if unknown:
+        raise _unknown(unknown)
+    return programs
+
+
+def _is_running(program: dict[str, Any]) -> bool:
+    current = program.get("status") or {}
+    if not program.get("enabled", True):
+        return False
+    if program.get("port_range") is None:
+        return current.get("status") == "RUNNING"
+    return int(current.get("running_instances") or 0) > 0
+
+
 def status(client: DaemonClient, args: argparse.Namespace) -> int:
+    """The table (or `--json`); with names, the LSB exit code: 0 when every program named
+    runs (a port range: one instance at least), 3 when one does not, 4 when a name is
+    unknown (the known ones are still shown)."""
     colour = output.use_colour()
-    if args.program is None:
-        answer = client.call("GET", f"{DAEMON}/programs", query={"include_status": True})
-        if args.json:
-            output.print_json(answer)
-            return 0
-        programs = sorted(answer["programs"], key=lambda p: p["id"])
-        rows = [row for program in programs for row in _status_rows(program, colour)]
+    answer = client.call("GET", f"{DAEMON}/programs", query={"include_status": True})
+    programs, unknown = select(answer["programs"], args.programs or [ALL])
+    if args.json:
+        output.print_json({**answer, "programs": programs} if args.programs else answer)
     else:
-        program = find_program(client, args.program)
-        answer = client.call("GET", f"{DAEMON}/status/{program['id']}")
-        if args.json:
-            output.print_json(answer)
-            return 0
-        rows = _status_rows({**program, "status": answer["status"]}, colour)
-    if not rows:
-        print("no programs (add one with `hoodyd add NAME -- COMMAND`)")
-        return 0
-    print(output.table(("ID", "NAME", "STATE", "PID", "PORTS", "UPTIME"), rows, colour))
+        rows = [row for program in programs for row in _status_rows(program, colour)]
+        if rows:
+            print(output.table(("ID", "NAME", "STATE", "PID", "PORTS", "UPTIME"), rows, colour))
+        elif not unknown:
+            print("no programs (add one with `hoodyd add NAME -- COMMAND`)")
+    if unknown:
+        print(f"hoodyd: {messages.explain(_unknown(unknown), args)}", file=sys.stderr)
+        return STATUS_UNKNOWN
+    if args.programs and not all(_is_running(program) for program in programs):
+        return STATUS_NOT_RUNNING
     return 0
 
 
@@ -74,21 +130,58 @@ def _status_rows(program: dict[str, Any], colour: bool) -> list[list[str]]:
         state = current.get("status", "")
         if not program.get("enabled", True):
             state = "disabled"
-        return [[
-            ident, name, output.state(state, colour), _text(current.get("pid")), "",
-            _text(current.get("uptime")),
-        ]]
+        return [
+            [
+                ident,
+                name,
+                output.state(state, colour),
+                _text(current.get("pid")),
+                "",
+                _text(current.get("uptime")),
+            ]
+        ]
     ports = f"{span['start']}-{span['end']}"
-    instances = current.get("instances", [])
+    instances = sorted(current.get("instances", []), key=lambda i: i.get("port", 0))
     running = current.get("running_instances", 0)
     summary = "disabled" if not program.get("enabled", True) else f"{running} running"
     rows = [[ident, name, output.state(summary, colour), "", ports, ""]]
-    for instance in sorted(instances, key=lambda i: i.get("port", 0)):
-        rows.append([
-            "", f"  {instance['instance_name']}", output.state(instance["status"], colour),
-            _text(instance.get("pid")), _text(instance.get("port")), _text(instance.get("uptime")),
-        ])
+    stopped = [i for i in instances if i["status"] == "STOPPED"]
+    for instance in instances:
+        if instance["status"] == "STOPPED":
+            continue
+        rows.append(
+            [
+                "",
+                f"  {instance['instance_name']}",
+                output.state(instance["status"], colour),
+                _text(instance.get("pid")),
+                _text(instance.get("port")),
+                _text(instance.get("uptime")),
+            ]
+        )
+    if stopped:  # stopped instances of a range say nothing one by one
+        rows.append(
+            [
+                "",
+                f"  {len(stopped)} stopped",
+                output.state("STOPPED", colour),
+                "",
+                port_spans([int(i["port"]) for i in stopped]),
+                "",
+            ]
+        )
     return rows
+
+
+def port_spans(ports: list[int]) -> str:
+    """`8780-8782,8785`: the ports as runs."""
+    spans: list[list[int]] = []
+    for port in sorted(ports):
+        if spans and port == spans[-1][1] + 1:
+            spans[-1][1] = port
+        else:
+            spans.append([port, port])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _text(value: Any) -> str:
@@ -111,12 +204,68 @@ def _ports_to_start(program: dict[str, Any], args: argparse.Namespace) -> list[i
     )
 
 
-def start(client: DaemonClient, args: argparse.Namespace) -> int:
-    program = find_program(client, args.program)
-    answers = [_start_one(client, program, port, args) for port in _ports_to_start(program, args)]
+def _targets(client: DaemonClient, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The programs a verb acts on. `all` leaves out, with a line saying so, what the verb
+    cannot do to them: a disabled program (start, stop, restart) and, for `start` and
+    `restart` without --all, a port-range program (its instances start per port)."""
+    programs = resolve(client, args.programs)
+    if ALL not in args.programs:
+        return programs
+    if getattr(args, "port", None) is not None:
+        raise UsageError("--port names an instance of one program: give its name, not all")
+    if args.verb not in ("start", "stop", "restart"):
+        return programs
+    chosen = []
+    for program in programs:
+        name = program["name"]
+        if not program.get("enabled", True):
+            if args.verb != "stop":
+                note(args, f"{name}: disabled, left alone (`hoodyd enable {name}`)")
+            continue
+        if program.get("port_range") is not None and args.verb == "start" and not args.all:
+            span = program["port_range"]
+            note(
+                args,
+                f"{name}: port range {span['start']}-{span['end']} starts per port, left "
+                f"alone (`hoodyd start {name} --port P`, or --all)",
+            )
+            continue
+        chosen.append(program)
+    return chosen
+
+
+def note(args: argparse.Namespace, text: str) -> None:
+    """A line for the person typing; on stderr when stdout carries `--json`."""
+    print(text, file=sys.stderr if getattr(args, "json", False) else sys.stdout)
+
+
+def _each(
+    client: DaemonClient,
+    args: argparse.Namespace,
+    act: Callable[[dict[str, Any]], list[Any]],
+) -> int:
+    """Run `act` on every program named; a refusal for one is printed (in the command
+    line's terms) and the others still go. `--json` prints the answers, a refusal's error
+    object among them. Exit 1 when one was refused."""
+    answers: list[Any] = []
+    refused = False
+    for program in _targets(client, args):
+        try:
+            answers.extend(act(program))
+        except Refused as exc:
+            refused = True
+            answers.append(exc.body)
+            print(f"hoodyd: {messages.explain(exc, args, program)}", file=sys.stderr)
     if args.json:
         output.print_json(answers[0] if len(answers) == 1 else answers)
-    return 0
+    return EXIT_REFUSED if refused else 0
+
+
+def start(client: DaemonClient, args: argparse.Namespace) -> int:
+    def act(program: dict[str, Any]) -> list[Any]:
+        return [_start_one(client, program, port, args) for port in _ports_to_start(program, args)]
+
+    return _each(client, args, act)
 
 
 def _start_one(
@@ -154,42 +303,48 @@ def _stop_body(program: dict[str, Any], args: argparse.Namespace) -> dict[str, A
 
 
 def stop(client: DaemonClient, args: argparse.Namespace) -> int:
-    program = find_program(client, args.program)
-    answer = client.call(
-        "POST", f"{DAEMON}/programs/{program['id']}/stop", body=_stop_body(program, args),
-        timeout=None,
-    )
-    if args.json:
-        output.print_json(answer)
-    elif answer.get("stopped"):
-        print(f"stopped {', '.join(answer['stopped'])}")
-    else:
-        print(f"{program['name']}: was not running")
-    return 0
+    def act(program: dict[str, Any]) -> list[Any]:
+        answer = client.call(
+            "POST",
+            f"{DAEMON}/programs/{program['id']}/stop",
+            body=_stop_body(program, args),
+            timeout=None,
+        )
+        if args.json:
+            pass
+        elif answer.get("stopped"):
+            print(f"stopped {', '.join(answer['stopped'])}")
+        else:
+            print(f"{program['name']}: was not running")
+        return [answer]
+
+    return _each(client, args, act)
 
 
 def restart(client: DaemonClient, args: argparse.Namespace) -> int:
     """Stop, then start what was stopped (a port-range program: the instances that ran, or
     the one `--port` names)."""
-    program = find_program(client, args.program)
-    stopped = client.call(
-        "POST", f"{DAEMON}/programs/{program['id']}/stop", body=_stop_body(program, args),
-        timeout=None,
-    ).get("stopped", [])
-    if stopped and not args.json:
-        print(f"stopped {', '.join(stopped)}")
-    if program.get("port_range") is None:
-        ports: list[int | None] = [None]
-    elif args.port is not None:
-        ports = [args.port]
-    else:
-        ports = [int(name.rsplit("_", 1)[1]) for name in stopped]
-        if not ports:
-            print(f"{program['name']}: no instance was running; nothing to restart")
-    answers = [_start_one(client, program, port, args) for port in ports]
-    if args.json:
-        output.print_json(answers[0] if len(answers) == 1 else answers)
-    return 0
+
+    def act(program: dict[str, Any]) -> list[Any]:
+        stopped = client.call(
+            "POST",
+            f"{DAEMON}/programs/{program['id']}/stop",
+            body=_stop_body(program, args),
+            timeout=None,
+        ).get("stopped", [])
+        if stopped and not args.json:
+            print(f"stopped {', '.join(stopped)}")
+        if program.get("port_range") is None:
+            ports: list[int | None] = [None]
+        elif args.port is not None:
+            ports = [args.port]
+        else:
+            ports = [int(name.rsplit("_", 1)[1]) for name in stopped]
+            if not ports and not args.json:
+                print(f"{program['name']}: no instance was running; nothing to restart")
+        return [_start_one(client, program, port, args) for port in ports]
+
+    return _each(client, args, act)
 
 
 def logs(client: DaemonClient, args: argparse.Namespace) -> int:
@@ -225,9 +380,13 @@ def _program_body(args: argparse.Namespace, *, adding: bool) -> dict[str, Any]:
     if args.port_range is not None:
         body["port_range"] = _port_range(args.port_range)
     for flag, field in (
-        ("boot", "boot"), ("lazy", "lazy_load"), ("idle_stop_after", "idle_stop_after"),
-        ("port_param", "port_param"), ("directory", "directory"),
-        ("description", "description"), ("autorestart", "autorestart"),
+        ("boot", "boot"),
+        ("lazy", "lazy_load"),
+        ("idle_stop_after", "idle_stop_after"),
+        ("port_param", "port_param"),
+        ("directory", "directory"),
+        ("description", "description"),
+        ("autorestart", "autorestart"),
         ("delay", "delay_seconds"),
     ):
         value = getattr(args, flag)
@@ -282,24 +441,39 @@ def edit(client: DaemonClient, args: argparse.Namespace) -> int:
 
 
 def remove(client: DaemonClient, args: argparse.Namespace) -> int:
-    program = find_program(client, args.program)
-    answer = client.call("POST", f"{DAEMON}/programs/remove/{program['id']}", timeout=None)
-    if args.json:
-        output.print_json(answer)
-    else:
-        print(f"removed {program['name']} (id {program['id']})")
-    return 0
+    if ALL in args.programs and not args.yes:
+        programs = resolve(client, args.programs)
+        if not programs:
+            print("no programs to remove")
+            return 0
+        names = ", ".join(p["name"] for p in programs)
+        if not sys.stdin.isatty():
+            raise UsageError(f"rm all removes every program ({names}): add --yes to confirm")
+        answer = input(f"remove {len(programs)} program(s): {names}? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            print("nothing removed")
+            return 0
+        args.yes = True
+
+    def act(program: dict[str, Any]) -> list[Any]:
+        answer = client.call("POST", f"{DAEMON}/programs/remove/{program['id']}", timeout=None)
+        if not args.json:
+            print(f"removed {program['name']} (id {program['id']})")
+        return [answer]
+
+    return _each(client, args, act)
 
 
 def set_enabled(client: DaemonClient, args: argparse.Namespace) -> int:
-    program = find_program(client, args.program)
     verb = "enable" if args.verb == "enable" else "disable"
-    answer = client.call("POST", f"{DAEMON}/programs/{program['id']}/{verb}", timeout=None)
-    if args.json:
-        output.print_json(answer)
-    else:
-        print(f"{verb}d {program['name']} (id {program['id']})")
-    return 0
+
+    def act(program: dict[str, Any]) -> list[Any]:
+        answer = client.call("POST", f"{DAEMON}/programs/{program['id']}/{verb}", timeout=None)
+        if not args.json:
+            print(f"{verb}d {program['name']} (id {program['id']})")
+        return [answer]
+
+    return _each(client, args, act)
 
 
 # ---- events and health ------------------------------------------------------------------
@@ -331,8 +505,9 @@ def events(client: DaemonClient, args: argparse.Namespace) -> int:
 
 
 def health(client: DaemonClient, args: argparse.Namespace) -> int:
-    answers = {area: client.call("GET", f"/api/v1/{area}/health") for area in
-               ("daemon", "terminal", "run")}
+    answers = {
+        area: client.call("GET", f"/api/v1/{area}/health") for area in ("daemon", "terminal", "run")
+    }
     if args.json:
         output.print_json(answers)
         return 0
@@ -366,8 +541,11 @@ def _print_candidates(candidates: list[dict[str, Any]]) -> None:
     colour = output.use_colour()
     rows = [
         [
-            str(number), candidate["candidate_id"], candidate.get("kind", ""),
-            "yes" if candidate.get("installed") else "no", candidate.get("title", ""),
+            str(number),
+            candidate["candidate_id"],
+            candidate.get("kind", ""),
+            "yes" if candidate.get("installed") else "no",
+            candidate.get("title", ""),
         ]
         for number, candidate in enumerate(candidates, start=1)
     ]
@@ -439,8 +617,12 @@ def term_ls(client: DaemonClient, args: argparse.Namespace) -> int:
     colour = output.use_colour()
     rows = [
         [
-            session["terminal_id"], output.state(session["state"], colour), session["shell"],
-            str(session["pid"]), session["cwd"], str(session["clients"]),
+            session["terminal_id"],
+            output.state(session["state"], colour),
+            session["shell"],
+            str(session["pid"]),
+            session["cwd"],
+            str(session["clients"]),
         ]
         for session in answer["data"]
     ]
@@ -465,19 +647,47 @@ def session_query(args: argparse.Namespace) -> dict[str, QueryValue]:
     }
 
 
+# terminal numbers a person picks; 40000-65535 are the daemon's short-lived sessions
+TERMINAL_IDS = range(1, 40000)
+
+
 def term_new(client: DaemonClient, args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {} if args.terminal_id is None else {"terminal_id": args.terminal_id}
+    """Create terminal N, or without N the lowest free number (printed)."""
+    body: dict[str, Any] = {}
     options = session_query(args)
     body.update({key: value for key, value in options.items() if value and key != "env"})
     if args.env:
         body["env"] = dict(item.split("=", 1) for item in args.env)
-    answer = client.call("POST", f"{TERMINAL}/create", body=body)
+    if args.terminal_id is not None:
+        answer = client.call(
+            "POST", f"{TERMINAL}/create", body={**body, "terminal_id": args.terminal_id}
+        )
+    else:
+        answer = _create_free(client, body)
     if args.json:
         output.print_json(answer)
     else:
         made = "created" if answer.get("created") else "already exists:"
         print(f"{made} terminal {answer['terminal_id']}")
     return 0
+
+
+def _create_free(client: DaemonClient, body: dict[str, Any]) -> Any:
+    """Create the lowest-numbered terminal nobody uses; one taken meanwhile by another
+    caller (the answer says it was not created) moves on to the next."""
+    taken = {
+        int(session["terminal_id"])
+        for session in client.call("GET", f"{TERMINAL}/sessions")["data"]
+        if str(session["terminal_id"]).isdigit()
+    }
+    for number in TERMINAL_IDS:
+        if number in taken:
+            continue
+        answer = client.call("POST", f"{TERMINAL}/create", body={**body, "terminal_id": number})
+        if answer.get("created"):
+            return answer
+        taken.add(number)
+    raise Refused(409, {"error": "no free terminal number", "reason": "NO_FREE_TERMINAL_ID"})
 
 
 def term_exec(client: DaemonClient, args: argparse.Namespace) -> int:
@@ -498,8 +708,10 @@ def term_exec(client: DaemonClient, args: argparse.Namespace) -> int:
         sys.stdout.write(answer.get("stdout", ""))
         sys.stdout.flush()
     if answer.get("timed_out"):
-        print(f"hoodyd: still running after {args.timeout}s (command {answer.get('command_id')})",
-              file=sys.stderr)
+        print(
+            f"hoodyd: still running after {args.timeout}s (command {answer.get('command_id')})",
+            file=sys.stderr,
+        )
         return 124
     code = answer.get("exit_code")
     return int(code) if isinstance(code, int) else 1

@@ -7,10 +7,14 @@ daemon answers; exit 3) and `Refused` (the daemon answered with an error; exit 1
 
 from __future__ import annotations
 
+import grp
 import http.client
+import os
+import pwd
 import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -39,13 +43,52 @@ class Unreachable(Exception):
         self.target = target
         self.cause = cause
         where = f"at {target.url}" if target.url else f"on {target.socket}"
-        hint = (
-            "is it running there? (`hoodyd serve --tcp HOST:PORT`)"
-            if target.url
-            else "start one with `hoodyd serve` (or pass the socket it serves on with "
-            "--socket or HOODYD_SOCKET)"
-        )
+        if target.url:
+            hint = "is it running there? (`hoodyd serve --tcp HOST:PORT`)"
+        elif cause == DENIED:
+            hint = denied_hint(target.socket)
+        else:
+            hint = (
+                "start one with `hoodyd serve` (or pass the socket it serves on with "
+                "--socket or HOODYD_SOCKET)"
+            )
         super().__init__(f"cannot reach hoodyd {where}: {cause}; {hint}")
+
+
+DENIED = "permission denied"
+
+
+def denied_hint(path: str) -> str:
+    """Whose socket refused us (the socket's owner, or that of the first directory above it
+    we may look into) and how its owner gives access."""
+    owner = "another user"
+    for place in (Path(path), *Path(path).parents):
+        try:
+            info = place.stat()
+        except OSError:
+            continue
+        owner = f"{_user(info.st_uid)} (group {_group(info.st_gid)})"
+        break
+    return (
+        f"it belongs to {owner}. To use that daemon, its owner adds your uid "
+        f"({os.geteuid()}) to server.allowed_uids and a group of yours to "
+        "server.allowed_gids (the socket is opened to that group), then restarts it; or "
+        "run your own with `hoodyd serve`"
+    )
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _group(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 class Refused(Exception):
@@ -185,5 +228,5 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (nothing is listening)"
     if isinstance(exc, PermissionError):
-        return "permission denied"
+        return DENIED
     return str(exc) or type(exc).__name__

@@ -123,7 +123,9 @@ class Flight:
         assert self.port is not None
         if not await probe_port(host, self.port, self, timeout=SETTLE_LIMIT_S):
             raise WaitTimeout(f"{self.name} did not accept connections on port {self.port}")
-        return self.last
+        # serving, and RUNNING once supervisord's startsecs have passed: the answer, and every
+        # status read after it, shows the instance RUNNING (or the failure that followed)
+        return await asyncio.shield(self.settled)
 
 
 async def probe_port(host: str, port: int, flight: Flight | None, *, timeout: float) -> bool:
