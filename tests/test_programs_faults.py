@@ -227,17 +227,16 @@ def fill(directory: Path) -> Path:
     """Write a file until the file system is full; the file."""
     filler = directory / "filler"
     chunk = b"\0" * 65536
-    with filler.open("wb") as handle:
+    # unbuffered: a failed write leaves nothing behind to fail again on close
+    with filler.open("wb", buffering=0) as handle:
         try:
             while True:
                 handle.write(chunk)
-                handle.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
-    with contextlib.suppress(OSError), filler.open("ab") as handle:  # the last small blocks
-        while True:
+    with contextlib.suppress(OSError), filler.open("ab", buffering=0) as handle:
+        while True:  # the last small blocks
             handle.write(b"\0" * 512)
-            handle.flush()
     return filler
 
 

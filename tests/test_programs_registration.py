@@ -7,6 +7,7 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
+from hoodyd.programs.supervisor_client import SupervisorClient
 from tests.conftest import PORT_SERVER, add_program
 from tests.test_programs_faults import free_port_range
 
@@ -14,10 +15,11 @@ API = "/api/v1/daemon"
 
 
 async def test_an_instance_is_added_from_its_file_and_survives_a_later_reload(
-    client: Any,
+    client: Any, program_config: Any
 ) -> None:
-    """Starting a port instance adds its group without a reload; a later program's reload
-    sees the instance's group unchanged, so it keeps running with the same pid."""
+    """Starting a port instance adds its group without a reload; a later program is added
+    without a reload too, and a full reload sees the instance's group unchanged, so it keeps
+    running with the same pid."""
     base = free_port_range(3)
     program = await add_program(
         client, command=PORT_SERVER, port_range={"start": base, "end": base + 2}
@@ -34,8 +36,14 @@ async def test_an_instance_is_added_from_its_file_and_survives_a_later_reload(
     assert "supervisor_groups_applied" not in events  # no reloadConfig on the way
     pid = started["instance"]["pid"]
     with capture_logs() as logs:
-        await add_program(client, enabled=True)  # its registration reloads every file
-    assert "supervisor_groups_applied" in [entry["event"] for entry in logs]
+        await add_program(client, enabled=True)  # one group added from its file
+    assert "supervisor_group_added" in [entry["event"] for entry in logs]
+    supervisor = SupervisorClient(str(program_config.state_path / "supervisor" / "supervisor.sock"))
+    try:
+        added, changed, removed = await supervisor.reload_config()  # every file read again
+    finally:
+        await supervisor.close()
+    assert (added, changed, removed) == ([], [], [])
     status = await (await client.get(f"{API}/status/{program['id']}?port={base}")).json()
     assert status["status"]["status"] in ("STARTING", "RUNNING")
     assert status["status"]["pid"] == pid  # the same process: not stopped and re-added

@@ -151,6 +151,19 @@ class Observer:
         with contextlib.suppress(HoodydError):
             self.record(await self.client.all_process_info(), asked_at)
 
+    async def refresh_names(self, names: Iterable[str]) -> None:
+        """Read the named processes now (the groups a change touched): one call each, so a
+        change costs the same however many other processes there are."""
+        if self._lost:
+            return
+        for name in names:
+            asked_at = time.monotonic()
+            try:
+                info = await self.client.find_process(name)
+            except HoodydError:
+                return
+            self.note(info, name, asked_at)
+
     def note(self, info: ProcessInfo | None, name: str, asked_at: float) -> None:
         """Fold in what a change just read of one process (None: it is not registered)."""
         record = self._records.get(name)

@@ -35,7 +35,7 @@ from hoodyd.programs import conf
 from hoodyd.programs.instances import start_failure
 from hoodyd.programs.logs import read_log
 from hoodyd.programs.observer import Observer, Transition
-from hoodyd.programs.registry import Registry
+from hoodyd.programs.registry import NotApplied, Registry
 from hoodyd.programs.rules import build_program, validate_program
 from hoodyd.programs.status import FAILED_STATES, instance_from_info
 from hoodyd.programs.supervisor_client import SupervisorClient
@@ -140,15 +140,22 @@ class QuickStartService:
             created_at=now,
             expires_at=now + given.ttl if given.ttl else None,
         )
-        await self._registry.register_ephemeral(item)
+        # its file and its row together (or neither), then supervisord adds and starts it
+        try:
+            await self._registry.register_ephemeral(
+                item, lambda: self._store.save_ephemeral(item)
+            )
+        except NotApplied as exc:
+            self._items[temporary_id] = item
+            await self._cleanup(item, reason="not_added")
+            raise exc.cause from None
+        self._items[temporary_id] = item
         try:
             await self._client.start(temporary_id, wait=False)
         except SupervisorFault as fault:
             error = await start_failure(self._client, await self._instance(temporary_id))
             await self._cleanup(item, reason="spawn_failed")
             raise error from fault
-        await self._store.save_ephemeral(item)
-        self._items[temporary_id] = item
         log.info("quick_started", temporary_id=temporary_id, ttl=given.ttl)
         instance = await self._instance(temporary_id)
         if given.wait:
@@ -271,9 +278,18 @@ class QuickStartService:
         )
 
     async def _cleanup(self, item: Ephemeral, *, reason: str) -> None:
-        await self._registry.unregister_ephemeral(item.temporary_id)
-        await self._store.delete_ephemeral(item.temporary_id)
+        # out of the table while it is cleaned up: its stop's own transition does not
+        # clean it up a second time
         self._items.pop(item.temporary_id, None)
+        try:
+            await self._registry.unregister_ephemeral(
+                item.temporary_id, lambda: self._store.delete_ephemeral(item.temporary_id)
+            )
+        except NotApplied as exc:  # its file and row are gone; supervisord kept the group
+            log.warning("quick_group_not_removed", temporary_id=item.temporary_id, error=str(exc))
+        except BaseException:
+            self._items[item.temporary_id] = item  # nothing changed: it is still here
+            raise
         # its log folder goes with it (log files configured elsewhere are the caller's)
         folder = self._log_dir / item.temporary_id
         await asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True)

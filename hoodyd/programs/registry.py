@@ -1,26 +1,35 @@
 """Registration with supervisord: the one place that renders hoodyd's conf files into the
-include dir, deletes them, and calls `reloadConfig`, `addProcessGroup` and
-`removeProcessGroup`.
+include dir, deletes them, and adds and removes supervisord process groups.
 
-Each change writes the files, then one serialized `reloadConfig` and the group additions and
-removals it calls for; one group added on demand (a port instance, a quick-start) is added
-from its one file instead, where the embedded supervisord runs hoodyd's plugin. Only the
-groups hoodyd touched are acted upon, so an external supervisord's other programs are never
-stopped or re-added by hoodyd. A write that supervisord refuses is rolled back.
+A change (`change`) is atomic: the new files are written to temp names and forced to disk,
+moved into place with the old ones moved aside, and then the caller's store transaction
+commits. If anything fails up to the commit, the renames are undone (no data is written, so
+this works on a full disk) and nothing changed. After the commit, supervisord is brought in
+line group by group: with hoodyd's plugin (the embedded supervisord) each group is added
+from its one file, so no change re-reads or re-writes any other program's file; an external
+supervisord gets one `reloadConfig` per change. Only the groups hoodyd touched are acted
+upon, so an external supervisord's other programs are never stopped or re-added by hoodyd.
+
+The conf files are kept in memory after start-up (`load`): no change reads the include dir.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import structlog
 
-from hoodyd.errors import SupervisorFault
+from hoodyd.errors import StateNotSaved, SupervisorFault
 from hoodyd.programs import conf
-from hoodyd.programs.files import make_private_dirs, write_atomic
+from hoodyd.programs.files import (
+    Staging,
+    make_private_dirs,
+    remove_empty_dirs,
+    sweep_leftovers,
+)
 from hoodyd.programs.supervisor_client import Fault, SupervisorClient
 from hoodyd.programs.table import Owner
 from hoodyd.schemas.daemon import Ephemeral, Program
@@ -31,6 +40,22 @@ LISTENER_FILE = "hoodyd-events.conf"
 LISTENER_GROUP = "hoodyd-events"
 
 Files = dict[str, str | None]  # filename → text to write, or None to delete
+Commit = Callable[[], Awaitable[None]]
+
+
+class NotApplied(Exception):
+    """The change was committed (files and store), but supervisord refused to follow."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def not_saved(exc: OSError) -> StateNotSaved:
+    return StateNotSaved(
+        f"hoodyd could not write supervisord's config ({exc}); nothing was changed",
+        extra={"changed": False},
+    )
 
 
 class Registry:
@@ -51,15 +76,42 @@ class Registry:
         # supervisord loaded hoodyd's plugin (embedded): one group is added from its file
         self.single_file_adds = single_file_adds
         self._lock = asyncio.Lock()
+        self._files: dict[str, str] | None = None  # hoodyd's conf files: filename → text
+        self._by_program: dict[int, set[str]] = {}
+        # counters of what supervisord was asked, for tests of the O(1) structure
+        self.calls: dict[str, int] = {}
 
     # ---- what is registered ------------------------------------------------------------
 
+    def load(self) -> list[str]:
+        """Read hoodyd's conf files once (start-up), after removing the temp and moved-aside
+        files an interrupted change left; the names removed."""
+        removed = sweep_leftovers(self.include_dir, conf.FILE_PREFIX)
+        self._files = {}
+        self._by_program = {}
+        for path in sorted(self.include_dir.glob(f"{conf.FILE_PREFIX}*.conf")):
+            self._remember(path.name, path.read_text())
+        return removed
+
+    def _remember(self, filename: str, text: str | None) -> None:
+        files = self._owned_files()
+        old = files.pop(filename, None)
+        if old is not None:
+            header = conf.parse_header(old)
+            if header is not None:
+                self._by_program.get(header[0], set()).discard(filename)
+        if text is not None:
+            files[filename] = text
+            header = conf.parse_header(text)
+            if header is not None:
+                self._by_program.setdefault(header[0], set()).add(filename)
+
     def _owned_files(self) -> dict[str, str]:
         """hoodyd's conf files in the include dir: filename → content."""
-        return {
-            path.name: path.read_text()
-            for path in sorted(self.include_dir.glob(f"{conf.FILE_PREFIX}*.conf"))
-        }
+        if self._files is None:
+            self.load()
+        assert self._files is not None
+        return self._files
 
     def owned_groups(self) -> dict[str, Owner]:
         """Group name → (program id, port) of every program file in the include dir."""
@@ -73,13 +125,19 @@ class Registry:
     def groups_of(self, program: Program) -> list[str]:
         return [conf.section_name(text) for text in self._files_of(program).values()]
 
+    def owned_groups_of(self, program_id: int) -> dict[str, Owner]:
+        """Group name → (program id, port) of one program's files."""
+        files = self._owned_files()
+        groups = {}
+        for filename in self._by_program.get(program_id, set()):
+            header = conf.parse_header(files[filename])
+            if header is not None:
+                groups[conf.section_name(files[filename])] = header
+        return groups
+
     def _files_of(self, program: Program) -> dict[str, str]:
-        prefix = f"{conf.FILE_PREFIX}program-{program.id}"
-        return {
-            name: text
-            for name, text in self._owned_files().items()
-            if name == f"{prefix}.conf" or name.startswith(f"{prefix}-")
-        }
+        files = self._owned_files()
+        return {name: files[name] for name in sorted(self._by_program.get(program.id, set()))}
 
     # ---- rendering ---------------------------------------------------------------------
 
@@ -124,25 +182,19 @@ class Registry:
             return None
         return self._instance_file(program, port)[1]
 
-    # ---- changes -----------------------------------------------------------------------
+    # ---- plans: the files a change writes (text) and deletes (None) --------------------
 
-    async def register(self, program: Program) -> None:
-        files = self._default_files(program)
-        await self._apply(dict(files), {conf.section_name(text) for text in files.values()})
+    def files_to_register(self, program: Program) -> Files:
+        return dict(self._default_files(program))
 
-    async def unregister(self, program: Program) -> None:
-        owned = self._files_of(program)
-        if owned:
-            await self._apply(
-                dict.fromkeys(owned), {conf.section_name(text) for text in owned.values()}
-            )
+    def files_to_unregister(self, program: Program) -> Files:
+        return dict.fromkeys(self._files_of(program))
 
-    async def reregister(self, current: Program, program: Program) -> set[str]:
-        """Bring supervisord from `current` to `program`: the groups registered afterwards.
-        A port-range program keeps the instances that exist and still fit its range."""
+    def files_to_reregister(self, current: Program, program: Program) -> Files:
+        """The files that bring supervisord from `current` to `program`. A port-range
+        program keeps the instances that exist and still fit its range."""
         owned = self._files_of(current)
         files: Files = dict.fromkeys(owned)
-        groups = {conf.section_name(text) for text in owned.values()}
         if program.enabled:
             files.update(self._default_files(program))
             if program.port_range is not None:
@@ -152,9 +204,92 @@ class Registry:
                     if port is not None and port in program.ports():
                         filename, kept = self._instance_file(program, port)
                         files[filename] = kept
-            groups |= {conf.section_name(text) for text in files.values() if text is not None}
-        await self._apply(files, groups)
+        return files
+
+    @staticmethod
+    def groups_in(files: Files) -> set[str]:
         return {conf.section_name(text) for text in files.values() if text is not None}
+
+    # ---- changes -----------------------------------------------------------------------
+
+    async def change(self, files: Files, commit: Commit | None = None) -> None:
+        """Write (text) or delete (None) each conf file and run `commit` (the store
+        transaction), all or nothing: a failure up to the commit undoes the files and is
+        raised (`StateNotSaved` for the disk). Then supervisord follows, group by group;
+        if it refuses, `NotApplied` (the files and the store have changed)."""
+        created: list[Path] = []  # log dirs, removed again if the change fails
+        try:
+            for text in files.values():
+                if text is not None:
+                    created += _make_log_dirs(text)  # supervisord's parser checks they exist
+            for text in files.values():
+                if text is not None:
+                    conf.check(text)
+        except OSError as exc:
+            remove_empty_dirs(created)
+            raise not_saved(exc) from exc
+        except BaseException:
+            remove_empty_dirs(created)
+            raise
+        async with self._lock:
+            staging = Staging(self.include_dir, files)
+            try:
+                await asyncio.to_thread(_stage_and_publish, staging)
+                if commit is not None:
+                    await commit()
+            except OSError as exc:
+                await asyncio.to_thread(staging.undo)
+                remove_empty_dirs(created)
+                raise not_saved(exc) from exc
+            except BaseException:
+                await asyncio.to_thread(staging.undo)
+                remove_empty_dirs(created)
+                raise
+            await asyncio.to_thread(staging.finish)
+            current = self._owned_files()
+            previous = {name: current.get(name) for name in files}
+            for name, text in files.items():
+                self._remember(name, text)
+            try:
+                await self._follow(files, previous)
+            except Exception as exc:
+                raise NotApplied(exc) from exc
+
+    async def _follow(self, files: Files, previous: Files) -> None:
+        """supervisord follows the files that changed: a deleted or changed file's group is
+        stopped and removed, a new or changed one added."""
+        if not self.single_file_adds:
+            groups = self.groups_in(files) | self.groups_in(previous)
+            await self._reload_and_apply(groups)
+            return
+        changed: list[str] = []
+        removed: list[str] = []
+        for name, text in files.items():
+            before = previous.get(name)
+            if before is not None and before != text:
+                await self._stop_and_remove(conf.section_name(before))
+                (changed if text is not None else removed).append(conf.section_name(before))
+            if text is not None:
+                try:
+                    await self._add_from_file(name)
+                except SupervisorFault as fault:
+                    if fault.code == Fault.UNKNOWN_METHOD:  # an older supervisord: reload
+                        self.single_file_adds = False
+                        await self._reload_and_apply(self.groups_in(files))
+                        return
+                    if fault.code != Fault.ALREADY_ADDED:  # in place already: nothing to do
+                        raise
+                    continue
+        if changed or removed:
+            log.info("supervisor_groups_applied", changed=changed, removed=removed)
+
+    async def _add_from_file(self, filename: str) -> None:
+        self._count("addGroupFromFile")
+        added = await self.client.add_group_from_file(str(self.include_dir / filename))
+        log.info("supervisor_group_added", group=",".join(added))
+
+    def _count(self, method: str) -> None:
+        self.calls[method] = self.calls.get(method, 0) + 1
 
     async def ensure_instance(self, program: Program, port: int | None) -> str:
         """Register the instance's group (an on-demand port, or a group a restarted
@@ -166,40 +301,30 @@ class Registry:
             filename, text = self._instance_file(program, port)
             files = {filename: text}
         name = conf.instance_name(program, port)
-        if not await self._add_one(files, name):
-            await self._apply(files, {name})
+        if all(self._owned_files().get(f) == t for f, t in files.items()):
+            # in place: only supervisord may lack the group
+            async with self._lock:
+                if self.single_file_adds:
+                    try:
+                        for filename in files:
+                            await self._add_from_file(filename)
+                    except SupervisorFault as fault:
+                        if fault.code == Fault.ALREADY_ADDED:
+                            return name
+                        if fault.code != Fault.UNKNOWN_METHOD:
+                            raise
+                        self.single_file_adds = False
+                    else:
+                        return name
+                await self._reload_and_apply({name}, readd=True)
+            return name
+        try:
+            await self.change(files)
+        except NotApplied as exc:
+            raise exc.cause from None
         return name
 
-    async def _add_one(self, files: Files, name: str) -> bool:
-        """Register one group from its one file without re-reading every other file
-        (`hoodyd.programs.supervisor_plugin`): its cost does not grow with the number of
-        groups registered. False where supervisord lacks the plugin (an external one, or
-        one started by an older hoodyd): the caller reloads instead."""
-        if not self.single_file_adds or len(files) != 1:
-            return False
-        ((filename, text),) = files.items()
-        if text is None:
-            return False
-        _make_log_dirs(text)
-        conf.check(text)
-        async with self._lock:
-            # not forced to disk: an instance's file is rebuilt from the store (its program,
-            # and the instances that should run) if a crash loses it
-            previous = self._write(files, durable=False)
-            try:
-                await self.client.add_group_from_file(str(self.include_dir / filename))
-            except SupervisorFault as fault:
-                if fault.code == Fault.ALREADY_ADDED:  # added meanwhile: nothing to do
-                    return True
-                if fault.code == Fault.UNKNOWN_METHOD:
-                    self.single_file_adds = False
-                    return False  # the file stays: the caller's reload reads it
-                self._write(previous)
-                raise
-        log.info("supervisor_group_added", group=name)
-        return True
-
-    async def register_ephemeral(self, item: Ephemeral) -> None:
+    async def register_ephemeral(self, item: Ephemeral, commit: Commit | None = None) -> None:
         text = conf.render(
             item.program,
             port=None,
@@ -208,12 +333,16 @@ class Registry:
             name=item.temporary_id,
             log_folder=item.temporary_id,
         )
-        files: Files = {conf.ephemeral_filename(item.temporary_id): text}
-        if not await self._add_one(files, item.temporary_id):
-            await self._apply(files, {item.temporary_id})
+        await self.change({conf.ephemeral_filename(item.temporary_id): text}, commit)
 
-    async def unregister_ephemeral(self, temporary_id: str) -> None:
-        await self._apply({conf.ephemeral_filename(temporary_id): None}, {temporary_id})
+    async def unregister_ephemeral(
+        self, temporary_id: str, commit: Commit | None = None
+    ) -> None:
+        filename = conf.ephemeral_filename(temporary_id)
+        if filename not in self._owned_files():
+            with contextlib.suppress(SupervisorFault):  # a group without its file
+                await self._stop_and_remove(temporary_id)
+        await self.change({filename: None}, commit)
 
     async def reconcile(self, programs: Mapping[int, Program], *, listener: str | None) -> None:
         """Make supervisord match `programs` (and the event listener's section, None for no
@@ -222,7 +351,7 @@ class Registry:
         changes: list[str] = []
         files: Files = {LISTENER_FILE: listener}
         groups = {LISTENER_GROUP}
-        on_disk = self._owned_files()
+        on_disk = dict(self._owned_files())
         for filename, text in on_disk.items():
             if filename == LISTENER_FILE or filename.startswith(conf.EPHEMERAL_PREFIX):
                 continue
@@ -240,7 +369,23 @@ class Registry:
                     files[filename] = text
                     changes.append(f"wrote {filename}")
         infos = await self.client.processes()
-        added, changed, removed = await self._apply(files, groups)
+        for wanted in files.values():
+            if wanted is not None:
+                _make_log_dirs(wanted)
+                conf.check(wanted)
+        async with self._lock:
+            if files.get(LISTENER_FILE) == on_disk.get(LISTENER_FILE):
+                files.pop(LISTENER_FILE)
+            staging = Staging(self.include_dir, files)
+            try:
+                await asyncio.to_thread(_stage_and_publish, staging)
+            except OSError:
+                await asyncio.to_thread(staging.undo)
+                raise
+            await asyncio.to_thread(staging.finish)
+            for name, wanted in files.items():
+                self._remember(name, wanted)
+            added, changed, removed = await self._reload_and_apply(groups)
         present = {conf.section_name(text) for text in self._owned_files().values()}
         for group in sorted(present - set(infos) - set(added)):
             if await self._readd(group):
@@ -253,6 +398,7 @@ class Registry:
     async def _readd(self, group: str) -> bool:
         """Add a group whose file is in place but whose processes supervisord lacks."""
         try:
+            self._count("addProcessGroup")
             await self.client.add_group(group)
         except SupervisorFault as fault:
             if fault.code == Fault.ALREADY_ADDED:  # added meanwhile: nothing to do
@@ -263,75 +409,55 @@ class Registry:
             raise
         return True
 
-    async def _apply(
-        self, files: Files, groups: set[str]
+    async def _reload_and_apply(
+        self, groups: set[str], *, readd: bool = False
     ) -> tuple[list[str], list[str], list[str]]:
-        """Write (text) or delete (None) each conf file, reload, and bring the named groups in
-        line: removed groups are stopped and removed, changed ones re-added, new ones added."""
-        for text in files.values():
-            if text is not None:
-                _make_log_dirs(text)
-                conf.check(text)
-        async with self._lock:
-            previous = self._write(files)
+        """One `reloadConfig` (every included file re-read), and the named groups brought in
+        line: removed groups are stopped and removed, changed ones re-added, new ones added
+        (with `readd`, every named group is added, in case supervisord lacks it)."""
+        self._count("reloadConfig")
+        added, changed, removed = await self.client.reload_config()
+        added = [g for g in added if g in groups]
+        changed = [g for g in changed if g in groups]
+        removed = [g for g in removed if g in groups]
+        for name in removed + changed:
+            await self._stop_and_remove(name)
+        to_add = sorted(groups - set(removed)) if readd else added + changed
+        for name in to_add:
             try:
-                added, changed, removed = await self.client.reload_config()
-            except SupervisorFault:
-                self._write(previous)
-                raise
-            added = [g for g in added if g in groups]
-            changed = [g for g in changed if g in groups]
-            removed = [g for g in removed if g in groups]
-            for name in removed + changed:
-                await self._stop_and_remove(name)
-            for name in added + changed:
-                try:
-                    await self.client.add_group(name)
-                except SupervisorFault as fault:
-                    if fault.code != Fault.ALREADY_ADDED:  # another reload added it first
-                        raise
-            if added or changed or removed:
-                log.info("supervisor_groups_applied", added=added, changed=changed, removed=removed)
-            return added, changed, removed
-
-    def _write(self, files: Files, *, durable: bool = True) -> Files:
-        """Write every file, or (a write failed: disk full) none of them."""
-        previous: Files = {}
-        for filename in files:
-            path = self.include_dir / filename
-            previous[filename] = path.read_text() if path.exists() else None
-        try:
-            self._put(files, durable=durable)
-        except OSError:
-            with contextlib.suppress(OSError):
-                self._put(previous)
-            raise
-        return previous
-
-    def _put(self, files: Files, *, durable: bool = True) -> None:
-        for filename, text in files.items():
-            path = self.include_dir / filename
-            if text is None:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-            else:
-                write_atomic(path, text, durable=durable)
+                self._count("addProcessGroup")
+                await self.client.add_group(name)
+            except SupervisorFault as fault:
+                if fault.code != Fault.ALREADY_ADDED:  # another reload added it first
+                    raise
+        if added or changed or removed:
+            log.info("supervisor_groups_applied", added=added, changed=changed, removed=removed)
+        return added, changed, removed
 
     async def _stop_and_remove(self, name: str) -> None:
         try:
+            self._count("stopProcess")
             await self.client.stop(name, wait=True)
         except SupervisorFault as fault:
             if fault.code not in (Fault.NOT_RUNNING, Fault.BAD_NAME):
                 raise
         try:
+            self._count("removeProcessGroup")
             await self.client.remove_group(name)
         except SupervisorFault as fault:
             if fault.code != Fault.BAD_NAME:
                 raise
 
 
-def _make_log_dirs(text: str) -> None:
+def _stage_and_publish(staging: Staging) -> None:
+    staging.stage()
+    staging.publish()
+
+
+def _make_log_dirs(text: str) -> list[Path]:
     """supervisord refuses a log file whose directory does not exist: create them first,
-    closed to others."""
+    closed to others; the directories created."""
+    created: list[Path] = []
     for path in conf.log_paths(text):
-        make_private_dirs(path.parent)
+        created += make_private_dirs(path.parent)
+    return created

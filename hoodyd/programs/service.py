@@ -1,10 +1,13 @@
 """Program control: the programs' CRUD and lifecycle over the table, the store and supervisord.
 
 The store holds what callers asked for (the desired state: programs, enabled, which instances
-should run); supervisord holds what runs. Every mutation writes the store first and then
-brings supervisord to it; when supervisord refuses, the store is put back and supervisord
-converged back to it, so a failed request leaves both as they were and says so. Port-range
-programs register one process group per instance, on demand.
+should run); supervisord holds what runs. Every mutation is one `Registry.change`: its conf
+files written aside and moved into place, then its one store transaction commits last; a
+disk that refuses any write, fsync or rename up to the commit leaves files and store exactly
+as they were, with no write needed to undo it. Only then is supervisord brought to it; when
+supervisord refuses, the store is put back and supervisord converged back to it, so a failed
+request leaves both as they were and says so. Each mutation touches its own program's files
+and groups only. Port-range programs register one process group per instance, on demand.
 
 The service composes its parts, each the one place for its job:
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -53,7 +57,7 @@ from hoodyd.programs.idle import IdleReaper
 from hoodyd.programs.instances import Instances
 from hoodyd.programs.logs import read_log
 from hoodyd.programs.observer import Observer, Transition
-from hoodyd.programs.registry import Registry
+from hoodyd.programs.registry import Files, NotApplied, Registry
 from hoodyd.programs.rules import build_program, check_port, check_program_id, validate_program
 from hoodyd.programs.status import StatusReader
 from hoodyd.programs.store import ProgramStore
@@ -117,7 +121,11 @@ class ProgramService:
     async def open(self) -> None:
         self.runtime.prepare()
         self.table.replace(self.store.load_programs().values())
+        self.table.last_id = max(self.store.last_program_id(), self._highest_log_id())
         self.should_run.load()
+        leftovers = self.registry.load()
+        if leftovers:
+            log.warning("startup_repaired", removed_leftover_files=leftovers)
         self.table.reindex(self.registry.owned_groups())
         await self.webhooks.start()
         await self.observer.start(self._bring_up)
@@ -170,6 +178,17 @@ class ProgramService:
             n: str(r) for n, r in zip(names, results, strict=True) if isinstance(r, Exception)
         }
         log.info("instances_brought_back", started=len(names) - len(failed), failed=failed)
+
+    def _highest_log_id(self) -> int:
+        """The highest id among the `program-<id>` log folders: a store from before ids
+        were counted may have removed a program whose logs stayed."""
+        ids = [0]
+        with contextlib.suppress(OSError):
+            for path in self.log_dir.glob("program-*"):
+                suffix = path.name.removeprefix("program-")
+                if suffix.isdigit():
+                    ids.append(int(suffix))
+        return max(ids)
 
     def _program_lock(self, program_id: int) -> asyncio.Lock:
         return self._program_locks.setdefault(program_id, asyncio.Lock())
@@ -229,16 +248,16 @@ class ProgramService:
                     f"Program with ID {program_id} already exists", reason=Reason.ID_IN_USE
                 )
             program = self._build(given, program_id, None)
-            await self.store.save_program(program)
-            self._keep(program)
+            files = self.registry.files_to_register(program) if program.enabled else {}
             try:
-                if program.enabled:
-                    await self.registry.register(program)
-            except Exception as exc:
+                await self.registry.change(files, lambda: self.store.save_program(program))
+            except NotApplied as exc:
                 await self.store.delete_program(program.id)
                 self.table.drop(program.id)
-                await self._converge_back(exc)
-            await self.observer.refresh()
+                self.table.index(program.id, {})
+                await self._converge_back(exc.cause)
+            self._keep(program)
+            await self.observer.refresh_names(sorted(self.registry.groups_in(files)))
             log.info("program_added", program_id=program.id, name=program.name)
             return program
 
@@ -248,19 +267,26 @@ class ProgramService:
             program = self._build(given, program_id, current)
             if program == current:
                 return current
-            await self.store.save_program(program)
-            self._keep(program)
+            touches = current.enabled or program.enabled
+            files: Files = self.registry.files_to_reregister(current, program) if touches else {}
+            # instances that ran before run again under the new definition
+            running = (
+                await self.statuses.running_among(self.registry.groups_of(current))
+                if touches
+                else []
+            )
             try:
-                if current.enabled or program.enabled:
-                    # instances that ran before run again under the new definition
-                    running = await self.statuses.running_among(self.registry.groups_of(current))
-                    registered = await self.registry.reregister(current, program)
-                    await self.instances.restart([n for n in running if n in registered])
-            except Exception as exc:
-                await self.store.save_program(current)
-                self._keep(current)
-                await self._converge_back(exc)
-            await self.observer.refresh()
+                await self.registry.change(files, lambda: self.store.save_program(program))
+                self._keep(program)
+                registered = self.registry.groups_in(files)
+                await self.instances.restart([n for n in running if n in registered])
+            except NotApplied as exc:
+                await self._put_back(current, {}, exc.cause)
+            except HoodydError as exc:
+                if program != self.table.get(program_id):
+                    raise  # refused before the commit: nothing changed
+                await self._put_back(current, {}, exc)
+            await self.observer.refresh_names(sorted(set(running) | self.registry.groups_in(files)))
             log.info("program_edited", program_id=program.id, name=program.name)
             return program
 
@@ -268,18 +294,20 @@ class ProgramService:
         async with self._lock, self._program_lock(program_id):
             program = self.get(program_id)
             wanted = self.should_run.of(program_id)
-            await self.store.delete_program(program_id)
-            self.table.drop(program_id)
-            self.should_run.forget(program_id)
+            files = self.registry.files_to_unregister(program)
+            groups = self.registry.groups_of(program)
             try:
-                await self.registry.unregister(program)
-            except Exception as exc:
-                await self.store.restore([program], wanted)
-                self.should_run.put_back(wanted)
-                self._keep(program)
-                await self._converge_back(exc)
-            self.table.reindex(self.registry.owned_groups())
-            await self.observer.refresh()
+                await self.registry.change(files, lambda: self.store.delete_program(program_id))
+            except NotApplied as exc:
+                self.table.drop(program_id)
+                self.should_run.forget(program_id)
+                await self._put_back(program, wanted, exc.cause)
+            self.table.drop(program_id)
+            self.table.index(program_id, {})
+            self.should_run.forget(program_id)
+            self._program_locks.pop(program_id, None)
+            await self._remove_logs(program)
+            await self.observer.refresh_names(groups)
             log.info("program_removed", program_id=program_id, name=program.name)
 
     async def set_enabled(self, program_id: int, enabled: bool) -> Program:
@@ -287,22 +315,24 @@ class ProgramService:
             current = self.get(program_id)
             program = msgspec.structs.replace(current, enabled=enabled)
             wanted = self.should_run.of(program_id)
-            await self.store.save_program(program, stop_all=not enabled)
+            files = (
+                self.registry.files_to_register(program)
+                if enabled
+                else self.registry.files_to_unregister(current)
+            )
+            groups = self.registry.groups_in(files) | set(self.registry.groups_of(current))
+            try:
+                await self.registry.change(
+                    files, lambda: self.store.save_program(program, stop_all=not enabled)
+                )
+            except NotApplied as exc:
+                if not enabled:
+                    self.should_run.forget(program_id)
+                await self._put_back(current, wanted, exc.cause)
             if not enabled:
                 self.should_run.forget(program_id)
             self._keep(program)
-            try:
-                if enabled:
-                    await self.registry.register(program)
-                else:
-                    await self.registry.unregister(current)
-            except Exception as exc:
-                await self.store.restore([current], wanted)
-                self.should_run.put_back(wanted)
-                self._keep(current)
-                await self._converge_back(exc)
-            self._keep(program)
-            await self.observer.refresh()
+            await self.observer.refresh_names(sorted(groups))
             log.info("program_enabled" if enabled else "program_disabled", program_id=program_id)
             return program
 
@@ -325,20 +355,21 @@ class ProgramService:
                 programs.append(program)
             previous = self.table.programs()
             wanted = dict(self.should_run.items())
-            await self.store.replace_programs(programs)
-            self.should_run.forget()
+            files: Files = {}
+            for current in previous:
+                files.update(self.registry.files_to_unregister(current))
+            for program in programs:
+                if program.enabled:
+                    files.update(self.registry.files_to_register(program))
             try:
-                for current in previous:
-                    await self.registry.unregister(current)
-                self.table.replace(programs)
-                for program in programs:
-                    if program.enabled:
-                        await self.registry.register(program)
-            except Exception as exc:
+                await self.registry.change(files, lambda: self.store.replace_programs(programs))
+            except NotApplied as exc:
+                self.should_run.forget()
                 await self.store.restore(previous, wanted, everything=True)
                 self.should_run.put_back(wanted)
                 self.table.replace(previous)
-                await self._converge_back(exc)
+                await self._converge_back(exc.cause)
+            self.should_run.forget()
             self.table.replace(programs)
             self.table.reindex(self.registry.owned_groups())
             await self.observer.refresh()
@@ -382,7 +413,23 @@ class ProgramService:
 
     def _keep(self, program: Program) -> None:
         self.table.put(program)
-        self.table.reindex(self.registry.owned_groups())
+        self.table.index(program.id, self.registry.owned_groups_of(program.id))
+
+    async def _put_back(
+        self, current: Program, wanted: dict[str, tuple[int, int | None]], error: Exception
+    ) -> NoReturn:
+        """supervisord refused a committed change: the store as it was (`current`, and the
+        instances in `wanted`), then supervisord converged back to it."""
+        await self.store.restore([current], wanted)
+        self.should_run.put_back(wanted)
+        self._keep(current)
+        await self._converge_back(error)
+
+    async def _remove_logs(self, program: Program) -> None:
+        """A removed program's log folder goes with it (log files it was configured to
+        write elsewhere are the owner's)."""
+        folder = self.log_dir / f"program-{program.id}"
+        await asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True)
 
     # ---- start / stop ------------------------------------------------------------------
 

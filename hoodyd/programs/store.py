@@ -29,10 +29,15 @@ CREATE TABLE IF NOT EXISTS ephemeral (temporary_id TEXT PRIMARY KEY, body BLOB N
 CREATE TABLE IF NOT EXISTS should_run (
     name TEXT PRIMARY KEY, program_id INTEGER NOT NULL, port INTEGER
 );
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 Owner = tuple[int, int | None]  # (program id, port) of a supervisord process
 Statement = tuple[str, tuple[object, ...]]
+_BUMP_LAST_ID = (
+    "INSERT INTO counters (name, value) VALUES ('last_program_id', ?) ON CONFLICT(name) "
+    "DO UPDATE SET value = max(value, excluded.value)"
+)
 _UPSERT = (
     "INSERT INTO programs (id, name, body) VALUES (?, ?, ?) ON CONFLICT(id) "
     "DO UPDATE SET name = excluded.name, body = excluded.body"
@@ -49,7 +54,9 @@ class ProgramStore:
         os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        # WAL, and FULL: each commit is forced to disk (one fsync of the log per transaction)
+        # before it is answered
+        self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
         for suffix in ("", "-wal", "-shm"):  # files an older hoodyd left open to others
             with contextlib.suppress(FileNotFoundError):
@@ -64,6 +71,15 @@ class ProgramStore:
         rows = self._db.execute("SELECT body FROM programs ORDER BY id").fetchall()
         programs = (msgspec.json.decode(body, type=Program) for (body,) in rows)
         return {program.id: program for program in programs}
+
+    def last_program_id(self) -> int:
+        """The highest program id ever given (ids are never given twice): the counter, or
+        for a store from before it, the highest id in it."""
+        (counter,) = self._db.execute(
+            "SELECT coalesce(max(value), 0) FROM counters WHERE name = 'last_program_id'"
+        ).fetchone()
+        (highest,) = self._db.execute("SELECT coalesce(max(id), 0) FROM programs").fetchone()
+        return max(int(counter), int(highest))
 
     def load_ephemeral(self) -> dict[str, Ephemeral]:
         rows = self._db.execute("SELECT body FROM ephemeral").fetchall()
@@ -95,7 +111,7 @@ class ProgramStore:
 
     async def save_program(self, program: Program, *, stop_all: bool = False) -> None:
         """Write the program; with `stop_all`, none of its instances should run any more."""
-        statements = [self._upsert(program)]
+        statements = [self._upsert(program), (_BUMP_LAST_ID, (program.id,))]
         if stop_all:
             statements.append(("DELETE FROM should_run WHERE program_id = ?", (program.id,)))
         await self._run(statements)
@@ -112,6 +128,7 @@ class ProgramStore:
         await self._run(
             [("DELETE FROM programs", ()), ("DELETE FROM should_run", ())]
             + [self._upsert(p) for p in programs]
+            + [(_BUMP_LAST_ID, (p.id,)) for p in programs]
         )
 
     async def restore(

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from hoodyd.errors import NotFound, Reason
+from hoodyd.errors import Conflict, NotFound, Reason
 from hoodyd.programs import conf
 from hoodyd.programs.rules import MAX_PROGRAM_ID
 from hoodyd.schemas.daemon import Program
@@ -45,6 +45,8 @@ class ProgramTable:
     def __init__(self) -> None:
         self._programs: dict[int, Program] = {}
         self._owners: dict[str, Owner] = {}
+        # the highest id ever given (the store's counter): ids are never given twice
+        self.last_id = 0
 
     # ---- programs ----------------------------------------------------------------------
 
@@ -67,21 +69,25 @@ class ProgramTable:
 
     def put(self, program: Program) -> None:
         self._programs[program.id] = program
+        self.last_id = max(self.last_id, program.id)
 
     def drop(self, program_id: int) -> None:
         del self._programs[program_id]
 
     def replace(self, programs: Iterable[Program]) -> None:
         self._programs = {program.id: program for program in programs}
+        self.last_id = max(self.last_id, max(self._programs, default=0))
 
     def next_id(self) -> int:
-        """One more than the highest id; once that passes the bound (an id given explicitly
-        near it, or a store from before the bound), the lowest id not in use."""
-        following = max(self._programs, default=0) + 1
-        if following <= MAX_PROGRAM_ID:
-            return following
-        taken = set(self._programs)
-        return next(i for i in range(1, MAX_PROGRAM_ID + 1) if i not in taken)
+        """One more than the highest id ever given: an id, its logs and its files are never
+        those of a removed program."""
+        following = self.last_id + 1
+        if following > MAX_PROGRAM_ID:
+            raise Conflict(
+                f"every program id up to {MAX_PROGRAM_ID} has been given",
+                reason=Reason.ID_IN_USE,
+            )
+        return following
 
     # ---- ownership of supervisord names ------------------------------------------------
 
@@ -97,6 +103,20 @@ class ProgramTable:
             (name, owner) for name, owner in registered.items() if owner[0] in self._programs
         )
         self._owners = owners
+
+    def index(self, program_id: int, registered: Mapping[str, Owner]) -> None:
+        """Rebuild the index of one program (its groups in `registered`), leaving every
+        other program's entries as they are."""
+        for name in [n for n, owner in self._owners.items() if owner[0] == program_id]:
+            del self._owners[name]
+        program = self._programs.get(program_id)
+        if program is None:
+            return
+        if program.port_range is None:
+            self._owners[conf.instance_name(program, None)] = (program_id, None)
+        self._owners.update(
+            (name, owner) for name, owner in registered.items() if owner[0] == program_id
+        )
 
     def own(self, name: str, program_id: int, port: int | None) -> None:
         """Record an instance registered on demand."""

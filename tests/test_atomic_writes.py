@@ -1,0 +1,269 @@
+"""Refused means unchanged: every change of program control (add, edit, enable, disable,
+remove, quick-start and its stop) whose write, fsync or rename fails, at whichever of its
+writes and with ENOSPC or EIO, answers a JSON error and leaves the store, the conf files and
+supervisord exactly as they were, also after hoodyd restarts on the same state dir. The
+failures come from a failing file layer (`hoodyd.programs.files.ops`) and from a real full
+tmpfs; start-up removes what an interrupted change left."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sqlite3
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from structlog.testing import capture_logs
+
+from hoodyd.app import create_app
+from hoodyd.config import Config
+from hoodyd.polling import poll_until
+from hoodyd.programs import conf, files
+from hoodyd.programs.supervisor_client import ProcessInfo, SupervisorClient
+from tests.conftest import make_config, sleeper, stop_embedded_supervisord
+
+API = "/api/v1/daemon"
+
+
+class FailingOps(files.FileOps):
+    """The real file layer, except that its `fail_at`-th call (write, fsync and rename
+    counted together) raises OSError(`code`), as a full or failing disk would."""
+
+    def __init__(self, code: int, fail_at: int) -> None:
+        self.code = code
+        self.fail_at = fail_at
+        self.calls = 0
+
+    def _tick(self) -> None:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise OSError(self.code, os.strerror(self.code))
+
+    def write(self, fd: int, data: bytes) -> None:
+        self._tick()
+        super().write(fd, data)
+
+    def fsync(self, fd: int) -> None:
+        self._tick()
+        super().fsync(fd)
+
+    def replace(self, source: Path, target: Path) -> None:
+        self._tick()
+        super().replace(source, target)
+
+
+def snapshot_files(config: Config) -> dict[str, str]:
+    """Every file in supervisord's include dir (hidden ones too) with its content."""
+    include = config.state_path / "supervisor" / "conf.d"
+    return {path.name: path.read_text() for path in sorted(include.iterdir())}
+
+
+def snapshot_store(config: Config) -> dict[str, list[Any]]:
+    with contextlib.closing(sqlite3.connect(config.state_path / "hoodyd.db")) as db:
+        return {
+            table: db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+            for table in ("programs", "should_run", "ephemeral")
+        }
+
+
+async def snapshot_supervisord(config: Config) -> list[tuple[str, str, int]]:
+    """(name, state, pid) of every process, once none is between two states."""
+    client = SupervisorClient(str(config.state_path / "supervisor" / "supervisor.sock"))
+
+    async def settled() -> list[ProcessInfo] | None:
+        infos = await client.all_process_info()
+        moving = any(info.statename in ("STARTING", "STOPPING") for info in infos)
+        return None if moving else infos
+
+    try:
+        infos = await poll_until(settled, timeout=10, interval=0.05)
+    finally:
+        await client.close()
+    assert infos is not None, "a process stayed STARTING or STOPPING"
+    return sorted((info.name, info.statename, info.pid) for info in infos)
+
+
+async def snapshot(config: Config) -> tuple[Any, ...]:
+    return snapshot_store(config), snapshot_files(config), await snapshot_supervisord(config)
+
+
+@contextlib.asynccontextmanager
+async def serving(config: Config) -> AsyncIterator[TestClient[Any, Any]]:
+    async with TestClient(TestServer(create_app(config, areas=("daemon",)))) as client:
+        yield client
+
+
+async def post(client: TestClient[Any, Any], path: str, body: Any = None) -> tuple[int, Any]:
+    response = await client.post(API + path, json=body)
+    return response.status, await response.json()
+
+
+async def start_world(client: TestClient[Any, Any]) -> dict[str, dict[str, Any]]:
+    """A running program and a disabled one."""
+    status, running = await post(client, "/programs/add", sleeper(name="running"))
+    assert status == 200, running
+    status, started = await post(client, f"/programs/{running['program']['id']}/start",
+                                 {"wait": True})
+    assert status == 200, started
+    status, disabled = await post(client, "/programs/add", sleeper(name="off", enabled=False))
+    assert status == 200, disabled
+    return {"running": running["program"], "off": disabled["program"]}
+
+
+def operations(world: dict[str, dict[str, Any]]) -> list[tuple[str, Any]]:
+    """(path, body) of each change, in an order in which each one succeeds once."""
+    running, off = world["running"]["id"], world["off"]["id"]
+    return [
+        ("/programs/add", sleeper(name="fresh")),
+        ("/programs/add", sleeper(name="fresh_off", enabled=False)),
+        (f"/programs/edit/{running}", {**sleeper(name="running"), "command": "/bin/sleep 301"}),
+        (f"/programs/{off}/enable", None),
+        (f"/programs/{off}/disable", None),
+        (f"/programs/{running}/disable", None),
+        (f"/programs/{running}/enable", None),
+        (f"/programs/remove/{off}", None),
+        ("/quick-start", {"command": "/bin/sleep 300", "user": sleeper()["user"]}),
+    ]
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO], ids=["ENOSPC", "EIO"])
+async def test_every_failing_write_of_every_change_leaves_everything_as_it_was(
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """For each change, failing its 1st, 2nd, ... write/fsync/rename answers 503
+    STATE_NOT_SAVED and leaves store, conf files and supervisord as before, also after a
+    restart; once N passes the number of writes, the change succeeds."""
+    config = make_config(short_tmp, supervisor={"poll_interval": 0.2})
+    async with serving(config) as client:
+        world = await start_world(client)
+    total = 0
+    for path, body in [*operations(world), ("/quick-start/{quick}/stop", None)]:
+        failures = 0
+        while True:
+            before = await snapshot(config)
+            failing = FailingOps(code, failures + 1)
+            async with serving(config) as client:
+                if "{quick}" in path:
+                    listed = await (await client.get(f"{API}/quick-start")).json()
+                    quick = listed["ephemeral_programs"][0]["temporary_id"]
+                    path = path.format(quick=quick)
+                monkeypatch.setattr(files, "ops", failing)
+                status, answer = await post(client, path, body)
+                monkeypatch.setattr(files, "ops", files.FileOps())
+                if failing.calls < failing.fail_at:  # fewer writes than N: it went through
+                    assert status == 200, (path, answer)
+                    break
+                assert status == 503, (path, failures, answer)
+                assert answer["success"] is False
+                assert answer["reason"] == "STATE_NOT_SAVED", answer
+                assert await snapshot(config) == before, (path, failures + 1)
+            async with serving(config):  # hoodyd again on the same state dir
+                assert await snapshot(config) == before, (path, failures + 1, "restart")
+            failures += 1
+        # a disabled program's changes write no file: their one store transaction is the
+        # tmpfs test's
+        total += failures
+    assert total >= 10
+
+
+@pytest.fixture
+def tiny_tmpfs(short_tmp: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs (mounted as root); unmounted at teardown."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = short_tmp / "fs"
+    mount.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mount)],
+        capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'mount failed'})")
+    try:
+        yield mount
+    finally:
+        stop_embedded_supervisord(mount)
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill_leaving(directory: Path, spare: int) -> Path:
+    """Fill the file system until about `spare` bytes are left; the filler file."""
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as handle:
+        while True:
+            free = os.statvfs(directory).f_bavail * os.statvfs(directory).f_frsize
+            if free <= spare:
+                break
+            try:
+                handle.write(b"\0" * min(65536, free - spare))
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+                break
+    return filler
+
+
+async def test_a_nearly_full_tmpfs_refuses_changes_without_changing_anything(
+    tiny_tmpfs: Path,
+) -> None:
+    """With 0 to 16 KiB left on the state dir's real tmpfs, each change either succeeds or
+    answers 503 STATE_NOT_SAVED with store, conf files and supervisord as before, also
+    after a restart; at least one is refused."""
+    config = make_config(tiny_tmpfs / "state", supervisor={"poll_interval": 0.2})
+    async with serving(config) as client:
+        world = await start_world(client)
+    refused = 0
+    for spare in (0, 4096, 8192, 16384):
+        for path, body in operations(world):
+            if path.startswith("/programs/add"):
+                body = {**body, "name": f"{body['name']}_{spare}"}
+            async with serving(config) as client:
+                before = await snapshot(config)
+                filler = fill_leaving(tiny_tmpfs, spare)
+                try:
+                    status, answer = await post(client, path, body)
+                    if status == 503:
+                        assert answer["reason"] == "STATE_NOT_SAVED", answer
+                        assert await snapshot(config) == before, (spare, path)
+                finally:
+                    filler.unlink()
+            if status == 503:
+                refused += 1
+                async with serving(config):
+                    assert await snapshot(config) == before, (spare, path, "restart")
+            else:
+                assert status in (200, 404, 409), (spare, path, answer)
+    assert refused >= 1
+
+
+async def test_start_up_removes_what_an_interrupted_change_left(short_tmp: Path) -> None:
+    """Temp and moved-aside conf files and a conf file without a row are removed at
+    start-up, and the repairs are logged."""
+    config = make_config(short_tmp, supervisor={"poll_interval": 0.2})
+    async with serving(config) as client:
+        world = await start_world(client)
+    include = config.state_path / "supervisor" / "conf.d"
+    real = include / f"hoodyd-program-{world['running']['id']}.conf"
+    orphan_text = real.read_text().replace(
+        f"id={world['running']['id']}", "id=4242", 1
+    ).replace("[program:running]", "[program:orphan]")
+    (include / "hoodyd-program-4242.conf").write_text(orphan_text)
+    (include / ".hoodyd-program-7.conf.new").write_text("half")
+    (include / f".{real.name}.old").write_text(real.read_text())
+    with capture_logs() as logs:
+        async with serving(config):
+            pass
+    repaired = [e for e in logs if e["event"] == "startup_repaired"]
+    assert repaired and set(repaired[0]["removed_leftover_files"]) == {
+        ".hoodyd-program-7.conf.new", f".{real.name}.old"
+    }
+    reconciled = [e for e in logs if e["event"] == "reconciled"]
+    assert "removed stale hoodyd-program-4242.conf" in reconciled[0]["changes"]
+    assert sorted(p.name for p in include.iterdir()) == sorted(
+        ["hoodyd-events.conf", real.name]
+    )
+    assert conf.parse_header(real.read_text()) == (world["running"]["id"], None)
