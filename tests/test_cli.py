@@ -3,6 +3,7 @@ codes, colour only on a TTY, and the socket found as `serve` binds it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pwd
@@ -13,12 +14,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from hoodyd.polling import poll_until
 from tests.conftest import PORT_SERVER, DaemonProcess, start_daemon
 
 TICKER = ["/bin/sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"]
@@ -60,6 +62,23 @@ def rows(text: str) -> dict[str, list[str]]:
         cells = line.split()
         table[cells[1] if cells[0].isdigit() else cells[0]] = cells
     return table
+
+
+def eventually(check: Callable[[], object], timeout: float = 30) -> object:
+    """The first answer of `check` that is not None, asked again until `timeout`."""
+
+    async def ask() -> object:
+        return check()
+
+    answer = asyncio.run(poll_until(ask, timeout=timeout, interval=0.1))
+    assert answer is not None, "not within the timeout"
+    return answer
+
+
+def found_probe(daemon: DaemonProcess, *flags: str) -> str | None:
+    """The search's table once the first sync has found `hoodydprobe`."""
+    listed = ok(daemon, "search", "hoodydprobe", *flags)
+    return listed if "hoodydprobe" in listed else None
 
 
 def me() -> str:
@@ -233,13 +252,16 @@ def test_events_prints_state_changes(daemon: DaemonProcess) -> None:
         subprocess.Popen(
             [sys.executable, "-m", "hoodyd", "events", *flags],
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env=cli_env(daemon),
             text=True,
         )
         for flags in (["--json"], [])
     ]
     try:
-        time.sleep(0.5)  # both subscribed before the start
+        for watcher in watchers:  # both subscribed before the start
+            assert watcher.stderr is not None
+            assert "following program events" in watcher.stderr.readline()
         ok(daemon, "start", "ev")
         as_json, as_text = watchers
         assert as_json.stdout is not None and as_text.stdout is not None
@@ -252,8 +274,9 @@ def test_events_prints_state_changes(daemon: DaemonProcess) -> None:
         for watcher in watchers:
             watcher.terminate()
             watcher.wait(10)
-            if watcher.stdout is not None:
-                watcher.stdout.close()
+            for stream in (watcher.stdout, watcher.stderr):
+                if stream is not None:
+                    stream.close()
 
 
 def test_term_verbs_and_exec_exit_codes(daemon: DaemonProcess) -> None:
@@ -367,10 +390,7 @@ def test_the_socket_is_found_as_serve_binds_it(short_tmp: Path) -> None:
 def test_search_and_run_with_first_pick_and_dry_run(probe_daemon: DaemonProcess) -> None:
     """`search` lists candidates in a table; `run --first`, `--pick N` and `--id` pick one;
     `--dry-run` prints the command and runs nothing; a real run goes to a terminal."""
-    deadline = time.monotonic() + 30
-    while "hoodydprobe" not in (listed := ok(probe_daemon, "search", "hoodydprobe", "-n", "3")):
-        assert time.monotonic() < deadline, listed
-        time.sleep(0.2)
+    listed = str(eventually(lambda: found_probe(probe_daemon, "-n", "3")))
     header, first = listed.splitlines()[:2]
     assert header.split() == ["#", "CANDIDATE", "KIND", "INSTALLED", "TITLE"]
     candidate = first.split()[1]
@@ -390,10 +410,7 @@ def test_search_and_run_with_first_pick_and_dry_run(probe_daemon: DaemonProcess)
 def test_run_without_a_pick_asks_from_a_numbered_list(probe_daemon: DaemonProcess) -> None:
     """On a terminal, `run QUERY` shows the numbered candidates and asks; the number typed
     picks one."""
-    deadline = time.monotonic() + 30
-    while "hoodydprobe" not in ok(probe_daemon, "search", "hoodydprobe"):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    eventually(lambda: found_probe(probe_daemon))
     session = Pty(
         [sys.executable, "-m", "hoodyd", "run", "hoodydprobe", "--dry-run"],
         cli_env(probe_daemon, NO_COLOR="1"),

@@ -4,7 +4,6 @@ start's stderr, `term new` without a number, one socket discovery, and `hoodyd d
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import pwd
@@ -13,16 +12,14 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
 
-from hoodyd.polling import poll_until
 from hoodyd.terminals.cleanup import find_holders
 from tests.conftest import PORT_SERVER, DaemonProcess, start_daemon
-from tests.test_cli import Pty, cli_env, free_port, hoodyd, ok, rows
+from tests.test_cli import Pty, cli_env, eventually, free_port, hoodyd, ok, rows
 
 NOBODY = pwd.getpwnam("nobody")
 as_root = pytest.mark.skipif(
@@ -33,17 +30,6 @@ AS_NOBODY = [
     "setpriv", f"--reuid={NOBODY.pw_uid}", f"--regid={NOBODY.pw_gid}", "--clear-groups",
 ]  # fmt: skip
 CRASH = ["sh", "-c", "echo first-$$ >&2; echo 'config error: no such key' >&2; exit 3"]
-
-
-def eventually(check: Callable[[], object], timeout: float = 30) -> object:
-    """The first answer of `check` that is not None, asked again until `timeout`."""
-
-    async def ask() -> object:
-        return check()
-
-    answer = asyncio.run(poll_until(ask, timeout=timeout, interval=0.1))
-    assert answer is not None, "not within the timeout"
-    return answer
 
 
 def refused(done: subprocess.CompletedProcess[str]) -> str:

@@ -483,7 +483,11 @@ def events(client: DaemonClient, args: argparse.Namespace) -> int:
     """Print each state change as it comes, until interrupted."""
     colour = output.use_colour()
     pending = b""
+    following = False
     for chunk in client.stream(f"{DAEMON}/events"):
+        if not following:  # the daemon's greeting: from now on no change is missed
+            following = True
+            print("hoodyd: following program events (Ctrl-C ends)", file=sys.stderr, flush=True)
         pending += chunk
         *lines, pending = pending.split(b"\n")
         for line in lines:
