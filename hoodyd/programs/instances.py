@@ -34,6 +34,7 @@ from hoodyd.programs.status import (
     RUNNING_STATES,
     format_uptime,
     instance_from_info,
+    note_port_ready,
     process_start_time,
     process_status,
 )
@@ -123,9 +124,7 @@ class Flight:
         assert self.port is not None
         if not await probe_port(host, self.port, self, timeout=SETTLE_LIMIT_S):
             raise WaitTimeout(f"{self.name} did not accept connections on port {self.port}")
-        # serving, and RUNNING once supervisord's startsecs have passed: the answer, and every
-        # status read after it, shows the instance RUNNING (or the failure that followed)
-        return await asyncio.shield(self.settled)
+        return self.last
 
 
 async def probe_port(host: str, port: int, flight: Flight | None, *, timeout: float) -> bool:
@@ -254,6 +253,9 @@ class Instances:
                 reason=Reason.WAIT_TIMEOUT,
                 extra={"instance": flight.last, "already_running": already_running},
             ) from None
+        if request.wait_for == "port":
+            # it serves: from now on it reads RUNNING, before supervisord's startsecs pass
+            instance = note_port_ready(self.observer, instance)
         return Started(already_running=already_running, instance=process_status(instance))
 
     @staticmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import weakref
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -78,11 +79,37 @@ def _has_dead_pid(info: ProcessInfo) -> bool:
     return started is None or (info.start > 0 and started > info.start + PID_REUSE_SLACK_S)
 
 
-def instance_from_info(info: ProcessInfo | None, name: str, port: int | None) -> Instance:
-    """An Instance from `getProcessInfo`; None (not registered) reads as STOPPED."""
+# instances whose port accepted connections (a start with wait_for "port") while supervisord
+# still said STARTING, its startsecs not yet passed: name -> pid, per observer. They serve,
+# so they read RUNNING; a later spawn (another pid) or any other state ends it.
+_PORT_READY: weakref.WeakKeyDictionary[Observer, dict[str, int]] = weakref.WeakKeyDictionary()
+
+
+def note_port_ready(observer: Observer, instance: Instance) -> Instance:
+    """The instance accepts connections on its port: it reads RUNNING from now on (and is
+    returned so) while supervisord still says STARTING for that pid."""
+    if instance.status != "STARTING" or not instance.pid:
+        return instance
+    _PORT_READY.setdefault(observer, {})[instance.instance_name] = instance.pid
+    return msgspec.structs.replace(instance, status="RUNNING", uptime=format_uptime(0))
+
+
+def _port_ready(observer: Observer, name: str, info: ProcessInfo | None) -> bool:
+    ready = _PORT_READY.get(observer, {})
+    if info is None or info.statename != "STARTING" or ready.get(name) != info.pid:
+        ready.pop(name, None)
+        return False
+    return True
+
+
+def instance_from_info(
+    info: ProcessInfo | None, name: str, port: int | None, *, serving: bool = False
+) -> Instance:
+    """An Instance from `getProcessInfo`; None (not registered) reads as STOPPED. `serving`:
+    its port accepts connections, so STARTING reads RUNNING."""
     if info is None:
         return Instance(port=port, instance_name=name, status="STOPPED")
-    state = info.statename
+    state = "RUNNING" if serving and info.statename == "STARTING" else info.statename
     running = state in ("RUNNING", "STARTING", "STOPPING") and info.pid
     return Instance(
         port=port,
@@ -182,7 +209,9 @@ class StatusReader:
         instances = []
         for each in ports:
             name = conf.instance_name(program, each)
-            found = instance_from_info(infos.get(name), name, each)
+            info = infos.get(name)
+            serving = _port_ready(self.observer, name, info)
+            found = instance_from_info(info, name, each, serving=serving)
             instances.append(process_status(found, self._stats(found.pid, with_stats)))
         if port is not None:
             return instances[0]
@@ -199,7 +228,13 @@ class StatusReader:
         """Which of the named processes are starting or running."""
         if not names:
             return []
-        infos = await self.client.processes()  # a change is under way: ask supervisord
+        # a change is under way: ask supervisord, about these processes only where they
+        # are few (a change costs the same however many other processes there are)
+        if len(names) <= 8:
+            found = [await self.client.find_process(name) for name in names]
+            infos = {info.name: info for info in found if info is not None}
+        else:
+            infos = await self.client.processes()
         return [n for n in names if n in infos and infos[n].statename in RUNNING_STATES]
 
 
