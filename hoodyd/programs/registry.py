@@ -78,8 +78,6 @@ class Registry:
         self._lock = asyncio.Lock()
         self._files: dict[str, str] | None = None  # hoodyd's conf files: filename → text
         self._by_program: dict[int, set[str]] = {}
-        # counters of what supervisord was asked, for tests of the O(1) structure
-        self.calls: dict[str, int] = {}
 
     # ---- what is registered ------------------------------------------------------------
 
@@ -234,7 +232,8 @@ class Registry:
         async with self._lock:
             staging = Staging(self.include_dir, files)
             try:
-                await asyncio.to_thread(_stage_and_publish, staging)
+                if files:  # a disabled program's change is its store transaction alone
+                    await asyncio.to_thread(_stage_and_publish, staging)
                 if commit is not None:
                     await commit()
             except OSError as exc:
@@ -245,7 +244,8 @@ class Registry:
                 await asyncio.to_thread(staging.undo)
                 remove_empty_dirs(created)
                 raise
-            await asyncio.to_thread(staging.finish)
+            if files:
+                await asyncio.to_thread(staging.finish)
             current = self._owned_files()
             previous = {name: current.get(name) for name in files}
             for name, text in files.items():
@@ -284,12 +284,8 @@ class Registry:
             log.info("supervisor_groups_applied", changed=changed, removed=removed)
 
     async def _add_from_file(self, filename: str) -> None:
-        self._count("addGroupFromFile")
         added = await self.client.add_group_from_file(str(self.include_dir / filename))
         log.info("supervisor_group_added", group=",".join(added))
-
-    def _count(self, method: str) -> None:
-        self.calls[method] = self.calls.get(method, 0) + 1
 
     async def ensure_instance(self, program: Program, port: int | None) -> str:
         """Register the instance's group (an on-demand port, or a group a restarted
@@ -398,7 +394,6 @@ class Registry:
     async def _readd(self, group: str) -> bool:
         """Add a group whose file is in place but whose processes supervisord lacks."""
         try:
-            self._count("addProcessGroup")
             await self.client.add_group(group)
         except SupervisorFault as fault:
             if fault.code == Fault.ALREADY_ADDED:  # added meanwhile: nothing to do
@@ -415,7 +410,6 @@ class Registry:
         """One `reloadConfig` (every included file re-read), and the named groups brought in
         line: removed groups are stopped and removed, changed ones re-added, new ones added
         (with `readd`, every named group is added, in case supervisord lacks it)."""
-        self._count("reloadConfig")
         added, changed, removed = await self.client.reload_config()
         added = [g for g in added if g in groups]
         changed = [g for g in changed if g in groups]
@@ -425,7 +419,6 @@ class Registry:
         to_add = sorted(groups - set(removed)) if readd else added + changed
         for name in to_add:
             try:
-                self._count("addProcessGroup")
                 await self.client.add_group(name)
             except SupervisorFault as fault:
                 if fault.code != Fault.ALREADY_ADDED:  # another reload added it first
@@ -436,13 +429,11 @@ class Registry:
 
     async def _stop_and_remove(self, name: str) -> None:
         try:
-            self._count("stopProcess")
             await self.client.stop(name, wait=True)
         except SupervisorFault as fault:
             if fault.code not in (Fault.NOT_RUNNING, Fault.BAD_NAME):
                 raise
         try:
-            self._count("removeProcessGroup")
             await self.client.remove_group(name)
         except SupervisorFault as fault:
             if fault.code != Fault.BAD_NAME:

@@ -105,6 +105,8 @@ class SupervisorClient:
         self._auth = aiohttp.BasicAuth(username, password) if username else None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+        # how often each method was called: what a change costs supervisord, in calls
+        self.calls: dict[str, int] = {}
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -122,6 +124,7 @@ class SupervisorClient:
 
     async def call(self, method: str, *params: Any) -> Any:
         body = xmlrpc.client.dumps(params, method, allow_none=False)
+        self.calls[method] = self.calls.get(method, 0) + 1
         session = self._ensure_session()
         try:
             async with session.post(
