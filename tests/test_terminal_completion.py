@@ -7,13 +7,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from hoodyd.app import create_app
 from hoodyd.polling import poll_until
 from hoodyd.schemas.terminal import ExecuteRequest, SessionOptions
 from hoodyd.terminals.service import TerminalService
@@ -173,3 +179,212 @@ async def test_a_program_of_another_user_cannot_forge_a_completion(
 ) -> None:
     """The same for a session of `nobody`: its markers end nothing either."""
     await forging_does_not_complete(service, shared_dir, short_tmp, "nobody")
+
+
+# --- input typed by other means never lends its completion to an execute ---
+
+BASE = "/api/v1/terminal"
+SHELLS = [
+    pytest.param(
+        name,
+        marks=pytest.mark.skipif(
+            shutil.which(name) is None, reason=f"{name} is not installed on this machine"
+        ),
+    )
+    for name in ("bash", "sh", "zsh", "fish")
+]
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, short_tmp: Path) -> AsyncIterator[TestClient[Any, Any]]:
+    """The real app factory, serving only the terminal area."""
+    config = make_config(short_tmp, terminals={"user_rc": False})
+    yield await aiohttp_client(create_app(config, areas=("terminal",)))
+
+
+async def call(
+    client: TestClient[Any, Any], path: str, body: Any = None, method: str = "POST"
+) -> dict[str, Any]:
+    response = await client.request(method, f"{BASE}{path}", json=body)
+    payload: dict[str, Any] = await response.json()
+    assert response.status == 200, payload
+    return payload
+
+
+async def execute(client: TestClient[Any, Any], terminal: int, command: str) -> dict[str, Any]:
+    return await call(
+        client,
+        f"/execute?terminal_id={terminal}",
+        {"command": command, "wait": True, "timeout": WAIT},
+    )
+
+
+async def fresh(client: TestClient[Any, Any], terminal: int, shell: str) -> None:
+    await call(client, "/create", {"terminal_id": str(terminal), "shell": shell})
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+async def test_write_then_execute_answers_the_executes_own_result(
+    client: TestClient[Any, Any], shell: str
+) -> None:
+    """A line typed with `write` runs first; the execute after it reports its own status
+    and output, not the typed line's."""
+    await fresh(client, 1, shell)
+    await call(client, "/write?terminal_id=1", {"input": "sleep 1; (exit 5)", "enter": True})
+    result = await execute(client, 1, "echo mine; (exit 7)")
+    assert (result["status"], result["exit_code"], result["stdout"]) == ("completed", 7, "mine\n")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+async def test_an_execute_waits_for_a_typed_line_still_running(
+    client: TestClient[Any, Any], shell: str
+) -> None:
+    """After `write` of a line that is still running, an execute is not completed by that
+    line's prompt: it runs after it, for its own duration."""
+    await fresh(client, 2, shell)
+    await call(client, "/write?terminal_id=2", {"input": "echo x", "enter": True})
+    started = await call(
+        client, "/execute?terminal_id=2", {"command": "sleep 1.5; echo slept", "wait": False}
+    )
+    done = await call(client, "/execute?terminal_id=2", {"command": "echo after", "timeout": WAIT})
+    assert (done["exit_code"], done["stdout"]) == (0, "after\n")
+    first = await call(client, f"/result/{started['command_id']}", method="GET")
+    assert (first["exit_code"], first["stdout"]) == (0, "slept\n")
+    assert first["duration_ms"] >= 1400
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+async def test_paste_then_execute_answers_the_executes_own_result(
+    client: TestClient[Any, Any], shell: str
+) -> None:
+    """A pasted line ended with Enter runs first; the execute reports its own result."""
+    await fresh(client, 3, shell)
+    await call(client, "/paste?terminal_id=3", {"text": "sleep 1; (exit 4)"})
+    await call(client, "/press?terminal_id=3", {"keys": ["Enter"]})
+    result = await execute(client, 3, "echo pasted-after; (exit 6)")
+    assert (result["exit_code"], result["stdout"]) == (6, "pasted-after\n")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+async def test_keys_then_execute_answers_the_executes_own_result(
+    client: TestClient[Any, Any], shell: str
+) -> None:
+    """A line typed key by key with `press` runs first; the execute reports its own result."""
+    await fresh(client, 4, shell)
+    await call(client, "/press?terminal_id=4", {"keys": [*"sleep 1; false", "Enter"]})
+    result = await execute(client, 4, "echo keyed; (exit 9)")
+    assert (result["exit_code"], result["stdout"]) == (9, "keyed\n")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+async def test_half_typed_text_does_not_prefix_an_execute(
+    client: TestClient[Any, Any], shell: str
+) -> None:
+    """Text typed without Enter is cleared from the line before an execute is typed."""
+    await fresh(client, 5, shell)
+    await call(client, "/write?terminal_id=5", {"input": "echo half", "enter": False})
+    result = await execute(client, 5, "echo whole")
+    assert (result["exit_code"], result["stdout"]) == (0, "whole\n")
+
+
+async def test_a_ws_client_typing_then_execute(client: TestClient[Any, Any]) -> None:
+    """A line typed by an attached `/ws` client runs first; the execute reports its own."""
+    ws = await client.ws_connect(f"{BASE}/ws?terminal_id=6", protocols=("tty",))
+    await ws.send_str('{"columns": 80, "rows": 24}')
+    await ws.send_bytes(b"0sleep 1; (exit 3)\r")
+    try:
+        result = await execute(client, 6, "echo after-ws; (exit 8)")
+    finally:
+        await ws.close()
+    assert (result["exit_code"], result["stdout"]) == (8, "after-ws\n")
+
+
+async def test_interleaved_clients_each_get_their_own_result(client: TestClient[Any, Any]) -> None:
+    """Several clients typing and executing at once: every execute answers its own status
+    and output."""
+    await fresh(client, 7, "bash")
+
+    async def typist(n: int) -> None:
+        await call(client, "/write?terminal_id=7", {"input": f"sleep 0.2; (exit {n})"})
+
+    async def runner(n: int) -> tuple[int, int, str]:
+        result = await execute(client, 7, f"echo own-{n}; (exit {n})")
+        return n, result["exit_code"], result["stdout"]
+
+    jobs = [typist(40 + n) for n in range(3)] + [runner(n) for n in range(1, 5)]
+    outcomes = await asyncio.gather(*jobs)
+    for outcome in outcomes:
+        if outcome is not None:
+            n, code, stdout = outcome
+            assert (code, stdout) == (n, f"own-{n}\n")
+
+
+# one operation of a client: ("write" | "paste" | "press" | "half" | "execute", n)
+OPERATIONS = st.lists(
+    st.tuples(st.sampled_from(["write", "paste", "press", "half", "execute"]), st.integers(1, 40)),
+    min_size=1,
+    max_size=6,
+)
+
+
+async def apply(client: TestClient[Any, Any], terminal: int, ops: list[tuple[str, int]]) -> None:
+    """Apply `ops` in order (executes are not waited for), then check every execute's result."""
+    started: list[tuple[int, str]] = []
+    for kind, n in ops:
+        if kind == "write":
+            await call(client, f"/write?terminal_id={terminal}", {"input": f"(exit {n + 50})"})
+        elif kind == "paste":
+            await call(client, f"/paste?terminal_id={terminal}", {"text": f"(exit {n + 100})"})
+            await call(client, f"/press?terminal_id={terminal}", {"keys": ["Enter"]})
+        elif kind == "press":
+            keys = [*f"(exit {n + 150})", "Enter"]
+            await call(client, f"/press?terminal_id={terminal}", {"keys": keys})
+        elif kind == "half":
+            await call(
+                client, f"/write?terminal_id={terminal}", {"input": "echo half", "enter": False}
+            )
+        else:
+            body = {"command": f"echo own-{n}; (exit {n})", "wait": False}
+            answer = await call(client, f"/execute?terminal_id={terminal}", body)
+            started.append((n, answer["command_id"]))
+    for n, command_id in started:
+
+        async def final(command_id: str = command_id) -> dict[str, Any] | None:
+            result = await call(client, f"/result/{command_id}", method="GET")
+            return result if result["status"] not in ("queued", "running") else None
+
+        result = await poll_until(final, timeout=WAIT)
+        if result is None:
+            raw = (await call(client, f"/output/{terminal}?offset=0", method="GET"))["data"]
+            Path("/tmp/tty-integ-tools/raw.txt").write_text(repr(raw) + "\n" + repr(ops))
+        assert result is not None, f"execute {n} did not finish"
+        assert result["exit_code"] == n, (ops, result)
+        # Keys typed while the command runs are echoed by the terminal into its output, as a
+        # person's type-ahead is; beyond that echo, the output is the command's own.
+        typed = re.sub(
+            r"\(exit \d+\)|echo half|\^[A-Z]|[\x00-\x09\x0b-\x1f\x7f]", "", result["stdout"]
+        )
+        lines = [line for line in typed.split("\n") if line.strip()]
+        assert lines == [f"own-{n}"], (ops, result)
+
+
+@pytest.mark.parametrize("shell", ["bash", "sh"])
+async def test_any_order_of_typing_and_executes_gives_each_execute_its_own_result(
+    client: TestClient[Any, Any], shell: str
+) -> None:
+    """Whatever the order of writes, pastes, keys, half-typed text and executes, each
+    execute's exit code and output are its own."""
+    await fresh(client, 8, shell)
+    loop = asyncio.get_running_loop()
+
+    @settings(
+        max_examples=5,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(ops=OPERATIONS)
+    def check(ops: list[tuple[str, int]]) -> None:
+        asyncio.run_coroutine_threadsafe(apply(client, 8, ops), loop).result(timeout=60)
+
+    await asyncio.to_thread(check)

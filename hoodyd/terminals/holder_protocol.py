@@ -46,6 +46,7 @@ from hoodyd.terminals.markers import (
     MarkerEvent,
     Output,
     PromptDrawn,
+    PromptEnd,
 )
 
 VERSION = 1
@@ -104,10 +105,15 @@ def marker_body(event: MarkerEvent) -> bytes:
         return b"S"
     if isinstance(event, ContinuationPrompt):
         return b"C"
+    if isinstance(event, PromptEnd):
+        return b"P"
     if isinstance(event, PromptDrawn):
+        seq = b"" if event.seq is None else b"%d" % event.seq
+        if event.command is not None:
+            return b"D;%d;%s;%d" % (event.status, seq, event.command)
         if event.seq is None:
             return b"D;%d" % event.status
-        return b"D;%d;%d" % (event.status, event.seq)
+        return b"D;%d;%s" % (event.status, seq)
     raise ValueError(f"not a marker: {event!r}")
 
 
@@ -122,9 +128,13 @@ def parse_marker(payload: bytes) -> tuple[int, int, MarkerEvent]:
         event = CommandStarted()
     elif kind == b"C" and not args:
         event = ContinuationPrompt()
-    elif kind == b"D" and 1 <= len(args) <= 2:
+    elif kind == b"P" and not args:
+        event = PromptEnd()
+    elif kind == b"D" and 1 <= len(args) <= 3:
         try:
-            event = PromptDrawn(int(args[0]), int(args[1]) if len(args) == 2 else None)
+            prompts = int(args[1]) if len(args) >= 2 and args[1] else None
+            command = int(args[2]) if len(args) == 3 else None
+            event = PromptDrawn(int(args[0]), prompts, command)
         except ValueError as error:
             raise ProtocolError(f"bad prompt marker {payload!r}") from error
     else:

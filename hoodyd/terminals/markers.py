@@ -7,9 +7,14 @@ random per session, so a program that prints something marker-shaped cannot comp
 
 Kinds:
   `S`                      a command line was read and is about to run (bash PS0)
-  `D;<status>[;<seq>]`     a prompt is being drawn; `status` is `$?` of the last command and
-                           `seq` counts prompts (absent for shells that cannot count)
+  `D;<status>[;<seq>[;<command>]]`
+                           a prompt is being drawn; `status` is `$?` of the last command,
+                           `seq` counts prompts (empty or absent for shells that cannot count)
+                           and `command` is the mark hoodyd typed with the line that just ran
+                           (empty: a line typed by other means)
   `C`                      a continuation prompt (PS2): the shell wants more input
+  `P`                      the prompt's own text ends here (POSIX sh, which has no `S`: what
+                           follows is typed input and the output of the line it runs)
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ class CommandStarted:
 class PromptDrawn:
     status: int
     seq: int | None
+    # the mark of the line that ran (0: a line without one); None: the shell did not say
+    command: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +50,12 @@ class ContinuationPrompt:
     pass
 
 
-MarkerEvent = Output | CommandStarted | PromptDrawn | ContinuationPrompt
+@dataclass(frozen=True, slots=True)
+class PromptEnd:
+    pass
+
+
+MarkerEvent = Output | CommandStarted | PromptDrawn | ContinuationPrompt | PromptEnd
 
 
 class MarkerScanner:
@@ -94,9 +106,14 @@ class MarkerScanner:
             return CommandStarted()
         if kind == b"C" and not args:
             return ContinuationPrompt()
-        if kind == b"D" and 1 <= len(args) <= 2 and args[0].isdigit():
-            seq = int(args[1]) if len(args) == 2 and args[1].isdigit() else None
-            return PromptDrawn(int(args[0]), seq)
+        if kind == b"P" and not args:
+            return PromptEnd()
+        if kind == b"D" and 1 <= len(args) <= 3 and args[0].isdigit():
+            seq = int(args[1]) if len(args) >= 2 and args[1].isdigit() else None
+            command = None
+            if len(args) == 3:
+                command = int(args[2]) if args[2].isdigit() else 0
+            return PromptDrawn(int(args[0]), seq, command)
         return None
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import secrets
 import signal
 import time
 from collections import deque
@@ -42,13 +43,14 @@ from hoodyd.schemas.terminal import (
 )
 from hoodyd.terminals import defer as defer_wait
 from hoodyd.terminals import shells
-from hoodyd.terminals.holder_link import HolderLauncher, HolderLink, spawn_holder
+from hoodyd.terminals.holder_link import HolderError, HolderLauncher, HolderLink, spawn_holder
 from hoodyd.terminals.markers import (
     CommandStarted,
     ContinuationPrompt,
     MarkerEvent,
     Output,
     PromptDrawn,
+    PromptEnd,
 )
 from hoodyd.terminals.ring import OutputRing
 from hoodyd.terminals.shells import Shell
@@ -65,6 +67,9 @@ _FISH_PREFIX = re.compile(rb"^(?:\x1b\][^\x07]*\x07|\x1b\[[0-9;]*m|\x1b\(B|\r)*"
 # zsh's line editor resets attributes and clears the line before it draws the prompt (and so
 # before the prompt marker); that is the editor's, not the command's output.
 _ZSH_SUFFIX = re.compile(rb"(?:\r|\x1b\[[0-9;]*[mJK])+$")
+_SETTLE_DELAY = 0.25  # seconds without a prompt before typed lines are taken as read
+_ECHOED_MARK = re.compile(rb"__hoodyd_c[= ]([0-9]+); ")
+_BRACKETED_PASTE = re.compile(rb"\x1b\[200~.*?(?:\x1b\[201~|$)", re.DOTALL)
 
 
 def rfc3339(timestamp: float | None) -> str | None:
@@ -90,6 +95,7 @@ class CommandRecord(msgspec.Struct, kw_only=True):
     started_at: float | None = None
     injected_offset: int = 0
     prompt_seq_at_injection: int = 0
+    mark: int = 0
 
 
 class ProgramRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -156,6 +162,10 @@ class Command:
     preamble: bytearray = field(default_factory=bytearray)
     started_seen: bool = False
     prompt_seq_at_injection: int = 0
+    # typed with the line; the prompt that follows it reports it (0: not typed yet)
+    mark: int = 0
+    foreign_end: int = 0  # the preamble up to here is other lines' output
+    after_foreign: bool = False  # another line's prompt came after this one was typed
     defer_task: asyncio.Task[defer_wait.DeferOutcome] | None = None
     parse_task: asyncio.Task[shells.SyntaxProblem | None] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -191,13 +201,24 @@ class Command:
         if not self.started_seen and self.preamble:
             # No command-started marker (a syntax error, or a shell without one): what
             # followed the echoed command line is what the shell printed for it.
-            _echo, _sep, raw = bytes(self.preamble).partition(b"\n")
+            raw = self._after_echo(bytes(self.preamble))
         if self.shell_kind == "fish":
             raw = _FISH_PREFIX.sub(b"", raw, count=1)
         elif self.shell_kind == "zsh":
             raw = _ZSH_SUFFIX.sub(b"", raw, count=1)
         raw = _READLINE_NOISE.sub(b"", raw).replace(b"\r\n", b"\n")
         return raw.decode("utf-8", errors="replace")
+
+    def _after_echo(self, preamble: bytes) -> bytes:
+        """The preamble after the echo of this command's line (found by its mark: the
+        terminal may echo it before the output of lines typed ahead of it) and after the
+        output of those lines."""
+        echo = _ECHOED_MARK.search(preamble, 0) if self.mark else None
+        while echo is not None and int(echo.group(1)) != self.mark:
+            echo = _ECHOED_MARK.search(preamble, echo.end())
+        line_end = preamble.find(b"\n", echo.end() if echo is not None else 0)
+        start = len(preamble) if line_end < 0 else line_end + 1
+        return preamble[max(start, self.foreign_end) :]
 
     def record(self) -> CommandRecord:
         return CommandRecord(
@@ -215,6 +236,7 @@ class Command:
             started_at=self.started_at,
             injected_offset=self.injected_offset,
             prompt_seq_at_injection=self.prompt_seq_at_injection,
+            mark=self.mark,
         )
 
     @classmethod
@@ -235,7 +257,18 @@ class Command:
             started_at=record.started_at,
             injected_offset=record.injected_offset,
             prompt_seq_at_injection=record.prompt_seq_at_injection,
+            mark=record.mark,
         )
+
+    def forget_output(self) -> None:
+        """What was captured belonged to another line (one typed by other means ran first)."""
+        self.stdout.clear()
+        self.truncated = False
+        self.started_seen = False
+        self.first_output_mono = None
+        # the output so far is that line's; the echo of this command's own line may be in it
+        self.foreign_end = len(self.preamble)
+        self.after_foreign = True
 
     def result(self) -> CommandResult:
         duration = None
@@ -308,6 +341,16 @@ class TerminalSession:
         self._unfinished: list[Command] = []
         self._save_pending = False  # a record to send at the end of this loop turn
         self._prompt_seq = 0
+        # marks typed with lines: random start, never repeated within a session
+        self._next_mark = secrets.randbelow(1 << 30) + 1
+        # input typed by other means left text on the line without Enter
+        self._line_dirty = False
+        # lines typed by other means whose prompt has not come yet (some may be read by a
+        # program instead: a quiet shell in the foreground settles the count)
+        self._typed_lines = 0
+        self._markers_seen = 0
+        self._settling: asyncio.TimerHandle | None = None
+        self._at_continuation = False  # the shell asked for more lines of typed input
         self._ready = asyncio.Event()
         self._at_prompt = asyncio.Event()
         self._exited = asyncio.Event()
@@ -386,6 +429,7 @@ class TerminalSession:
 
     def _restore(self, record: SessionRecord) -> None:
         for item in record.commands:
+            self._next_mark = max(self._next_mark, item.mark + 1)
             command = Command.from_record(item, self.terminal_id)
             if command.status == "running":
                 self._resumed = command
@@ -602,6 +646,7 @@ class TerminalSession:
             command.finish("completed", problem.status)
             self._log.info("command_syntax_error", command_id=command.id)
             return
+        self._interrupt_continuation()
         await self._wait_at_prompt()
         if command.final:
             return  # aborted while it waited
@@ -633,10 +678,18 @@ class TerminalSession:
         command.started_at = time.time()
         command.injected_mono = time.monotonic()
         command.injected_offset = self.ring.end
+        command.mark = self._next_mark
+        self._next_mark += 1
+        # Text typed by other means and left without Enter would prefix the line: clear it
+        # first (end of line, then kill to its start: the line editors' keys, and the
+        # terminal's own kill character for a shell without one).
+        clear = b"\x05\x15" if self._line_dirty else b""
+        self._line_dirty = False
+        line = shells.marked_line(self.shell.kind, command.mark, command.line)  # type: ignore[arg-type]
         # `\r` is what the Enter key sends; the shell's line editor accepts the line on it.
         # The record goes first, in the same write: the holder stores it, then types.
         self._save_pending = False
-        self._link.write(command.line.encode() + b"\r", meta=self._meta())
+        self._link.write(clear + line.encode() + b"\r", meta=self._meta())
         self._log.info("command_injected", command_id=command.id)
 
     def _fail_pending(self, reason: str, exit_code: int | None = None) -> None:
@@ -698,10 +751,19 @@ class TerminalSession:
                     command.preamble += event.data
         elif isinstance(event, CommandStarted):
             self._at_prompt.clear()  # also when a person typed the command
+            self._markers_seen += 1
             if command is not None and not command.started_seen:
                 command.started_seen = True
         elif isinstance(event, PromptDrawn):
             self._on_prompt(event)
+        elif isinstance(event, PromptEnd) and command is not None and command.after_foreign:
+            # the prompt after another line's output: it is not this command's either
+            command.foreign_end = len(command.preamble)
+        elif isinstance(event, ContinuationPrompt) and command is None:
+            self._at_continuation = True
+            self._markers_seen += 1
+            self._typed_lines = max(0, self._typed_lines - 1)
+            self._interrupt_continuation()
         elif isinstance(event, ContinuationPrompt) and command is not None:
             # The command is incomplete (an open quote, a trailing pipe): the shell waits
             # for more lines that will never come. Interrupt it so the queue moves on.
@@ -710,12 +772,30 @@ class TerminalSession:
                 self._link.signal(signal.SIGINT, "foreground")
 
     def _on_prompt(self, event: PromptDrawn) -> None:
+        self._at_continuation = False
+        self._markers_seen += 1
         seq = event.seq if event.seq is not None else self._prompt_seq + 1
         if seq == self._prompt_seq and self._ready.is_set():
-            return  # the line editor redrew the same prompt (resize, Ctrl-L)
+            # the line editor redrew the same prompt (resize, Ctrl-L, an empty line in fish)
+            if self._current is None:
+                self._typed_lines = max(0, self._typed_lines - 1)
+                self._prompt_back()
+            return
         self._prompt_seq = seq
         self._ready.set()
         command = self._current
+        if (
+            command is not None
+            and command.mark
+            and event.command is not None
+            and event.command != command.mark
+        ):
+            # the prompt after a line typed by other means before this one (the terminal
+            # queues input in order): its output and status are that line's
+            command.forget_output()
+            self._typed_lines = max(0, self._typed_lines - 1)
+            self._log.info("foreign_prompt_skipped", command_id=command.id)
+            return
         if command is not None and seq > command.prompt_seq_at_injection:
             self._current = None  # the prompt that follows is not the command's output
             if command.error is not None:
@@ -723,7 +803,40 @@ class TerminalSession:
             else:
                 command.finish("completed", event.status)
             self._log.info("command_completed", command_id=command.id, exit_code=event.status)
-        self._at_prompt.set()
+        elif command is None:
+            self._typed_lines = max(0, self._typed_lines - 1)
+        self._prompt_back()
+
+    def _prompt_back(self) -> None:
+        """A prompt came: the shell waits at it unless typed lines are still to run."""
+        if self._typed_lines == 0:
+            self._at_prompt.set()
+        else:
+            self._settle_later()
+
+    def _settle_later(self) -> None:
+        if self._settling is not None:
+            self._settling.cancel()
+        seen = self._markers_seen
+        self._settling = asyncio.get_running_loop().call_later(
+            _SETTLE_DELAY, lambda: asyncio.ensure_future(self._settle(seen))
+        )
+
+    async def _settle(self, seen: int) -> None:
+        """Typed lines are still counted, but no prompt came for a while: if the shell itself
+        holds the terminal, they were read by programs that have ended; it is at its prompt."""
+        self._settling = None
+        if seen != self._markers_seen or self._at_prompt.is_set() or self._current is not None:
+            return
+        try:
+            at_shell = await self.foreground_is_shell()
+        except HolderError:
+            return
+        if at_shell and seen == self._markers_seen and self._current is None:
+            self._typed_lines = 0
+            self._at_prompt.set()
+        elif not self._at_prompt.is_set():
+            self._settle_later()
 
     def _on_exit(self, code: int | None) -> None:
         if self._exited.is_set():
@@ -739,9 +852,29 @@ class TerminalSession:
     # attach and screen
 
     def send_input(self, data: bytes) -> None:
+        """Input typed by other means (write, paste, keys, an attached client). A line it
+        ends runs before anything queued: the next command waits for the prompt after it."""
         self.last_activity = time.time()
         if self._link is not None and self.running:
             self._link.write(data)
+            self._note_typed(data)
+
+    def _note_typed(self, data: bytes) -> None:
+        # a bracketed paste inserts its newlines into the line; they do not run it
+        plain = _BRACKETED_PASTE.sub(b"x", data)
+        last_enter = max(plain.rfind(b"\r"), plain.rfind(b"\n"))
+        if last_enter >= 0:
+            self._at_prompt.clear()
+            self._line_dirty = False
+            self._typed_lines += plain.replace(b"\r\n", b"\r").replace(b"\n", b"\r").count(b"\r")
+        if plain[last_enter + 1 :]:
+            self._line_dirty = True
+
+    def _interrupt_continuation(self) -> None:
+        """A line typed by other means is incomplete (an open quote): a command waiting its
+        turn would be read as more of it, so the shell is interrupted back to its prompt."""
+        if self._at_continuation and self._head_waiting and self._link is not None:
+            self._link.signal(signal.SIGINT, "foreground")
 
     def resize(self, cols: int, rows: int) -> None:
         self.cols, self.rows = cols, rows

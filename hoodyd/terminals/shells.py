@@ -46,10 +46,13 @@ unset HOODYD_SKIP_USER_RC
 set +H
 __hoodyd_status=0
 __hoodyd_seq=0
-__hoodyd_precmd() { __hoodyd_status=$?; __hoodyd_seq=$((__hoodyd_seq + 1)); }
+# `__hoodyd_c` is set by the line hoodyd types (its mark); a line typed otherwise has none.
+__hoodyd_precmd() {
+  __hoodyd_status=$?; __hoodyd_seq=$((__hoodyd_seq + 1)); __hoodyd_cid=${__hoodyd_c-}; __hoodyd_c=
+}
 # The prompt marker lives in PS1 rather than in PROMPT_COMMAND: readline prints PS1 after it
 # has put the terminal in raw mode, so input injected after the marker is echoed once.
-__hoodyd_mark='\[\e]6973;'"$__hoodyd_nonce"';D;${__hoodyd_status};${__hoodyd_seq}\a\]'
+__hoodyd_mark='\[\e]6973;'"$__hoodyd_nonce"';D;${__hoodyd_status};${__hoodyd_seq};${__hoodyd_cid}\a\]'
 __hoodyd_ps1() {
   case $PS1 in *"$__hoodyd_mark"*) ;; *) PS1=$__hoodyd_mark$PS1 ;; esac
 }
@@ -79,14 +82,16 @@ setopt NO_BANG_HIST
 # every command's output.
 setopt NO_PROMPT_SP
 typeset -gi __hoodyd_seq=0
-typeset -g __hoodyd_status=0 __hoodyd_mark=""
-__hoodyd_precmd() { __hoodyd_status=$?; (( __hoodyd_seq++ )) }
+typeset -g __hoodyd_status=0 __hoodyd_mark="" __hoodyd_c="" __hoodyd_cid=""
+__hoodyd_precmd() {
+  __hoodyd_status=$?; (( __hoodyd_seq++ )); __hoodyd_cid=$__hoodyd_c; __hoodyd_c=
+}
 # The prompt marker goes into PS1 rather than being printed by precmd: ZLE draws PS1 after it
 # has put the terminal in raw mode, so input injected after the marker is echoed once. It runs
 # last, after any prompt theme has rebuilt PS1.
 __hoodyd_ps1() {
   PS1=${PS1#"$__hoodyd_mark"}
-  __hoodyd_mark=$'%{\e]6973;'"$__hoodyd_nonce;D;$__hoodyd_status;$__hoodyd_seq"$'\a%}'
+  __hoodyd_mark=$'%{\e]6973;'"$__hoodyd_nonce;D;$__hoodyd_status;$__hoodyd_seq;$__hoodyd_cid"$'\a%}'
   PS1=$__hoodyd_mark$PS1
 }
 __hoodyd_preexec() { printf '\e]6973;%s;S\a' $__hoodyd_nonce }
@@ -107,6 +112,7 @@ if string match -qr '^[0-9]+$' -- "$HOODYD_MARKER_FD"
 end
 set -e HOODYD_MARKER_FD; set -e HOODYD_SKIP_USER_RC
 set -g __hoodyd_seq 0
+set -g __hoodyd_c ''
 function __hoodyd_preexec --on-event fish_preexec
   printf '\e]6973;%s;S\a' $__hoodyd_nonce
 end
@@ -115,7 +121,8 @@ end
 function __hoodyd_postexec --on-event fish_postexec
   set -l s $status
   set -g __hoodyd_seq (math $__hoodyd_seq + 1)
-  printf '\e]6973;%s;D;%s;%s\a' $__hoodyd_nonce $s $__hoodyd_seq
+  printf '\e]6973;%s;D;%s;%s;%s\a' $__hoodyd_nonce $s $__hoodyd_seq "$__hoodyd_c"
+  set -g __hoodyd_c ''
 end
 # A prompt repeats the last count: the first one says the shell is ready, later ones are
 # redraws hoodyd ignores.
@@ -130,12 +137,15 @@ set -e HOODYD_STARTUP_SCRIPT
 
 # POSIX sh has no prompt hook, but expands $(...) in PS1 with $? still set; it cannot count
 # prompts, and having no line editor it never redraws a prompt, so every marker is a new one.
+# Nor can it clear the mark after a prompt (PS1 runs in a subshell): marks never repeat, so a
+# stale one names a command already complete.
 _SH_RC = r"""# hoodyd shell integration for POSIX sh (written by hoodyd; rewritten at each start)
 @read-nonce@
 if [ -z "${HOODYD_SKIP_USER_RC:-}" ] && [ -n "${HOODYD_USER_ENV:-}" ] && [ -f "$HOODYD_USER_ENV" ]
 then . "$HOODYD_USER_ENV"; fi
 unset HOODYD_USER_ENV HOODYD_SKIP_USER_RC
-PS1='$(printf "\033]6973;%s;D;%s\007" "$__hoodyd_nonce" "$?")'"${PS1:-\$ }"
+PS1='$(printf "\033]6973;%s;D;%s;;%s\007" "$__hoodyd_nonce" "$?" "${__hoodyd_c-}")'"${PS1:-\$ }"
+PS1=$PS1'$(printf "\033]6973;%s;P\007" "$__hoodyd_nonce")'
 PS2="$(printf '\033]6973;%s;C\007' "$__hoodyd_nonce")${PS2:-> }"
 if [ -n "${HOODYD_STARTUP_SCRIPT:-}" ]; then . "$HOODYD_STARTUP_SCRIPT"; fi
 unset HOODYD_STARTUP_SCRIPT
@@ -348,3 +358,11 @@ def wrap_command(kind: ShellKind, command: str, cwd: str | None, env: dict[str, 
 def fish_quote(text: str) -> str:
     """fish single quotes: only backslash and the quote itself are special inside them."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def marked_line(kind: ShellKind, mark: int, line: str) -> str:
+    """`line` as typed: it first sets the mark the next prompt marker reports, so hoodyd
+    knows that prompt follows this line and not one typed by other means."""
+    if kind == "fish":
+        return f"set -g __hoodyd_c {mark}; {line}"
+    return f"__hoodyd_c={mark}; {line}"
