@@ -195,9 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         verb = verbs.add_parser(name, parents=client, help=text)
         verb.add_argument("programs", nargs="+", metavar="NAME|ID|all")
         if name == "rm":
-            verb.add_argument(
-                "--yes", action="store_true", help="do not ask before `rm all`"
-            )
+            verb.add_argument("--yes", action="store_true", help="do not ask before `rm all`")
         verb.set_defaults(verb_func=func)
 
     search = verbs.add_parser("search", parents=client, help="find runnable apps")
@@ -221,7 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     term_verbs = term.add_subparsers(dest="term_verb", required=True, metavar="VERB")
     ls = term_verbs.add_parser("ls", parents=client, help="list terminals")
     ls.set_defaults(verb_func=commands.term_ls)
-    new = term_verbs.add_parser("new", parents=(*client, session), help="create a terminal")
+    new = term_verbs.add_parser(
+        "new",
+        parents=(*client, session),
+        help="create terminal N (without N: the lowest free number, printed)",
+    )
     new.add_argument("terminal_id", nargs="?", type=int, metavar="N")
     new.set_defaults(verb_func=commands.term_new)
     execute = term_verbs.add_parser(

@@ -50,6 +50,9 @@ def test_verbs_take_several_names_and_all(daemon: DaemonProcess) -> None:
     port = free_port()
     ok(daemon, "add", "web", "--port-range", f"{port}-{port + 1}", "--enable",
        "--", *shlex.split(PORT_SERVER))  # fmt: skip
+    mixed = hoodyd(daemon, "start", "a", "web")
+    assert mixed.returncode == 2 and "--port" in mixed.stderr
+    assert rows(ok(daemon, "status"))["a"][2] == "STOPPED", "nothing was started"
     started = ok(daemon, "start", "a", "2")
     assert "a: running (pid" in started and "b: running (pid" in started
     assert [rows(ok(daemon, "status"))[n][2] for n in "abc"] == ["RUNNING", "RUNNING", "STOPPED"]

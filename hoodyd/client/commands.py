@@ -243,13 +243,18 @@ def _each(
     client: DaemonClient,
     args: argparse.Namespace,
     act: Callable[[dict[str, Any]], list[Any]],
+    check: Callable[[dict[str, Any]], object] | None = None,
 ) -> int:
     """Run `act` on every program named; a refusal for one is printed (in the command
     line's terms) and the others still go. `--json` prints the answers, a refusal's error
     object among them. Exit 1 when one was refused."""
     answers: list[Any] = []
     refused = False
-    for program in _targets(client, args):
+    targets = _targets(client, args)
+    if check is not None:
+        for program in targets:
+            check(program)  # a usage error for one is found before anything is done
+    for program in targets:
         try:
             answers.extend(act(program))
         except Refused as exc:
@@ -265,7 +270,7 @@ def start(client: DaemonClient, args: argparse.Namespace) -> int:
     def act(program: dict[str, Any]) -> list[Any]:
         return [_start_one(client, program, port, args) for port in _ports_to_start(program, args)]
 
-    return _each(client, args, act)
+    return _each(client, args, act, check=lambda program: _ports_to_start(program, args))
 
 
 def _start_one(
