@@ -31,7 +31,7 @@ from hoodyd.api.keys import (
 )
 from hoodyd.api.links import API_LINKS
 from hoodyd.api.middleware import authenticate, request_context
-from hoodyd.api.routes import add_routes
+from hoodyd.api.routes import add_root_routes, add_routes
 from hoodyd.apps.curl import CurlTarget
 from hoodyd.apps.runner import RunService
 from hoodyd.apps.service import AppService
@@ -70,6 +70,7 @@ def create_app(
             area[AREA] = AREAS[name]
             add_routes(area, name)
             app.add_subapp(AREAS[name].base, area)
+    add_root_routes(app)  # `GET /`: to the console
     return app
 
 

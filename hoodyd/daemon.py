@@ -28,6 +28,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from hoodyd.api import console
 from hoodyd.api.server import ConnectionLimits, ListenerSite, Runner
 from hoodyd.app import create_app
 from hoodyd.config import Config
@@ -157,6 +158,10 @@ async def _serve(config: Config, inherited: list[socket.socket]) -> None:
             log.info("serving_tcp", host=host, port=port)
         sd_notify("READY=1")
         _tell_terminal(f"hoodyd: listening on {', '.join(_addresses(config, inherited))}")
+        if tcp_socket is not None:
+            console_at, token_at = console.where(config)
+            log.info("console", url=console_at, token_file=token_at)
+            _tell_terminal(f"hoodyd: console at {console_at} (token in {token_at})")
         await stop.wait()
         sd_notify("STOPPING=1")
         log.info("shutting_down", drain_timeout_s=config.server.shutdown_timeout)

@@ -53,7 +53,7 @@ async def logged_in(base: str) -> aiohttp.ClientSession:
         f"{RUN}/login", data={"token": TOKEN}, headers={"Origin": base}, allow_redirects=False
     ) as response:
         assert response.status == 303, await response.text()
-        assert response.headers["Location"] == f"{RUN}/search?format=html"
+        assert response.headers["Location"] == f"{RUN}/console/programs"
         cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/api/v1/run" in cookie
     return client
@@ -153,7 +153,8 @@ def test_browser_logs_in_searches_picks_and_sees_the_output_live(
                 page.goto(f"{base}{RUN}/login")
                 page.fill("input[name=token]", TOKEN)
                 page.click("button")
-                page.wait_for_url(re.compile(r"/search\?format=html$"))
+                page.wait_for_url(re.compile(r"/console/programs$"))
+                page.goto(f"{base}{RUN}/search?format=html")
                 cookies = {c["name"]: c for c in browser.cookies()}
                 session: Any = cookies["hoodyd_session"]
                 assert session["httpOnly"] and session["sameSite"] == "Strict"

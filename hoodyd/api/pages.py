@@ -150,10 +150,19 @@ def candidates_page(
     return _page(f"Run {selector.app}", body)
 
 
-def login_page(error: str | None = None) -> str:
+def login_page(error: str | None = None, token_at: str | None = None) -> str:
+    """The login form; `token_at` says where the person finds the token (never the token)."""
     problem = f"<p class=error>{_e(error)}</p>" if error else ""
+    where = (
+        f"<p>The token is in <code>{_e(token_at)}</code> on this machine "
+        "(readable by hoodyd's own user only).</p>"
+        if token_at
+        else ""
+    )
     body = (
-        "<h1>hoodyd</h1><p>Type the daemon's token once; the browser keeps a session.</p>"
+        "<h1>hoodyd console</h1><p>Run this machine's programs, logs, terminals and apps from "
+        "the browser. Type hoodyd's token once; the browser keeps a session until you log out "
+        f"or leave it idle.</p>{where}"
         f'{problem}<form method=post action="{LOGIN_PATH}">'
         "<input type=password name=token aria-label=token autocomplete=current-password "
         "required> <button>Log in</button></form>"

@@ -3,8 +3,9 @@
 This table is the one place that decides authentication: a route is `PROTECTED` unless it
 says `OPEN` here, and the middleware asks the route the router matched (by its name), never
 the path text. The open routes are exactly the three `/api/v1/{area}/health` and the run
-area's login page; `SESSION` routes (the run area's HTML pages, their form post and the
-logout) also take a browser's login session cookie (`hoodyd.api.sessions`).
+area's login page, plus `GET /` and the console's entry, which only redirect; `SESSION` routes
+(the run area's HTML pages, their form post, the logout and the console's pages) also take a
+browser's login session cookie (`hoodyd.api.sessions`).
 
 Paths are relative to their area's base (`/api/v1/daemon`, …): each area is a sub-application
 mounted there by the composition root (`hoodyd.app`).
@@ -18,7 +19,7 @@ from enum import Enum
 
 from aiohttp import web
 
-from hoodyd.api import daemon, run, run_exec, run_pages, sessions, terminal
+from hoodyd.api import console, daemon, run, run_exec, run_pages, sessions, terminal
 from hoodyd.api import terminal_automation as automation
 from hoodyd.api.health import health_handler
 from hoodyd.api.openapi import openapi_handlers
@@ -162,9 +163,88 @@ def run_routes() -> list[Route]:
         Route(
             "GET", "/t/{terminal_id}/stream", run_pages.terminal_stream, "t-stream", Access.SESSION
         ),
+        *console_routes(),
         Route("POST", "/preflight", run_exec.preflight, "preflight"),
         Route("POST", "/recipes/{name}/run", run_exec.recipe_run, "recipe-run"),
     ]
+
+
+def console_routes() -> list[Route]:
+    """The console's pages (`hoodyd.api.console`), in the run area where the login cookie is
+    sent. Only the entry is open, and it only redirects; the rest are `SESSION` routes, so the
+    cookie reaches these pages and never the daemon or terminal areas' JSON API."""
+    c, session = console, Access.SESSION
+    return [
+        Route("GET", "/console", c.entry, "console", Access.OPEN),
+        Route("GET", "/console/programs", c.programs_page, "console-programs", session),
+        Route("GET", "/console/programs/table", c.programs_table, "console-table", session),
+        Route("GET", "/console/events", c.events, "console-events", session),
+        Route("GET", "/console/programs/new", c.new_program_page, "console-new", session),
+        Route("POST", "/console/programs/new", c.save_program, "console-add", session),
+        Route("GET", "/console/programs/{id}/edit", c.edit_program_page, "console-edit", session),
+        Route("POST", "/console/programs/{id}/edit", c.save_program, "console-save", session),
+        Route(
+            "GET",
+            "/console/programs/{id}/remove",
+            c.remove_program_page,
+            "console-confirm",
+            session,
+        ),
+        Route("POST", "/console/programs/{id}/remove", c.remove_program, "console-remove", session),
+        Route(
+            "POST",
+            "/console/programs/{id}/{action:start|stop|restart|enable|disable}",
+            c.program_action,
+            "console-action",
+            session,
+        ),
+        Route("GET", "/console/programs/{id}/logs", c.logs_page, "console-logs", session),
+        Route(
+            "GET", "/console/programs/{id}/logs/follow", c.logs_follow, "console-follow", session
+        ),
+        Route(
+            "GET",
+            "/console/programs/{id}/logs/download",
+            c.logs_download,
+            "console-download",
+            session,
+        ),
+        Route("GET", "/console/terminals", c.terminals_page, "console-terminals", session),
+        Route("POST", "/console/terminals", c.create_terminal, "console-terminal-new", session),
+        Route(
+            "GET", "/console/terminals/{terminal_id}", c.terminal_page, "console-terminal", session
+        ),
+        Route(
+            "GET",
+            "/console/terminals/{terminal_id}/tty",
+            c.terminal_socket,
+            "console-tty",
+            session,
+            head=False,
+        ),
+        Route(
+            "POST",
+            "/console/terminals/{terminal_id}/close",
+            c.close_terminal,
+            "console-close",
+            session,
+        ),
+        Route("GET", "/console/apps", c.apps_page, "console-apps", session),
+        Route("POST", "/console/apps/run", c.run_app, "console-run", session),
+    ]
+
+
+def root_routes() -> list[Route]:
+    """Outside every area: `GET /` leads a browser to the console."""
+    return [Route("GET", "/", console.root, "root", Access.OPEN)]
+
+
+def add_root_routes(app: web.Application) -> None:
+    """Register the routes outside every area on the root application."""
+    routes = root_routes()
+    for route in routes:
+        app.router.add_get(route.path, route.handler, name=f"root.{route.name}")
+    app[OPEN_ROUTES] = frozenset(f"root.{r.name}" for r in routes if r.access is Access.OPEN)
 
 
 AREA_ROUTES: dict[str, Callable[[], list[Route]]] = {

@@ -12,6 +12,7 @@ from importlib import resources
 from aiohttp import WSMsgType, web
 
 from hoodyd.api import pages, sessions
+from hoodyd.api.console import token_location
 from hoodyd.api.keys import CONFIG, TERMINALS, TOKEN
 from hoodyd.api.terminal import follow_output
 from hoodyd.errors import (
@@ -29,6 +30,8 @@ STATIC_ASSETS = {
     "xterm.js": "text/javascript",
     "xterm.css": "text/css",
     "xterm.LICENSE": "text/plain",
+    "console.css": "text/css",
+    "console.js": "text/javascript",
 }
 OUTPUT_CHUNK = 64 * 1024
 REPLAY_BYTES = 64 * 1024
@@ -37,8 +40,12 @@ REPLAY_BYTES = 64 * 1024
 _html = pages.html_response
 
 
+def _login_page(request: web.Request, error: str | None = None) -> str:
+    return pages.login_page(error, token_at=token_location(request.config_dict[CONFIG]))
+
+
 async def login_page(request: web.Request) -> web.Response:
-    return _html(pages.login_page())
+    return _html(_login_page(request))
 
 
 async def login(request: web.Request) -> web.Response:
@@ -62,7 +69,7 @@ async def login(request: web.Request) -> web.Response:
             max_age_s=server.session_max_age,
         )
     except LoginThrottled as exc:
-        response = _html(pages.login_page(exc.message), exc.status) if is_form else None
+        response = _html(_login_page(request, exc.message), exc.status) if is_form else None
         if response is None:
             # imported here: the middleware imports the route table, which imports this module
             from hoodyd.api.middleware import error_response
@@ -73,7 +80,7 @@ async def login(request: web.Request) -> web.Response:
     except (Unauthorized, Forbidden) as exc:
         if not is_form:
             raise
-        return _html(pages.login_page(exc.message), exc.status)
+        return _html(_login_page(request, exc.message), exc.status)
 
 
 async def logout(request: web.Request) -> web.Response:

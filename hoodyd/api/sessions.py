@@ -43,6 +43,7 @@ log = structlog.get_logger()
 COOKIE = "hoodyd_session"
 COOKIE_PATH = "/api/v1/run"
 LOGIN_PATH = f"{COOKIE_PATH}/login"
+CONSOLE_PATH = f"{COOKIE_PATH}/console/programs"  # where a login lands
 SESSION_IDLE_S = 30 * 60
 SESSION_MAX_AGE_S = 12 * 3600
 MAX_SESSIONS = 64
@@ -241,7 +242,7 @@ def login(
     max_age_s: float = SESSION_MAX_AGE_S,
 ) -> web.Response:
     """Check the typed token (constant time) and answer with the session cookie and a 303
-    to the search page. A peer backed off after failed logins is refused before the token
+    to the console's dashboard. A peer backed off after failed logins is refused before the token
     is looked at (`LoginThrottled`), so even the right one waits."""
     origin = request.headers.get("Origin")
     if origin is not None and not same_origin(request):
@@ -259,7 +260,7 @@ def login(
     store.login_succeeded(who)
     session_id = store.create(idle_s, max_age_s)
     log.info("login", peer=who)
-    response = web.Response(status=303, headers={"Location": f"{COOKIE_PATH}/search?format=html"})
+    response = web.Response(status=303, headers={"Location": CONSOLE_PATH})
     response.set_cookie(
         COOKIE,
         session_id,
