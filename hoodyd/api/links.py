@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from hoodyd.apps.candidates import Links
 
@@ -11,11 +11,14 @@ RUN_BASE = "/api/v1/run"
 TERMINAL_BASE = "/api/v1/terminal"
 
 
-def candidate_run_path(app: str, candidate_id: str) -> str:
-    """A candidate's `href_path`: the `/resolve` that picks it by its id and answers its
-    command (the route both client generations can follow; it never runs anything)."""
-    picked = quote(candidate_id, safe="")
-    return f"{RUN_BASE}/resolve?app={quote(app, safe='')}&pick=id&candidate_id={picked}"
+def candidate_run_path(search: list[tuple[str, str]], candidate_id: str) -> str:
+    """A candidate's `href_path`: the `/resolve` that repeats the search it was found in
+    (app, profile, filters) and picks it by its id, which finds it whatever its rank or page;
+    it answers its command (the route both client generations follow; it never runs)."""
+    query = urlencode(
+        [*search, ("pick", "id"), ("candidate_id", candidate_id)], safe="", quote_via=quote
+    )
+    return f"{RUN_BASE}/resolve?{query}"
 
 
 def terminal_view_path(terminal_id: int) -> str:

@@ -10,7 +10,7 @@ import binascii
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -25,6 +25,9 @@ class CandidateSet:
     # the normalized selector the set was computed for, so a cursor cannot cross queries
     selector_key: bytes
     expires_at: float
+    # when each searched source's index was synced, as the set saw it: a pick from the set
+    # after a source re-synced is re-resolved against the current index (or refused)
+    synced: dict[str, float] = field(default_factory=dict)
 
 
 class _Cursor(msgspec.Struct, array_like=True):
@@ -46,10 +49,12 @@ class CandidateSetStore:
     def __len__(self) -> int:
         return len(self._sets)
 
-    def put(self, items: list[Scored], selector_key: bytes) -> CandidateSet:
+    def put(
+        self, items: list[Scored], selector_key: bytes, synced: dict[str, float] | None = None
+    ) -> CandidateSet:
         now = time.monotonic()
         self._expire(now)
-        entry = CandidateSet(uuid.uuid4().hex, items, selector_key, now + self.ttl)
+        entry = CandidateSet(uuid.uuid4().hex, items, selector_key, now + self.ttl, synced or {})
         self._sets[entry.set_id] = entry
         while len(self._sets) > self.max_sets:
             self._sets.popitem(last=False)

@@ -8,18 +8,17 @@ because the edge, not this service, knows the routes.
 
 from __future__ import annotations
 
-import shlex
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import msgspec
 
-from hoodyd.apps import destructive
+from hoodyd.apps import destructive, planner
 from hoodyd.apps.catalog import Catalog
 from hoodyd.apps.ranking import Scored
 from hoodyd.apps.records import LaunchPlan
-from hoodyd.apps.resolution import Resolution
+from hoodyd.apps.resolution import Resolution, search_query
 from hoodyd.apps.sources import SOURCES
 from hoodyd.apps.syncer import Syncer
 from hoodyd.schemas.run import (
@@ -33,8 +32,9 @@ from hoodyd.schemas.run import (
     Verification,
 )
 
-# the path that runs a candidate picked by id: (the query's app, candidate id) -> path
-RunLink = Callable[[str, str], str]
+# the path that reproduces a candidate picked by id: (the query pairs of the search it was
+# found in, candidate id) -> path
+RunLink = Callable[[list[tuple[str, str]], str], str]
 
 # ranked lists whose answered candidates are kept for the next answer of the same list
 ANSWERED_LISTS = 64
@@ -54,10 +54,10 @@ class CandidateBuilder:
     def __init__(self, catalog: Catalog, syncer: Syncer) -> None:
         self.catalog = catalog
         self.syncer = syncer
-        # (id of a ranked list, run link) -> (that list, config, app, its candidates)
+        # (id of a ranked list, run link) -> (that list, config, search query, candidates)
         self._answered: OrderedDict[
             tuple[int, RunLink | None],
-            tuple[list[Scored], RuntimeConfig, str, list[Candidate]],
+            tuple[list[Scored], RuntimeConfig, tuple[object, ...], list[Candidate]],
         ] = OrderedDict()
 
     def build(
@@ -74,17 +74,23 @@ class CandidateBuilder:
         answers and must not be changed."""
         key = (id(items), run_link)
         seen = self._answered.get(key)
+        # the links and the commands (a GUI app's display) depend on more than the list
+        asked = (
+            tuple(search_query(resolution)),
+            resolution.selector.display,
+            resolution.selector.terminal_id,
+        )
         if (
             seen is not None
             and seen[0] is items
             and seen[1] is resolution.config
-            and seen[2] == resolution.selector.app
+            and seen[2] == asked
         ):
             self._answered.move_to_end(key)
             return seen[3]
         built = self.build(items, resolution, run_link)
         # the entry holds `items`, so its id cannot name another list while it is kept
-        self._answered[key] = (items, resolution.config, resolution.selector.app, built)
+        self._answered[key] = (items, resolution.config, asked, built)
         while len(self._answered) > ANSWERED_LISTS:
             self._answered.popitem(last=False)
         return built
@@ -112,7 +118,15 @@ class CandidateBuilder:
     ) -> Candidate:
         record = item.record
         plan = self.launch_plan(item, resolution.source_config(item.source.source_id))
-        command = shlex.join(plan.argv)
+        kind = plan.kind or record.kind
+        # the command as a run of this search would plan it: a GUI app gets the DISPLAY of
+        # the terminal the selector names (the default one), as `planner.plan` does
+        env = dict(plan.env or {})
+        if kind == "gui":
+            selector = resolution.selector
+            terminal_id = selector.terminal_id or planner.DEFAULT_TERMINAL
+            env["DISPLAY"] = planner.display_for(selector.display, terminal_id)
+        command = planner.shell_command(plan.argv, env)
         verified = item.source.verified or record.extra_value("verified") == "true"
         # sources that can prove what runs (a pinned sha256, a digest) keep it in the record
         integrity = record.extra_value("integrity")
@@ -123,7 +137,7 @@ class CandidateBuilder:
         # a destructive candidate gets no ready-to-follow run link: the client writes the
         # pick=id itself (hoodyd.apps.destructive)
         href_path = (
-            run_link(resolution.selector.app, item.candidate_id)
+            run_link(search_query(resolution), item.candidate_id)
             if run_link is not None and danger is None
             else None
         )
@@ -134,19 +148,19 @@ class CandidateBuilder:
             provider=item.source.provider,
             source_id=item.source.source_id,
             score=item.score,
-            kind=record.kind,
+            kind=kind,
             installed=record.installed,
             version=record.version or None,
             homepage=record.homepage or None,
             tags=list(record.tags) or None,
             reasons=item.reasons,
             integrity=msgspec.json.decode(integrity, type=Integrity) if integrity else None,
-            run_plan=RunPlan(command=command, env=plan.env),
+            run_plan=RunPlan(command=command, env=env or None),
             execution_plan=ExecutionPlan(
                 mode="argv",
                 argv=plan.argv,
                 shell_command=command,
-                env=plan.env,
+                env=env or None,
                 side_effect_hints=[danger.hint()] if danger else None,
             ),
             provenance=CandidateProvenance(

@@ -41,31 +41,55 @@ class Decision:
 def decide(
     choice: Choice, plan: Plan, *, command_only: bool, terminal_state: TerminalState
 ) -> Decision:
-    """How a pick (`choice.selected`, planned as `plan`) is delivered."""
+    """How a pick (`choice.selected`, planned as `plan`) is delivered, and every warning that
+    explains it: a `MISSING_REQUIREMENT` per missing item, then the outcome's own. Preflight
+    answers these very warnings, so it says what the run says."""
+    missing = [
+        RunWarning(code="MISSING_REQUIREMENT", message=f"{item.kind} {item.name}: {item.message}")
+        for item in plan.missing
+    ]
+    outcome, warnings = _outcome(
+        choice, plan, command_only=command_only, terminal_state=terminal_state
+    )
+    return Decision(outcome, missing + warnings)
+
+
+def _outcome(
+    choice: Choice, plan: Plan, *, command_only: bool, terminal_state: TerminalState
+) -> tuple[DeliveryOutcome, list[RunWarning]]:
     selector = choice.selector
     dry = command_only or bool(selector.dry_run)
     if choice.needs_explicit_pick is not None and (selector.print_curl is not None or not dry):
-        return Decision("refuse-destructive")
+        return "refuse-destructive", []
     if selector.print_curl is not None:
-        return Decision("printed-curl")
+        return "printed-curl", []
     if dry:
-        return Decision("dry-run")
+        return "dry-run", []
     if not choice.policy.allow_delegated_execution:
-        return Decision(
-            "dry-run",
-            [
-                RunWarning(
-                    code="DELEGATION_DISABLED",
-                    message="the effective policy does not allow delegated execution: "
-                    "the command is returned, not run",
-                )
-            ],
-        )
+        return "dry-run", [
+            RunWarning(
+                code="DELEGATION_DISABLED",
+                message="the effective policy does not allow delegated execution: "
+                "the command is returned, not run",
+            )
+        ]
     if terminal_state == "unavailable":
-        return Decision(
-            "dry-run",
-            [RunWarning(code="TERMINALS_UNAVAILABLE", message="no terminal service runs here")],
-        )
+        return "dry-run", [
+            RunWarning(code="TERMINALS_UNAVAILABLE", message="no terminal service runs here")
+        ]
     if plan.unmet:
-        return Decision("refuse-requirements")
-    return Decision("schedule")
+        return "refuse-requirements", [
+            RunWarning(
+                code="REQUIREMENTS_MISSING",
+                message="the run is refused (409) until these are resolved: "
+                + "; ".join(item.resolution or item.message for item in plan.unmet),
+            )
+        ]
+    if (selector.redirect or selector.redirect_to is not None) and not choice.policy.allow_redirect:
+        return "schedule", [
+            RunWarning(
+                code="REDIRECT_NOT_ALLOWED",
+                message="the effective policy does not allow redirects",
+            )
+        ]
+    return "schedule", []

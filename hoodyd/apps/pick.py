@@ -10,15 +10,17 @@ whose error body is also a RunResponse.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import structlog
 
 from hoodyd.apps import destructive, policy
 from hoodyd.apps.candidate_sets import CandidateSet
 from hoodyd.apps.candidates import RunLink
+from hoodyd.apps.ranking import Scored
 from hoodyd.apps.resolution import Resolution
 from hoodyd.apps.service import AppService
-from hoodyd.errors import InvalidRequest, Reason, RunFailed
+from hoodyd.errors import Conflict, InvalidRequest, Reason, RunFailed
 from hoodyd.schemas.run import Candidate, Selector, SideEffectHint
 from hoodyd.schemas.run_exec import EffectivePolicy, RunResponse, RunWarning
 
@@ -73,10 +75,10 @@ def choose(apps: AppService, selector: Selector, run_link: RunLink | None = None
         listed = entry.items[: resolution.limit]
         choice.candidates = apps.candidates(listed, resolution, run_link)
         return choice
-    position = _pick_position(entry, selector, mode)
-    if mode == "first" and entry.items[position].match.tier != "exact":
+    item = _picked(apps, choice, entry, mode)
+    if mode == "first" and item.match.tier != "exact":
         _refuse_while_syncing(apps, choice, entry, run_link)
-    [choice.selected] = apps.candidates([entry.items[position]], resolution, run_link)
+    [choice.selected] = apps.candidates([item], resolution, run_link)
     policy.check_candidate(effective, choice.selected)
     danger = destructive.marked(choice.selected)
     if danger is not None and mode != "id":
@@ -88,6 +90,67 @@ def choose(apps: AppService, selector: Selector, run_link: RunLink | None = None
             )
         )
     return choice
+
+
+def _picked(apps: AppService, choice: Choice, entry: CandidateSet, mode: str) -> Scored:
+    """The ranked item the pick takes. By id without a set it is found whatever its rank
+    (a link handed out for rank 300 of a `limit=100` search or a later page reproduces its
+    candidate); from a set whose source has re-synced since, it is re-resolved by id."""
+    selector = choice.selector
+    if mode == "id" and selector.set_id is None:
+        wanted = selector.candidate_id
+        assert wanted is not None
+        found = next((item for item in entry.items if item.candidate_id == wanted), None)
+        if found is None:
+            found = apps.lookup(choice.resolution, wanted)
+        if found is None:
+            raise InvalidRequest(
+                f"unknown candidate_id: {wanted} (no searched source offers it for "
+                f"{selector.app!r} with these filters)",
+                reason=Reason.INVALID_PICK,
+            )
+        return found
+    item = entry.items[_pick_position(entry, selector, mode)]
+    if selector.set_id is not None:
+        item = _fresh(apps, choice, entry, item)
+    return item
+
+
+def _fresh(apps: AppService, choice: Choice, entry: CandidateSet, item: Scored) -> Scored:
+    """A set's item as the current index has it. When its source re-synced after the set was
+    made, the same candidate id is resolved again (with a `SET_STALE` warning naming the
+    change); a candidate the source no longer offers is a 409 that names the change."""
+    source_id = item.source.source_id
+    then, now = entry.synced.get(source_id), apps.synced_at(source_id)
+    if then is None or now == then:
+        return item
+    change = (
+        f"source {source_id} re-synced since set {entry.set_id} was made "
+        f"(index of {_when(then)}, now {_when(now)})"
+        if now is not None
+        else f"source {source_id} has no index any more since set {entry.set_id} was made"
+    )
+    fresh = apps.lookup(choice.resolution, item.candidate_id) if now is not None else None
+    if fresh is None:
+        log.info("run_pick_set_stale", candidate_id=item.candidate_id, source_id=source_id)
+        raise Conflict(
+            f"{change}: {item.candidate_id} is no longer offered; search again",
+            reason=Reason.SET_STALE,
+        )
+    choice.warnings.append(
+        RunWarning(
+            code="SET_STALE",
+            message=f"{change}: {item.candidate_id} was resolved again from the current index",
+            source_id=source_id,
+        )
+    )
+    return fresh
+
+
+def _when(stamp: float | None) -> str:
+    if stamp is None:
+        return "never"
+    return datetime.fromtimestamp(stamp, tz=UTC).isoformat(timespec="milliseconds")
 
 
 def _raise_if_sources_failed(apps: AppService, resolution: Resolution, set_id: str) -> None:

@@ -23,6 +23,9 @@ from hoodyd.errors import InvalidRequest, Reason
 from hoodyd.schemas.run import Candidate, ExecutionPlan, Requirement, SideEffectHint
 from hoodyd.terminals.validation import parse_display
 
+# the terminal a run uses when the selector names none (created on first use)
+DEFAULT_TERMINAL = 1
+
 TerminalState = Literal["ready", "new", "absent", "exited", "unavailable"]
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -152,7 +155,8 @@ def side_effect_hints(candidate: Candidate, argv: list[str]) -> list[SideEffectH
     # the search marked the candidate from its record; the plan keeps the mark
     danger = destructive.marked(candidate)
     hints: list[SideEffectHint] = [danger] if danger else []
-    for requirement in candidate.requirements:
+    # an installed candidate installs nothing: its requirements say which program to run
+    for requirement in [] if candidate.installed else candidate.requirements:
         if requirement.resolution:
             hints.append(
                 SideEffectHint(

@@ -60,6 +60,9 @@ class LaunchPlan(msgspec.Struct, frozen=True):
     requirements: list[Requirement] = msgspec.field(default_factory=list)
     notes: list[str] = msgspec.field(default_factory=list)
     env: dict[str, str] | None = None
+    # the kind of the program this plan runs when the source knows it better than the
+    # record does (a desktop entry's `Terminal=` for the entry chosen)
+    kind: RecordKind | None = None
 
 
 class SyncResult(msgspec.Struct):

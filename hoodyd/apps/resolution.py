@@ -8,6 +8,7 @@ request, and carried along with the candidate set it produces.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -16,6 +17,7 @@ from hoodyd.apps.ranking import RankedSource
 from hoodyd.apps.sources import SOURCES
 from hoodyd.errors import InvalidRequest, Reason
 from hoodyd.schemas.run import (
+    SEARCH_QUERY_FIELDS,
     SELECTOR_FIELDS,
     PolicyConfig,
     ProfileConfig,
@@ -63,13 +65,19 @@ class Resolution:
 
 
 def resolve(catalog: Catalog, selector: Selector) -> Resolution:
-    """Apply the profile's defaults and the policy to a selector."""
+    """Apply the profile's defaults and the policy to a selector.
+
+    The policy is enforcement: the config's `policy` merged with the *selected* profile's
+    (the owner's choice) applies to every request. A profile the request names brings its
+    defaults and source overrides (per-request settings) and may only tighten that policy,
+    never loosen it, so naming a profile cannot sidestep a deny list or a require flag."""
     config = catalog.current
-    profile: ProfileConfig | None = None
+    selected: ProfileConfig | None = None
+    if config.selected_profile is not None:
+        selected = catalog.profiles.find(config.selected_profile)
+    profile = selected
     if selector.profile is not None:
         profile = catalog.profiles.get(selector.profile)
-    elif config.selected_profile is not None:
-        profile = catalog.profiles.find(config.selected_profile)
     if profile is not None and profile.defaults is not None:
         defaults = profile.defaults
         fill = {
@@ -85,7 +93,9 @@ def resolve(catalog: Catalog, selector: Selector) -> Resolution:
             "missing field 'app': the name query is empty", reason=Reason.MISSING_FIELD
         )
     limit = DEFAULT_LIMIT if selector.limit is None else min(MAX_LIMIT, max(1, selector.limit))
-    policy = merge_policy(config.policy, profile.policy if profile else None)
+    policy = merge_policy(config.policy, selected.policy if selected else None)
+    if profile is not None and (selected is None or profile.name != selected.name):
+        policy = tighten_policy(policy, profile.policy)
     sources = enabled_sources(config.sources, profile, policy, set(selector.source or []))
     return Resolution(selector, query, limit, profile, sources, policy, config)
 
@@ -144,6 +154,50 @@ def merge_policy(base: PolicyConfig | None, override: PolicyConfig | None) -> Po
         else:
             merged[key] = value
     return msgspec.convert(merged, PolicyConfig)
+
+
+def tighten_policy(enforced: PolicyConfig, requested: PolicyConfig | None) -> PolicyConfig:
+    """The enforced policy with a request-named profile's policy on top, where it is
+    stricter only: its deny lists add up, a `require_*` it sets true is required, an
+    `allow_*` it sets false is refused; nothing it says relaxes the enforced policy."""
+    if requested is None:
+        return enforced
+
+    def denied(mine: list[Any] | None, theirs: list[Any] | None) -> list[Any] | None:
+        joined = sorted(set(mine or []) | set(theirs or []))
+        return joined or None
+
+    return PolicyConfig(
+        require_verified=True if requested.require_verified else enforced.require_verified,
+        require_integrity=True if requested.require_integrity else enforced.require_integrity,
+        allow_delegated_execution=(
+            False
+            if requested.allow_delegated_execution is False
+            else enforced.allow_delegated_execution
+        ),
+        allow_redirect=False if requested.allow_redirect is False else enforced.allow_redirect,
+        deny_providers=denied(enforced.deny_providers, requested.deny_providers),
+        deny_source_ids=denied(enforced.deny_source_ids, requested.deny_source_ids),
+    )
+
+
+# the selector fields a candidate's link carries: what makes the search it was found in
+# (profile and filters; the app first), never how it was picked or delivered
+_LINK_FIELDS = tuple(name for name in SEARCH_QUERY_FIELDS if name not in ("app", "limit"))
+
+
+def search_query(resolution: Resolution) -> list[tuple[str, str]]:
+    """The query pairs that repeat a resolution's search: the app, the profile the request
+    named, and every filter and hint as resolved (profile defaults filled in), so a link made
+    from them searches what the candidate was found in."""
+    selector = resolution.selector
+    pairs = [("app", selector.app)]
+    for name in _LINK_FIELDS:
+        value = getattr(selector, name)
+        if value is None:
+            continue
+        pairs.append((name, ",".join(value) if isinstance(value, list) else str(value)))
+    return pairs
 
 
 _key_encoder = msgspec.json.Encoder(order="deterministic")

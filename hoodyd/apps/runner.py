@@ -42,7 +42,6 @@ from hoodyd.schemas.run_exec import (
     RecommendedMode,
     RunHandoff,
     RunResponse,
-    RunWarning,
     TerminalReply,
     TerminalRequestPreview,
 )
@@ -57,7 +56,7 @@ from hoodyd.terminals.service import TerminalService
 
 log = structlog.get_logger()
 
-DEFAULT_TERMINAL = 1
+DEFAULT_TERMINAL = planner.DEFAULT_TERMINAL
 # the origin a terminal request from the run area carries when the caller gave none
 RUN_ORIGIN = "hoodyd-run"
 MAX_BATCH_ITEMS = 100
@@ -161,12 +160,6 @@ class RunService:
         if decision.outcome == "refuse-destructive":
             raise destructive_refusal(choice)
         warnings = choice.warnings
-        warnings += [
-            RunWarning(
-                code="MISSING_REQUIREMENT", message=f"{item.kind} {item.name}: {item.message}"
-            )
-            for item in plan.missing
-        ]
         warnings += decision.warnings
         response = msgspec.structs.replace(
             base,
@@ -191,16 +184,9 @@ class RunService:
             raise requirements_refusal(response, plan, self._handoff("failed", plan))
         response = await self._schedule(response, plan, selector, defer)
         redirect = None
-        if selector.redirect or redirect_to is not None:
-            if choice.policy.allow_redirect:
-                redirect = redirect_to or self.links.terminal_view(plan.terminal_id)
-            else:
-                warnings.append(
-                    RunWarning(
-                        code="REDIRECT_NOT_ALLOWED",
-                        message="the effective policy does not allow redirects",
-                    )
-                )
+        if (selector.redirect or redirect_to is not None) and choice.policy.allow_redirect:
+            # (a redirect the policy refuses is a REDIRECT_NOT_ALLOWED warning of the decision)
+            redirect = redirect_to or self.links.terminal_view(plan.terminal_id)
         outcome = _finish(response, plan)
         outcome.redirect = redirect
         return outcome
@@ -323,25 +309,8 @@ class RunService:
         response.handoff = self._handoff("preview", plan)
         if (selector.redirect or redirect_to) and choice.policy.allow_redirect:
             response.redirect_target = redirect_to or self.links.terminal_view(plan.terminal_id)
-        if terminal_state == "unavailable":
-            response.warnings.append(
-                RunWarning(code="TERMINALS_UNAVAILABLE", message="no terminal service runs here")
-            )
-        if not choice.policy.allow_delegated_execution:
-            response.warnings.append(
-                RunWarning(
-                    code="DELEGATION_DISABLED",
-                    message="the effective policy does not allow delegated execution",
-                )
-            )
-        if plan.unmet:
-            response.warnings.append(
-                RunWarning(
-                    code="REQUIREMENTS_MISSING",
-                    message="a run would be refused (409) until these are resolved: "
-                    + "; ".join(item.resolution or item.message for item in plan.unmet),
-                )
-            )
+        # the run's own decision: the same outcome, mode and warnings
+        response.warnings = [*choice.warnings, *decision.warnings]
         return response
 
     # --- batch and recipes -----------------------------------------------------------------

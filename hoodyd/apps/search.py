@@ -142,8 +142,54 @@ class Searcher:
 
     def searched(self, resolution: Resolution, cap: int | None = None) -> Found:
         key = selector_key(resolution)
+        synced = self.synced(resolution)
         ranked = self.ranked(resolution, key, resolution.limit if cap is None else cap)
-        return Found(resolution, self.sets.put(ranked, key))
+        return Found(resolution, self.sets.put(ranked, key, synced))
+
+    def synced(self, resolution: Resolution) -> dict[str, float]:
+        """When the index of each source the resolution searches was synced."""
+        stamps: dict[str, float] = {}
+        for source, _ in resolution.sources:
+            index = self.syncer.index(source.source_id)
+            if index is not None:
+                stamps[source.source_id] = index.synced_at
+        return stamps
+
+    def lookup(self, resolution: Resolution, candidate_id: str) -> Scored | None:
+        """The candidate `candidate_id` as the resolution's search would rank it, found in its
+        source's current index without ranking the others: a candidate id names its source and
+        record, so a pick by id reaches it from any rank, page or set. None when no searched
+        source offers it for this query and these filters."""
+        selector = resolution.selector
+        pinned = bool(selector.release or selector.asset)
+        for source, ranked in resolution.sources:
+            prefix = f"{source.source_id}:"
+            if not candidate_id.startswith(prefix):
+                continue
+            index = self.syncer.index(source.source_id)
+            if index is None:
+                continue
+            ident = candidate_id[len(prefix) :]
+            found = index.lookup(resolution.query, fuzzy=False)
+            tried: set[int] = set()
+            for fuzzy in (False, True):
+                if fuzzy:
+                    index.add_fuzzy(resolution.query, found)
+                for position, match in found.items():
+                    if position in tried:
+                        continue
+                    tried.add(position)
+                    if not flags_allow(
+                        index.flags[position], selector.kind, selector.os, selector.arch
+                    ):
+                        continue
+                    record = index.record(position)
+                    if record.ident != ident:
+                        continue
+                    if pinned and not pins_allow(record, selector):
+                        return None
+                    return score(record, match, ranked, selector)
+        return None
 
     def ranked(self, resolution: Resolution, key: bytes, cap: int) -> list[Scored]:
         """`rank`, answered from the cache when the same search already ran on the same

@@ -169,6 +169,15 @@ class AppService:
         """The candidate set a pick reads: the one `set_id` names, else a new search's."""
         return self.searcher.find(resolution)
 
+    def lookup(self, resolution: Resolution, candidate_id: str) -> Scored | None:
+        """A candidate by its id from the current indexes, whatever its rank."""
+        return self.searcher.lookup(resolution, candidate_id)
+
+    def synced_at(self, source_id: str) -> float | None:
+        """When the current index of a source was synced (None: it has none)."""
+        index = self.syncer.index(source_id)
+        return None if index is None else index.synced_at
+
     def candidates(
         self, items: Sequence[Scored], resolution: Resolution, run_link: RunLink | None = None
     ) -> list[Candidate]:

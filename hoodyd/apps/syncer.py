@@ -343,7 +343,9 @@ class Syncer:
             details["sync_duration_ms"] = index.duration_ms
             details["sync"] = index.details
         detect = (
-            implementation.detect(self.environ) if implementation else "source type not supported"
+            implementation.diagnose(self.environ, source.config)
+            if implementation
+            else "source type not supported"
         )
         path = f"/api/v1/run/sources/{source_id}"
         # each answer that is not "ok" names its cause and what fixes it

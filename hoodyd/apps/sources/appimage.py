@@ -252,6 +252,8 @@ class PinnedSource(Source[PinnedSettings]):
     trusted = False
     settings_type = PinnedSettings
 
+    config_needs = (("url",), ("apps",))
+
     def detect(self, environ: Mapping[str, str]) -> str | None:
         return "needs config.url and config.sha256 (or config.apps)"
 
@@ -285,6 +287,8 @@ class CatalogSource(Source[CatalogSettings]):
     provider: SourceKind = "appimage"
     trusted = False
     settings_type = CatalogSettings
+
+    config_needs = (("path",), ("url",))
 
     def detect(self, environ: Mapping[str, str]) -> str | None:
         return "needs config.path or config.url"

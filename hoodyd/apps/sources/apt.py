@@ -17,11 +17,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from msgspec import Struct
 
 from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
 from hoodyd.apps.sources.base import Source
-from hoodyd.schemas.run import Requirement, SourceKind
+from hoodyd.apps.sources.desktop_entry import DesktopEntryError, parse_desktop_file, parse_exec
+from hoodyd.apps.sources.system_path import _program_of, _resolve
+from hoodyd.schemas.run import RecordKind, Requirement, SourceKind
 
 APT_HELPER = "/usr/lib/apt/apt-helper"
 INDEXTARGETS_ARGV = ["apt-get", "indextargets", "--format", "$(FILENAME)", "Created-By: Packages"]
@@ -119,8 +122,9 @@ class AptSource(Source[AptSettings]):
             )
         for name, stanza in installed.items():
             packages.setdefault(name, stanza)  # installed from a .deb that no list carries
+        path_value = ctx.environ.get("PATH", os.defpath)
         records = [
-            to_record(name, packages[name], installed.get(name), info_dir)
+            to_record(name, packages[name], installed.get(name), info_dir, path_value)
             for name in sorted(packages)
         ]
         return SyncResult(
@@ -134,33 +138,36 @@ class AptSource(Source[AptSettings]):
             },
         )
 
+    def plan(
+        self,
+        record: AppRecord,
+        config: Mapping[str, Any],
+        details: Mapping[str, Any],
+        executable: str | None = None,
+    ) -> LaunchPlan:
+        """An installed package asked for by one of its programs runs that program, with
+        the kind its desktop entry gives it (if one runs it)."""
+        if record.installed and executable:
+            by_name = {Path(p).name.lower(): p for p in record.binaries if p.startswith("/")}
+            chosen = by_name.get(executable.lower())
+            if chosen is not None:
+                entries = desktop_entries(record)
+                return LaunchPlan(
+                    argv=[chosen],
+                    notes=[
+                        f"installed apt package {record.ident}: runs {chosen}, "
+                        "the program the query matched"
+                    ],
+                    kind=entry_kind(chosen, entries),
+                )
+        return super().plan(record, config, details, executable)
+
     def launch_plan(
         self, record: AppRecord, settings: AptSettings, details: Mapping[str, Any]
     ) -> LaunchPlan:
         package = record.ident
         if record.installed:
-            paths = [b for b in record.binaries if b.startswith("/")]
-            chosen = own_program(package, paths)
-            if chosen:
-                return LaunchPlan(argv=[chosen], notes=[f"installed apt package {package}"])
-            if paths:
-                names = ", ".join(Path(p).name for p in paths[:8])
-                return LaunchPlan(
-                    argv=[package],
-                    requirements=[
-                        Requirement(
-                            kind="executable",
-                            name=package,
-                            message=f"apt package {package} ships several programs and none "
-                            f"is named after it: {names}",
-                            resolution=f"ask for one of them by name (app={Path(paths[0]).name})",
-                        )
-                    ],
-                    notes=[f"installed apt package {package}: which program to run is not known"],
-                )
-            return LaunchPlan(
-                argv=[package], notes=[f"apt package {package} installs no executable on PATH"]
-            )
+            return installed_plan(package, record)
         return LaunchPlan(
             argv=[package],
             requirements=[
@@ -173,6 +180,122 @@ class AptSource(Source[AptSettings]):
             ],
             notes=["executable name assumed to be the package name"],
         )
+
+
+class Entry(Struct, frozen=True, array_like=True):
+    """A desktop entry an installed package ships whose program exists on this machine."""
+
+    desktop_id: str
+    argv: list[str]
+    terminal: bool
+    no_display: bool
+
+    @property
+    def kind(self) -> RecordKind:
+        return "cli" if self.terminal else "gui"
+
+
+_entries_encoder = msgspec.json.Encoder()
+_entries_decoder = msgspec.json.Decoder(list[Entry])
+
+
+def desktop_entries(record: AppRecord) -> list[Entry]:
+    encoded = record.extra_value("desktop_entries")
+    return _entries_decoder.decode(encoded) if encoded else []
+
+
+def installed_plan(package: str, record: AppRecord) -> LaunchPlan:
+    """What an installed package runs, from what it ships: its own program on PATH (named
+    after it, or the same name with a suffix); else the program of a desktop entry it ships
+    (by its Exec, a program off PATH by its full path), `Terminal=` giving the kind; else
+    the only program it ships on PATH. One that ships several unrelated programs must be
+    asked for by one of them; one that ships none, and no desktop entry that runs, is not
+    runnable: its requirement says so, and a run refuses it (never scheduled)."""
+    paths = [b for b in record.binaries if b.startswith("/")]
+    entries = desktop_entries(record)
+    chosen = named_program(package, paths)
+    if chosen:
+        return LaunchPlan(
+            argv=[chosen],
+            notes=[f"installed apt package {package}"],
+            kind=entry_kind(chosen, entries),
+        )
+    entry = best_entry(package, entries)
+    if entry is not None:
+        return LaunchPlan(
+            argv=list(entry.argv),
+            notes=[f"installed apt package {package}: runs the Exec of its {entry.desktop_id}"],
+            kind=entry.kind,
+        )
+    if len(paths) == 1:
+        return LaunchPlan(
+            argv=[paths[0]],
+            notes=[f"installed apt package {package}: its only program"],
+            kind=entry_kind(paths[0], entries),
+        )
+    if paths:
+        names = ", ".join(Path(p).name for p in paths[:8])
+        return LaunchPlan(
+            argv=[package],
+            requirements=[
+                Requirement(
+                    kind="executable",
+                    name=package,
+                    message=f"apt package {package} ships several programs and none "
+                    f"is named after it: {names}",
+                    resolution=f"ask for one of them by name (app={Path(paths[0]).name})",
+                )
+            ],
+            notes=[f"installed apt package {package}: which program to run is not known"],
+        )
+    return LaunchPlan(
+        argv=[package],
+        requirements=[
+            Requirement(
+                kind="executable",
+                name=package,
+                message=f"apt package {package} ships no program on PATH and no desktop "
+                "entry that runs one: there is nothing to run",
+            )
+        ],
+        notes=[f"apt package {package} is not runnable: it installs no program"],
+    )
+
+
+def best_entry(package: str, entries: list[Entry]) -> Entry | None:
+    """The entry named after the package first, then visible ones, then by desktop id."""
+    if not entries:
+        return None
+    return min(
+        entries,
+        key=lambda e: (
+            e.desktop_id.removesuffix(".desktop") != package,
+            e.no_display,
+            e.desktop_id,
+        ),
+    )
+
+
+def entry_kind(program: str, entries: list[Entry]) -> RecordKind | None:
+    """The kind the desktop entry that runs `program` gives it (`Terminal=`), if one does."""
+    name = Path(program).name
+    for entry in entries:
+        runs = _program_of(entry.argv)
+        if runs == program or Path(runs).name == name:
+            return entry.kind
+    return None
+
+
+def named_program(package: str, paths: list[str]) -> str | None:
+    """The program named after the package, or with its name plus or minus a suffix."""
+    by_name = {Path(p).name: p for p in paths}
+    if package in by_name:
+        return by_name[package]
+    related = sorted(
+        (name for name in by_name if name.startswith(package) or package.startswith(name)),
+        key=lambda name: (abs(len(name) - len(package)), name),
+    )
+    return by_name[related[0]] if related else None
 
 
 def own_program(package: str, paths: list[str]) -> str | None:
@@ -283,9 +406,12 @@ def read_status(status_file: Path) -> dict[str, dict[str, str]]:
     return installed
 
 
-def installed_files(info_dir: Path, package: str, arch: str) -> tuple[tuple[str, ...], bool]:
+def installed_files(
+    info_dir: Path, package: str, arch: str, path_value: str = os.defpath
+) -> tuple[tuple[str, ...], list[Entry]]:
     """An installed package's executables (files directly in a bin directory, not the
-    directory itself, not subdirectories) and whether it ships a desktop entry."""
+    directory itself, not subdirectories) and the desktop entries it ships whose program
+    exists here (hidden ones and a failing `TryExec` left out)."""
     for name in (f"{package}.list", f"{package}:{arch}.list"):
         try:
             lines = (info_dir / name).read_text(errors="replace").splitlines()
@@ -294,26 +420,70 @@ def installed_files(info_dir: Path, package: str, arch: str) -> tuple[tuple[str,
         binaries = tuple(
             sorted({line for line in lines if os.path.dirname(line) + "/" in BIN_DIRS})
         )
-        desktop = any(line.startswith(DESKTOP_DIR) and line.endswith(".desktop") for line in lines)
-        return binaries, desktop
-    return (), False
+        entries = [
+            entry
+            for line in sorted(lines)
+            if line.startswith(DESKTOP_DIR) and line.endswith(".desktop")
+            for entry in [_runnable_entry(Path(line), binaries, path_value)]
+            if entry is not None
+        ]
+        return binaries, entries
+    return (), []
+
+
+def _runnable_entry(file: Path, binaries: tuple[str, ...], path_value: str) -> Entry | None:
+    desktop_id = str(file.relative_to(DESKTOP_DIR)).replace("/", "-")
+    try:
+        parsed = parse_desktop_file(file, desktop_id)
+        if parsed.values.get("Type", "Application") != "Application":
+            return None
+        if parsed.boolean("Hidden") or not parsed.values.get("Exec"):
+            return None
+        argv = parse_exec(
+            parsed.values["Exec"],
+            name=parsed.string("Name"),
+            icon=parsed.string("Icon"),
+            location=str(file),
+        )
+    except (OSError, DesktopEntryError):
+        return None
+    shipped = {Path(b).name: b for b in binaries}
+    try_exec = parsed.string("TryExec")
+    if try_exec and _resolve(try_exec, path_value) is None and try_exec not in shipped:
+        return None
+    program = _program_of(argv)
+    if not program or (_resolve(program, path_value) is None and program not in shipped):
+        return None
+    return Entry(desktop_id, argv, parsed.boolean("Terminal"), parsed.boolean("NoDisplay"))
 
 
 def to_record(
-    name: str, stanza: dict[str, str], status: dict[str, str] | None, info_dir: Path
+    name: str,
+    stanza: dict[str, str],
+    status: dict[str, str] | None,
+    info_dir: Path,
+    path_value: str = os.defpath,
 ) -> AppRecord:
     section = stanza.get("Section", "").rsplit("/", 1)[-1]
     depends = stanza.get("Depends", "")
     arch = stanza.get("Architecture", "")
     installed = status is not None
-    binaries, desktop = installed_files(info_dir, name, arch) if installed else ((), False)
-    gui = desktop or section in _GUI_SECTIONS or any(lib in depends for lib in _GUI_LIBS)
+    binaries, entries = installed_files(info_dir, name, arch, path_value) if installed else ((), [])
+    extra = (("desktop_entries", _entries_encoder.encode(entries).decode()),) if entries else ()
+    base = AppRecord(ident=name, name=name, title=name, binaries=binaries, extra=extra)
+    # the kind of what the package runs: its desktop entry's Terminal= when one runs it, else
+    # a GUI toolkit or section says so
+    kind = installed_plan(name, base).kind if installed else None
+    if kind is None:
+        kind = (
+            "gui" if section in _GUI_SECTIONS or any(lib in depends for lib in _GUI_LIBS) else "cli"
+        )
     return AppRecord(
         ident=name,
         name=name,
         title=name,
         description=stanza.get("Description", ""),
-        kind="gui" if gui else "cli",
+        kind=kind,
         arch=_ARCH.get(arch, arch or "any"),
         version=(status or stanza).get("Version", ""),
         binaries=binaries or (name,),
@@ -321,4 +491,5 @@ def to_record(
         homepage=stanza.get("Homepage", ""),
         installed=installed,
         auxiliary=section in _AUX_SECTIONS or name.endswith(_AUX_SUFFIXES),
+        extra=extra,
     )

@@ -87,6 +87,21 @@ class Source(ABC, Generic[Settings]):
     def detect(self, environ: Mapping[str, str]) -> str | None:
         """None when this machine can serve the source, else why it cannot."""
 
+    # the `config` keys a source cannot sync without, as alternatives (any one set will do);
+    # its `detect` names them, since a first start has no config to read
+    config_needs: tuple[tuple[str, ...], ...] = ()
+
+    def diagnose(self, environ: Mapping[str, str], config: Mapping[str, Any] | None) -> str | None:
+        """`detect` for a configured source: a source whose config has what it needs is not
+        said to need it (diagnostics)."""
+        given = config or {}
+        if self.config_needs and any(
+            all(given.get(key) not in (None, "", [], {}) for key in keys)
+            for keys in self.config_needs
+        ):
+            return None
+        return self.detect(environ)
+
     @abstractmethod
     def sync(self, ctx: SyncContext[Settings]) -> SyncResult: ...
 

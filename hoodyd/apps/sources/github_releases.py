@@ -335,6 +335,8 @@ class GitHubReleasesSource(Source[GitHubReleasesSettings]):
     trusted = False
     settings_type = GitHubReleasesSettings
 
+    config_needs = (("repo",), ("repos",))
+
     def detect(self, environ: Mapping[str, str]) -> str | None:
         return "needs config.repo or config.repos"
 

@@ -79,6 +79,8 @@ class _ManifestSource(Source[Settings]):
 
     provider: SourceKind = "registry"
 
+    config_needs = (("path",), ("url",))
+
     def detect(self, environ: Mapping[str, str]) -> str | None:
         # needs a path or URL in its config, so never enabled on a first start
         return "needs config.path or config.url"

@@ -89,6 +89,8 @@ class NixFlakeSource(Source[NixFlakeSettings]):
     trusted = False
     settings_type = NixFlakeSettings
 
+    config_needs = (("flake",),)
+
     def detect(self, environ: Mapping[str, str]) -> str | None:
         return "needs config.flake"
 
