@@ -346,9 +346,8 @@ def _attach(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if not sys.stdin.isatty():
         print(
-            "hoodyd: attach needs a terminal, and stdin is not one; to type into a session "
-            f"from a script use `hoodyd term exec {args.terminal_id} -- COMMAND` or "
-            "POST /api/v1/terminal/write",
+            "hoodyd: attach needs a terminal, and stdin is not one; to run a command in a "
+            f"session from a script use `hoodyd term exec {args.terminal_id} -- COMMAND`",
             file=sys.stderr,
         )
         return EXIT_USAGE
