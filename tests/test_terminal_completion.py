@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -388,3 +389,74 @@ async def test_any_order_of_typing_and_executes_gives_each_execute_its_own_resul
         asyncio.run_coroutine_threadsafe(apply(client, 8, ops), loop).result(timeout=60)
 
     await asyncio.to_thread(check)
+
+
+# --- replaced shells, the cwd, and what reads back ---
+
+
+@pytest.mark.parametrize("replacement", ["exec bash --norc", "exec sh"])
+async def test_a_replaced_shell_finishes_its_command_and_the_next_execute_runs(
+    service: TerminalService, replacement: str
+) -> None:
+    """`exec` of another shell ends that execute with the reason (it cannot report a
+    completion), and the next execute runs in a new shell instead of queueing forever."""
+    replaced = await service.execute(
+        ExecuteRequest(terminal_id=11, command=replacement, timeout=WAIT)
+    )
+    assert replaced.status == "failed", replaced
+    assert replaced.error is not None and replaced.error.startswith("shell_replaced")
+    after = await service.execute(
+        ExecuteRequest(terminal_id=11, command="echo again", timeout=WAIT)
+    )
+    assert (after.status, after.exit_code, after.stdout) == ("completed", 0, "again\n")
+
+
+async def test_a_nested_shell_that_exits_completes_its_command(
+    service: TerminalService,
+) -> None:
+    """`bash` then `exit` typed into it: the outer shell's prompt completes the command, and
+    the next execute runs."""
+    nested = await service.execute(
+        ExecuteRequest(terminal_id=12, command="bash --norc", wait=False)
+    )
+    session = service.session(12)
+    await until(lambda: len(psutil.Process(session.pid).children()) == 1, "the nested shell")
+    session.send_input(b"exit 3\r")
+    command = service.command(int(nested.command_id))
+    await asyncio.wait_for(command.done.wait(), WAIT)
+    assert (command.status, command.exit_code) == ("completed", 3)
+    after = await service.execute(ExecuteRequest(terminal_id=12, command="echo next", timeout=WAIT))
+    assert (after.exit_code, after.stdout) == (0, "next\n")
+
+
+async def test_abort_recovers_a_terminal_whose_command_never_prompts(
+    service: TerminalService,
+) -> None:
+    """A nested shell that never exits is aborted like any command; the queue moves on."""
+    nested = await service.execute(ExecuteRequest(terminal_id=13, command="sleep 60", wait=False))
+    queued = await service.execute(ExecuteRequest(terminal_id=13, command="echo q", wait=False))
+    await service.abort(int(nested.command_id), force=False)
+    await asyncio.wait_for(service.command(int(queued.command_id)).done.wait(), WAIT)
+    assert service.command(int(queued.command_id)).result().stdout == "q\n"
+
+
+async def test_sessions_show_the_directory_the_shell_is_in(service: TerminalService) -> None:
+    """After `cd /tmp`, the session's cwd is /tmp, as /proc says."""
+    await service.execute(ExecuteRequest(terminal_id=14, command="cd /tmp", timeout=WAIT))
+    (info,) = [s for s in service.list_sessions(0).data if s.id == 14]
+    assert info.cwd == "/tmp" == os.readlink(f"/proc/{info.pid}/cwd")
+
+
+async def test_an_exited_terminal_is_not_busy(service: TerminalService) -> None:
+    """A terminal whose shell exited (here by the command it ran) reads back `busy: false`."""
+    ended = await service.execute(ExecuteRequest(terminal_id=15, command="exit 4", timeout=WAIT))
+    assert (ended.status, ended.exit_code) == ("failed", 4)
+    (info,) = [s for s in service.list_sessions(0).data if s.id == 15]
+    assert (info.state, info.busy) == ("exited", False)
+
+
+async def test_a_timed_out_wait_reads_back_as_timed_out(service: TerminalService) -> None:
+    """An execute answered `timed_out: true` says the same from `result/{id}`."""
+    answer = await service.execute(ExecuteRequest(terminal_id=16, command="sleep 2", timeout=0.3))
+    assert (answer.status, answer.timed_out) == ("running", True)
+    assert service.result(int(answer.command_id)).timed_out is True

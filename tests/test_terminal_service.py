@@ -133,7 +133,8 @@ async def test_commands_run_in_acceptance_order(service: TerminalService, short_
 async def test_wait_timeout_answers_running_and_the_command_completes_later(
     service: TerminalService,
 ) -> None:
-    """A wait bounded by `timeout` answers `timed_out` while the command keeps running."""
+    """A wait bounded by `timeout` answers `timed_out` while the command keeps running, and
+    its result reads back `timed_out` too once it completed."""
     await service.execute(ExecuteRequest(terminal_id=1, command="true"))  # shell is up
     result = await service.execute(
         ExecuteRequest(terminal_id=1, command="sleep 0.5; echo late", timeout=0.05)
@@ -141,7 +142,7 @@ async def test_wait_timeout_answers_running_and_the_command_completes_later(
     assert result.status in ("queued", "running") and result.timed_out
     await finished(service, result.command_id)
     final = service.result(int(result.command_id))
-    assert (final.status, final.stdout, final.timed_out) == ("completed", "late\n", False)
+    assert (final.status, final.stdout, final.timed_out) == ("completed", "late\n", True)
 
 
 @pytest.mark.parametrize("method", ["pidfd", "poll"])

@@ -362,7 +362,8 @@ class TerminalService:
         if terminal_id is None and not request.ephemeral:
             raise InvalidRequest(TERMINAL_ID_REQUIRED, reason=Reason.TERMINAL_ID_REQUIRED)
         session = self._sessions.get(terminal_id) if terminal_id is not None else None
-        new_session = session is None or request.reset
+        # a shell replaced by `exec` reports no completion: a new one runs the command
+        new_session = session is None or request.reset or session.replaced
         if session is None and terminal_id is not None:
             self.check_creatable(terminal_id)
         if session is not None:
@@ -386,7 +387,10 @@ class TerminalService:
             if terminal_id is None:
                 terminal_id = self.allocate_ephemeral_id()
             session = await self._ensure_session(
-                terminal_id, options, reset=request.reset, cwd_auto_create=request.cwd_auto_create
+                terminal_id,
+                options,
+                reset=request.reset or (session is not None and session.replaced),
+                cwd_auto_create=request.cwd_auto_create,
             )
             if options.display is not None and request.display_wait_timeout is not None:
                 await wait_for_display(options.display, request.display_wait_timeout)
@@ -414,7 +418,8 @@ class TerminalService:
             try:
                 await asyncio.wait_for(command.done.wait(), request.timeout or None)
             except TimeoutError:
-                return msgspec.structs.replace(command.result(), timed_out=True)
+                command.timed_out = True  # what `result/{id}` reads back too
+                return command.result()
         return command.result()
 
     async def abort(self, command_id: int, *, force: bool) -> CommandResult:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import secrets
 import signal
@@ -67,6 +68,7 @@ _FISH_PREFIX = re.compile(rb"^(?:\x1b\][^\x07]*\x07|\x1b\[[0-9;]*m|\x1b\(B|\r)*"
 # zsh's line editor resets attributes and clears the line before it draws the prompt (and so
 # before the prompt marker); that is the editor's, not the command's output.
 _ZSH_SUFFIX = re.compile(rb"(?:\r|\x1b\[[0-9;]*[mJK])+$")
+_REPLACED_CHECK = 0.5  # seconds between checks that a running command's shell is still ours
 _SETTLE_DELAY = 0.25  # seconds without a prompt before typed lines are taken as read
 _ECHOED_MARK = re.compile(rb"__hoodyd_c[= ]([0-9]+); ")
 _BRACKETED_PASTE = re.compile(rb"\x1b\[200~.*?(?:\x1b\[201~|$)", re.DOTALL)
@@ -352,6 +354,9 @@ class TerminalSession:
         self._settling: asyncio.TimerHandle | None = None
         self._at_continuation = False  # the shell asked for more lines of typed input
         self._ready = asyncio.Event()
+        # the shell process was replaced (`exec`): its integration is gone
+        self.replaced = False
+        self._image: tuple[str, bytes] | None = None
         self._at_prompt = asyncio.Event()
         self._exited = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -449,6 +454,7 @@ class TerminalSession:
             self._resumed = None
         self._worker = asyncio.create_task(self._run_queue(), name=f"terminal-{self.terminal_id}")
         link.follow(None)
+        self._image = self._shell_image()
 
     async def wait_ready(self, timeout: float) -> bool:
         """Wait for the shell's first prompt (its integration is then active)."""
@@ -519,6 +525,8 @@ class TerminalSession:
 
     @property
     def busy(self) -> bool:
+        if not self.running:
+            return False  # an exited shell runs nothing
         return self._current is not None or not self._at_prompt.is_set()
 
     @property
@@ -654,7 +662,52 @@ class TerminalSession:
             command.finish("failed", None, error="the shell exited before the command ran")
             return
         self._inject(command)
-        await command.done.wait()
+        await self._until_done(command)
+
+    async def _until_done(self, command: Command) -> None:
+        """Wait for the command's prompt; a shell replaced meanwhile (`exec bash`) draws no
+        more markers, so the command is finished with that reason instead."""
+        done = asyncio.ensure_future(command.done.wait())
+        try:
+            while not done.done():
+                await asyncio.wait({done}, timeout=_REPLACED_CHECK)
+                if not done.done() and self._shell_replaced():
+                    self.replaced = True
+                    self._current = None
+                    command.finish(
+                        "failed",
+                        None,
+                        error="shell_replaced: the shell was replaced by another program "
+                        "(exec), which reports no completion; the next execute starts a new "
+                        "shell",
+                    )
+                    self._log.info("terminal_shell_replaced", command_id=command.id)
+        finally:
+            done.cancel()
+
+    def _shell_image(self) -> tuple[str, bytes] | None:
+        """What the shell process runs (its executable and argv), to notice an `exec`."""
+        pid = self.pid
+        if not pid:
+            return None
+        try:
+            return os.readlink(f"/proc/{pid}/exe"), Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+
+    def _shell_replaced(self) -> bool:
+        if self._image is None:
+            self._image = self._shell_image()
+            return False
+        now = self._shell_image()
+        return now is not None and now != self._image and self.running
+
+    def current_cwd(self) -> str:
+        """The shell's working directory now (it follows `cd`); the start one if unknown."""
+        if self.running and self.pid:
+            with contextlib.suppress(OSError):
+                self.cwd = os.readlink(f"/proc/{self.pid}/cwd")
+        return self.cwd
 
     async def _wait_at_prompt(self) -> None:
         if self._at_prompt.is_set() or not self.running:
@@ -685,7 +738,7 @@ class TerminalSession:
         # terminal's own kill character for a shell without one).
         clear = b"\x05\x15" if self._line_dirty else b""
         self._line_dirty = False
-        line = shells.marked_line(self.shell.kind, command.mark, command.line)  # type: ignore[arg-type]
+        line = shells.marked_line(self.shell.kind, command.mark, command.line)
         # `\r` is what the Enter key sends; the shell's line editor accepts the line on it.
         # The record goes first, in the same write: the holder stores it, then types.
         self._save_pending = False
@@ -890,12 +943,12 @@ class TerminalSession:
             shell=self.shell.kind,
             shell_path=self.shell.path,
             pid=self.pid,
-            cwd=self.cwd,
+            cwd=self.current_cwd(),
             display=self.display,
             cols=self.cols,
             rows=self.rows,
             ephemeral=self.options.ephemeral,
-            shell_ready=self.ready,
+            shell_ready=self.ready and not self.replaced,
             busy=self.busy,
             queued=self._queue.qsize() + (1 if self._head_waiting else 0),
             clients=self.clients,
