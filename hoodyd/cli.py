@@ -398,14 +398,21 @@ def _down(args: argparse.Namespace) -> int:
     with the daemon gone none of them is adopted or started again."""
     from pathlib import Path
 
-    from hoodyd.private import end_lock_holder
+    from hoodyd.private import AlreadyRunning, end_lock_holder
     from hoodyd.programs.embedded import stop_embedded
     from hoodyd.terminals.cleanup import find_holders, stop_holders
 
     cfg = config.load(args.config, overrides={("state_dir",): args.state_dir})
     state_dir = Path(cfg.state_dir)
+    if state_dir.exists() and not os.access(state_dir, os.R_OK | os.X_OK):
+        print(f"hoodyd: {state_dir} is not yours to read: run this as its owner", file=sys.stderr)
+        return EXIT_REFUSED
     done = []
-    pid = end_lock_holder(state_dir / "lock", timeout=cfg.server.shutdown_timeout + args.grace)
+    try:
+        pid = end_lock_holder(state_dir / "lock", timeout=cfg.server.shutdown_timeout + args.grace)
+    except AlreadyRunning as exc:
+        print(f"hoodyd: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     if pid is not None:
         done.append(f"the daemon (pid {pid})")
     if cfg.supervisor.mode == "embedded":

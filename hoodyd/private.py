@@ -129,8 +129,15 @@ def end_lock_holder(path: Path, *, timeout: float) -> int | None:
         return True if lock_holder(path) is None else None
 
     for signum, wait_s in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            raise AlreadyRunning(
+                f"hoodyd (pid {pid}) on {path.parent} runs as another user: stop it as that "
+                "user (or root)"
+            ) from None
         if asyncio.run(poll_until(released, timeout=wait_s, interval=0.05)):
             break
     return pid

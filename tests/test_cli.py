@@ -473,11 +473,12 @@ def program_names_from(script: Path, env: dict[str, str]) -> list[str]:
 
 
 def test_completion_offers_program_names(daemon: DaemonProcess, tmp_path: Path) -> None:
-    """Completing a program argument offers the daemon's program names."""
+    """Completing a program argument offers the daemon's program names, and `all` where the
+    verb takes it."""
     ok(daemon, "add", "alpha", "--", "/bin/sleep", "1")
     ok(daemon, "add", "beta", "--", "/bin/sleep", "1")
     script = tmp_path / "hoodyd.bash"
     script.write_text(ok(daemon, "completion", "bash"))
     env: dict[str, Any] = cli_env(daemon)
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    assert program_names_from(script, env) == ["alpha", "beta"]
+    assert program_names_from(script, env) == ["alpha", "beta", "all"]

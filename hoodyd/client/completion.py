@@ -7,6 +7,8 @@ import argparse
 
 # verbs whose positional argument is a program
 PROGRAM_VERBS = ("status", "start", "stop", "restart", "logs", "edit", "rm", "enable", "disable")
+# those of them that take several programs, and `all`
+MANY_VERBS = ("status", "start", "stop", "restart", "rm", "enable", "disable")
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -63,7 +65,9 @@ def script(parser: argparse.ArgumentParser, shell: str) -> str:
         -*) COMPREPLY=( $(compgen -W "$opts" -- "$cur") ); return ;;
     esac
     case "$verb" in
-        {"|".join(PROGRAM_VERBS)})
+        {"|".join(MANY_VERBS)})
+            COMPREPLY=( $(compgen -W "$({_NAMES}) all" -- "$cur") ) ;;
+        {"|".join(v for v in PROGRAM_VERBS if v not in MANY_VERBS)})
             COMPREPLY=( $(compgen -W "$({_NAMES})" -- "$cur") ) ;;
     esac
 }}
@@ -97,4 +101,6 @@ def _fish(table: dict[str, list[str]], verbs: str) -> str:
         f"complete -c hoodyd -n '__fish_seen_subcommand_from {programs}' "
         f"-a '({_NAMES})'"
     )
+    many = " ".join(MANY_VERBS)
+    lines.append(f"complete -c hoodyd -n '__fish_seen_subcommand_from {many}' -a all")
     return "\n".join(lines) + "\n"
