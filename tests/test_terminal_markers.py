@@ -10,6 +10,7 @@ from hoodyd.terminals.markers import (
     MarkerScanner,
     Output,
     PromptDrawn,
+    PromptEnd,
 )
 from hoodyd.terminals.ring import OutputRing
 
@@ -77,3 +78,15 @@ async def test_ring_wait_returns_on_new_output_or_timeout() -> None:
     await asyncio.sleep(0)
     ring.append(b"x")
     assert await waiter is True
+
+
+def test_prompt_marks_and_prompt_ends_are_reported() -> None:
+    """A prompt reports the mark typed with the line (empty: a line typed otherwise), POSIX
+    sh's empty count is no count, and the end of a prompt's own text is an event."""
+    scanner = MarkerScanner(NONCE)
+    assert scanner.feed(marker("D;7;3;42") + marker("D;0;4;") + marker("D;1;;9") + marker("P")) == [
+        PromptDrawn(7, 3, 42),
+        PromptDrawn(0, 4, 0),
+        PromptDrawn(1, None, 9),
+        PromptEnd(),
+    ]
