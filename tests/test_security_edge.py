@@ -23,7 +23,8 @@ OPEN_ROUTES = {
     (method, path)
     for method in ("GET", "HEAD")
     for path in [*(f"/api/v1/{area}/health" for area in ("daemon", "terminal", "run")),
-                 "/api/v1/run/login"]  # the login page: where the token is typed
+                 "/api/v1/run/login",  # the login page: where the token is typed
+                 "/", "/api/v1/run/console"]  # redirects only: followed to the login page
 }  # fmt: skip
 # paths that merely look like an open route: each must still need the token
 LOOKALIKES = [

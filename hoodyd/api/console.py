@@ -137,8 +137,28 @@ def _program(request: web.Request) -> Program:
     return request.config_dict[PROGRAMS].get(path_int(request, "id", low=1))
 
 
+FORM_TYPES = ("application/x-www-form-urlencoded", "application/octet-stream")
+
+
+async def _form(request: web.Request) -> Any:
+    """The posted form's fields: a browser's url-encoded form, or nothing. Anything else, or
+    a body that does not parse, is refused before a service is called."""
+    if request.body_exists and request.content_type not in FORM_TYPES:
+        raise InvalidRequest(
+            "the console takes form posts (application/x-www-form-urlencoded), "
+            f"not {request.content_type}",
+            reason=Reason.INVALID_REQUEST,
+        )
+    try:
+        return await request.post()
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"the form does not parse: {exc}", reason=Reason.INVALID_REQUEST
+        ) from None
+
+
 async def _port(request: web.Request) -> int | None:
-    form = await request.post()
+    form = await _form(request)
     given = form.get("port")
     if not isinstance(given, str) or not given.strip():
         return None
@@ -250,7 +270,7 @@ async def save_program(request: web.Request) -> web.Response:
     """The add or edit form's post: the service's `add`/`edit`, or the form again with the
     API's message and status, the typed values kept."""
     program_id = path_int(request, "id", low=1) if "id" in request.match_info else None
-    form = await request.post()
+    form = await _form(request)
     typed = cp.ProgramForm(name=str(form.get("name", "")))
     service = request.config_dict[PROGRAMS]
     try:
@@ -488,7 +508,7 @@ async def run_app(request: web.Request) -> web.Response:
     """Run a candidate in a terminal. A terminal busy with a program is not queued behind
     silently: the page says so and offers a new terminal; a run refused for a missing
     requirement shows the fix and the way back."""
-    form = await request.post()
+    form = await _form(request)
     app = str(form.get("app", "")).strip()
     candidate_id = str(form.get("candidate_id", "")).strip()
     try:
