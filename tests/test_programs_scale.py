@@ -93,5 +93,6 @@ async def test_each_change_touches_its_own_file_and_group_only(
         for delta in measured[40]:
             assert "supervisor.reloadConfig" not in delta
             assert "supervisor.getAllProcessInfo" not in delta
+            assert "hoodyd.getAllProcessInfoJSON" not in delta
             assert sum(delta.values()) <= 5, delta
         assert measured[40][0] == {"hoodyd.addGroupFromFile": 1, "supervisor.getProcessInfo": 1}

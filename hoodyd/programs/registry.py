@@ -30,7 +30,7 @@ from hoodyd.programs.files import (
     remove_empty_dirs,
     sweep_leftovers,
 )
-from hoodyd.programs.supervisor_client import Fault, SupervisorClient
+from hoodyd.programs.supervisor_client import Fault, ProcessInfo, SupervisorClient
 from hoodyd.programs.table import Owner
 from hoodyd.schemas.daemon import Ephemeral, Program
 
@@ -340,30 +340,37 @@ class Registry:
                 await self._stop_and_remove(temporary_id)
         await self.change({filename: None}, commit)
 
-    async def reconcile(self, programs: Mapping[int, Program], *, listener: str | None) -> None:
+    async def reconcile(
+        self, programs: Mapping[int, Program], *, listener: str | None
+    ) -> dict[str, ProcessInfo]:
         """Make supervisord match `programs` (and the event listener's section, None for no
         listener); log every change. Running programs whose definition did not change are
-        left alone (same pids)."""
+        left alone (same pids). With the plugin, only the files that changed and the groups
+        supervisord lacks are acted upon, without `reloadConfig`; groups of an embedded
+        supervisord that no file accounts for (a change interrupted after its commit) are
+        removed. Returns what supervisord said of the processes of the groups it left as
+        they were."""
         changes: list[str] = []
         files: Files = {LISTENER_FILE: listener}
         groups = {LISTENER_GROUP}
         on_disk = dict(self._owned_files())
+        defaults: dict[str, str] = {}
+        for program in programs.values():
+            if program.enabled:
+                defaults.update(self._default_files(program))
         for filename, text in on_disk.items():
             if filename == LISTENER_FILE or filename.startswith(conf.EPHEMERAL_PREFIX):
                 continue
-            wanted = self._wanted(text, programs)
+            wanted = defaults[filename] if filename in defaults else self._wanted(text, programs)
             if wanted != text:
                 files[filename] = wanted
                 groups.add(conf.section_name(text))
                 changes.append(f"{'rewrote' if wanted else 'removed stale'} {filename}")
-        for program in programs.values():
-            if not program.enabled:
-                continue
-            for filename, text in self._default_files(program).items():
-                groups.add(conf.section_name(text))
-                if filename not in on_disk:
-                    files[filename] = text
-                    changes.append(f"wrote {filename}")
+        for filename, text in defaults.items():
+            groups.add(conf.section_name(text))
+            if filename not in on_disk:
+                files[filename] = text
+                changes.append(f"wrote {filename}")
         infos = await self.client.processes()
         for wanted in files.values():
             if wanted is not None:
@@ -381,15 +388,61 @@ class Registry:
             await asyncio.to_thread(staging.finish)
             for name, wanted in files.items():
                 self._remember(name, wanted)
-            added, changed, removed = await self._reload_and_apply(groups)
-        present = {conf.section_name(text) for text in self._owned_files().values()}
-        for group in sorted(present - set(infos) - set(added)):
-            if await self._readd(group):
-                changes.append(f"re-added group {group}")
-        changes += [f"supervisord added {g}" for g in added]
-        changes += [f"supervisord changed {g}" for g in changed]
-        changes += [f"supervisord removed {g}" for g in removed]
+            if self.single_file_adds:
+                try:
+                    changes += await self._follow_all(files, on_disk, infos)
+                except SupervisorFault as fault:
+                    if fault.code != Fault.UNKNOWN_METHOD:  # else: an older supervisord
+                        raise
+                    self.single_file_adds = False
+            if not self.single_file_adds:
+                added, changed, removed = await self._reload_and_apply(groups)
+                present = {conf.section_name(text) for text in self._owned_files().values()}
+                for group in sorted(present - set(infos) - set(added)):
+                    if await self._readd(group):
+                        changes.append(f"re-added group {group}")
+                changes += [f"supervisord added {g}" for g in added]
+                changes += [f"supervisord changed {g}" for g in changed]
+                changes += [f"supervisord removed {g}" for g in removed]
         log.info("reconciled", changes=changes)
+        touched = {
+            conf.section_name(text)
+            for name, after in files.items()
+            for text in (after, on_disk.get(name))
+            if text is not None
+        }
+        return {name: info for name, info in infos.items() if info.group not in touched}
+
+    async def _follow_all(
+        self, files: Files, on_disk: Mapping[str, str], infos: Mapping[str, ProcessInfo]
+    ) -> list[str]:
+        """supervisord (with the plugin) follows every file: changed files' groups
+        re-added, groups it lacks added from their files, groups no file accounts for
+        removed. What was done, for the log."""
+        changes: list[str] = []
+        running_groups = {info.group for info in infos.values()}
+        before = {name: on_disk.get(name) for name in files}
+        for name, text in files.items():
+            if before[name] is not None and before[name] != text:
+                group = conf.section_name(before[name] or "")
+                if group in running_groups:
+                    await self._stop_and_remove(group)
+                    changes.append(f"supervisord removed {group}")
+        by_group = {conf.section_name(text): name for name, text in self._owned_files().items()}
+        for group, filename in sorted(by_group.items()):
+            if group in running_groups and filename not in files:
+                continue
+            try:
+                await self._add_from_file(filename)
+            except SupervisorFault as fault:
+                if fault.code != Fault.ALREADY_ADDED:
+                    raise
+                continue
+            changes.append(f"supervisord added {group}")
+        for group in sorted(running_groups - set(by_group)):
+            await self._stop_and_remove(group)
+            changes.append(f"supervisord removed unaccounted {group}")
+        return changes
 
     async def _readd(self, group: str) -> bool:
         """Add a group whose file is in place but whose processes supervisord lacks."""

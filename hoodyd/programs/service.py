@@ -61,6 +61,7 @@ from hoodyd.programs.registry import Files, NotApplied, Registry
 from hoodyd.programs.rules import build_program, check_port, check_program_id, validate_program
 from hoodyd.programs.status import StatusReader
 from hoodyd.programs.store import ProgramStore
+from hoodyd.programs.supervisor_client import ProcessInfo
 from hoodyd.programs.table import ProgramFilter, ProgramTable
 from hoodyd.programs.webhook_delivery import WebhookDispatcher
 from hoodyd.schemas.daemon import (
@@ -152,14 +153,17 @@ class ProgramService:
                 sys.executable, str(self.events_socket), str(listener_logs)
             )
         programs = {program.id: program for program in self.table.programs()}
-        await self.registry.reconcile(programs, listener=listener)
+        infos = await self.registry.reconcile(programs, listener=listener)
         self.table.reindex(self.registry.owned_groups())
-        await self._start_wanted(programs)
+        await self._start_wanted(programs, infos)
 
-    async def _start_wanted(self, programs: dict[int, Program]) -> None:
+    async def _start_wanted(
+        self, programs: dict[int, Program], infos: dict[str, ProcessInfo]
+    ) -> None:
         """Start every instance that should run and does not (supervisord came back without
-        it); the observer reports each start to the program's webhooks."""
-        infos = await self.client.processes()
+        it); the observer reports each start to the program's webhooks. `infos`: what
+        supervisord said of the processes reconciliation left as they were (the others are
+        started if they do not run: starts that find them running are no-ops)."""
         names: list[str] = []
         starts = []
         for name, (program_id, port) in self.should_run.items():

@@ -107,6 +107,7 @@ class SupervisorClient:
         self._session: aiohttp.ClientSession | None = None
         # how often each method was called: what a change costs supervisord, in calls
         self.calls: dict[str, int] = {}
+        self._json_listing = True  # until supervisord says it lacks hoodyd's plugin
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -167,6 +168,15 @@ class SupervisorClient:
         return msgspec.convert(info, ProcessInfo)
 
     async def all_process_info(self) -> list[ProcessInfo]:
+        if self._json_listing:  # hoodyd's plugin: one JSON text instead of XML structs
+            try:
+                text = await self.call("hoodyd.getAllProcessInfoJSON")
+            except SupervisorFault as fault:
+                if fault.code != Fault.UNKNOWN_METHOD:
+                    raise
+                self._json_listing = False
+            else:
+                return msgspec.json.decode(text, type=list[ProcessInfo])
         infos = await self.call("supervisor.getAllProcessInfo")
         return msgspec.convert(infos, list[ProcessInfo])
 

@@ -14,10 +14,12 @@ This module runs inside supervisord: it imports supervisor and the standard libr
 from __future__ import annotations
 
 import bisect
+import json
 import os
 from typing import Any
 
 from supervisor.options import UnhosedConfigParser
+from supervisor.rpcinterface import SupervisorNamespaceRPCInterface
 from supervisor.states import SupervisorStates
 from supervisor.xmlrpc import Faults, RPCError
 
@@ -29,6 +31,16 @@ class HoodydNamespace:
         self.supervisord = supervisord
         # the one directory whose files this namespace reads (the [include] of the config)
         self.include_dir = os.path.realpath(include_dir)
+
+    def getAllProcessInfoJSON(self) -> str:
+        """`supervisor.getAllProcessInfo` as one JSON text: the same structs, without
+        marshalling a thousand of them as XML (the cost of every answer grows with the
+        number of processes, and this one is read at every start-up and poll).
+
+        @return string json  the list of process info structs
+        """
+        infos = SupervisorNamespaceRPCInterface(self.supervisord).getAllProcessInfo()
+        return json.dumps(infos, separators=(",", ":"))
 
     def getAPIVersion(self) -> str:
         """The version of this namespace.
