@@ -83,15 +83,18 @@ async def wait_port(port: int) -> None:
 
 
 class Daemon:
-    def __init__(self, state: Path) -> None:
+    def __init__(
+        self, state: Path, *extra: str, env: dict[str, str] | None = None
+    ) -> None:
         self.state = state
         self.socket = state / "hoodyd.sock"
-        env = {**os.environ, "HOODYD_LOG_LEVEL": "warning", "HOODYD_LOG_FORMAT": "json"}
+        environ = {**os.environ, "HOODYD_LOG_LEVEL": "warning", "HOODYD_LOG_FORMAT": "json",
+                   **(env or {})}
         self._log = (state / "daemon.log").open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "hoodyd", "serve", "--state-dir", str(state),
-             "--socket", str(self.socket)],
-            env=env, stdout=subprocess.DEVNULL, stderr=self._log,
+             "--socket", str(self.socket), *extra],
+            env=environ, stdout=subprocess.DEVNULL, stderr=self._log,
         )
         deadline = time.monotonic() + 30
         while not self.socket.exists():
