@@ -267,3 +267,24 @@ async def test_start_up_removes_what_an_interrupted_change_left(short_tmp: Path)
         ["hoodyd-events.conf", real.name]
     )
     assert conf.parse_header(real.read_text()) == (world["running"]["id"], None)
+
+
+async def test_start_up_removes_a_group_whose_removal_was_interrupted(short_tmp: Path) -> None:
+    """A program whose row and conf file are gone while the embedded supervisord still runs
+    its group (a removal interrupted after its commit) is stopped and removed at start-up."""
+    config = make_config(short_tmp, supervisor={"poll_interval": 0.2})
+    async with serving(config) as client:
+        world = await start_world(client)
+    running = world["running"]
+    with contextlib.closing(sqlite3.connect(config.state_path / "hoodyd.db")) as db:
+        db.execute("DELETE FROM programs WHERE id = ?", (running["id"],))
+        db.execute("DELETE FROM should_run WHERE program_id = ?", (running["id"],))
+        db.commit()
+    (config.state_path / "supervisor" / "conf.d" / f"hoodyd-program-{running['id']}.conf").unlink()
+    assert "running" in [name for name, _, _ in await snapshot_supervisord(config)]
+    with capture_logs() as logs:
+        async with serving(config):
+            pass
+    reconciled = [e for e in logs if e["event"] == "reconciled"]
+    assert "supervisord removed unaccounted running" in reconciled[0]["changes"]
+    assert "running" not in [name for name, _, _ in await snapshot_supervisord(config)]
