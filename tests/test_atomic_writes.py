@@ -25,7 +25,8 @@ from hoodyd.config import Config
 from hoodyd.polling import poll_until
 from hoodyd.programs import conf, files
 from hoodyd.programs.supervisor_client import ProcessInfo, SupervisorClient
-from tests.conftest import make_config, sleeper, stop_embedded_supervisord
+from tests.conftest import PORT_SERVER, make_config, sleeper, stop_embedded_supervisord
+from tests.test_programs_faults import free_port_range
 
 API = "/api/v1/daemon"
 
@@ -288,3 +289,41 @@ async def test_start_up_removes_a_group_whose_removal_was_interrupted(short_tmp:
     reconciled = [e for e in logs if e["event"] == "reconciled"]
     assert "supervisord removed unaccounted running" in reconciled[0]["changes"]
     assert "running" not in [name for name, _, _ in await snapshot_supervisord(config)]
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO], ids=["ENOSPC", "EIO"])
+async def test_a_port_instance_start_that_cannot_write_its_file_records_nothing(
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """Starting an on-demand port instance whose conf file write, fsync or rename fails
+    answers 503 STATE_NOT_SAVED with nothing recorded to run (not even written and undone)
+    and nothing registered, also after a restart; once every write succeeds, it starts."""
+    config = make_config(short_tmp, supervisor={"poll_interval": 0.2})
+    base = free_port_range(2)
+    async with serving(config) as client:
+        status, added = await post(client, "/programs/add", sleeper(
+            command=PORT_SERVER, port_range={"start": base, "end": base + 1}))
+        assert status == 200, added
+    program_id = added["program"]["id"]
+    failures = 0
+    while True:
+        before = await snapshot(config)
+        failing = FailingOps(code, failures + 1)
+        wal = config.state_path / "hoodyd.db-wal"
+        async with serving(config) as client:
+            log_before = wal.read_bytes() if wal.exists() else b""
+            monkeypatch.setattr(files, "ops", failing)
+            status, answer = await post(client, f"/programs/{program_id}/start",
+                                        {"port": base, "wait": True})
+            monkeypatch.setattr(files, "ops", files.FileOps())
+            if failing.calls < failing.fail_at:
+                assert status == 200, answer
+                break
+            assert (status, answer["reason"]) == (503, "STATE_NOT_SAVED"), answer
+            assert await snapshot(config) == before, failures + 1
+            # not a write and its undo: no store write at all (an undo could fail too)
+            assert (wal.read_bytes() if wal.exists() else b"") == log_before
+        async with serving(config):
+            assert await snapshot(config) == before, (failures + 1, "restart")
+        failures += 1
+    assert failures >= 3

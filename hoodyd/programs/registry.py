@@ -320,6 +320,17 @@ class Registry:
             raise exc.cause from None
         return name
 
+    async def drop_instance(self, program: Program, port: int | None) -> None:
+        """Unregister one on-demand instance (its file and its group)."""
+        if port is None:
+            return
+        filename = conf.conf_filename(program, port)
+        if filename in self._owned_files():
+            try:
+                await self.change({filename: None})
+            except NotApplied as exc:
+                raise exc.cause from None
+
     async def register_ephemeral(self, item: Ephemeral, commit: Commit | None = None) -> None:
         text = conf.render(
             item.program,

@@ -454,7 +454,19 @@ class ProgramService:
                 )
             name = conf.instance_name(program, port)
             recorded = name in self.should_run
-            await self.should_run.want(name, program.id, port)  # desired state first
+            # an on-demand instance's conf file first: a disk that refuses it has nothing
+            # recorded to undo
+            fresh = port is not None and self.table.owner(name) is None
+            if fresh:
+                self.table.own(await self.registry.ensure_instance(program, port), program.id, port)
+            try:
+                await self.should_run.want(name, program.id, port)  # desired state first
+            except HoodydError:
+                if fresh:  # its file goes again (by a rename: works on a full disk)
+                    with contextlib.suppress(HoodydError):
+                        await self.registry.drop_instance(program, port)
+                    self.table.index(program.id, self.registry.owned_groups_of(program.id))
+                raise
             version = self.should_run.version(name)
             try:
                 begun = await self.instances.begin(program, port, request)
