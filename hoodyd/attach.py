@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import aiohttp
 import msgspec
 
-from hoodyd.client.http import QueryValue, Target, Unreachable, query_string
+from hoodyd.client.http import QueryValue, Target, Unreachable, describe_failure, query_string
 
 DEFAULT_DETACH_KEY = "^]"
 
@@ -73,8 +73,8 @@ async def attach(
             )
             return 1
         except aiohttp.ClientConnectionError as exc:
-            cause = exc.__cause__ or exc
-            print(f"hoodyd: {Unreachable(Target(socket=socket_path), str(cause))}", file=sys.stderr)
+            cause = describe_failure(exc.__cause__ or exc)
+            print(f"hoodyd: {Unreachable(Target(socket=socket_path), cause)}", file=sys.stderr)
             return 3
         outgoing: asyncio.Queue[bytes | str | None] = asyncio.Queue()
         ending = ""

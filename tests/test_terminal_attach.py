@@ -200,3 +200,19 @@ async def test_attach_options_are_checked_before_anything_is_created(
         timeout=WAIT * 3,
     )
     assert result.returncode == 2 and "--env takes KEY=VALUE" in result.stderr, result.stderr
+
+
+def test_hoodyd_attach_names_the_socket_it_could_not_reach(short_tmp: Path) -> None:
+    """With no daemon on the socket, attach says which socket, why, and how to start one
+    (the same words as every other verb), exit 3, no traceback."""
+    missing = short_tmp / "nobody-serves.sock"
+    program = PtyProgram([*HOODYD, "attach", "1", "--socket", str(missing)])
+    try:
+        seen = bytearray()
+        read_until(program.master, b"hoodyd serve", seen)
+        assert program.process.wait(timeout=WAIT) == 3
+    finally:
+        program.close()
+    text = bytes(seen).decode(errors="replace")
+    assert f"cannot reach hoodyd on {missing}: no such socket" in text, text
+    assert "Traceback" not in text

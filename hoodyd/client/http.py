@@ -160,7 +160,7 @@ class DaemonClient:
             response = connection.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             connection.close()
-            raise Unreachable(self.target, _describe(exc)) from None
+            raise Unreachable(self.target, describe_failure(exc)) from None
         return connection, response
 
     def call(
@@ -177,7 +177,7 @@ class DaemonClient:
         try:
             raw = response.read()
         except (OSError, http.client.HTTPException) as exc:
-            raise Unreachable(self.target, _describe(exc)) from None
+            raise Unreachable(self.target, describe_failure(exc)) from None
         finally:
             connection.close()
         try:
@@ -204,7 +204,7 @@ class DaemonClient:
             while chunk := response.read1(65536):
                 yield chunk
         except (OSError, http.client.HTTPException) as exc:
-            raise Unreachable(self.target, _describe(exc)) from None
+            raise Unreachable(self.target, describe_failure(exc)) from None
         finally:
             connection.close()
 
@@ -222,7 +222,8 @@ def query_string(query: Mapping[str, QueryValue] | None) -> str:
     return "?" + urlencode(pairs) if pairs else ""
 
 
-def _describe(exc: BaseException) -> str:
+def describe_failure(exc: BaseException) -> str:
+    """Why a connection to the daemon failed, in the words its hint is chosen by."""
     if isinstance(exc, FileNotFoundError):
         return "no such socket"
     if isinstance(exc, ConnectionRefusedError):
