@@ -8,12 +8,11 @@ additional fields of the error body (for example the last state seen by a wait t
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
 
-if TYPE_CHECKING:
-    from hoodyd.schemas.run_exec import RunResponse
+_Body = TypeVar("_Body", bound=msgspec.Struct)
 
 
 class Reason(StrEnum):
@@ -288,11 +287,13 @@ class ShuttingDown(ServiceUnavailable):
     default_reason = Reason.SHUTTING_DOWN
 
 
-class RunFailed(HoodydError):
-    """A run that failed after resolution: its error body is also a RunResponse
-    (`status: error`, `set_id`, and the handoff when the terminal refused)."""
+class RunFailed(HoodydError, Generic[_Body]):
+    """A run that failed after resolution: its error body is also the run's answer (a
+    `hoodyd.schemas.run_exec.RunResponse`: `status: error`, `set_id`, and the handoff when the
+    terminal refused). The answer's type is a parameter so that this module imports nothing of
+    the project."""
 
-    def __init__(self, status: int, message: str, *, reason: Reason, response: RunResponse) -> None:
+    def __init__(self, status: int, message: str, *, reason: Reason, response: _Body) -> None:
         super().__init__(message, reason=reason, extra=msgspec.to_builtins(response))
         self.status = status
         self.response = response

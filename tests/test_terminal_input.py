@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hoodyd.errors import Conflict, InvalidRequest, Reason
+from hoodyd.schemas.automation import MouseEvent
 from hoodyd.terminals.find import FindScope, find
 from hoodyd.terminals.keys import KEY_NAMES, encode_keys
-from hoodyd.terminals.mouse import MouseEvent, encode_mouse
+from hoodyd.terminals.mouse import encode_mouse
 from hoodyd.terminals.paste import PASTE_END, PASTE_START, encode_paste
 from hoodyd.terminals.screen import MouseEncoding, MouseTracking, VirtualScreen
 from tests.terminal_pty import PtyProgram

@@ -200,7 +200,7 @@ def _refuse_while_syncing(
     )
 
 
-def destructive_refusal(choice: Choice) -> RunFailed:
+def destructive_refusal(choice: Choice) -> RunFailed[RunResponse]:
     """A destructive candidate reached by `first` or `index` (a fuzzy query included) is a
     403 that names it; nothing is scheduled (hoodyd.apps.destructive)."""
     assert choice.selected is not None and choice.needs_explicit_pick is not None

@@ -345,7 +345,7 @@ class RunService:
         return self.apps.recipe_selector(name, request)
 
 
-def requirements_refusal(response: RunResponse, plan: Plan, handoff: RunHandoff) -> RunFailed:
+def requirements_refusal(response: RunResponse, plan: Plan, handoff: RunHandoff) -> RunFailed[RunResponse]:
     """A 409 for a pick whose command can only fail until its requirements are resolved:
     nothing is scheduled, and the answer lists each requirement with its resolution.
     hoodyd does not install on a run (see README, Running apps: a run request never turns

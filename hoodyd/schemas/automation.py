@@ -11,14 +11,40 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import msgspec
 from msgspec import Meta, Struct
 
 from hoodyd.schemas.queries import FindScope
-from hoodyd.terminals.mouse import MouseEvent
 
 MAX_PRESSES = 256
 MAX_MOUSE_EVENTS = 256
 MAX_WAITERS_PER_SESSION = 16
+
+MouseEventType = Literal["move", "down", "up", "click", "scroll"]
+MouseModifier = Literal["shift", "alt", "meta", "ctrl", "control"]
+
+MAX_SCROLL_AMOUNT = 20
+MAX_MODIFIERS = 8
+
+
+class MouseEvent(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One mouse event at a cell (`row`, `col` count from 0, not pixels).
+
+    `button`: 1 left, 2 middle, 3 right (default 1); for `scroll` 4 (up) or 5 (down),
+    default 5 unless `direction` says otherwise, and `direction` overrides `button`.
+    `amount` repeats a scroll (1-20). `click` is a press then a release.
+    """
+
+    type: MouseEventType
+    row: Annotated[int, msgspec.Meta(ge=0)]
+    col: Annotated[int, msgspec.Meta(ge=0)]
+    button: Annotated[int, msgspec.Meta(ge=1, le=5)] | None = None
+    amount: Annotated[int, msgspec.Meta(ge=1, le=MAX_SCROLL_AMOUNT)] = 1
+    direction: Literal["up", "down"] | None = None
+    modifiers: Annotated[list[MouseModifier], msgspec.Meta(max_length=MAX_MODIFIERS)] = (
+        msgspec.field(default_factory=list)
+    )
+
 
 WaitMode = Literal["stable", "regex", "either"]
 WaitStatus = Literal["matched", "stable", "timeout", "exited", "vterm_reinit"]

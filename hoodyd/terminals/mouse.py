@@ -9,41 +9,14 @@ classic `ESC [ M b x y` form is used. Events the active mode does not report (a 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
-import msgspec
-
 from hoodyd.errors import Conflict, InvalidRequest, Reason
+from hoodyd.schemas.automation import MAX_MODIFIERS, MAX_SCROLL_AMOUNT, MouseEvent
 from hoodyd.terminals.screen import MouseEncoding, MouseTracking
 
-MouseEventType = Literal["move", "down", "up", "click", "scroll"]
-MouseModifier = Literal["shift", "alt", "meta", "ctrl", "control"]
-
-MAX_SCROLL_AMOUNT = 20
-MAX_MODIFIERS = 8
 _CLASSIC_MAX = 223  # 255 - 32: the largest coordinate one byte can carry
 _UTF8_MAX = 2015  # 2047 - 32: the largest a two-byte UTF-8 character can carry
 _MODIFIER_BITS = {"shift": 4, "alt": 8, "meta": 8, "ctrl": 16, "control": 16}
 _WHEEL_BUTTONS = {"up": 4, "down": 5}
-
-
-class MouseEvent(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """One mouse event at a cell (`row`, `col` count from 0, not pixels).
-
-    `button`: 1 left, 2 middle, 3 right (default 1); for `scroll` 4 (up) or 5 (down),
-    default 5 unless `direction` says otherwise, and `direction` overrides `button`.
-    `amount` repeats a scroll (1-20). `click` is a press then a release.
-    """
-
-    type: MouseEventType
-    row: Annotated[int, msgspec.Meta(ge=0)]
-    col: Annotated[int, msgspec.Meta(ge=0)]
-    button: Annotated[int, msgspec.Meta(ge=1, le=5)] | None = None
-    amount: Annotated[int, msgspec.Meta(ge=1, le=MAX_SCROLL_AMOUNT)] = 1
-    direction: Literal["up", "down"] | None = None
-    modifiers: Annotated[list[MouseModifier], msgspec.Meta(max_length=MAX_MODIFIERS)] = (
-        msgspec.field(default_factory=list)
-    )
 
 
 def _invalid(index: int, message: str) -> InvalidRequest:
