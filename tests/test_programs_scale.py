@@ -96,3 +96,64 @@ async def test_each_change_touches_its_own_file_and_group_only(
             assert "hoodyd.getAllProcessInfoJSON" not in delta
             assert sum(delta.values()) <= 5, delta
         assert measured[40][0] == {"hoodyd.addGroupFromFile": 1, "supervisor.getProcessInfo": 1}
+
+
+def read_configs(conf_file: Path) -> list[Any]:
+    from supervisor.options import ServerOptions
+
+    server = ServerOptions()
+    server.configfile = str(conf_file)
+    server.process_config(do_usage=False)
+    return list(server.process_group_configs)
+
+
+def test_the_embedded_supervisord_reads_included_files_as_supervisor_does(
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """supervisord as hoodyd runs it (each included file parsed on its own) reads the same
+    process groups as supervisor's own reader: `%(here)s` of each file, a section named in
+    two files merged, event listeners, and configparser reads each file once."""
+    import configparser
+
+    from supervisor import options
+
+    from hoodyd.programs import supervisord_main
+
+    include = short_tmp / "conf.d"
+    include.mkdir()
+    logs = short_tmp / "logs"
+    logs.mkdir()
+    (short_tmp / "s.conf").write_text(
+        f"[supervisord]\nlogfile={short_tmp}/s.log\n[unix_http_server]\nfile={short_tmp}/s.sock\n"
+        f"[include]\nfiles = {include}/*.conf {short_tmp}/more/*.conf\n"
+    )
+    for i in range(30):
+        (include / f"p{i:02}.conf").write_text(
+            f"[program:p{i}]\ncommand=/bin/sleep {i + 1}\ndirectory=%(here)s\n"
+            f"stdout_logfile={logs}/p{i}.log\npriority={900 + i % 3}\n"
+        )
+    (include / "zz.conf").write_text("[program:p3]\nautostart=false\nnumprocs=1\n")
+    (include / "events.conf").write_text(
+        "[eventlistener:ev]\ncommand=/bin/cat\nevents=PROCESS_STATE\n"
+    )
+    (short_tmp / "more").mkdir()
+    (short_tmp / "more" / "x.conf").write_text("[program:x]\ncommand=/bin/true %(here)s\n")
+    stock = read_configs(short_tmp / "s.conf")
+    reads: list[str] = []
+    original = configparser.RawConfigParser.read
+
+    def counting(self: Any, filenames: Any, **kwargs: Any) -> list[str]:
+        reads.extend(filenames)
+        return original(self, filenames, **kwargs)
+
+    monkeypatch.setattr(options.UnhosedConfigParser, "read", supervisord_main.read)
+    monkeypatch.setattr(options.UnhosedConfigParser, "expand_here", supervisord_main.expand_here)
+    monkeypatch.setattr(configparser.RawConfigParser, "read", counting)
+    linear = read_configs(short_tmp / "s.conf")
+    assert linear == stock
+    assert len(linear) == 32
+    included = [*include.iterdir(), short_tmp / "more" / "x.conf"]
+    assert sorted(reads) == sorted(str(path) for path in included)
+    by_name = {config.name: config for config in linear}
+    assert by_name["p3"].process_configs[0].autostart is False
+    assert by_name["x"].process_configs[0].command.endswith(str(short_tmp / "more"))

@@ -157,7 +157,7 @@ class SupervisordRuntime:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "supervisor.supervisord",
+                "hoodyd.programs.supervisord_main",  # supervisord, reading includes in O(n)
                 "-c",
                 str(self.conf_file),
                 stdin=asyncio.subprocess.DEVNULL,
