@@ -158,8 +158,8 @@ async def forging_does_not_complete(
     second: Command = service.command(int(queued.command_id))
     assert first.status == "running", first.result()
     assert second.status == "queued", second.result()
-    await asyncio.wait_for(first.done.wait(), WAIT)
-    await asyncio.wait_for(second.done.wait(), WAIT)
+    await asyncio.wait_for(first.wait(), WAIT)
+    await asyncio.wait_for(second.wait(), WAIT)
     assert b"QUEUED-B" not in (shared_dir / "stdin").read_bytes()
     assert (first.status, first.exit_code) == ("completed", 0)
     assert "FORGER DONE" in first.result().stdout
@@ -423,7 +423,7 @@ async def test_a_nested_shell_that_exits_completes_its_command(
     await until(lambda: len(psutil.Process(session.pid).children()) == 1, "the nested shell")
     session.send_input(b"exit 3\r")
     command = service.command(int(nested.command_id))
-    await asyncio.wait_for(command.done.wait(), WAIT)
+    await asyncio.wait_for(command.wait(), WAIT)
     assert (command.status, command.exit_code) == ("completed", 3)
     after = await service.execute(ExecuteRequest(terminal_id=12, command="echo next", timeout=WAIT))
     assert (after.exit_code, after.stdout) == (0, "next\n")
@@ -436,7 +436,7 @@ async def test_abort_recovers_a_terminal_whose_command_never_prompts(
     nested = await service.execute(ExecuteRequest(terminal_id=13, command="sleep 60", wait=False))
     queued = await service.execute(ExecuteRequest(terminal_id=13, command="echo q", wait=False))
     await service.abort(int(nested.command_id), force=False)
-    await asyncio.wait_for(service.command(int(queued.command_id)).done.wait(), WAIT)
+    await asyncio.wait_for(service.command(int(queued.command_id)).wait(), WAIT)
     assert service.command(int(queued.command_id)).result().stdout == "q\n"
 
 

@@ -61,7 +61,7 @@ async def sleeper(seconds: float) -> AsyncIterator[asyncio.subprocess.Process]:
 
 
 async def finished(service: TerminalService, command_id: str) -> None:
-    await asyncio.wait_for(service.command(int(command_id)).done.wait(), WAIT)
+    await asyncio.wait_for(service.command(int(command_id)).wait(), WAIT)
 
 
 async def test_execute_with_wait_returns_output_and_exit_code(service: TerminalService) -> None:

@@ -47,6 +47,7 @@ from hoodyd.schemas.terminal import (
     SessionOptions,
     SessionsResponse,
 )
+from hoodyd.terminals.commands import Event
 from hoodyd.terminals.defer import pidfd_supported
 from hoodyd.terminals.holder_link import HolderError, HolderGone, HolderLauncher, list_holders
 from hoodyd.terminals.ring import OutputRing
@@ -416,7 +417,7 @@ class TerminalService:
         )
         if request.wait and request.defer is None:
             try:
-                await asyncio.wait_for(command.done.wait(), request.timeout or None)
+                await asyncio.wait_for(command.wait(), request.timeout or None)
             except TimeoutError:
                 command.timed_out = True  # what `result/{id}` reads back too
                 return command.result()
@@ -434,14 +435,14 @@ class TerminalService:
             )
         session = self._sessions.get(command.terminal_id)
         if session is None or not session.running:
-            command.finish("failed", None, error="aborted: the terminal is gone")
+            command.finish(Event.FAIL, None, error="aborted: the terminal is gone")
             return command.result()
         # SIGKILL to the shell's own process group would end the terminal, not the command:
         # a command the shell runs itself (a builtin loop) gets SIGINT like Ctrl-C.
         hard = force and command.status == "running" and not await session.foreground_is_shell()
         session.abort(command, force=hard)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(command.done.wait(), ABORT_WAIT)
+            await asyncio.wait_for(command.wait(), ABORT_WAIT)
         return command.result()
 
     def has_session(self, terminal_id: int) -> bool:

@@ -44,6 +44,7 @@ from hoodyd.schemas.terminal import (
 )
 from hoodyd.terminals import defer as defer_wait
 from hoodyd.terminals import shells
+from hoodyd.terminals.commands import Event, Lifecycle, Phase
 from hoodyd.terminals.holder_link import HolderError, HolderLauncher, HolderLink, spawn_holder
 from hoodyd.terminals.markers import (
     CommandStarted,
@@ -147,9 +148,9 @@ class Command:
     origin: str | None = None
     defer_method: DeferMethod = "pidfd"
     defer_outcome: DeferOutcomeName = "waiting"
-    status: CommandStatus = "queued"
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
     exit_code: int | None = None
-    timed_out: bool = False
+    timed_out: bool = False  # a wait for it ended first, or its defer timed out
     error: str | None = None
     accepted_at: float = field(default_factory=time.time)
     started_at: float | None = None
@@ -170,11 +171,18 @@ class Command:
     after_foreign: bool = False  # another line's prompt came after this one was typed
     defer_task: asyncio.Task[defer_wait.DeferOutcome] | None = None
     parse_task: asyncio.Task[shells.SyntaxProblem | None] | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def final(self) -> bool:
-        return self.done.is_set()
+        return self.lifecycle.final
+
+    @property
+    def status(self) -> CommandStatus:
+        return self.lifecycle.status
+
+    async def wait(self) -> None:
+        """Return once the command is final."""
+        await self.lifecycle.wait()
 
     def capture(self, data: bytes) -> None:
         if self.first_output_mono is None:
@@ -185,18 +193,17 @@ class Command:
             data = data[: max(0, room)]
         self.stdout += data
 
-    def finish(
-        self, status: CommandStatus, exit_code: int | None, *, error: str | None = None
-    ) -> None:
+    def finish(self, event: Event, exit_code: int | None, *, error: str | None = None) -> None:
+        """End the command by `event` (complete, fail, time out, abort); the first final state
+        holds, a later one changes nothing."""
         if self.final:
             return
-        self.status = status
         self.exit_code = exit_code
         self.error = error
         self.finished_at = time.time()
         if self.defer_task is not None and not self.defer_task.done():
             self.defer_task.cancel()
-        self.done.set()
+        self.lifecycle.move(event)
 
     def stdout_text(self) -> str:
         raw = bytes(self.stdout)
@@ -253,7 +260,7 @@ class Command:
             defer=record.defer,
             origin=record.origin,
             defer_method=record.defer_method,
-            status=record.status,
+            lifecycle=Lifecycle.restored(record.status),
             error=record.error,
             accepted_at=record.accepted_at,
             started_at=record.started_at,
@@ -267,6 +274,7 @@ class Command:
         self.stdout.clear()
         self.truncated = False
         self.started_seen = False
+        self.lifecycle.move(Event.FOREIGN)
         self.first_output_mono = None
         # the output so far is that line's; the echo of this command's own line may be in it
         self.foreign_end = len(self.preamble)
@@ -436,13 +444,12 @@ class TerminalSession:
         for item in record.commands:
             self._next_mark = max(self._next_mark, item.mark + 1)
             command = Command.from_record(item, self.terminal_id)
-            if command.status == "running":
+            if command.lifecycle.phase is Phase.TYPED:
                 self._resumed = command
                 self.history.append(command)
                 self._unfinished.append(command)
                 self._queue.put_nowait(command)
             else:
-                command.status = "queued"
                 self.submit(command, self._use_pidfd)
 
     def _follow(self, link: HolderLink) -> None:
@@ -556,7 +563,7 @@ class TerminalSession:
             command.parse_task.add_done_callback(self._parsing.discard)
         if command.defer is not None:
             spec = command.defer
-            command.status = "pending"
+            command.lifecycle.move(Event.DEFER)
             command.defer_method = "pidfd" if use_pidfd else "poll"
             command.defer_task = asyncio.create_task(
                 defer_wait.wait_for_exit(
@@ -583,7 +590,9 @@ class TerminalSession:
         `force`) in the terminal's foreground process group, like Ctrl-C."""
         how = "SIGKILL" if force else "SIGINT"
         if command is not self._current:
-            command.finish("failed", None, error=f"aborted before it ran ({how} requested)")
+            # a line typed before a restart and not yet followed is past aborting untyped
+            event = Event.ABORT if command.lifecycle.can(Event.ABORT) else Event.FAIL
+            command.finish(event, None, error=f"aborted before it ran ({how} requested)")
             self._save(now=True)
             return
         command.error = f"aborted ({how})"
@@ -609,7 +618,7 @@ class TerminalSession:
             except Exception:
                 # one command's failure must not stop the terminal's queue
                 self._log.exception("command_failed_internally", command_id=command.id)
-                command.finish("failed", None, error="internal error while running the command")
+                command.finish(Event.FAIL, None, error="internal error while running the command")
             finally:
                 self._current = None
                 self._head = None
@@ -622,8 +631,8 @@ class TerminalSession:
 
     async def _run(self, command: Command) -> None:
         """Wait for the command's defer and parse check and for the prompt, then type it."""
-        if command.status == "running":
-            await command.done.wait()  # typed before a restart: its prompt completes it
+        if command.lifecycle.phase in (Phase.TYPED, Phase.RUNNING):
+            await command.wait()  # typed before a restart: its prompt completes it
             return
         if command.defer_task is not None:
             try:
@@ -637,21 +646,21 @@ class TerminalSession:
                 assert command.defer is not None
                 command.timed_out = True
                 command.finish(
-                    "timed_out",
+                    Event.TIME_OUT,
                     DEFER_TIMEOUT_EXIT_CODE,
                     error=f"process {command.defer.pid} was still running after "
                     f"{command.defer.timeout_ms} ms; the command was not run",
                 )
                 self._log.info("command_defer_timed_out", command_id=command.id)
                 return
-            command.status = "queued"
+            command.lifecycle.move(Event.RELEASE)
         problem = None
         if command.parse_task is not None:
             problem = await asyncio.shield(command.parse_task)
         if problem is not None:
             command.started_seen = True
             command.capture(problem.message.encode())
-            command.finish("completed", problem.status)
+            command.finish(Event.COMPLETE, problem.status)
             self._log.info("command_syntax_error", command_id=command.id)
             return
         self._interrupt_continuation()
@@ -659,7 +668,7 @@ class TerminalSession:
         if command.final:
             return  # aborted while it waited
         if not self.running:
-            command.finish("failed", None, error="the shell exited before the command ran")
+            command.finish(Event.FAIL, None, error="the shell exited before the command ran")
             return
         self._inject(command)
         await self._until_done(command)
@@ -667,7 +676,7 @@ class TerminalSession:
     async def _until_done(self, command: Command) -> None:
         """Wait for the command's prompt; a shell replaced meanwhile (`exec bash`) draws no
         more markers, so the command is finished with that reason instead."""
-        done = asyncio.ensure_future(command.done.wait())
+        done = asyncio.ensure_future(command.wait())
         try:
             while not done.done():
                 await asyncio.wait({done}, timeout=_REPLACED_CHECK)
@@ -675,7 +684,7 @@ class TerminalSession:
                     self.replaced = True
                     self._current = None
                     command.finish(
-                        "failed",
+                        Event.FAIL,
                         None,
                         error="shell_replaced: the shell was replaced by another program "
                         "(exec), which reports no completion; the next execute starts a new "
@@ -727,7 +736,7 @@ class TerminalSession:
         self._current = command
         self._at_prompt.clear()
         command.prompt_seq_at_injection = self._prompt_seq
-        command.status = "running"
+        command.lifecycle.move(Event.TYPE)
         command.started_at = time.time()
         command.injected_mono = time.monotonic()
         command.injected_offset = self.ring.end
@@ -749,13 +758,13 @@ class TerminalSession:
         """Fail what has not completed; a running command that ended its own shell (`exit 3`)
         gets the shell's status."""
         if self._current is not None:
-            self._current.finish("failed", exit_code, error=reason)
+            self._current.finish(Event.FAIL, exit_code, error=reason)
         if self._head is not None:
-            self._head.finish("failed", None, error=reason)
+            self._head.finish(Event.FAIL, None, error=reason)
         if self._resumed is not None:
-            self._resumed.finish("failed", exit_code, error=reason)
+            self._resumed.finish(Event.FAIL, exit_code, error=reason)
         while not self._queue.empty():
-            self._queue.get_nowait().finish("failed", None, error=reason)
+            self._queue.get_nowait().finish(Event.FAIL, None, error=reason)
 
     def _save(self, *, now: bool = False) -> None:
         """Send the holder the record of the unfinished commands: `now`, or once this turn of
@@ -807,6 +816,7 @@ class TerminalSession:
             self._markers_seen += 1
             if command is not None and not command.started_seen:
                 command.started_seen = True
+                command.lifecycle.move(Event.START)
         elif isinstance(event, PromptDrawn):
             self._on_prompt(event)
         elif isinstance(event, PromptEnd) and command is not None and command.after_foreign:
@@ -852,9 +862,9 @@ class TerminalSession:
         if command is not None and seq > command.prompt_seq_at_injection:
             self._current = None  # the prompt that follows is not the command's output
             if command.error is not None:
-                command.finish("failed", event.status, error=command.error)
+                command.finish(Event.FAIL, event.status, error=command.error)
             else:
-                command.finish("completed", event.status)
+                command.finish(Event.COMPLETE, event.status)
             self._log.info("command_completed", command_id=command.id, exit_code=event.status)
         elif command is None:
             self._typed_lines = max(0, self._typed_lines - 1)
