@@ -17,6 +17,7 @@ import os
 import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 import structlog
@@ -25,18 +26,22 @@ from aiohttp import WSMsgType, web
 from hoodyd.api import console_pages as cp
 from hoodyd.api import daemon, pages, sessions
 from hoodyd.api.decoding import decode_params, path_int
-from hoodyd.api.keys import CONFIG, PROGRAMS, RUN, RUNNER, TERMINALS, TOKEN
-from hoodyd.api.selectors import selector_from_params
+from hoodyd.api.keys import AUTOMATION, CONFIG, PROGRAMS, RUN, RUNNER, TERMINALS, TOKEN
+from hoodyd.api.links import candidate_run_path
+from hoodyd.api.selectors import query_selector_params, selector_from_params
 from hoodyd.api.terminal import follow_output
 from hoodyd.apps.curl import CurlTarget
 from hoodyd.config import CREDENTIAL_NAME, Config
 from hoodyd.errors import Forbidden, HoodydError, InvalidRequest, NotFound, Reason, RunFailed
+from hoodyd.programs import conf
 from hoodyd.programs.logs import follow
 from hoodyd.programs.table import ProgramFilter
 from hoodyd.schemas.daemon import PortRangeStatus, Program, ProgramInput, StartRequest, StopRequest
 from hoodyd.schemas.queries import ProgramLogsQuery
+from hoodyd.schemas.run import SEARCH_QUERY_FIELDS
 from hoodyd.schemas.terminal import CreateRequest, SessionInfo
 from hoodyd.schemas.validation import convert
+from hoodyd.terminals.paste import encode_paste
 from hoodyd.terminals.validation import parse_terminal_id
 
 log = structlog.get_logger()
@@ -108,13 +113,22 @@ async def _rows(request: web.Request) -> list[cp.ProgramRow]:
     rows = []
     for program, status in zip(programs, statuses, strict=True):
         instances = status.instances if isinstance(status, PortRangeStatus) else [status]
-        attempts = [
-            service.observer.failed_attempts(str(s.instance_name), s.status)
-            if s.instance_name is not msgspec.UNSET and s.status in ("BACKOFF", "FATAL")
-            else None
+        # supervisord's name of each process (a port instance's status names it; a plain
+        # program's process is named after the program)
+        names = [
+            conf.instance_name(program, None)
+            if s.instance_name is msgspec.UNSET
+            else str(s.instance_name)
             for s in instances
         ]
-        rows.append(cp.program_row(program, status, attempts))
+        attempts = [
+            service.observer.failed_attempts(name, s.status)
+            if s.status in ("BACKOFF", "FATAL")
+            else None
+            for name, s in zip(names, instances, strict=True)
+        ]
+        restarts = [service.observer.restarts(name) for name in names]
+        rows.append(cp.program_row(program, status, attempts, restarts))
     return rows
 
 
@@ -435,8 +449,11 @@ class _ClientFrame(msgspec.Struct):
 async def terminal_socket(request: web.Request) -> web.StreamResponse:
     """WebSocket: the terminal's recent output, then its output as it comes (binary frames),
     and `{"type": "exit"}` when the shell ends. In `mode=interactive` the page's text frames
-    `{"type": "input", "data"}` are typed into the shell and `{"type": "resize", "cols",
-    "rows"}` resize it; in `mode=watch` every frame from the page is ignored. The upgrade must
+    `{"type": "input", "data"}` are typed into the shell (keys as xterm.js encodes them, Ctrl-C
+    included), `{"type": "paste", "data"}` is pasted as the API's paste does (control
+    characters removed, bracketed when the program enabled bracketed paste) and `{"type":
+    "resize", "cols", "rows"}` resizes it; in `mode=watch` every frame from the page is
+    ignored. The upgrade must
     come from this same origin (a browser always names it), and never creates a terminal."""
     if not sessions.same_origin(request):
         raise Forbidden(
@@ -471,7 +488,16 @@ async def terminal_socket(request: web.Request) -> web.StreamResponse:
                 except msgspec.DecodeError:
                     continue  # not a frame of ours: ignored
                 if frame.type == "input" and frame.data:
-                    attachment.send_input(frame.data.encode())
+                    attachment.send_input(frame.data.encode("utf-8", "ignore"))
+                elif frame.type == "paste" and frame.data:
+                    modes = await request.config_dict[AUTOMATION].modes(attachment.session)
+                    attachment.send_input(
+                        encode_paste(
+                            frame.data,
+                            bracketed_requested=True,
+                            bracketed_enabled=modes.bracketed_paste,
+                        )
+                    )
                 elif frame.type == "resize" and 1 <= frame.cols <= 1000 and 1 <= frame.rows <= 1000:
                     attachment.resize(frame.cols, frame.rows)
         finally:
@@ -484,17 +510,51 @@ async def terminal_socket(request: web.Request) -> web.StreamResponse:
 # --- apps -------------------------------------------------------------------------------------
 
 
+# the fields that make a search (the app, a profile, its filters): what the apps page takes
+# and what a Run carries, so the pick is made in the same search the candidate was found in
+SEARCH_FIELDS = tuple(name for name in SEARCH_QUERY_FIELDS if name != "limit")
+RUN_FORM_FIELDS = frozenset(SEARCH_FIELDS) | {
+    "candidate_id",
+    "terminal_id",
+    "new_terminal",
+    "queue",
+}
+
+
+def _search_pairs(params: dict[str, list[str]]) -> list[tuple[str, str]]:
+    return [(name, value) for name in SEARCH_FIELDS for value in params.get(name, []) if value]
+
+
+def _link_pairs(href_path: str | None) -> list[tuple[str, str]] | None:
+    """The search a candidate's run link repeats (app, profile, filters as resolved)."""
+    if href_path is None:
+        return None
+    pairs = parse_qsl(urlsplit(href_path).query, keep_blank_values=True)
+    return [(name, value) for name, value in pairs if name not in ("pick", "candidate_id")]
+
+
 async def apps_page(request: web.Request) -> web.Response:
+    """The search, by app name and optionally a profile and the API's filters; each Run
+    carries the search its candidate was found in."""
     app = request.query.get("app", "").strip()
     if not app:
         return _html(cp.apps_page("", []))
+    search: list[tuple[str, str]] = [("app", app)]
     try:
-        selector = selector_from_params({"app": [app]})
-        answer = await request.config_dict[RUN].search_settled(selector, run_link=None)
+        params = query_selector_params(request, frozenset(SEARCH_QUERY_FIELDS))
+        params = {name: [v.strip() for v in values if v.strip()] for name, values in params.items()}
+        params["app"] = [app]
+        search = _search_pairs(params)
+        selector = selector_from_params({name: values for name, values in params.items() if values})
+        answer = await request.config_dict[RUN].search_settled(
+            selector, run_link=candidate_run_path
+        )
     except HoodydError as exc:
-        return _html(cp.apps_page(app, [], error=exc.message), exc.status)
+        return _html(cp.apps_page(app, [], search=search, error=exc.message), exc.status)
     notes = [w.message for w in answer.warnings or []]
-    return _html(cp.apps_page(app, answer.candidates, notes=notes))
+    runs = [_link_pairs(candidate.href_path) or search for candidate in answer.candidates]
+    page = cp.apps_page(app, answer.candidates, search=search, runs=runs, notes=notes)
+    return _html(page)
 
 
 def _curl_target(request: web.Request) -> CurlTarget:
@@ -511,7 +571,14 @@ async def run_app(request: web.Request) -> web.Response:
     form = await _form(request)
     app = str(form.get("app", "")).strip()
     candidate_id = str(form.get("candidate_id", "")).strip()
+    search = [("app", app)]
     try:
+        unknown = sorted(set(form) - RUN_FORM_FIELDS)
+        if unknown:
+            raise InvalidRequest(
+                f"Unknown form field(s): {', '.join(unknown)}", reason=Reason.UNKNOWN_PARAMETER
+            )
+        search = _search_pairs({name: [str(v) for v in form.getall(name)] for name in form})
         if form.get("new_terminal") == "true":
             terminal_id = await _new_terminal(request)
         else:
@@ -521,21 +588,23 @@ async def run_app(request: web.Request) -> web.Response:
             if form.get("queue") != "true" and terminals.has_session(terminal_id):
                 info = _info(request, terminal_id)
                 if info.busy:
-                    return _html(cp.busy_page(app, candidate_id, info), 409)
-        selector = selector_from_params(
-            {
-                "app": [app],
-                "pick": ["id"],
-                "candidate_id": [candidate_id],
-                "terminal_id": [str(terminal_id)],
-            }
-        )
+                    return _html(cp.busy_page(search, candidate_id, info), 409)
+        params: dict[str, list[str]] = {}
+        for name, value in search:
+            params.setdefault(name, []).append(value)
+        params |= {
+            "pick": ["id"],
+            "candidate_id": [candidate_id],
+            "terminal_id": [str(terminal_id)],
+        }
+        selector = selector_from_params(params)
         await request.config_dict[RUNNER].run(selector, _curl_target(request))
     except RunFailed as exc:
         fixes = [
             item.resolution for item in exc.response.missing_requirements or [] if item.resolution
         ]
-        return _html(cp.run_failed_page(app, exc.message, fixes, status=exc.status), exc.status)
+        page = cp.run_failed_page(search, exc.message, fixes, status=exc.status)
+        return _html(page, exc.status)
     except HoodydError as exc:
-        return _html(cp.apps_page(app, [], error=exc.message), exc.status)
+        return _html(cp.apps_page(app, [], search=search, error=exc.message), exc.status)
     raise web.HTTPSeeOther(location=cp.url(f"/terminals/{terminal_id}"))

@@ -67,6 +67,17 @@ def layout(
     )
 
 
+def url_of(path: str, pairs: Sequence[tuple[str, str]]) -> str:
+    """A console URL whose query is these pairs, in order (a search's fields)."""
+    return f"{BASE}{path}" + (f"?{urlencode(list(pairs))}" if pairs else "")
+
+
+def hidden_pairs(pairs: Sequence[tuple[str, str]]) -> str:
+    return "".join(
+        f'<input type=hidden name="{e(name)}" value="{e(value)}">' for name, value in pairs
+    )
+
+
 def hidden(**fields: object) -> str:
     return "".join(
         f'<input type=hidden name="{e(name)}" value="{e(value)}">'
@@ -75,9 +86,17 @@ def hidden(**fields: object) -> str:
     )
 
 
-def button_form(action: str, label: str, *, cls: str = "", **fields: object) -> str:
+def button_form(
+    action: str,
+    label: str,
+    *,
+    cls: str = "",
+    pairs: Sequence[tuple[str, str]] = (),
+    **fields: object,
+) -> str:
     return (
-        f'<form method=post action="{e(action)}" class=inline>{hidden(**fields)}'
+        f'<form method=post action="{e(action)}" class=inline>{hidden_pairs(pairs)}'
+        f"{hidden(**fields)}"
         f"<button{f' class={cls}' if cls else ''}>{e(label)}</button></form>"
     )
 
@@ -95,6 +114,7 @@ class InstanceRow:
     uptime: str | None
     last_exit: str
     attempts: int | None = None
+    restarts: int | None = None  # supervisord's own restarts since hoodyd started
 
 
 @dataclass
@@ -105,7 +125,9 @@ class ProgramRow:
     total_ports: int = 0
 
 
-def instance_row(status: ProcessStatus, attempts: int | None) -> InstanceRow:
+def instance_row(
+    status: ProcessStatus, attempts: int | None, restarts: int | None = None
+) -> InstanceRow:
     last = []
     if status.exitstatus is not msgspec.UNSET and status.status != "RUNNING":
         last.append(f"exit status {status.exitstatus}")
@@ -118,20 +140,32 @@ def instance_row(status: ProcessStatus, attempts: int | None) -> InstanceRow:
         uptime=status.uptime,
         last_exit="; ".join(last),
         attempts=attempts,
+        restarts=restarts,
     )
 
 
 def program_row(
-    program: Program, status: ProcessStatus | PortRangeStatus, attempts: list[int | None]
+    program: Program,
+    status: ProcessStatus | PortRangeStatus,
+    attempts: list[int | None],
+    restarts: Sequence[int | None] = (),
 ) -> ProgramRow:
+    """`attempts` and `restarts` are per instance, in the status's order."""
+    counts = list(restarts) or [None] * len(attempts)
     if isinstance(status, PortRangeStatus):
         return ProgramRow(
             program,
-            [instance_row(s, a) for s, a in zip(status.instances, attempts, strict=False)],
+            [
+                instance_row(s, a, r)
+                for s, a, r in zip(status.instances, attempts, counts, strict=False)
+            ],
             running=status.running_instances,
             total_ports=status.total_instances,
         )
-    return ProgramRow(program, [instance_row(status, attempts[0] if attempts else None)])
+    return ProgramRow(
+        program,
+        [instance_row(status, attempts[0] if attempts else None, counts[0] if counts else None)],
+    )
 
 
 def _ports(program: Program) -> str:
@@ -161,24 +195,28 @@ def _state(state: str) -> str:
     return f'<span class="state s-{e(state.lower())}">{e(state)}</span>'
 
 
-COLUMNS = ("Program", "State", "Ports", "PID", "Uptime", "Failed starts", "Last exit", "Flags")
+COLUMNS = (
+    "Program", "State", "Ports", "PID", "Uptime", "Restarts", "Failed starts", "Last exit", "Flags",
+)  # fmt: skip
 
 
 def _cells(label: str, instance: InstanceRow | None, ports: str, flags: str) -> str:
-    values = ["", "", "", "", ""]
+    values = ["", "", "", "", "", ""]
     if instance is not None:
         values = [
             _state(instance.state),
             e(instance.pid or ""),
             e(instance.uptime or ""),
+            e("" if instance.restarts is None else instance.restarts),
             e("" if instance.attempts is None else instance.attempts),
             e(instance.last_exit),
         ]
-    state, pid, uptime, attempts, last = values
+    state, pid, uptime, restarts, attempts, last = values
     return (
         f"<th scope=row data-label=Program>{label}</th><td data-label=State>{state}</td>"
         f"<td data-label=Ports>{ports}</td><td data-label=PID>{pid}</td>"
-        f"<td data-label=Uptime>{uptime}</td><td data-label='Failed starts'>{attempts}</td>"
+        f"<td data-label=Uptime>{uptime}</td><td data-label=Restarts class=restarts>{restarts}"
+        f"</td><td data-label='Failed starts'>{attempts}</td>"
         f"<td data-label='Last exit'>{last}</td><td data-label=Flags>{flags}</td>"
     )
 
@@ -460,11 +498,15 @@ def terminal_page(info: SessionInfo, *, watch: bool) -> str:
 # --- apps -------------------------------------------------------------------------------------
 
 
-def _search_form(app: str) -> str:
+def _search_form(app: str, search: Sequence[tuple[str, str]]) -> str:
+    """The app name and the profile to type; the search's other filters are kept."""
+    profile = next((value for name, value in search if name == "profile"), "")
+    kept = [(name, value) for name, value in search if name not in ("app", "profile")]
     return (
         f'<form method=get action="{url("/apps")}" role=search class="row controls">'
         f'<input name=app value="{e(app)}" aria-label="app name" placeholder="app name" required>'
-        "<button class=primary>Search</button></form>"
+        f'<input name=profile value="{e(profile)}" aria-label=profile placeholder="profile '
+        f'(optional)">{hidden_pairs(kept)}<button class=primary>Search</button></form>'
     )
 
 
@@ -472,18 +514,21 @@ def apps_page(
     app: str,
     candidates: Sequence[Candidate],
     *,
+    search: Sequence[tuple[str, str]] = (),
+    runs: Sequence[Sequence[tuple[str, str]]] = (),
     notes: Sequence[str] = (),
     terminal_id: int = 1,
     error: str | None = None,
 ) -> str:
+    """`runs`: per candidate, the search fields its Run posts (the search it was found in)."""
     rows = []
-    for candidate in candidates:
+    for index, candidate in enumerate(candidates):
         installed = "installed" if candidate.installed else "not installed"
         action = button_form(
             url("/apps/run"),
             "Run",
             cls="primary",
-            app=app,
+            pairs=runs[index] if index < len(runs) else (search or [("app", app)]),
             candidate_id=candidate.candidate_id,
             terminal_id=terminal_id,
         )
@@ -507,7 +552,7 @@ def apps_page(
         )
     body = (
         "<h1>Apps</h1>"
-        + _search_form(app)
+        + _search_form(app, search)
         + "".join(f"<p class=muted>{e(note)}</p>" for note in notes)
         + f"<p class=muted>Runs go to terminal {terminal_id}.</p>"
         + listing
@@ -515,7 +560,7 @@ def apps_page(
     return layout("Apps", body, section="apps", error=error)
 
 
-def busy_page(app: str, candidate_id: str, info: SessionInfo) -> str:
+def busy_page(search: Sequence[tuple[str, str]], candidate_id: str, info: SessionInfo) -> str:
     doing = info.command_history[-1] if info.command_history else "a program"
     body = (
         f"<h1>Terminal {info.id} is busy</h1><p>It is running <code>{e(doing)}</code>. "
@@ -524,25 +569,27 @@ def busy_page(app: str, candidate_id: str, info: SessionInfo) -> str:
             url("/apps/run"),
             "Run in a new terminal",
             cls="primary",
-            app=app,
+            pairs=search,
             candidate_id=candidate_id,
             new_terminal="true",
         )
         + button_form(
             url("/apps/run"),
             f"Queue in terminal {info.id}",
-            app=app,
+            pairs=search,
             candidate_id=candidate_id,
             terminal_id=info.id,
             queue="true",
         )
         + f'<a class=button href="{url(f"/terminals/{info.id}")}">Open terminal {info.id}</a>'
-        f'<a class=button href="{url("/apps", app=app)}">Back to results</a></div>'
+        f'<a class=button href="{e(url_of("/apps", search))}">Back to results</a></div>'
     )
     return layout("Terminal busy", body, section="apps")
 
 
-def run_failed_page(app: str, message: str, fixes: Sequence[str], *, status: int) -> str:
+def run_failed_page(
+    search: Sequence[tuple[str, str]], message: str, fixes: Sequence[str], *, status: int
+) -> str:
     steps = "".join(f"<li><pre>{e(fix)}</pre></li>" for fix in fixes)
     fix_text = (
         f"<h2>How to fix it</h2><ol>{steps}</ol><p>Run that in a terminal, then run the app "
@@ -553,6 +600,6 @@ def run_failed_page(app: str, message: str, fixes: Sequence[str], *, status: int
     body = (
         f"<h1>It cannot run yet</h1><p class=problem>{e(message)}</p>{fix_text}<div class=row>"
         + button_form(url("/terminals"), "Open a new terminal", cls="primary")
-        + f'<a class=button href="{url("/apps", app=app)}">Back to results</a></div>'
+        + f'<a class=button href="{e(url_of("/apps", search))}">Back to results</a></div>'
     )
     return layout("Cannot run", body, section="apps")

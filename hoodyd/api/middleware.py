@@ -23,7 +23,7 @@ from aiohttp import web
 
 from hoodyd.api.keys import AREA, CONFIG, TOKEN
 from hoodyd.api.routes import is_open, takes_query_token
-from hoodyd.api.sessions import admits_session
+from hoodyd.api.sessions import admits_session, login_redirect
 from hoodyd.errors import Forbidden, HoodydError, InvalidRequest, Reason, Unauthorized
 from hoodyd.log import enabled as log_enabled
 from hoodyd.log import safe_path
@@ -219,5 +219,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         # the routes the table declares for sessions also take a login session cookie
         if admits_session(request):
             return await handler(request)
+        redirect = login_redirect(request)  # a browser's bookmark: to the login, and back
+        if redirect is not None:
+            raise redirect
         raise Unauthorized("missing or invalid bearer token", reason=Reason.BAD_TOKEN)
     return await handler(request)

@@ -150,8 +150,11 @@ def candidates_page(
     return _page(f"Run {selector.app}", body)
 
 
-def login_page(error: str | None = None, token_at: str | None = None) -> str:
-    """The login form; `token_at` says where the person finds the token (never the token)."""
+def login_page(
+    error: str | None = None, token_at: str | None = None, landing: str | None = None
+) -> str:
+    """The login form; `token_at` says where the person finds the token (never the token),
+    `landing` the console page the login goes back to (already checked as a console path)."""
     problem = f"<p class=error>{_e(error)}</p>" if error else ""
     where = (
         f"<p>The token is in <code>{_e(token_at)}</code> on this machine "
@@ -165,7 +168,9 @@ def login_page(error: str | None = None, token_at: str | None = None) -> str:
         f"or leave it idle.</p>{where}"
         f'{problem}<form method=post action="{LOGIN_PATH}">'
         "<input type=password name=token aria-label=token autocomplete=current-password "
-        "required> <button>Log in</button></form>"
+        "required> <button>Log in</button>"
+        + (f'<input type=hidden name=next value="{_e(landing)}">' if landing else "")
+        + "</form>"
     )
     return _page("hoodyd login", body, logout=False)
 

@@ -40,8 +40,13 @@ REPLAY_BYTES = 64 * 1024
 _html = pages.html_response
 
 
-def _login_page(request: web.Request, error: str | None = None) -> str:
-    return pages.login_page(error, token_at=token_location(request.config_dict[CONFIG]))
+def _login_page(request: web.Request, error: str | None = None, landing: object = None) -> str:
+    given = request.query.get("next") if landing is None else landing
+    return pages.login_page(
+        error,
+        token_at=token_location(request.config_dict[CONFIG]),
+        landing=sessions.safe_next(given),
+    )
 
 
 async def login_page(request: web.Request) -> web.Response:
@@ -67,9 +72,14 @@ async def login(request: web.Request) -> web.Response:
             given if isinstance(given, str) else "",
             idle_s=server.session_idle_timeout,
             max_age_s=server.session_max_age,
+            landing=sessions.safe_next(form.get("next")),
         )
     except LoginThrottled as exc:
-        response = _html(_login_page(request, exc.message), exc.status) if is_form else None
+        response = (
+            _html(_login_page(request, exc.message, form.get("next")), exc.status)
+            if is_form
+            else None
+        )
         if response is None:
             # imported here: the middleware imports the route table, which imports this module
             from hoodyd.api.middleware import error_response
@@ -80,7 +90,7 @@ async def login(request: web.Request) -> web.Response:
     except (Unauthorized, Forbidden) as exc:
         if not is_form:
             raise
-        return _html(_login_page(request, exc.message), exc.status)
+        return _html(_login_page(request, exc.message, form.get("next")), exc.status)
 
 
 async def logout(request: web.Request) -> web.Response:

@@ -27,11 +27,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import posixpath
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlencode, urlsplit
 
 import structlog
 from aiohttp import web
@@ -44,6 +46,8 @@ COOKIE = "hoodyd_session"
 COOKIE_PATH = "/api/v1/run"
 LOGIN_PATH = f"{COOKIE_PATH}/login"
 CONSOLE_PATH = f"{COOKIE_PATH}/console/programs"  # where a login lands
+CONSOLE_ROOT = f"{COOKIE_PATH}/console"  # a login's `next` must stay under it
+MAX_NEXT = 2048
 SESSION_IDLE_S = 30 * 60
 SESSION_MAX_AGE_S = 12 * 3600
 MAX_SESSIONS = 64
@@ -215,6 +219,44 @@ def admits_session(request: web.Request) -> bool:
     return True
 
 
+def safe_next(value: object) -> str | None:
+    """`value` when it is a path of this site under the console (`/api/v1/run/console`,
+    with its query), else None: never an absolute URL, a `//host` or `\\host` reference, a
+    path that climbs out with `..`, or text with control characters. This is all a login's
+    `next` may send the browser to."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_NEXT:
+        return None
+    if "\\" in value or not value.isprintable() or " " in value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or parts.fragment or "%2e" in parts.path.lower():
+        return None
+    path = parts.path
+    if posixpath.normpath(path) != path.rstrip("/") and path != "/":
+        return None
+    if path != CONSOLE_ROOT and not path.startswith(CONSOLE_ROOT + "/"):
+        return None
+    return value
+
+
+def login_redirect(request: web.Request) -> web.HTTPSeeOther | None:
+    """For a browser that opens a console page without a live session (a bookmark after
+    logout or expiry): a 303 to the login page whose `next` brings it back. Only a GET that
+    asks for HTML, on a route declared for sessions, and not a WebSocket upgrade; an API
+    client (no `text/html` in `Accept`) keeps its JSON 401."""
+    if request.method != "GET" or "text/html" not in request.headers.get("Accept", ""):
+        return None
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return None
+    name = request.match_info.route.name
+    area = next((app for app in request.match_info.apps if SESSIONS in app), None)
+    if name is None or area is None or name not in area.get(SESSION_ROUTES, frozenset()):
+        return None
+    back = safe_next(request.raw_path)
+    location = LOGIN_PATH + (f"?{urlencode({'next': back})}" if back else "")
+    return web.HTTPSeeOther(location=location)
+
+
 def by_session(request: web.Request) -> bool:
     return request.get(BY_SESSION) is True
 
@@ -240,10 +282,12 @@ def login(
     *,
     idle_s: float = SESSION_IDLE_S,
     max_age_s: float = SESSION_MAX_AGE_S,
+    landing: str | None = None,
 ) -> web.Response:
     """Check the typed token (constant time) and answer with the session cookie and a 303
-    to the console's dashboard. A peer backed off after failed logins is refused before the token
-    is looked at (`LoginThrottled`), so even the right one waits."""
+    to `landing` (a console path `safe_next` let through) or the console's dashboard. A peer
+    backed off after failed logins is refused before the token is looked at
+    (`LoginThrottled`), so even the right one waits."""
     origin = request.headers.get("Origin")
     if origin is not None and not same_origin(request):
         raise Forbidden("the login form must be posted from this origin", reason=Reason.BAD_ORIGIN)
@@ -260,7 +304,7 @@ def login(
     store.login_succeeded(who)
     session_id = store.create(idle_s, max_age_s)
     log.info("login", peer=who)
-    response = web.Response(status=303, headers={"Location": CONSOLE_PATH})
+    response = web.Response(status=303, headers={"Location": safe_next(landing) or CONSOLE_PATH})
     response.set_cookie(
         COOKIE,
         session_id,

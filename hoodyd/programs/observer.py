@@ -30,6 +30,10 @@ LOST_RETRY_S = 0.25  # how often a lost supervisord is asked again
 # events that lack what status answers show: STARTING carries no pid (supervisord announces
 # it before it forks), EXITED/BACKOFF/FATAL no exit status; getProcessInfo has both
 READ_AFTER_EVENT = frozenset({"STARTING", "EXITED", "BACKOFF", "FATAL"})
+# restarts: supervisord starting a process again by itself. From BACKOFF (a start failed) or
+# RUNNING (its EXITED event was lost) only supervisord does; from EXITED, it does so in the
+# same turn of its loop, so a STARTING later than this after the exit was asked for
+AUTORESTART_S = 1.0
 
 
 class Transition(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,6 +96,8 @@ class Observer:
         self._revive = revive
         self._converge = converge
         self._records: dict[str, ProcessRecord] = {}
+        self._restarts: dict[str, int] = {}  # by process name, since hoodyd started
+        self._exited_at: dict[str, float] = {}  # when each was last seen entering EXITED
         self._subscribers: list[Subscriber] = []
         self._receiver = (
             EventReceiver(events_socket, self.on_event) if events_socket is not None else None
@@ -130,6 +136,11 @@ class Observer:
         if state == "BACKOFF" and record is not None and record.tries_state == "STARTING":
             return tries + 1
         return tries
+
+    def restarts(self, name: str) -> int:
+        """How often supervisord started the process again by itself since hoodyd started
+        (`AUTORESTART_S`); a start or restart someone asked for is not counted."""
+        return self._restarts.get(name, 0)
 
     def processes(self) -> dict[str, ProcessInfo]:
         """Every process as last seen (events and polls), by name: status answers come from
@@ -286,6 +297,8 @@ class Observer:
         for name in [n for n, r in self._records.items() if n not in seen]:
             if self._records[name].event_at <= asked_at:
                 del self._records[name]
+                self._restarts.pop(name, None)
+                self._exited_at.pop(name, None)
         self._primed = True
 
     def on_event(self, event: ProcessEvent) -> None:
@@ -359,9 +372,20 @@ class Observer:
                 return
             from_state = from_state or record.state
             record.state, record.pid = state, running_pid
+            self._count_restart(name, state, from_state, initial)
         self._publish(
             Transition(name=name, state=state, from_state=from_state, pid=pid, initial=initial)
         )
+
+    def _count_restart(self, name: str, state: str, from_state: str | None, initial: bool) -> None:
+        now = time.monotonic()
+        if state == "EXITED":
+            self._exited_at[name] = now
+        elif state == "STARTING" and not initial:
+            exited_at = self._exited_at.get(name)
+            soon = exited_at is not None and now - exited_at <= AUTORESTART_S
+            if from_state in ("BACKOFF", "RUNNING") or (from_state == "EXITED" and soon):
+                self._restarts[name] = self._restarts.get(name, 0) + 1
 
     def _publish(self, transition: Transition) -> None:
         for subscriber in list(self._subscribers):

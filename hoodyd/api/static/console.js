@@ -114,6 +114,14 @@
     };
     ws.onclose = function () { if (live && live.textContent !== "shell exited") say("closed"); };
     if (interactive) {
+      // a paste goes as a paste: hoodyd encodes it as its API does (no control characters,
+      // bracketed when the program asked for it), before xterm.js would send it as keys
+      el.addEventListener("paste", function (event) {
+        var text = event.clipboardData ? event.clipboardData.getData("text/plain") : "";
+        event.preventDefault();
+        event.stopPropagation();
+        if (text) send({ type: "paste", data: text });
+      }, true);
       term.onData(function (data) { send({ type: "input", data: data }); });
       term.onResize(function (size) { send({ type: "resize", cols: size.cols, rows: size.rows }); });
     }
