@@ -45,9 +45,9 @@ from hoodyd.config import TerminalsConfig  # noqa: E402
 from hoodyd.programs.embedded import stop_embedded  # noqa: E402
 from hoodyd.schemas.terminal import DeferSpec, ExecuteRequest  # noqa: E402
 from hoodyd.terminals.cleanup import find_holders, stop_holders  # noqa: E402
+from hoodyd.terminals.holder.markers import MarkerScanner, PromptDrawn  # noqa: E402
+from hoodyd.terminals.holder.pty import PtyProcess  # noqa: E402
 from hoodyd.terminals.holder_link import HolderLauncher, HolderLink, spawn_holder  # noqa: E402
-from hoodyd.terminals.markers import MarkerScanner, PromptDrawn  # noqa: E402
-from hoodyd.terminals.pty_process import PtyProcess  # noqa: E402
 from hoodyd.terminals.service import TerminalService  # noqa: E402
 from hoodyd.terminals.shells import ShellIntegration, resolve_shell  # noqa: E402
 

@@ -44,7 +44,7 @@ def test_the_package_keeps_its_layers() -> None:
     [
         ("errors.py", "from hoodyd.schemas.run_exec import RunResponse"),
         ("schemas/automation.py", "from hoodyd.terminals.mouse import encode_mouse"),
-        ("terminals/ring.py", "from hoodyd.api import routes"),
+        ("terminals/holder/ring.py", "from hoodyd.api import routes"),
     ],
 )
 def test_an_upward_import_breaks_the_contract(tmp_path: Path, module: str, line: str) -> None:

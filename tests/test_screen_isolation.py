@@ -5,6 +5,7 @@ patterns slow their own terminal while `hoodyd serve` keeps answering on its Uni
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -84,9 +85,9 @@ def test_holder_screen_imports_only_the_standard_library_pyte_and_regex() -> Non
     script = """
 import asyncio, json, sys
 before = set(sys.modules)
-from hoodyd.terminals import holder
-from hoodyd.terminals.holder_screen import HolderScreen
-from hoodyd.terminals.ring import OutputRing
+from hoodyd.terminals.holder import process as holder
+from hoodyd.terminals.holder.screen import HolderScreen
+from hoodyd.terminals.holder.ring import OutputRing
 
 async def main():
     ring = OutputRing(1 << 16)
@@ -124,6 +125,45 @@ print(json.dumps(third))
     assert run.returncode == 0, run.stderr
     loaded = set(eval(run.stdout))  # a JSON list of names is a Python literal too
     assert loaded <= {"hoodyd", "pyte", "regex", "wcwidth"}, loaded
+
+
+def test_the_holder_package_imports_nothing_of_the_daemon() -> None:
+    """Every module of the holder package (process, launcher, pty, protocol, markers, ring,
+    screen) loads only the standard library, pyte, regex and the screen emulator: no module of
+    the daemon's side (services, schemas, errors, configuration) comes with it."""
+    script = """
+import importlib, json, pkgutil, sys
+before = set(sys.modules)
+import hoodyd.terminals.holder as package
+parts = [info.name for info in pkgutil.iter_modules(package.__path__) if info.name != "__main__"]
+for name in parts:
+    importlib.import_module(f"hoodyd.terminals.holder.{name}")
+loaded = sorted(set(sys.modules) - before)
+print(json.dumps({"parts": parts, "loaded": loaded}))
+"""
+    run = subprocess.run(
+        [sys.executable, "-I", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    found = json.loads(run.stdout)
+    assert {"process", "launcher", "pty", "protocol", "markers", "ring", "screen"} <= set(
+        found["parts"]
+    )
+    ours = {name for name in found["loaded"] if name.partition(".")[0] == "hoodyd"}
+    allowed = {"hoodyd", "hoodyd.terminals", "hoodyd.terminals.holder"}
+    strays = {
+        name
+        for name in ours - allowed
+        if not name.startswith(("hoodyd.terminals.holder.", "hoodyd.terminals.screen"))
+    }
+    assert not strays, strays
+    third = {name.partition(".")[0] for name in found["loaded"]} - set(sys.stdlib_module_names)
+    assert third <= {"hoodyd", "pyte", "regex", "wcwidth"}, third
 
 
 async def test_a_screen_bomb_slows_only_its_own_terminal(

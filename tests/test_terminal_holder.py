@@ -24,6 +24,13 @@ import psutil
 import pytest
 
 from hoodyd.terminals.cleanup import listener_pid
+from hoodyd.terminals.holder.markers import (
+    CommandStarted,
+    MarkerEvent,
+    Output,
+    PromptDrawn,
+)
+from hoodyd.terminals.holder.ring import OutputRing
 from hoodyd.terminals.holder_link import (
     HolderError,
     HolderGone,
@@ -32,13 +39,6 @@ from hoodyd.terminals.holder_link import (
     list_holders,
     spawn_holder,
 )
-from hoodyd.terminals.markers import (
-    CommandStarted,
-    MarkerEvent,
-    Output,
-    PromptDrawn,
-)
-from hoodyd.terminals.ring import OutputRing
 
 WAIT = 10.0  # generous bound for any single wait on a loaded machine
 TAG = "HOODYD_HOLDER_TEST"
@@ -759,7 +759,7 @@ def test_the_launcher_refuses_a_bad_request_and_ends_with_its_channel() -> None:
     end ends it with 0; without its descriptor argument it exits 2."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     process = subprocess.Popen(
-        [sys.executable, "-I", "-m", "hoodyd.terminals.holder_launcher", str(theirs.fileno())],
+        [sys.executable, "-I", "-m", "hoodyd.terminals.holder.launcher", str(theirs.fileno())],
         pass_fds=(theirs.fileno(),),
         stderr=subprocess.PIPE,
     )
@@ -776,7 +776,7 @@ def test_the_launcher_refuses_a_bad_request_and_ends_with_its_channel() -> None:
     assert process.stderr.read().count(b"bad request") == 3
     process.stderr.close()
     usage = subprocess.run(
-        [sys.executable, "-I", "-m", "hoodyd.terminals.holder_launcher"],
+        [sys.executable, "-I", "-m", "hoodyd.terminals.holder.launcher"],
         capture_output=True,
         timeout=WAIT,
         check=False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from hoodyd.terminals.markers import (
+from hoodyd.terminals.holder.markers import (
     CommandStarted,
     ContinuationPrompt,
     MarkerScanner,
@@ -12,7 +12,7 @@ from hoodyd.terminals.markers import (
     PromptDrawn,
     PromptEnd,
 )
-from hoodyd.terminals.ring import OutputRing
+from hoodyd.terminals.holder.ring import OutputRing
 
 NONCE = "n0nce"
 

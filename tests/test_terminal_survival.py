@@ -112,7 +112,7 @@ async def test_a_killed_hoodyd_leaves_sessions_that_the_next_one_adopts(short_tm
         [launcher] = [
             child
             for child in psutil.Process(first.process.pid).children()
-            if "hoodyd.terminals.holder_launcher" in child.cmdline()
+            if "hoodyd.terminals.holder.launcher" in child.cmdline()
         ]
     finally:
         first.stop(signal.SIGKILL)

@@ -2,7 +2,7 @@
 wait, state, and the modes the input side encodes keys, mouse events and pastes for.
 
 Each holder parses its own output and matches patterns on its own screen
-(`holder_screen`), so a hostile stream or a backtracking pattern stalls that terminal's
+(`holder.screen`), so a hostile stream or a backtracking pattern stalls that terminal's
 holder and never the daemon's loop. The daemon sends a request and awaits the answer with a
 deadline; past it the request is abandoned and the caller gets a 504 (`WAIT_TIMEOUT`), while
 a holder that is gone (or too old to have a screen) is a 503.

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from hoodyd.terminals import holder_protocol as wire
+from hoodyd.terminals.holder import protocol as wire
 from hoodyd.terminals.holder_link import list_holders
 
 HOLDER_MODULE = "hoodyd.terminals.holder"

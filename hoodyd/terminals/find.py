@@ -1,7 +1,7 @@
 """Regular-expression search over what a terminal shows, reported in cell positions.
 
 Patterns are checked and compiled here, on the daemon's side, before one is sent to a
-terminal's holder (`holder_screen.search` matches it there, with a timeout, so a pattern that
+terminal's holder (`holder.screen.search` matches it there, with a timeout, so a pattern that
 backtracks holds that holder and nobody else). `find` runs both steps over a local screen.
 Zero-length matches (`^`, `a*` on other text) are not hits: they mark nothing on screen.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import regex  # type: ignore[import-untyped,unused-ignore]
 
 from hoodyd.errors import InvalidRequest, Reason
-from hoodyd.terminals.holder_screen import (
+from hoodyd.terminals.holder.screen import (
     DEFAULT_FIND_TIMEOUT,
     MAX_LIMIT,
     FindResult,

@@ -23,10 +23,10 @@ from typing import Any, Literal
 
 import structlog
 
-from hoodyd.terminals import holder_protocol as wire
-from hoodyd.terminals.holder_protocol import FrameType
-from hoodyd.terminals.markers import MarkerEvent, Output
-from hoodyd.terminals.pty_process import SHELL_UMASK
+from hoodyd.terminals.holder import protocol as wire
+from hoodyd.terminals.holder.markers import MarkerEvent, Output
+from hoodyd.terminals.holder.protocol import FrameType
+from hoodyd.terminals.holder.pty import SHELL_UMASK
 
 log = structlog.get_logger()
 
@@ -103,7 +103,7 @@ class LauncherUnavailable(Exception):
 
 
 class HolderLauncher:
-    """hoodyd's end of the holder launcher (`holder_launcher`): started on first use, started
+    """hoodyd's end of the holder launcher (`holder.launcher`): started on first use, started
     again after it died, ended by `close`. One request at a time; a request it cannot take
     raises LauncherUnavailable, and the holder is then started the slow way."""
 
@@ -164,7 +164,7 @@ class HolderLauncher:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", "-m", "hoodyd.terminals.holder_launcher",
+                sys.executable, "-I", "-m", "hoodyd.terminals.holder.launcher",
                 str(theirs.fileno()),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
@@ -594,7 +594,7 @@ class HolderLink:
             raise HolderError(f"the holder did not answer within {self._timeout} s") from None
 
     async def screen(self, request: dict[str, Any], deadline: float) -> dict[str, Any]:
-        """Ask the holder's screen (`holder_screen`) and wait at most `deadline` seconds for
+        """Ask the holder's screen (`holder.screen`) and wait at most `deadline` seconds for
         its answer; past it the request is abandoned (a late answer is dropped) and
         ScreenTimeout raised. HolderGone if the holder is gone or the connection drops."""
         if self._gone or self._closing:

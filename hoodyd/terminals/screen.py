@@ -10,7 +10,7 @@ model needs on top of it (alternate screen, mouse and keypad modes, DEC line dra
 UTF-8, DCS/APC strings, REP/SU/SD, a compact scrollback) and guarantees that `feed` never
 raises, whatever bytes arrive. Nothing outside this module touches pyte.
 
-It runs in a terminal's holder process (`holder_screen`), so it imports the standard
+It runs in a terminal's holder process (`holder.screen`), so it imports the standard
 library and pyte only; its results are plain dataclasses.
 """
 

@@ -49,8 +49,8 @@ from hoodyd.schemas.terminal import (
 )
 from hoodyd.terminals.commands import Event
 from hoodyd.terminals.defer import pidfd_supported
+from hoodyd.terminals.holder.ring import OutputRing
 from hoodyd.terminals.holder_link import HolderError, HolderGone, HolderLauncher, list_holders
-from hoodyd.terminals.ring import OutputRing
 from hoodyd.terminals.session import Command, Launch, TerminalSession
 from hoodyd.terminals.shells import (
     ShellIntegration,

@@ -45,8 +45,7 @@ from hoodyd.schemas.terminal import (
 from hoodyd.terminals import defer as defer_wait
 from hoodyd.terminals import shells
 from hoodyd.terminals.commands import Event, Lifecycle, Phase
-from hoodyd.terminals.holder_link import HolderError, HolderLauncher, HolderLink, spawn_holder
-from hoodyd.terminals.markers import (
+from hoodyd.terminals.holder.markers import (
     CommandStarted,
     ContinuationPrompt,
     MarkerEvent,
@@ -54,7 +53,8 @@ from hoodyd.terminals.markers import (
     PromptDrawn,
     PromptEnd,
 )
-from hoodyd.terminals.ring import OutputRing
+from hoodyd.terminals.holder.ring import OutputRing
+from hoodyd.terminals.holder_link import HolderError, HolderLauncher, HolderLink, spawn_holder
 from hoodyd.terminals.shells import Shell
 
 log = structlog.get_logger()

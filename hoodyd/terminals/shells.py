@@ -2,7 +2,7 @@
 
 hoodyd starts every shell with a start-up file it writes (bash `--rcfile`, zsh `ZDOTDIR`,
 fish `--init-command`, POSIX sh `ENV`). That file first loads the user's own start-up files,
-then installs prompt hooks that print the markers described in `hoodyd.terminals.markers`, so
+then installs prompt hooks that print the markers described in `hoodyd.terminals.holder.markers`, so
 hoodyd learns that a command started, finished, and with which status, without ever sleeping.
 The per-session nonce is made by the terminal's holder, which hands it over through a pipe
 named by `HOODYD_MARKER_FD`: the file reads it first thing, before any other start-up file, and

@@ -2,7 +2,7 @@
 
 hoodyd may restart at any time; the holder keeps the shell, the output ring (without the
 shell integration markers, which it strips and records with the ring offset where each
-occurred) and serves them on one Unix socket (`holder_protocol`), so a new hoodyd re-adopts
+occurred) and serves them on one Unix socket (`protocol`), so a new hoodyd re-adopts
 the terminal and replays what it missed.
 
     python -I -m hoodyd.terminals.holder --socket PATH --terminal N [--cols 80] [--rows 24]
@@ -21,7 +21,7 @@ shell as that account while the holder, root, keeps serving its socket. `--marke
 the shell integration's nonce here and hands it to the shell through a pipe its start-up file
 reads and closes, so that no environment, command line or file ever holds it.
 
-Imports stay within the standard library and the PTY modules: the holder's start-up time is
+Imports stay within the standard library and the holder package: the holder's start-up time is
 part of every new terminal's.
 """
 
@@ -43,14 +43,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hoodyd.terminals import holder_protocol as wire
-from hoodyd.terminals.holder_protocol import FrameType
-from hoodyd.terminals.markers import MarkerEvent, MarkerScanner, Output
-from hoodyd.terminals.pty_process import PtyProcess
-from hoodyd.terminals.ring import OutputRing
+from hoodyd.terminals.holder import protocol as wire
+from hoodyd.terminals.holder.markers import MarkerEvent, MarkerScanner, Output
+from hoodyd.terminals.holder.protocol import FrameType
+from hoodyd.terminals.holder.pty import PtyProcess
+from hoodyd.terminals.holder.ring import OutputRing
 
 if TYPE_CHECKING:
-    from hoodyd.terminals.holder_screen import HolderScreen
+    from hoodyd.terminals.holder.screen import HolderScreen
 
 # A client this far behind live output (beyond a replay of the whole ring) is dropped; it
 # reconnects and follows from its own offset, instead of the holder buffering without bound.
@@ -428,7 +428,7 @@ class Holder:
     def _screen_service(self) -> HolderScreen:
         if self._screen is None:
             # pyte and regex load with the first screen request, not with every holder
-            from hoodyd.terminals.holder_screen import HolderScreen
+            from hoodyd.terminals.holder.screen import HolderScreen
 
             self._screen = HolderScreen(
                 self._ring, lambda: (self._cols, self._rows), lambda: not self._exited

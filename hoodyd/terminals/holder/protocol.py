@@ -14,7 +14,7 @@ holder → client
   EXITED   JSON {exit_code}: live to every client, and at the end of a FOLLOW replay
   REPLY    JSON answer to a QUERY: {foreground_pgrp, shell_pid, shell_pgrp, running}
   SCREEN_ANSWER  JSON {id, screen: {active, memory_bytes, evictions, waiters}, and
-           result: {...} or error: {reason, message}} (`holder_screen`); a wait's answer
+           result: {...} or error: {reason, message}} (`screen`); a wait's answer
            comes when its condition holds, others in order
 client → holder
   FOLLOW     i64 offset (-1: the oldest kept): replay from there in stream order, then live
@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hoodyd.terminals.markers import (
+from hoodyd.terminals.holder.markers import (
     CommandStarted,
     ContinuationPrompt,
     MarkerEvent,

@@ -5,7 +5,7 @@ importing (asyncio alone is ~35 ms). The launcher imports the holder once and fo
 itself per new terminal, which starts the holder's code at once: a terminal's start costs a
 fork instead of an interpreter start.
 
-    python -I -m hoodyd.terminals.holder_launcher FD
+    python -I -m hoodyd.terminals.holder.launcher FD
 
 FD is hoodyd's end of a SOCK_SEQPACKET socket pair. Each request is one packet, a JSON
 object with the holder's arguments (`args`), the environment (`env`), working directory
@@ -29,7 +29,7 @@ import sys
 import traceback
 from typing import Any
 
-from hoodyd.terminals import holder
+from hoodyd.terminals.holder import process as holder
 
 MAX_REQUEST = 1 << 20
 MAX_FDS = 16
@@ -112,7 +112,7 @@ def _open_fds() -> list[int]:
 def main(args: list[str] | None = None) -> int:
     words = sys.argv[1:] if args is None else args
     if len(words) != 1 or not words[0].isdigit():
-        print("usage: python -I -m hoodyd.terminals.holder_launcher FD", file=sys.stderr)
+        print("usage: python -I -m hoodyd.terminals.holder.launcher FD", file=sys.stderr)
         return 2
     holder.name_process("hoodyd-launcher")
     channel = socket.socket(fileno=int(words[0]))
