@@ -222,9 +222,9 @@ async def test_apps_page_busy_terminal_and_missing_package(
 def test_browser_drives_the_console(tcp_world: tuple[RunWorld, str], tmp_path: Path) -> None:
     """In headless Chromium: `/` lands on the login page; after login the dashboard starts a
     program from its button and shows a stop made elsewhere without a reload; its log shows a
-    new line live; a new terminal takes typed input and shows the output, and Ctrl-C there
-    interrupts a `sleep 30`; watching it shows output while typing does nothing; logout ends
-    the session, and a bookmark then leads through the login back to its page."""
+    new line live; a new terminal takes typed input and a paste and shows the output, and
+    Ctrl-C there interrupts a `sleep 30`; watching it shows output while typing does nothing;
+    logout ends the session, and a bookmark then leads through the login back to its page."""
     playwright_api = pytest.importorskip("playwright.sync_api")
     import asyncio
 
@@ -295,6 +295,21 @@ def test_browser_drives_the_console(tcp_world: tuple[RunWorld, str], tmp_path: P
                     "af5ter", timeout=10_000
                 )  # the prompt came back well before the sleep would end
                 assert not sleeper.is_running() or sleeper.status() == psutil.STATUS_ZOMBIE
+                # a paste (as the browser delivers one) reaches the shell as text, not keys
+                page.evaluate(
+                    """text => {
+                      const data = new DataTransfer();
+                      data.setData("text/plain", text);
+                      document.querySelector("#terminal .xterm-helper-textarea").dispatchEvent(
+                        new ClipboardEvent("paste", {clipboardData: data, bubbles: true,
+                                                     cancelable: true}));
+                    }""",
+                    "echo pa$((5*5))ste\x03",
+                )
+                page.keyboard.press("Enter")
+                playwright_api.expect(page.locator("#terminal .xterm-rows")).to_contain_text(
+                    "pa25ste", timeout=10_000
+                )
 
                 page.goto(f"{base}{CONSOLE}/terminals/{terminal_id}?mode=watch")
                 page.wait_for_selector("#live:has-text('watching')", timeout=20_000)
