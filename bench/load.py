@@ -229,6 +229,9 @@ async def hoodyd(
                    "search": mix["search"]}
         if only:
             mix = {label: call for label, call in mix.items() if label in only}
+        async with transport.session(4) as warm:  # one of each first: search loads its index
+            for call in mix.values():
+                await call(warm)
         cpu_before = cpu_seconds(daemon.process.pid)
         latencies, errors, elapsed, client_cpu = await drive(
             transport, mix, clients, seconds, health_probe=part == "mixed")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,18 @@ import hoodyd
 from hoodyd.api.encoding import json_response
 
 _PROCESS = psutil.Process()
+# RSS and open fds, sampled at most every half second: counting the fds lists /proc/self/fd,
+# which costs more than the rest of the answer once hundreds of clients are connected
+_SAMPLE_S = 0.5
+_sampled: dict[str, float] = {"at": -_SAMPLE_S, "rss": 0, "fds": 0}
+
+
+def _usage() -> tuple[int, int]:
+    now = time.monotonic()
+    if now - _sampled["at"] >= _SAMPLE_S:
+        with _PROCESS.oneshot():
+            _sampled.update(at=now, rss=_PROCESS.memory_info().rss, fds=_PROCESS.num_fds())
+    return int(_sampled["rss"]), int(_sampled["fds"])
 
 
 def _rfc3339(timestamp: float) -> str:
@@ -37,9 +50,7 @@ def health_handler(service: str) -> Callable[[web.Request], Awaitable[web.Respon
     started = _rfc3339(_PROCESS.create_time())
 
     async def health(request: web.Request) -> web.Response:
-        with _PROCESS.oneshot():
-            rss = _PROCESS.memory_info().rss
-            fds = _PROCESS.num_fds()
+        rss, fds = _usage()
         return json_response(
             {
                 "status": "ok",
