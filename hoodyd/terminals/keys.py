@@ -240,7 +240,7 @@ def encode_keys(
         shown = ", ".join(repr(name[:_MAX_NAME_CHARS]) for name in unknown[:20])
         raise InvalidRequest(
             f"Unknown key name{'s' if len(unknown) > 1 else ''}: {shown} "
-            "(GET /api/v1/terminal/keys lists the names; any single character is sent as is)",
+            "(the terminal keys list names them; any single character is sent as is)",
             reason=Reason.UNKNOWN_KEY,
             extra={"unknown_keys": [name[:_MAX_NAME_CHARS] for name in unknown]},
         )

@@ -16,7 +16,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import pwd
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
@@ -26,11 +25,8 @@ from pathlib import Path
 import msgspec
 import structlog
 
-from hoodyd.accounts import make_dirs_as
-from hoodyd.childenv import child_environment
 from hoodyd.config import TerminalsConfig
 from hoodyd.errors import Conflict, InvalidRequest, NotFound, Reason, ServiceUnavailable
-from hoodyd.polling import poll_until
 from hoodyd.private import private_dir
 from hoodyd.schemas.terminal import (
     EPHEMERAL_FIRST,
@@ -51,18 +47,16 @@ from hoodyd.terminals.commands import Event
 from hoodyd.terminals.defer import pidfd_supported
 from hoodyd.terminals.holder.ring import OutputRing
 from hoodyd.terminals.holder_link import HolderError, HolderGone, HolderLauncher, list_holders
-from hoodyd.terminals.session import Command, Launch, TerminalSession
+from hoodyd.terminals.launch import LaunchSite, check_options, plan_launch, wait_for_display
+from hoodyd.terminals.session import Command, TerminalSession
 from hoodyd.terminals.shells import (
     ShellIntegration,
-    check_runs_as_another_user,
-    resolve_shell,
     wrap_command,
 )
 from hoodyd.terminals.validation import (
     COMMAND_ID_MAX,
     TERMINAL_ID_REQUIRED,
     check_create,
-    check_no_nul,
     check_typed_text,
     check_user,
     parse_display,
@@ -75,26 +69,6 @@ log = structlog.get_logger()
 
 # seconds an abort waits for the command to stop before it answers
 ABORT_WAIT = 5.0
-
-
-async def wait_for_display(display: str, timeout: float) -> bool:
-    """An X display served by this box's display stack answers on TCP 4000 + its number."""
-    port = 4000 + int(display.lstrip(":").split(".")[0])
-
-    async def answers() -> bool | None:
-        try:
-            # asyncio.timeout, not wait_for: in Python 3.11 wait_for can drop a connection
-            # that completes just as it times out, leaving its transport open
-            async with asyncio.timeout(1):
-                _reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        except (OSError, TimeoutError):
-            return None
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return True
-
-    return await poll_until(answers, timeout=timeout) is not None
 
 
 @dataclass
@@ -122,15 +96,31 @@ class Attachment:
         self.session.resize(cols, rows)
 
 
+@dataclass(frozen=True, slots=True)
+class _Execute:
+    """An execute request checked whole, before anything is started or typed."""
+
+    command_text: str
+    env: dict[str, str]
+    options: SessionOptions
+    terminal_id: int | None
+    session: TerminalSession | None  # the one named, if it exists
+    replace: bool  # the command runs in a new session
+
+
 class TerminalService:
     def __init__(
         self, config: TerminalsConfig, state_dir: Path, *, pass_env: Sequence[str] = ()
     ) -> None:
         self.config = config
-        self._pass_env = tuple(pass_env)  # server.pass_env: on top of childenv's base
         self._dir = state_dir / "terminals"
         self._integration = ShellIntegration(self._dir / "shell", user_rc=config.user_rc)
-        self.holders_dir = self._dir / "holders"
+        self._launcher = HolderLauncher()  # new holders are forks of it
+        # server.pass_env: on top of childenv's base
+        self._site = LaunchSite(
+            config, self._dir, self._integration, self._launcher, tuple(pass_env)
+        )
+        self.holders_dir = self._site.holders_dir
         self._sessions: dict[int, TerminalSession] = {}
         # held while a terminal is started or adopted: a second request for the id waits
         self._locks: dict[int, asyncio.Lock] = {}
@@ -139,7 +129,6 @@ class TerminalService:
         self._next_ephemeral = EPHEMERAL_FIRST
         self._reaper: asyncio.Task[None] | None = None
         self._scanner: asyncio.Task[None] | None = None
-        self._launcher = HolderLauncher()  # new holders are forks of it
         if config.defer_method == "auto":
             self.use_pidfd = pidfd_supported()
         else:
@@ -303,7 +292,7 @@ class TerminalService:
         existing = self._sessions.get(terminal_id)
         if existing is None and not request.ephemeral:
             self.check_creatable(terminal_id)
-        self._check_options(options, cwd_auto_create=False)
+        check_options(self._site, options, cwd_auto_create=False)
         async with self._lock(terminal_id):
             existing = self._sessions.get(terminal_id)
             if existing is not None and existing.running:
@@ -345,7 +334,20 @@ class TerminalService:
         return ResizeResponse(terminal_id=str(terminal_id), cols=cols, rows=rows)
 
     async def execute(self, request: ExecuteRequest) -> CommandResult:
-        # Everything is checked before a session is created, reset or written to.
+        """Run a command: every check first (a refused request starts, resets and types
+        nothing), then the session it runs in, then the command queued there; with `wait`,
+        its result once final or once `timeout` has passed."""
+        checked = self._check_execute(request)
+        session = await self._session_for(request, checked)
+        command = self._submit(request, checked, session)
+        if request.wait and request.defer is None:
+            try:
+                await asyncio.wait_for(command.wait(), request.timeout or None)
+            except TimeoutError:
+                command.timed_out = True  # what `result/{id}` reads back too
+        return command.result()
+
+    def _check_execute(self, request: ExecuteRequest) -> _Execute:
         command_text = validate_command(request.command)
         if request.cwd is not None:
             check_typed_text("cwd", request.cwd)
@@ -363,8 +365,6 @@ class TerminalService:
         if terminal_id is None and not request.ephemeral:
             raise InvalidRequest(TERMINAL_ID_REQUIRED, reason=Reason.TERMINAL_ID_REQUIRED)
         session = self._sessions.get(terminal_id) if terminal_id is not None else None
-        # a shell replaced by `exec` reports no completion: a new one runs the command
-        new_session = session is None or request.reset or session.replaced
         if session is None and terminal_id is not None:
             self.check_creatable(terminal_id)
         if session is not None:
@@ -372,7 +372,7 @@ class TerminalService:
         if session is not None and not session.running and not request.reset:
             raise Conflict(
                 f"Terminal {terminal_id}: the shell exited (status {session.exit_code}); "
-                "recreate it with POST /api/v1/terminal/create or execute with reset=true",
+                "create it again, or execute with reset=true",
                 reason=Reason.SHELL_EXITED,
             )
         options = msgspec.structs.replace(
@@ -380,28 +380,42 @@ class TerminalService:
             display=display,
             ephemeral=request.ephemeral and terminal_id is None,
         )
-        if new_session:
-            self._check_options(options, cwd_auto_create=request.cwd_auto_create)
+        # a shell replaced by `exec` reports no completion: a new one runs the command
+        replace = session is None or request.reset or session.replaced
+        if replace:
+            check_options(self._site, options, cwd_auto_create=request.cwd_auto_create)
+        return _Execute(command_text, env, options, terminal_id, session, replace)
 
-        # accepted from here on
-        if new_session:
-            if terminal_id is None:
-                terminal_id = self.allocate_ephemeral_id()
-            session = await self._ensure_session(
-                terminal_id,
-                options,
-                reset=request.reset or (session is not None and session.replaced),
-                cwd_auto_create=request.cwd_auto_create,
-            )
-            if options.display is not None and request.display_wait_timeout is not None:
-                await wait_for_display(options.display, request.display_wait_timeout)
-        assert session is not None and terminal_id is not None
-        self._refuse_program(session, "execute into")
+    async def _session_for(self, request: ExecuteRequest, checked: _Execute) -> TerminalSession:
+        """The session the command runs in: the one named, or a new one (started, reset, or
+        in place of a replaced shell)."""
+        session = checked.session
+        if not checked.replace:
+            assert session is not None
+            return session
+        terminal_id = checked.terminal_id
+        if terminal_id is None:
+            terminal_id = self.allocate_ephemeral_id()
+        session = await self._ensure_session(
+            terminal_id,
+            checked.options,
+            reset=request.reset or (session is not None and session.replaced),
+            cwd_auto_create=request.cwd_auto_create,
+        )
+        display = checked.options.display
+        if display is not None and request.display_wait_timeout is not None:
+            await wait_for_display(display, request.display_wait_timeout)
+        self._refuse_program(session, "execute into")  # a program's holder, adopted meanwhile
+        return session
+
+    def _submit(
+        self, request: ExecuteRequest, checked: _Execute, session: TerminalSession
+    ) -> Command:
         command = Command(
             id=request.command_id or self._allocate_command_id(),
-            terminal_id=terminal_id,
-            command=command_text,
-            line=wrap_command(session.shell.kind, command_text, request.cwd, env),
+            terminal_id=session.terminal_id,
+            command=checked.command_text,
+            line=wrap_command(session.shell.kind, checked.command_text, request.cwd, checked.env),
             output_limit=self.config.command_output_bytes,
             shell_kind=session.shell.kind,
             defer=request.defer,
@@ -411,17 +425,11 @@ class TerminalService:
         session.submit(command, self.use_pidfd)
         log.info(
             "command_accepted",
-            terminal_id=terminal_id,
+            terminal_id=session.terminal_id,
             command_id=command.id,
             deferred=request.defer is not None,
         )
-        if request.wait and request.defer is None:
-            try:
-                await asyncio.wait_for(command.wait(), request.timeout or None)
-            except TimeoutError:
-                command.timed_out = True  # what `result/{id}` reads back too
-                return command.result()
-        return command.result()
+        return command
 
     async def abort(self, command_id: int, *, force: bool) -> CommandResult:
         """Stop a command (queued: it never runs; running: SIGINT, or SIGKILL with `force`, to
@@ -469,7 +477,7 @@ class TerminalService:
         if not session.running:
             raise Conflict(
                 f"Terminal {terminal_id}: the shell exited (status {session.exit_code}); "
-                "recreate it with POST /api/v1/terminal/create",
+                "create it again",
                 reason=Reason.SHELL_EXITED,
             )
         return session
@@ -532,7 +540,7 @@ class TerminalService:
             self.check_creatable(terminal_id)
         validate_env(options.env, typed=False)
         options = msgspec.structs.replace(options, display=parse_display(options.display))
-        self._check_options(options, cwd_auto_create=cwd_auto_create)
+        check_options(self._site, options, cwd_auto_create=cwd_auto_create)
         return options
 
     @staticmethod
@@ -550,60 +558,9 @@ class TerminalService:
         if program is not None:
             raise Conflict(
                 f"Terminal {session.terminal_id} runs program {program.name!r} (id "
-                f"{program.id}); cannot {action} it: start and stop it through "
-                f"/api/v1/daemon/programs/{program.id}",
+                f"{program.id}); cannot {action} it: start and stop it as that program",
                 reason=Reason.TERMINAL_RUNS_PROGRAM,
             )
-
-    def _check_options(self, options: SessionOptions, *, cwd_auto_create: bool) -> None:
-        shell = resolve_shell(options.shell, self.config.default_shell)
-        if options.user is not None:
-            check_runs_as_another_user(shell)
-        self._session_cwd(options.cwd, cwd_auto_create, check_only=True)
-        self._startup_script(options.startup_script)
-
-    def _session_cwd(
-        self, cwd: str | None, auto_create: bool, *, check_only: bool, home: str | None = None
-    ) -> str:
-        if cwd is None or cwd == "":
-            return home or str(Path.home())
-        check_no_nul("cwd", cwd)
-        path = Path(cwd).expanduser()
-        if not path.is_absolute():
-            raise InvalidRequest(
-                f"cwd must be an absolute path, got {cwd!r}", reason=Reason.INVALID_CWD
-            )
-        if path.is_dir():
-            return str(path)
-        if auto_create and not path.exists():
-            return str(path)
-        raise InvalidRequest(f"cwd {cwd!r} is not a directory", reason=Reason.INVALID_CWD)
-
-    async def _made_session_cwd(
-        self,
-        cwd: str | None,
-        auto_create: bool,
-        *,
-        home: str | None,
-        account: pwd.struct_passwd | None,
-    ) -> str:
-        """The session's cwd, created when asked with the rights of the session's account
-        (never root's on a user's behalf: their symlinks cannot lead it anywhere they could
-        not go)."""
-        path = self._session_cwd(cwd, auto_create, check_only=False, home=home)
-        if auto_create and not Path(path).is_dir():
-            await make_dirs_as(Path(path), account)
-        return path
-
-    @staticmethod
-    def _startup_script(script: str | None) -> str | None:
-        if script is not None:
-            check_no_nul("startup_script", script)
-            if not Path(script).is_file():
-                raise InvalidRequest(
-                    f"startup_script {script!r} is not a file", reason=Reason.INVALID_STARTUP_SCRIPT
-                )
-        return script
 
     async def _ensure_session(
         self,
@@ -639,57 +596,24 @@ class TerminalService:
             if adopted is not None:
                 del self._sessions[terminal_id]
                 await adopted.close(f"terminal {terminal_id} was recreated")
-        shell = resolve_shell(options.shell, self.config.default_shell)
-        script = self._startup_script(options.startup_script)
-        account = pwd.getpwnam(options.user) if options.user is not None else None
-        home = account.pw_dir if account is not None else None
-        if account is not None and options.cwd in (None, "") and not Path(account.pw_dir).is_dir():
-            home = "/"
-        cwd = await self._made_session_cwd(
-            options.cwd, cwd_auto_create, home=home, account=account
-        )
-        env = child_environment(account=account, pass_env=self._pass_env)
-        env["TERM"] = self.config.term
-        env["HOODYD_TERMINAL_ID"] = str(terminal_id)
-        env["HISTFILE"] = str(self._dir / "history" / f"{shell.kind}_history.{terminal_id}")
-        if options.display is not None:
-            env["DISPLAY"] = options.display
-        elif options.ephemeral:
-            env.pop("DISPLAY", None)
-        env.update(options.env)
-        keep_fds: tuple[int, ...] = ()
-        if account is None:
-            argv = self._integration.launch(shell, script, env)
-        else:
-            del env["HISTFILE"]  # theirs, not in hoodyd's private directory
-            argv, rc_fd = self._integration.launch_as(shell, script, env)
-            keep_fds = (rc_fd,)
+        plan = await plan_launch(self._site, terminal_id, options, cwd_auto_create=cwd_auto_create)
         session = TerminalSession(
             terminal_id,
-            shell,
+            plan.shell,
             options,
-            cwd,
+            plan.cwd,
             buffer_bytes=self.config.output_buffer_bytes,
             history_limit=self.config.history_limit,
         )
-        launch = Launch(
-            socket,
-            argv,
-            env,
-            log_path=self.holders_dir / f"{terminal_id}.log",
-            user=options.user,
-            keep_fds=keep_fds,
-            launcher=self._launcher,
-        )
         try:
-            await session.start(launch, use_pidfd=self.use_pidfd)
+            await session.start(plan.launch, use_pidfd=self.use_pidfd)
         except HolderError as exc:
             raise ServiceUnavailable(
                 f"Terminal {terminal_id} could not be started: {exc}",
                 reason=Reason.TERMINAL_START_FAILED,
             ) from exc
         finally:
-            for fd in keep_fds:
+            for fd in plan.launch.keep_fds:
                 os.close(fd)
         self._sessions[terminal_id] = session
         return session
