@@ -47,9 +47,10 @@ from hoodyd.schemas.terminal import DeferSpec, ExecuteRequest  # noqa: E402
 from hoodyd.terminals.cleanup import find_holders, stop_holders  # noqa: E402
 from hoodyd.terminals.holder.markers import MarkerScanner, PromptDrawn  # noqa: E402
 from hoodyd.terminals.holder.pty import PtyProcess  # noqa: E402
-from hoodyd.terminals.holder_link import HolderLauncher, HolderLink, spawn_holder  # noqa: E402
+from hoodyd.terminals.link import HolderLink  # noqa: E402
 from hoodyd.terminals.service import TerminalService  # noqa: E402
 from hoodyd.terminals.shells import ShellIntegration, resolve_shell  # noqa: E402
+from hoodyd.terminals.spawn import HolderLauncher, spawn_holder  # noqa: E402
 
 
 def p99(values: list[float]) -> float:

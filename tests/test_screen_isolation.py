@@ -18,7 +18,8 @@ import pytest
 
 from hoodyd.polling import poll_until
 from hoodyd.terminals.cleanup import find_holders
-from hoodyd.terminals.holder_link import HolderLink, ScreenTimeout, spawn_holder
+from hoodyd.terminals.link import HolderLink, ScreenTimeout
+from hoodyd.terminals.spawn import spawn_holder
 from tests.conftest import DaemonProcess, start_daemon
 
 BASE = "/api/v1/terminal"

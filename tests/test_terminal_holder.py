@@ -31,14 +31,8 @@ from hoodyd.terminals.holder.markers import (
     PromptDrawn,
 )
 from hoodyd.terminals.holder.ring import OutputRing
-from hoodyd.terminals.holder_link import (
-    HolderError,
-    HolderGone,
-    HolderLauncher,
-    HolderLink,
-    list_holders,
-    spawn_holder,
-)
+from hoodyd.terminals.link import HolderError, HolderGone, HolderLink
+from hoodyd.terminals.spawn import HolderLauncher, list_holders, spawn_holder
 
 WAIT = 10.0  # generous bound for any single wait on a loaded machine
 TAG = "HOODYD_HOLDER_TEST"

@@ -44,7 +44,7 @@ from hoodyd.schemas.automation import (
 )
 from hoodyd.schemas.queries import FindScope
 from hoodyd.terminals.find import check_limit, compile_pattern
-from hoodyd.terminals.holder_link import HolderError, HolderLink, ScreenTimeout
+from hoodyd.terminals.link import HolderError, HolderLink, ScreenTimeout
 from hoodyd.terminals.screen import MouseEncoding, MouseTracking
 from hoodyd.terminals.session import TerminalSession
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 
 from hoodyd.terminals.holder import protocol as wire
-from hoodyd.terminals.holder_link import list_holders
+from hoodyd.terminals.spawn import list_holders
 
 HOLDER_MODULE = "hoodyd.terminals.holder"
 PROBE_TIMEOUT = 1.0

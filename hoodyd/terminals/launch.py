@@ -22,7 +22,6 @@ from hoodyd.config import TerminalsConfig
 from hoodyd.errors import InvalidRequest, Reason
 from hoodyd.polling import poll_until
 from hoodyd.schemas.terminal import SessionOptions
-from hoodyd.terminals.holder_link import HolderLauncher
 from hoodyd.terminals.session import Launch
 from hoodyd.terminals.shells import (
     Shell,
@@ -30,6 +29,7 @@ from hoodyd.terminals.shells import (
     check_runs_as_another_user,
     resolve_shell,
 )
+from hoodyd.terminals.spawn import HolderLauncher
 from hoodyd.terminals.validation import check_no_nul
 
 

@@ -46,13 +46,14 @@ from hoodyd.schemas.terminal import (
 from hoodyd.terminals.commands import Event
 from hoodyd.terminals.defer import pidfd_supported
 from hoodyd.terminals.holder.ring import OutputRing
-from hoodyd.terminals.holder_link import HolderError, HolderGone, HolderLauncher, list_holders
 from hoodyd.terminals.launch import LaunchSite, check_options, plan_launch, wait_for_display
+from hoodyd.terminals.link import HolderError, HolderGone
 from hoodyd.terminals.session import Command, TerminalSession
 from hoodyd.terminals.shells import (
     ShellIntegration,
     wrap_command,
 )
+from hoodyd.terminals.spawn import HolderLauncher, list_holders
 from hoodyd.terminals.validation import (
     COMMAND_ID_MAX,
     TERMINAL_ID_REQUIRED,

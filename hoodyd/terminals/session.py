@@ -54,8 +54,9 @@ from hoodyd.terminals.holder.markers import (
     PromptEnd,
 )
 from hoodyd.terminals.holder.ring import OutputRing
-from hoodyd.terminals.holder_link import HolderError, HolderLauncher, HolderLink, spawn_holder
+from hoodyd.terminals.link import HolderError, HolderLink
 from hoodyd.terminals.shells import Shell
+from hoodyd.terminals.spawn import HolderLauncher, spawn_holder
 
 log = structlog.get_logger()
 
