@@ -152,14 +152,20 @@ class StatusReader:
         self.observer = observer
         self.stats = StatsCollector()
 
-    async def snapshot(self) -> Processes:
+    async def snapshot(self, program_id: int | None = None) -> Processes:
         """The observer's picture, its pids checked against /proc (one read of /proc/PID/stat
         each): supervisord reaps a dead child only at its next loop turn (up to a second
         later), and until then says RUNNING with the dead pid. A pid found dead makes
         hoodyd ask supervisord again, which wakes it to reap; what it has still not seen
-        after `DEATH_FOLLOW_S` is shown as EXITED, never as running."""
+        after `DEATH_FOLLOW_S` is shown as EXITED, never as running. With `program_id`, only
+        that program's processes are checked (one status costs the same however many
+        programs run)."""
         infos = self.observer.processes()
-        dead = {name: info.pid for name, info in infos.items() if _has_dead_pid(info)}
+        dead = {
+            name: info.pid
+            for name, info in infos.items()
+            if (program_id is None or self._owned_by(name, program_id)) and _has_dead_pid(info)
+        }
         if not dead:
             return infos
         await asyncio.gather(*(self._follow_death(name, pid) for name, pid in dead.items()))
@@ -169,6 +175,10 @@ class StatusReader:
             if info is not None and info.pid == pid and _has_dead_pid(info):
                 infos[name] = msgspec.structs.replace(info, state=100, statename="EXITED", pid=0)
         return infos
+
+    def _owned_by(self, name: str, program_id: int) -> bool:
+        owner = self.table.owner(name)
+        return owner is not None and owner[0].id == program_id
 
     async def _follow_death(self, name: str, pid: int) -> None:
         async def seen() -> bool | None:
@@ -188,7 +198,8 @@ class StatusReader:
 
     async def one(self, program: Program, *, port: int | None, with_stats: bool) -> StatusAnswer:
         """One program's status (one instance with `port`); a process's stats lifted out."""
-        status = self.of(program, await self.snapshot(), with_stats=with_stats, port=port)
+        infos = await self.snapshot(program.id)
+        status = self.of(program, infos, with_stats=with_stats, port=port)
         if isinstance(status, PortRangeStatus) or status.stats is UNSET:
             return StatusAnswer(status=status)
         stats, status.stats = status.stats, UNSET
