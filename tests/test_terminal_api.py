@@ -18,11 +18,40 @@ from aiohttp.test_utils import TestClient
 
 from hoodyd.api.openapi import load_yaml_text
 from hoodyd.app import create_app
+from hoodyd.polling import poll_until
 from hoodyd.schemas import terminal as wire
 from tests.conftest import make_config
 
 BASE = "/api/v1/terminal"
 WAIT = 10.0
+
+
+async def completed(client: TestClient, command_id: str) -> dict[str, Any]:
+    """The command's result once it has completed (the test fails after WAIT seconds)."""
+
+    async def final() -> dict[str, Any] | None:
+        body: dict[str, Any] = await (await client.get(f"{BASE}/result/{command_id}")).json()
+        return body if body["status"] == "completed" else None
+
+    body = await poll_until(final, timeout=WAIT, interval=0.02)
+    assert body is not None, f"command {command_id} did not complete"
+    return body
+
+
+async def output_settled(client: TestClient, terminal_id: int) -> str:
+    """The terminal's output once it stops growing: the rest of a prompt may arrive just
+    after the marker that completed a command."""
+    before: str | None = None
+
+    async def unchanged() -> str | None:
+        nonlocal before
+        now = await output_text(client, terminal_id)
+        same, before = now == before, now
+        return now if same else None
+
+    text = await poll_until(unchanged, timeout=WAIT)
+    assert text is not None, "the output kept changing"
+    return text
 
 
 @pytest.fixture
@@ -60,10 +89,7 @@ async def test_custom_id_wait_false_then_result_and_history(client: TestClient) 
     body = await execute(client, "terminal_id=1&wait=false", {"command": "echo later", "id": "77"})
     assert body["command_id"] == "77"
     assert body["status"] in ("queued", "running", "completed")
-    deadline = time.monotonic() + WAIT
-    while body["status"] != "completed" and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-        body = await (await client.get(f"{BASE}/result/77")).json()
+    body = await completed(client, "77")
     assert body["stdout"] == "later\n"
     for url in (f"{BASE}/history/1", f"{BASE}/history?terminal_id=1"):
         history = await (await client.get(url)).json()
@@ -135,10 +161,7 @@ async def test_refusals_on_a_live_session_type_nothing(client: TestClient) -> No
     """Refused executes against a running shell leave its output and history untouched."""
     await execute(client, "terminal_id=1", {"command": "echo ready"})
     # the rest of the prompt may arrive just after the marker that completed the command
-    before = ""
-    while before != (now := await output_text(client, 1)):
-        before = now
-        await asyncio.sleep(0.1)
+    before = await output_settled(client, 1)
     for query, body in [
         ("terminal_id=1", {"command": "echo bad\necho worse"}),
         ("terminal_id=1&defer_pid=1&defer_poll_ms=1", {"command": "echo bad"}),
@@ -166,10 +189,7 @@ async def test_deferred_execute_returns_at_once_and_runs_after_the_pid(client: T
         if sleep.returncode is None:
             sleep.kill()
             await sleep.wait()
-    deadline = time.monotonic() + WAIT
-    while body["status"] != "completed" and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-        body = await (await client.get(f"{BASE}/result/{body['command_id']}")).json()
+    body = await completed(client, body["command_id"])
     assert body["stdout"] == "done\n"
 
 
@@ -338,12 +358,7 @@ async def test_a_command_id_still_in_use_is_a_409(client: TestClient) -> None:
     finally:
         sleep.kill()
         await sleep.wait()
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        result = await (await client.get(f"{BASE}/result/500")).json()
-        if result["status"] == "completed":
-            break
-        await asyncio.sleep(0.05)
+    await completed(client, "500")
     reused = await execute(client, "terminal_id=1", {"command": "echo yes", "id": 500})
     assert (reused["command_id"], reused["stdout"]) == ("500", "yes\n")
 

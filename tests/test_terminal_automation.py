@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import re
 import signal
@@ -15,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 import pytest
 from aiohttp.test_utils import TestClient
 
 from hoodyd.app import create_app
+from hoodyd.polling import poll_until
 from hoodyd.terminals.cleanup import find_holders
 from tests.conftest import make_config
 
@@ -51,6 +54,21 @@ async def wait_for(client: TestClient, terminal_id: int, pattern: str) -> dict[s
     )
     assert body["status"] == "matched", body["lines"]
     return body
+
+
+async def sleep_started(client: TestClient, terminal_id: int) -> None:
+    """Wait until a `sleep 30` runs under the terminal's shell."""
+    sessions = await call(client, "GET", "/sessions")
+    shell = psutil.Process(next(s["pid"] for s in sessions["data"] if s["id"] == terminal_id))
+
+    async def sleeping() -> bool | None:
+        for child in shell.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if child.cmdline() == ["sleep", "30"]:
+                    return True
+        return None
+
+    assert await poll_until(sleeping, timeout=10, interval=0.02), "no sleep 30 started"
 
 
 async def start_tui(client: TestClient, terminal_id: int) -> None:
@@ -254,7 +272,7 @@ async def test_abort_interrupts_or_kills_the_running_command(client: TestClient)
     started = await call(
         client, "POST", "/execute?terminal_id=12&wait=false", {"command": "sleep 30"}
     )
-    await asyncio.sleep(0.3)
+    await sleep_started(client, 12)
     body = await call(client, "POST", f"/execute/{started['command_id']}/abort")
     assert (body["status"], body["exit_code"]) == ("failed", 130)
     stubborn = await call(
@@ -263,7 +281,7 @@ async def test_abort_interrupts_or_kills_the_running_command(client: TestClient)
         "/execute?terminal_id=12&wait=false",
         {"command": "bash -c \"trap '' INT; sleep 30\""},
     )
-    await asyncio.sleep(0.3)
+    await sleep_started(client, 12)
     body = await call(client, "POST", f"/execute/{stubborn['command_id']}/abort", {"force": True})
     assert body["exit_code"] == 137
     again = await call(client, "POST", f"/execute/{stubborn['command_id']}/abort", None, 409)
@@ -358,11 +376,12 @@ async def test_a_killed_holder_leaves_an_exited_session_that_reset_replaces(
     await call(client, "POST", "/execute?terminal_id=31", {"command": "true"})
     (held,) = find_holders(short_tmp)
     os.kill(held.pid, signal.SIGKILL)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while (await call(client, "GET", "/sessions"))["data"][0]["state"] != "exited":
-        assert loop.time() < deadline
-        await asyncio.sleep(0.05)
+
+    async def exited() -> bool | None:
+        sessions = await call(client, "GET", "/sessions")
+        return True if sessions["data"][0]["state"] == "exited" else None
+
+    assert await poll_until(exited, timeout=10, interval=0.05)
     refused = await call(client, "POST", "/execute?terminal_id=31", {"command": "true"}, 409)
     assert refused["reason"] == "SHELL_EXITED"
     again = await call(

@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
+from hoodyd.polling import poll_until
 from hoodyd.terminals.cleanup import listener_pid
 from hoodyd.terminals.holder.markers import (
     CommandStarted,
@@ -31,7 +31,7 @@ from hoodyd.terminals.holder.markers import (
     PromptDrawn,
 )
 from hoodyd.terminals.holder.ring import OutputRing
-from hoodyd.terminals.link import HolderError, HolderGone, HolderLink
+from hoodyd.terminals.link import ForegroundInfo, HolderError, HolderGone, HolderLink
 from hoodyd.terminals.spawn import HolderLauncher, list_holders, spawn_holder
 
 WAIT = 10.0  # generous bound for any single wait on a loaded machine
@@ -195,11 +195,11 @@ class Recorder:
 
 
 async def until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+    async def check() -> bool | None:
+        return True if predicate() else None
+
+    if await poll_until(check, timeout=timeout, interval=0.01) is None:
+        raise AssertionError(f"timed out waiting for {what}")
 
 
 @contextlib.asynccontextmanager
@@ -527,11 +527,12 @@ async def test_signal_to_the_foreground_group_interrupts_a_command(box: Box) -> 
     async with linked(path) as (link, seen):
         await until(lambda: any(isinstance(e, PromptDrawn) for _, e in seen.events), "prompt")
         link.write(b"sleep 100\r")
-        info = await link.query()
-        deadline = time.monotonic() + WAIT
-        while info.foreground_pgrp == info.shell_pgrp and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+
+        async def job_in_front() -> ForegroundInfo | None:
             info = await link.query()
+            return info if info.foreground_pgrp != info.shell_pgrp else None
+
+        info = await poll_until(job_in_front, timeout=WAIT, interval=0.02) or await link.query()
         assert info.running and info.shell_pid == link.shell_pid
         assert info.foreground_pgrp not in (None, info.shell_pgrp)
         # between fork and exec the job is still bash, which has its own SIGINT handling:

@@ -15,6 +15,7 @@ import pytest
 import structlog
 
 from hoodyd.errors import Conflict, InvalidRequest, NotFound
+from hoodyd.polling import poll_until
 from hoodyd.schemas.terminal import (
     CommandResult,
     CreateRequest,
@@ -88,10 +89,16 @@ async def test_history_expansion_and_quotes_reach_the_shell_verbatim(
 async def settled_end(session: TerminalSession) -> int:
     """The output offset once the shell has drawn its prompt: the rest of a prompt may reach
     the session just after the marker that completed the command."""
-    end = -1
-    while end != session.ring.end:
-        end = session.ring.end
-        await asyncio.sleep(0.1)
+    before = -1
+
+    async def unchanged() -> int | None:
+        nonlocal before
+        now = session.ring.end
+        same, before = now == before, now
+        return now if same else None
+
+    end = await poll_until(unchanged, timeout=WAIT)
+    assert end is not None, "the output kept growing"
     return end
 
 
@@ -266,9 +273,12 @@ async def test_delete_kills_the_shell_and_its_commands(service: TerminalService)
     await service.execute(ExecuteRequest(terminal_id=3, command="sleep 101 &"))
     running = await service.execute(ExecuteRequest(terminal_id=3, command="sleep 100", wait=False))
     shell = psutil.Process(service.session(3).pid)
-    deadline = time.monotonic() + WAIT
-    while len(shell.children()) < 2 and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+
+
+    async def both_sleeping() -> bool | None:
+        return True if len(shell.children()) >= 2 else None
+
+    await poll_until(both_sleeping, timeout=WAIT, interval=0.02)
     family = [shell, *shell.children(recursive=True)]
     assert len(family) == 3
     deleted = await service.delete(3)
@@ -362,10 +372,11 @@ async def test_ephemeral_sessions_get_high_ids_and_are_reaped_when_idle(short_tm
         terminal_id = int(result.terminal_id)
         assert terminal_id >= 40000
         assert result.stdout == "[]\n"
-        deadline = time.monotonic() + WAIT
-        while service.list_sessions(0).total and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert service.list_sessions(0).total == 0
+
+        async def reaped() -> bool | None:
+            return True if service.list_sessions(0).total == 0 else None
+
+        assert await poll_until(reaped, timeout=WAIT, interval=0.05)
 
 
 async def test_display_sets_display_and_waits_for_its_port(service: TerminalService) -> None:

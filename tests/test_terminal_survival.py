@@ -4,7 +4,6 @@ holder, the shell is the same, and the command completes with its exit code."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -48,14 +47,14 @@ async def call(daemon: DaemonProcess, method: str, path: str, body: Any = None) 
 
 
 async def result_when_final(daemon: DaemonProcess, command_id: str) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while True:
+
+    async def final() -> dict[str, Any] | None:
         body: dict[str, Any] = await call(daemon, "GET", f"/result/{command_id}")
-        if body.get("status") in ("completed", "failed", "timed_out"):
-            return body
-        assert loop.time() < deadline, body
-        await asyncio.sleep(0.05)
+        return body if body.get("status") in ("completed", "failed", "timed_out") else None
+
+    body = await poll_until(final, timeout=WAIT, interval=0.05)
+    assert body is not None, f"command {command_id} is not final"
+    return body
 
 
 async def test_a_restart_keeps_the_shell_and_completes_the_running_command(
@@ -167,11 +166,10 @@ def _stop_terminals(state: Path, *extra: str) -> subprocess.CompletedProcess[str
 
 
 async def _gone(pid: int) -> bool:
-    for _ in range(200):
+    async def ended() -> bool | None:
         try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
+            return True if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE else None
         except psutil.NoSuchProcess:
             return True
-        await asyncio.sleep(0.02)
-    return False
+
+    return await poll_until(ended, timeout=4, interval=0.02) is not None
