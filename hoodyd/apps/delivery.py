@@ -32,6 +32,8 @@ DeliveryOutcome = Literal[
 class Decision:
     outcome: DeliveryOutcome
     warnings: list[RunWarning] = field(default_factory=list)
+    # a scheduled run answers with a redirect (to `redirect_to` or the terminal's view)
+    redirect: bool = False
 
     def would_schedule(self, terminal_state: TerminalState) -> bool:
         """A schedule the terminal would accept now (a new terminal is created on use)."""
@@ -51,7 +53,10 @@ def decide(
     outcome, warnings = _outcome(
         choice, plan, command_only=command_only, terminal_state=terminal_state
     )
-    return Decision(outcome, missing + warnings)
+    selector = choice.selector
+    asked = bool(selector.redirect) or selector.redirect_to is not None
+    redirect = outcome == "schedule" and asked and choice.policy.allow_redirect
+    return Decision(outcome, missing + warnings, redirect)
 
 
 def _outcome(

@@ -184,7 +184,7 @@ class RunService:
             raise requirements_refusal(response, plan, self._handoff("failed", plan))
         response = await self._schedule(response, plan, selector, defer)
         redirect = None
-        if (selector.redirect or redirect_to is not None) and choice.policy.allow_redirect:
+        if decision.redirect:
             # (a redirect the policy refuses is a REDIRECT_NOT_ALLOWED warning of the decision)
             redirect = redirect_to or self.links.terminal_view(plan.terminal_id)
         outcome = _finish(response, plan)
@@ -345,7 +345,9 @@ class RunService:
         return self.apps.recipe_selector(name, request)
 
 
-def requirements_refusal(response: RunResponse, plan: Plan, handoff: RunHandoff) -> RunFailed[RunResponse]:
+def requirements_refusal(
+    response: RunResponse, plan: Plan, handoff: RunHandoff
+) -> RunFailed[RunResponse]:
     """A 409 for a pick whose command can only fail until its requirements are resolved:
     nothing is scheduled, and the answer lists each requirement with its resolution.
     hoodyd does not install on a run (see README, Running apps: a run request never turns
