@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import sqlite3
 import subprocess
@@ -136,14 +137,22 @@ def operations(world: dict[str, dict[str, Any]]) -> list[tuple[str, Any]]:
 async def test_every_failing_write_of_every_change_leaves_everything_as_it_was(
     short_tmp: Path, monkeypatch: pytest.MonkeyPatch, code: int
 ) -> None:
-    """For each change, failing its 1st, 2nd, ... write/fsync/rename answers 503
+    """For each change (reset too), failing its 1st, 2nd, ... write/fsync/rename answers 503
     STATE_NOT_SAVED and leaves store, conf files and supervisord as before, also after a
     restart; once N passes the number of writes, the change succeeds."""
-    config = make_config(short_tmp, supervisor={"poll_interval": 0.2})
+    defaults = short_tmp / "defaults.json"
+    given = [sleeper(name="reset_on"), sleeper(name="reset_off", enabled=False)]
+    defaults.write_text(json.dumps(given))
+    config = make_config(
+        short_tmp,
+        supervisor={"poll_interval": 0.2},
+        programs={"defaults_file": str(defaults)},
+    )
     async with serving(config) as client:
         world = await start_world(client)
     total = 0
-    for path, body in [*operations(world), ("/quick-start/{quick}/stop", None)]:
+    changes = [*operations(world), ("/quick-start/{quick}/stop", None), ("/programs/reset", None)]
+    for path, body in changes:
         failures = 0
         while True:
             before = await snapshot(config)
