@@ -336,3 +336,28 @@ async def test_a_port_instance_start_that_cannot_write_its_file_records_nothing(
             assert await snapshot(config) == before, (failures + 1, "restart")
         failures += 1
     assert failures >= 3
+
+
+async def test_a_run_config_edit_on_a_full_disk_changes_nothing(tiny_tmpfs: Path) -> None:
+    """An edit of the run config (sources, profiles, recipes) whose write the full disk
+    refuses raises STATE_NOT_SAVED; the file, the config in memory and the directory (no
+    temp file) are as before."""
+    import msgspec
+
+    from hoodyd.apps.runtime_config import RuntimeConfigStore
+    from hoodyd.errors import StateNotSaved
+
+    path = tiny_tmpfs / "run" / "config.json"
+    store = RuntimeConfigStore(path)
+    before = store.load({})
+    on_disk = path.read_bytes()
+    filler = fill_leaving(tiny_tmpfs, 0)
+    try:
+        with pytest.raises(StateNotSaved) as refused:
+            await store.update(lambda config: msgspec.structs.replace(config, recipes=[]))
+    finally:
+        filler.unlink()
+    assert refused.value.extra["changed"] is False
+    assert path.read_bytes() == on_disk
+    assert store.current == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["config.json"]

@@ -17,6 +17,7 @@ value still refuses start-up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -26,7 +27,7 @@ import structlog
 
 from hoodyd.apps.sources import SOURCES, InvalidSettings
 from hoodyd.apps.sources.base import MissingSettings, setting_names
-from hoodyd.errors import InvalidRequest, Reason
+from hoodyd.errors import InvalidRequest, Reason, StateNotSaved
 from hoodyd.schemas.run import (
     SELECTOR_FIELDS,
     PolicyConfig,
@@ -223,9 +224,17 @@ class RuntimeConfigStore:
     def _write(self, config: RuntimeConfig) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with tmp.open("wb") as handle:
-            handle.write(msgspec.json.format(_encoder.encode(config), indent=2))
-            handle.write(b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        try:
+            with tmp.open("wb") as handle:
+                handle.write(msgspec.json.format(_encoder.encode(config), indent=2))
+                handle.write(b"\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:  # disk full or failing: the old file stays, no temp file
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise StateNotSaved(
+                f"hoodyd could not save the run config ({exc}); nothing was changed",
+                extra={"changed": False},
+            ) from exc
