@@ -2,9 +2,10 @@
 command injection, defer, attach, and the screen emulators of the automation API.
 
 `TerminalService` (`service`) is the one entry point for the API layer. It checks a request
-whole, plans a new session's start from its options (`launch`), and keeps the sessions
-(`session`: the mirror of a holder's output and the command queue, each command's lifecycle in
-`commands`). Below it: starting a holder (`spawn`) and the reconnecting link to it (`link`);
+whole, plans a new session's start from its options (`launch`) and keeps its books of
+sessions and commands (`sessions`: ids, locks, bounds). A session (`session`) mirrors its
+holder's output and runs its command queue, each command's lifecycle a table of states
+(`commands`). Below it: starting a holder (`spawn`) and the reconnecting link to it (`link`);
 the holder itself, the program that owns a PTY and outlives hoodyd (the `holder` package:
 process, launcher, PTY, wire protocol, markers, output ring, the screen it answers from); the
 shell integration that reports completion in-band (`shells`); the wait for a PID to exit

@@ -1,8 +1,9 @@
 """TerminalService: the rules of the terminal area, with no HTTP in sight.
 
-It owns the sessions (id → TerminalSession), allocates terminal and command ids, validates
+It owns the sessions (id → TerminalSession) and the commands by id (`sessions`), validates
 every request completely before it touches a session (a refused request injects nothing and
-starts nothing), and keeps finished results for `result/{command_id}` within a bound.
+starts nothing), starts sessions as `launch` plans them, and keeps finished results for
+`result/{command_id}` within a bound.
 
 Each session's shell lives in a holder process that outlives hoodyd (`STATE/terminals/holders/
 N.sock`). At start-up the service re-adopts every live holder; a holder supervisord started
@@ -17,7 +18,6 @@ import base64
 import contextlib
 import os
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,13 +49,13 @@ from hoodyd.terminals.holder.ring import OutputRing
 from hoodyd.terminals.launch import LaunchSite, check_options, plan_launch, wait_for_display
 from hoodyd.terminals.link import HolderError, HolderGone
 from hoodyd.terminals.session import Command, TerminalSession
+from hoodyd.terminals.sessions import CommandBook, SessionTable
 from hoodyd.terminals.shells import (
     ShellIntegration,
     wrap_command,
 )
 from hoodyd.terminals.spawn import HolderLauncher, list_holders
 from hoodyd.terminals.validation import (
-    COMMAND_ID_MAX,
     TERMINAL_ID_REQUIRED,
     check_create,
     check_typed_text,
@@ -122,12 +122,8 @@ class TerminalService:
             config, self._dir, self._integration, self._launcher, tuple(pass_env)
         )
         self.holders_dir = self._site.holders_dir
-        self._sessions: dict[int, TerminalSession] = {}
-        # held while a terminal is started or adopted: a second request for the id waits
-        self._locks: dict[int, asyncio.Lock] = {}
-        self._results: OrderedDict[int, Command] = OrderedDict()
-        self._next_command_id = 1
-        self._next_ephemeral = EPHEMERAL_FIRST
+        self._sessions = SessionTable()
+        self._commands = CommandBook(config.results_kept)
         self._reaper: asyncio.Task[None] | None = None
         self._scanner: asyncio.Task[None] | None = None
         if config.defer_method == "auto":
@@ -173,7 +169,7 @@ class TerminalService:
             current = self._sessions.get(terminal_id)
             if current is not None and (current.running or current.program is None):
                 continue
-            async with self._lock(terminal_id):
+            async with self._sessions.lock(terminal_id):
                 if self._sessions.get(terminal_id) is current:
                     await self._adopt(terminal_id, socket, replacing=current)
 
@@ -198,17 +194,9 @@ class TerminalService:
             return replacing
         for command in session.history:
             if not command.final:
-                self._remember(command)
-                # new ids follow the adopted ones rather than start over at 1
-                self._next_command_id = max(self._next_command_id, command.id % COMMAND_ID_MAX + 1)
+                self._commands.adopted(command)
         self._sessions[terminal_id] = session
         return session
-
-    def _lock(self, terminal_id: int) -> asyncio.Lock:
-        lock = self._locks.get(terminal_id)
-        if lock is None:
-            lock = self._locks[terminal_id] = asyncio.Lock()
-        return lock
 
     async def _watch_holders(self) -> None:
         while True:
@@ -228,7 +216,7 @@ class TerminalService:
         return session
 
     def command(self, command_id: int) -> Command:
-        command = self._results.get(command_id)
+        command = self._commands.get(command_id)
         if command is None:
             raise NotFound(f"Command {command_id} not found", reason=Reason.COMMAND_NOT_FOUND)
         return command
@@ -294,7 +282,7 @@ class TerminalService:
         if existing is None and not request.ephemeral:
             self.check_creatable(terminal_id)
         check_options(self._site, options, cwd_auto_create=False)
-        async with self._lock(terminal_id):
+        async with self._sessions.lock(terminal_id):
             existing = self._sessions.get(terminal_id)
             if existing is not None and existing.running:
                 return CreateResponse(
@@ -322,7 +310,7 @@ class TerminalService:
     async def delete(self, terminal_id: int) -> DeleteResponse:
         session = self.session(terminal_id)
         self._refuse_program(session, "delete")
-        async with self._lock(terminal_id):
+        async with self._sessions.lock(terminal_id):
             if self._sessions.get(terminal_id) is session:
                 del self._sessions[terminal_id]
             code = await session.close(f"terminal {terminal_id} was deleted")
@@ -356,7 +344,7 @@ class TerminalService:
         validate_env(request.session.env, typed=False)
         display = parse_display(request.session.display)
         if request.command_id is not None:
-            existing = self._results.get(request.command_id)
+            existing = self._commands.get(request.command_id)
             if existing is not None and not existing.final:
                 raise Conflict(
                     f"Command id {request.command_id} is still in use",
@@ -413,7 +401,7 @@ class TerminalService:
         self, request: ExecuteRequest, checked: _Execute, session: TerminalSession
     ) -> Command:
         command = Command(
-            id=request.command_id or self._allocate_command_id(),
+            id=request.command_id or self._commands.allocate_id(),
             terminal_id=session.terminal_id,
             command=checked.command_text,
             line=wrap_command(session.shell.kind, checked.command_text, request.cwd, checked.env),
@@ -422,7 +410,7 @@ class TerminalService:
             defer=request.defer,
             origin=request.origin,
         )
-        self._remember(command)
+        self._commands.remember(command)
         session.submit(command, self.use_pidfd)
         log.info(
             "command_accepted",
@@ -573,7 +561,7 @@ class TerminalService:
     ) -> TerminalSession:
         """The session `terminal_id`: reset if asked, started if missing. One start at a time
         per id, so concurrent first uses share one shell."""
-        async with self._lock(terminal_id):
+        async with self._sessions.lock(terminal_id):
             session = self._sessions.get(terminal_id)
             if session is not None and not reset:
                 return session
@@ -620,35 +608,7 @@ class TerminalService:
         return session
 
     def allocate_ephemeral_id(self) -> int:
-        span = TERMINAL_ID_MAX - EPHEMERAL_FIRST + 1
-        for _ in range(span):
-            candidate = self._next_ephemeral
-            self._next_ephemeral = EPHEMERAL_FIRST + (candidate + 1 - EPHEMERAL_FIRST) % span
-            if candidate not in self._sessions:
-                return candidate
-        raise Conflict("No free ephemeral terminal id", reason=Reason.NO_FREE_TERMINAL_ID)
-
-    def _allocate_command_id(self) -> int:
-        fallback = None
-        for _ in range(COMMAND_ID_MAX):
-            candidate = self._next_command_id
-            self._next_command_id = candidate % COMMAND_ID_MAX + 1
-            existing = self._results.get(candidate)
-            if existing is None:
-                return candidate
-            if fallback is None and existing.final:
-                fallback = candidate
-        if fallback is None:
-            raise Conflict("No free command id", reason=Reason.NO_FREE_COMMAND_ID)
-        return fallback
-
-    def _remember(self, command: Command) -> None:
-        self._results.pop(command.id, None)
-        self._results[command.id] = command
-        excess = len(self._results) - self.config.results_kept
-        if excess > 0:
-            for key in [k for k, c in self._results.items() if c.final][:excess]:
-                del self._results[key]
+        return self._sessions.allocate_ephemeral_id()
 
     async def _reap_idle_ephemeral(self) -> None:
         idle_timeout = self.config.ephemeral_idle_timeout
