@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hoodyd.app import create_app
+from hoodyd.polling import poll_until
 from hoodyd.programs import conf
 from hoodyd.schemas.daemon import Program
 from hoodyd.terminals.shells import fish_quote
@@ -52,19 +53,22 @@ async def call(client: TestClient[Any, Any], method: str, path: str, body: Any =
 
 
 async def wait_until_adopted(client: TestClient[Any, Any], terminal_id: int) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while True:
-        status, body = await call(
+    """The screen wait's answer once the program's terminal is adopted and shows it is up."""
+    last: Any = None
+
+    async def shown() -> dict[str, Any] | None:
+        nonlocal last
+        status, last = await call(
             client,
             "POST",
             f"{TERMINAL}/wait?terminal_id={terminal_id}",
             {"mode": "regex", "pattern": "program-up", "timeout_ms": 2000},
         )
-        if status == 200 and body["status"] == "matched":
-            return dict(body)
-        assert loop.time() < deadline, body
-        await asyncio.sleep(0.1)
+        return dict(last) if status == 200 and last["status"] == "matched" else None
+
+    body = await poll_until(shown, timeout=WAIT)
+    assert body is not None, last
+    return body
 
 
 async def start_terminal_program(client: TestClient[Any, Any], terminal_id: int) -> int:
