@@ -331,3 +331,28 @@ async def test_a_holder_started_as_a_new_interpreter_answers_screen_requests(
         assert dropped["screen"]["active"] is False
     finally:
         await link.terminate(grace=0.5)
+
+
+def test_a_holder_of_the_previous_layout_finds_its_screen_under_the_old_name() -> None:
+    """A holder started before the holder became a package imports `holder_screen` on its
+    first screen request after an upgrade, and gets the package's screen, standard library,
+    pyte and regex only."""
+    script = """
+import json, sys
+before = set(sys.modules)
+from hoodyd.terminals.holder_screen import HolderScreen
+from hoodyd.terminals.holder.screen import HolderScreen as current
+assert HolderScreen is current
+loaded = {name.partition(".")[0] for name in set(sys.modules) - before}
+print(json.dumps(sorted(loaded - set(sys.stdlib_module_names))))
+"""
+    run = subprocess.run(
+        [sys.executable, "-I", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert set(json.loads(run.stdout)) <= {"hoodyd", "pyte", "regex", "wcwidth"}
