@@ -22,6 +22,7 @@ from hoodyd.api.keys import PROGRAMS, QUICKSTART
 from hoodyd.errors import InvalidRequest, Reason
 from hoodyd.programs.logs import follow
 from hoodyd.programs.observer import Transition
+from hoodyd.programs.probes import HealthEvent
 from hoodyd.programs.table import ProgramFilter
 from hoodyd.programs.webhook_delivery import utc_timestamp
 from hoodyd.schemas.daemon import (
@@ -29,7 +30,9 @@ from hoodyd.schemas.daemon import (
     EventProgram,
     Program,
     ProgramEvent,
+    ProgramHealth,
     ProgramInput,
+    RemoveRequest,
     StartRequest,
     StopRequest,
 )
@@ -55,10 +58,14 @@ def _program_id(request: web.Request) -> int:
     return path_int(request, "id", low=1)
 
 
-def _program_body(program: Program) -> dict[str, Any]:
-    """A program as the SDK's type has it: optional fields that are unset are left out."""
+def _program_body(program: Program, health: ProgramHealth | None = None) -> dict[str, Any]:
+    """A program as the SDK's type has it: optional fields that are unset are left out; with
+    probes or dependencies, its `health`, `restarts` and `last_probe`."""
     body: dict[str, Any] = msgspec.to_builtins(program)
-    return {key: value for key, value in body.items() if value is not None}
+    body = {key: value for key, value in body.items() if value is not None}
+    if health is not None:
+        body.update(msgspec.to_builtins(health))
+    return body
 
 
 def _ok(answer: msgspec.Struct | None = None, **fields: Any) -> web.Response:
@@ -92,7 +99,10 @@ async def list_programs(request: web.Request) -> web.Response:
         port_to=query.port_to,
     )
     programs = service.find(where)
-    bodies = [_program_body(p) for p in programs]
+    bodies = [
+        _program_body(p, health)
+        for p, health in zip(programs, service.health_of(programs), strict=True)
+    ]
     if query.include_status or query.include_stats:
         statuses = await service.statuses_of(programs, with_stats=query.include_stats)
         for body, status in zip(bodies, statuses, strict=True):
@@ -101,8 +111,9 @@ async def list_programs(request: web.Request) -> web.Response:
 
 
 async def get_program(request: web.Request) -> web.Response:
-    program = request.config_dict[PROGRAMS].get(_program_id(request))
-    return _ok(program=_program_body(program))
+    service = request.config_dict[PROGRAMS]
+    program = service.get(_program_id(request))
+    return _ok(program=_program_body(program, service.health_of([program])[0]))
 
 
 async def add_program(request: web.Request) -> web.Response:
@@ -120,7 +131,8 @@ async def edit_program(request: web.Request) -> web.Response:
 
 async def remove_program(request: web.Request) -> web.Response:
     program_id = _program_id(request)
-    await request.config_dict[PROGRAMS].remove(program_id)
+    body = await decode_body(request, RemoveRequest, optional=True)
+    await request.config_dict[PROGRAMS].remove(program_id, force=body.force)
     return _ok(id=program_id)
 
 
@@ -152,8 +164,12 @@ async def start_program(request: web.Request) -> web.Response:
 async def stop_program(request: web.Request) -> web.Response:
     program_id = _program_id(request)
     body = await decode_body(request, StopRequest, optional=True)
-    stopped = await request.config_dict[PROGRAMS].stop(program_id, body)
-    return _ok(stopped=stopped)
+    service = request.config_dict[PROGRAMS]
+    stopped = await service.stop(program_id, body)
+    # extension: the programs that depend on this one (stopping it does not stop them)
+    dependents = [{"id": p.id, "name": p.name} for p in service.dependents(program_id)]
+    extra: dict[str, Any] = {"dependents": dependents} if dependents else {}
+    return _ok(None, stopped=stopped, **extra)
 
 
 async def all_statuses(request: web.Request) -> web.Response:
@@ -236,7 +252,24 @@ async def events(request: web.Request) -> web.StreamResponse:
         except asyncio.QueueFull:
             log.warning("events_dropped", process=change.name)
 
+    def on_health(happened: HealthEvent) -> None:
+        event = ProgramEvent(
+            event=happened.event,
+            program=EventProgram(id=happened.program.id, name=happened.program.name),
+            instance_name=happened.name,
+            port=msgspec.UNSET if happened.port is None else happened.port,
+            from_state=None,
+            pid=happened.pid,
+            timestamp=utc_timestamp(),
+            detail=msgspec.UNSET if happened.detail is None else happened.detail,
+        )
+        try:
+            queue.put_nowait(event)
+        except asyncio.QueueFull:
+            log.warning("events_dropped", process=happened.name)
+
     unsubscribe = service.observer.subscribe(on_transition)
+    unlisten = service.probes.listen(on_health)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -256,6 +289,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         pass  # the client left
     finally:
         unsubscribe()
+        unlisten()
     return response
 
 

@@ -142,7 +142,8 @@ class Registry:
     def _default_files(self, program: Program) -> dict[str, str]:
         """filename → conf text of every group the enabled program has registered by default."""
         if program.port_range is None:
-            autostart = program.boot and not program.lazy_load
+            # a boot program with dependencies is started by hoodyd, after them
+            autostart = program.boot and not program.lazy_load and not program.depends_on
             text = conf.render(
                 program,
                 port=None,

@@ -22,7 +22,9 @@ from msgspec import UNSET
 
 from hoodyd.errors import InvalidRequest, Reason
 from hoodyd.programs.conf import home_of, plain_value_problem
+from hoodyd.programs.dependencies import check_dependencies
 from hoodyd.programs.launch import ENVIRONMENT_VARIABLE
+from hoodyd.programs.probe_checks import check_probe
 from hoodyd.programs.webhooks import validate_webhooks
 from hoodyd.schemas.daemon import EphemeralInput, Program, ProgramInput
 from hoodyd.schemas.terminal import EPHEMERAL_FIRST
@@ -35,7 +37,7 @@ DISPLAY_PATTERN = re.compile(r"^:?(\d{1,5})(\.\d{1,3})?$")
 KIT_ROOT = "/hoody/plugins"
 # program ids are stored as SQLite integers and shown to clients that may hold them in 32 bits
 MAX_PROGRAM_ID = 2**31 - 1
-_READ_ONLY = {"id", "hoody_kit", "status", "stats"}
+_READ_ONLY = {"id", "hoody_kit", "status", "stats", "health", "last_probe", "restarts"}
 _INPUT_FIELDS = tuple(f for f in ProgramInput.__struct_fields__ if f not in _READ_ONLY)
 
 
@@ -166,6 +168,10 @@ def validate_program(
         raise _bad(f"terminal_id {EPHEMERAL_FIRST}-65535 are reserved for ephemeral sessions")
     if program.port_param is not None and not PORT_PARAM_PATTERN.match(program.port_param):
         raise _bad(f'Invalid port_param format: "{program.port_param}"', Reason.INVALID_PORT_PARAM)
+    for kind in ("readiness", "liveness"):
+        check_probe(getattr(program, kind), kind, program)
+    others = list(others)
+    check_dependencies(program, others)
     others = [other for other in others if other.id != program.id]
     if program.terminal_id is not None:
         for other in others:

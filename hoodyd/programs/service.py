@@ -31,11 +31,14 @@ import contextlib
 import json
 import shutil
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
 import msgspec
 import structlog
+from msgspec import UNSET
 
 from hoodyd import __version__
 from hoodyd.config import Config
@@ -46,10 +49,14 @@ from hoodyd.errors import (
     Reason,
     ServiceUnavailable,
     StateNotSaved,
+    SupervisorFault,
+    UpstreamFailed,
     WaitTimeout,
 )
+from hoodyd.polling import poll_until
 from hoodyd.private import private_dir
 from hoodyd.programs import conf
+from hoodyd.programs.dependencies import DependencyStarter, Seen, dependents_of, start_order
 from hoodyd.programs.desired import ShouldRun
 from hoodyd.programs.embedded import SupervisordRuntime
 from hoodyd.programs.eventlistener import render_listener_section
@@ -57,6 +64,7 @@ from hoodyd.programs.idle import IdleReaper
 from hoodyd.programs.instances import Instances
 from hoodyd.programs.logs import read_log
 from hoodyd.programs.observer import Observer, Transition
+from hoodyd.programs.probes import HealthEvent, Prober
 from hoodyd.programs.registry import Files, NotApplied, Registry
 from hoodyd.programs.rules import build_program, check_port, check_program_id, validate_program
 from hoodyd.programs.status import StatusReader
@@ -66,8 +74,10 @@ from hoodyd.programs.table import ProgramFilter, ProgramTable
 from hoodyd.programs.webhook_delivery import WebhookDispatcher
 from hoodyd.schemas.daemon import (
     AnyStatus,
+    Health,
     LogTail,
     Program,
+    ProgramHealth,
     ProgramInput,
     Started,
     StartRequest,
@@ -78,6 +88,7 @@ from hoodyd.schemas.daemon import (
 log = structlog.get_logger()
 
 ALIVE = frozenset({"STARTING", "RUNNING", "BACKOFF", "STOPPING"})
+WORST_FIRST: list[Health] = ["unhealthy", "starting", "ready", "unknown"]
 
 
 class ProgramService:
@@ -111,6 +122,15 @@ class ProgramService:
         self.statuses = StatusReader(self.client, self.table, self.observer)
         self.should_run = ShouldRun(self.store)
         self.idle = IdleReaper(self, self.table, self.observer.subscribe)
+        self.probes = Prober(
+            self.table, self.observer, self._restart_unhealthy, pass_env=config.server.pass_env
+        )
+        self.probes.listen(self._report_health)
+        self.dependencies = DependencyStarter(self.table.programs, self.start, self._look)
+        self.statuses.health = self.probes
+        # told how long each start took (seconds), for the metrics
+        self.on_started: Callable[[float], None] = lambda seconds: None
+        self._boot: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one mutation of programs at a time
         # one change of a program at a time (a start's spawn, a stop, an edit...): the
         # desired state and supervisord move together, the last change acting last. Taken
@@ -133,6 +153,11 @@ class ProgramService:
         self.idle.start()
 
     async def close(self) -> None:
+        if self._boot is not None:
+            self._boot.cancel()
+            with contextlib.suppress(BaseException):
+                await self._boot
+        await self.probes.close()
         await self.idle.close()
         await self.observer.close()
         self.instances.close()
@@ -156,6 +181,22 @@ class ProgramService:
         infos = await self.registry.reconcile(programs, listener=listener)
         self.table.reindex(self.registry.owned_groups())
         await self._start_wanted(programs, infos)
+        if self._boot is None or self._boot.done():
+            self._boot = asyncio.create_task(self._boot_in_order())
+
+    async def _boot_in_order(self) -> None:
+        """Boot programs with dependencies are not started by supervisord (they would not
+        wait): hoodyd starts them in the graph's order, each after its dependencies."""
+        for program in start_order(self.table.programs()):
+            if not (program.boot and program.enabled and program.depends_on):
+                continue
+            if program.port_range is not None or program.lazy_load:
+                continue
+            request = StartRequest(if_not_running=True, wait=True, timeout=300)
+            try:
+                await self.start(program.id, request)
+            except HoodydError as exc:
+                log.warning("boot_start_failed", program_id=program.id, error=exc.message)
 
     async def _start_wanted(
         self, programs: dict[int, Program], infos: dict[str, ProcessInfo]
@@ -213,6 +254,67 @@ class ProgramService:
         if owner is None or change.initial:
             return
         self.webhooks.notify(owner[0], change.state, from_state=change.from_state, pid=change.pid)
+
+    def _report_health(self, event: HealthEvent) -> None:
+        """A probed instance became ready, unhealthy, or was restarted: tell its webhooks."""
+        self.webhooks.notify(event.program, event.event, from_state=None, pid=event.pid)
+
+    async def _restart_unhealthy(self, name: str) -> None:
+        """Replace a process its liveness probe gave up on (a hung one too: supervisord's
+        stop ends in SIGKILL), under its program's lock."""
+        owner = self.table.owner(name)
+        if owner is None:
+            return
+        async with self._program_lock(owner[0].id):
+            with contextlib.suppress(SupervisorFault):  # it died meanwhile
+                await self.client.stop(name, wait=True)
+            await self.client.start(name, wait=False)
+        await self.observer.refresh_names([name])
+
+    async def _look(self, program: Program) -> Seen:
+        """A dependency's process now: state, exit status and health."""
+        name = conf.instance_name(program, None)
+        info = await self.client.find_process(name)
+        state = info.statename if info is not None else "STOPPED"
+        exitstatus = info.exitstatus if info is not None and state == "EXITED" else None
+        health = self.probes.health(program, name, state)
+        return Seen(state=state, exitstatus=exitstatus, health=health)
+
+    def health_of(self, programs: list[Program]) -> list[ProgramHealth | None]:
+        """Each program's health (None for one without probes or dependencies, or while
+        supervisord is not answering)."""
+        try:
+            infos = self.observer.processes()
+        except ServiceUnavailable:
+            return [None] * len(programs)
+        return [self._health(program, infos) for program in programs]
+
+    def _health(self, program: Program, infos: dict[str, ProcessInfo]) -> ProgramHealth | None:
+        if not (program.readiness or program.liveness or program.depends_on):
+            return None
+        if program.port_range is None:
+            names = [conf.instance_name(program, None)]
+        else:
+            names = [name for _port, name in self.table.instances_of(program.id)]
+        healths, restarts, last = [], 0, None
+        for name in names:
+            info = infos.get(name)
+            healths.append(
+                self.probes.health(program, name, info.statename if info else "STOPPED")
+            )
+            restarts += self.observer.restarts(name) + self.probes.restarts(name)
+            probe = self.probes.last(name)
+            if probe is not None and (last is None or probe.at > last.at):
+                last = probe
+        live = [h for h in healths if h != "unknown"]
+        health = min(live, key=WORST_FIRST.index) if live else "unknown"
+        return ProgramHealth(
+            health=health, restarts=restarts, last_probe=last if last is not None else UNSET
+        )
+
+    def dependents(self, program_id: int) -> list[Program]:
+        """The programs that depend on this one, directly or through others."""
+        return dependents_of(self.get(program_id), self.table.programs())
 
     # ---- queries -----------------------------------------------------------------------
 
@@ -291,12 +393,23 @@ class ProgramService:
                     raise  # refused before the commit: nothing changed
                 await self._put_back(current, {}, exc)
             await self.observer.refresh_names(sorted(set(running) | self.registry.groups_in(files)))
+            if (program.readiness, program.liveness) != (current.readiness, current.liveness):
+                self.probes.follow(program)
             log.info("program_edited", program_id=program.id, name=program.name)
             return program
 
-    async def remove(self, program_id: int) -> None:
+    async def remove(self, program_id: int, *, force: bool = False) -> None:
+        """Remove the program; one that others depend on only with `force`."""
         async with self._lock, self._program_lock(program_id):
             program = self.get(program_id)
+            leaning = [p.name for p in dependents_of(program, self.table.programs())]
+            if leaning and not force:
+                raise Conflict(
+                    f"{program.name} is a dependency of {', '.join(leaning)}; remove with "
+                    "force to remove it anyway",
+                    reason=Reason.DEPENDED_ON,
+                    extra={"dependents": leaning},
+                )
             wanted = self.should_run.of(program_id)
             files = self.registry.files_to_unregister(program)
             groups = self.registry.groups_of(program)
@@ -439,7 +552,10 @@ class ProgramService:
 
     async def start(self, program_id: int, request: StartRequest) -> Started:
         """Start (or join the start of) one instance. The desired state and the spawn change
-        under the program's lock; waiting for the instance (`wait`) happens outside it."""
+        under the program's lock; waiting for the instance (`wait`) happens outside it. Its
+        dependencies are started first, each under its own lock, none held meanwhile."""
+        began = time.monotonic()
+        await self.dependencies.satisfy(self.get(program_id), request.timeout)
         async with self._program_lock(program_id):
             program = self.get(program_id)
             if not program.enabled:
@@ -486,8 +602,43 @@ class ProgramService:
                 with contextlib.suppress(HoodydError):
                     await self.should_run.unwant([name], unless_changed_since=version)
             raise
+        if request.wait and program.readiness is not None:
+            started = await self._until_ready(program, name, started, request, began)
         self.idle.touch(program, port)
+        self.on_started(time.monotonic() - began)
         return started
+
+    async def _until_ready(
+        self, program: Program, name: str, started: Started, request: StartRequest, began: float
+    ) -> Started:
+        """A start with `wait` of a program with a readiness probe answers once it passed."""
+
+        async def ready() -> bool | None:
+            state = started.instance.status
+            with contextlib.suppress(ServiceUnavailable):
+                info = self.observer.processes().get(name)
+                state = info.statename if info is not None else "STOPPED"
+            health = self.probes.health(program, name, state)
+            if health == "ready":
+                return True
+            if state not in ALIVE:
+                raise UpstreamFailed(
+                    f"{name} stopped before it was ready ({state})",
+                    reason=Reason.START_FAILED,
+                    extra={"state": state},
+                )
+            return None
+
+        remaining = request.timeout - (time.monotonic() - began)
+        if not await poll_until(ready, timeout=max(remaining, 0.0), interval=0.05):
+            raise WaitTimeout(
+                f"{name} did not pass its readiness probe within {request.timeout}s",
+                reason=Reason.WAIT_TIMEOUT,
+                extra={"instance": started.instance, "health": "starting"},
+            )
+        return msgspec.structs.replace(
+            started, instance=msgspec.structs.replace(started.instance, health="ready")
+        )
 
     async def stop(self, program_id: int, request: StopRequest) -> list[str]:
         """Stop the program, one port instance, or (`all`) every registered instance; the

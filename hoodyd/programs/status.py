@@ -13,6 +13,7 @@ import time
 import weakref
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import msgspec
 import psutil
@@ -41,6 +42,9 @@ LIVE_STATES = frozenset({"STARTING", "RUNNING", "STOPPING"})  # states that have
 DEATH_FOLLOW_S = 0.3  # how long a status waits for supervisord to see a death
 PID_REUSE_SLACK_S = 5
 FAILED_STATES = frozenset({"BACKOFF", "FATAL", "EXITED"})
+
+if TYPE_CHECKING:
+    from hoodyd.programs.probes import Prober
 
 Processes = dict[str, ProcessInfo]  # by supervisord process name
 
@@ -151,6 +155,7 @@ class StatusReader:
         self.table = table
         self.observer = observer
         self.stats = StatsCollector()
+        self.health: Prober | None = None  # the probes, when the service has them
 
     async def snapshot(self, program_id: int | None = None) -> Processes:
         """The observer's picture, its pids checked against /proc (one read of /proc/PID/stat
@@ -212,7 +217,10 @@ class StatusReader:
         if program.port_range is None:
             name = conf.instance_name(program, None)
             found = instance_from_info(infos.get(name), name, None)
-            return process_status(found, self._stats(found.pid, with_stats), program_id=program.id)
+            status = process_status(
+                found, self._stats(found.pid, with_stats), program_id=program.id
+            )
+            return self._with_health(program, name, status)
         if port is not None:
             ports = [port]
         else:  # the instances that exist in supervisord (a range may hold 1000 ports)
@@ -223,7 +231,8 @@ class StatusReader:
             info = infos.get(name)
             serving = _port_ready(self.observer, name, info)
             found = instance_from_info(info, name, each, serving=serving)
-            instances.append(process_status(found, self._stats(found.pid, with_stats)))
+            status = process_status(found, self._stats(found.pid, with_stats))
+            instances.append(self._with_health(program, name, status))
         if port is not None:
             return instances[0]
         return PortRangeStatus(
@@ -231,6 +240,21 @@ class StatusReader:
             total_instances=len(program.ports()),
             instances=instances,
         )
+
+    def _with_health(self, program: Program, name: str, status: ProcessStatus) -> ProcessStatus:
+        """Health, last probe and restarts on a program with probes or dependencies; restarts
+        on any other once it has some."""
+        probes = self.health
+        restarts = self.observer.restarts(name) + (probes.restarts(name) if probes else 0)
+        shown = program.readiness or program.liveness or program.depends_on
+        if shown and probes is not None:
+            status.health = probes.health(program, name, status.status)
+            last = probes.last(name)
+            if last is not None:
+                status.last_probe = last
+        if shown or restarts:
+            status.restarts = restarts
+        return status
 
     def _stats(self, pid: int | None, wanted: bool) -> Stats:
         return self.stats.collect(pid) if wanted and pid is not None else UNSET

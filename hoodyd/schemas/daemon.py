@@ -23,7 +23,9 @@ ProcessState = Literal[
     "STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN"
 ]
 WEBHOOK_EVENTS = (
-    "STARTING", "RUNNING", "BACKOFF", "STOPPING", "STOPPED", "EXITED", "FATAL", "UNKNOWN"
+    "STARTING", "RUNNING", "BACKOFF", "STOPPING", "STOPPED", "EXITED", "FATAL", "UNKNOWN",
+    # from probes (`hoodyd.programs.probes`)
+    "READY", "UNHEALTHY", "LIVENESS_RESTART",
 )
 
 
@@ -50,6 +52,42 @@ class Webhooks(Struct, kw_only=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     timeout: int = 10
     retry: int = 3
+
+
+DependencyCondition = Literal["started", "ready", "exited_ok"]
+Health = Literal["starting", "ready", "unhealthy", "unknown"]
+Millis = Annotated[int, Meta(ge=0, le=3_600_000)]
+
+
+class Dependency(Struct, forbid_unknown_fields=True, kw_only=True):
+    """A program that must meet `condition` before the program that names it starts."""
+
+    program: str
+    condition: DependencyCondition = "ready"
+
+
+class Probe(Struct, forbid_unknown_fields=True, kw_only=True):
+    """A readiness or liveness check: exactly one of `port` (a number, or "$PORT" for the
+    instance's own port), `http` (a loopback URL; 2xx/3xx is healthy) and `exec` (an argv run
+    as the program's user; exit 0 is healthy)."""
+
+    port: int | str | UnsetType = UNSET
+    http: str | UnsetType = UNSET
+    exec: list[str] | UnsetType = UNSET
+    interval_ms: Annotated[int, Meta(ge=100, le=3_600_000)] = 1000
+    timeout_ms: Annotated[int, Meta(ge=10, le=300_000)] = 1000
+    failure_threshold: Annotated[int, Meta(ge=1, le=100)] = 3
+    initial_delay_ms: Millis = 0
+
+
+class ProbeResult(Struct, kw_only=True):
+    """The last probe of an instance: which (`readiness`/`liveness`), whether it passed,
+    when (ISO 8601, UTC) and, when it failed, why."""
+
+    probe: Literal["readiness", "liveness"]
+    ok: bool
+    at: str
+    detail: str | UnsetType = UNSET
 
 
 class ProgramInput(Struct, forbid_unknown_fields=True):
@@ -85,10 +123,17 @@ class ProgramInput(Struct, forbid_unknown_fields=True):
     # extension (port-range programs): stop an instance nobody started or touched with
     # `if_not_running` for this many seconds
     idle_stop_after: IdleSeconds | UnsetType | None = UNSET
+    # extensions: start-order dependencies and health probes
+    depends_on: list[Dependency] | UnsetType | None = UNSET
+    readiness: Probe | UnsetType | None = UNSET
+    liveness: Probe | UnsetType | None = UNSET
     # read-only in responses; accepted and ignored so a fetched program can be posted back
     hoody_kit: bool | UnsetType = UNSET
     status: Any = UNSET
     stats: Any = UNSET
+    health: Any = UNSET
+    last_probe: Any = UNSET
+    restarts: Any = UNSET
 
 
 class Program(Struct, kw_only=True):
@@ -119,6 +164,9 @@ class Program(Struct, kw_only=True):
     terminal_interactive: bool | None = None
     webhooks: Webhooks | None = None
     idle_stop_after: int | None = None
+    depends_on: list[Dependency] | None = None
+    readiness: Probe | None = None
+    liveness: Probe | None = None
 
     def ports(self) -> range:
         assert self.port_range is not None
@@ -133,6 +181,20 @@ class StartRequest(Struct, forbid_unknown_fields=True):
     # extension: "running" = supervisord's RUNNING (after startsecs); "port" = the instance
     # accepts TCP connections on its port
     wait_for: Literal["running", "port"] = "running"
+
+
+class RemoveRequest(Struct, forbid_unknown_fields=True):
+    # remove a program that others depend on (their depends_on then names a missing program)
+    force: bool = False
+
+
+class ProgramHealth(Struct, kw_only=True):
+    """What a program object shows of its probes: the worst health of its instances, the
+    latest probe result, and the restarts of all its instances."""
+
+    health: Health
+    restarts: int
+    last_probe: ProbeResult | UnsetType = UNSET
 
 
 class StopRequest(Struct, forbid_unknown_fields=True):
@@ -226,6 +288,10 @@ class ProcessStatus(Struct, kw_only=True):
     exitstatus: int | UnsetType = UNSET
     spawnerr: str | UnsetType = UNSET
     stats: Stats = UNSET
+    # extensions: what its probes say, and how often it was started again unasked
+    health: Health | UnsetType = UNSET
+    last_probe: ProbeResult | UnsetType = UNSET
+    restarts: int | UnsetType = UNSET
 
 
 class PortRangeStatus(Struct, kw_only=True):
@@ -317,3 +383,5 @@ class ProgramEvent(Struct, kw_only=True):
     from_state: str | None
     pid: int | None
     timestamp: str
+    # extension: why a probe event (READY, UNHEALTHY, LIVENESS_RESTART) happened
+    detail: str | UnsetType = UNSET
