@@ -12,9 +12,16 @@ from typing import Any
 from hoodyd.programs.dependencies import start_order
 from hoodyd.schemas.daemon import Dependency, Program
 from tests.conftest import PORT_SERVER, add_program, sleeper
-from tests.test_programs_control import free_ports
 
 BASE = "/api/v1/daemon"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def connects_then_sleeps(port: int) -> str:
@@ -34,7 +41,7 @@ async def post(client: Any, path: str, body: dict[str, Any] | None = None) -> tu
 async def test_an_api_starts_after_its_slow_db_is_ready(client: Any) -> None:
     """Starting an api starts the db it depends on first and waits for the db's readiness
     probe (its port accepting) before the api runs."""
-    port = free_ports(1)
+    port = free_port()
     db = await add_program(
         client,
         name="db",
