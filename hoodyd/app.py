@@ -21,6 +21,7 @@ from hoodyd.api.keys import (
     AREA,
     AUTOMATION,
     CONFIG,
+    METRICS,
     PROGRAMS,
     QUICKSTART,
     RUN,
@@ -36,6 +37,7 @@ from hoodyd.apps.curl import CurlTarget
 from hoodyd.apps.runner import RunService
 from hoodyd.apps.service import AppService
 from hoodyd.config import Config
+from hoodyd.metrics import Metrics, Sources
 from hoodyd.programs.quickstart import QuickStartService
 from hoodyd.programs.service import ProgramService
 from hoodyd.terminals.automation import ScreenAutomation
@@ -60,6 +62,13 @@ def create_app(
         client_max_size=config.server.max_body_bytes,
     )
     app[CONFIG] = config
+    app[METRICS] = Metrics(
+        Sources(
+            programs=lambda: app.get(PROGRAMS),
+            terminals=lambda: app.get(TERMINALS),
+            apps=lambda: app.get(RUN),
+        )
+    )
     draining.install(app)
     if token:
         app[TOKEN] = token
@@ -87,6 +96,7 @@ def _services(
 
             if "daemon" in areas:
                 programs = ProgramService(config)
+                programs.on_started = app[METRICS].start_seconds.observe
                 await start(programs.open(), programs.close)
                 quick = QuickStartService(programs)
                 await start(quick.open(), quick.close)

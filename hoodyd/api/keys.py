@@ -12,6 +12,7 @@ from hoodyd.config import Config
 if TYPE_CHECKING:
     from hoodyd.apps.runner import RunService
     from hoodyd.apps.service import AppService
+    from hoodyd.metrics import Metrics
     from hoodyd.programs.quickstart import QuickStartService
     from hoodyd.programs.service import ProgramService
     from hoodyd.terminals.automation import ScreenAutomation
@@ -39,3 +40,4 @@ TERMINALS: web.AppKey[TerminalService] = web.AppKey("terminals")
 AUTOMATION: web.AppKey[ScreenAutomation] = web.AppKey("automation")
 RUN: web.AppKey[AppService] = web.AppKey("run")
 RUNNER: web.AppKey[RunService] = web.AppKey("runner")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

@@ -21,7 +21,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from hoodyd.api.keys import AREA, CONFIG, TOKEN
+from hoodyd.api.keys import AREA, CONFIG, METRICS, TOKEN
 from hoodyd.api.routes import is_open, takes_query_token
 from hoodyd.api.sessions import admits_session, login_redirect
 from hoodyd.errors import Forbidden, HoodydError, InvalidRequest, Reason, Unauthorized
@@ -147,6 +147,11 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             headers={"X-Request-Id": request_id},
         )
     finally:
+        seconds = time.perf_counter() - started
+        metrics = request.config_dict.get(METRICS)
+        if metrics is not None:
+            route = request.match_info.route.name if request.match_info is not None else None
+            metrics.observe_request(route, request.method, status, seconds)
         # above `info` (HOODYD_LOG_LEVEL=warning) the line would be dropped: skip building it
         if log_enabled(logging.INFO):
             extra = {"reason": refused} if refused is not None else {}
@@ -155,7 +160,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                 method=request.method,
                 path=safe_path(request.path),
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                duration_ms=round(seconds * 1000, 3),
                 **extra,
             )
 

@@ -19,7 +19,7 @@ from enum import Enum
 
 from aiohttp import web
 
-from hoodyd.api import console, daemon, run, run_exec, run_pages, sessions, terminal
+from hoodyd.api import console, daemon, metrics, run, run_exec, run_pages, sessions, terminal
 from hoodyd.api import terminal_automation as automation
 from hoodyd.api.health import health_handler
 from hoodyd.api.openapi import openapi_handlers
@@ -73,6 +73,7 @@ def daemon_routes() -> list[Route]:
         Route("POST", "/programs/{id}/stop", daemon.stop_program, "program-stop"),
         Route("GET", "/programs/{id}/logs", daemon.program_logs, "program-logs"),
         Route("GET", "/events", daemon.events, "events"),
+        Route("GET", "/metrics", metrics.metrics, "metrics"),
         Route("GET", "/status", daemon.all_statuses, "status-all"),
         Route("GET", "/status/{id}", daemon.one_status, "status-one"),
         Route("POST", "/quick-start", daemon.quick_start, "quick-start"),
