@@ -9,8 +9,15 @@ import socket
 import sys
 from typing import Any
 
+import msgspec
+
+from hoodyd.client.commands import dependency_tree
+from hoodyd.config import Config
+from hoodyd.polling import poll_until
 from hoodyd.programs.dependencies import start_order
-from hoodyd.schemas.daemon import Dependency, Program
+from hoodyd.programs.embedded import stop_embedded
+from hoodyd.programs.service import ProgramService
+from hoodyd.schemas.daemon import Dependency, ProcessStatus, Program, ProgramInput
 from tests.conftest import PORT_SERVER, add_program, sleeper
 
 BASE = "/api/v1/daemon"
@@ -184,3 +191,65 @@ def test_start_order_puts_every_dependency_before_its_dependents() -> None:
          program(4, "cache"), program(5, "solo")]
     )
     assert [p.name for p in ordered] == ["db", "api", "cache", "web", "solo"]
+
+
+def test_status_shows_the_dependency_tree() -> None:
+    """`hoodyd status` draws each program with dependencies as a tree of what it needs, with
+    health and condition."""
+    programs = [
+        {"name": "web", "health": "ready", "depends_on": [
+            {"program": "api", "condition": "ready"}, {"program": "cache", "condition": "started"}
+        ]},
+        {"name": "api", "health": "starting", "depends_on": [{"program": "db"}]},
+        {"name": "db", "health": "ready"},
+        {"name": "cache"},
+    ]
+    assert dependency_tree(programs, programs) == [
+        "dependencies:",
+        "web [ready]",
+        "├─ api [starting] (needs ready)",
+        "│  └─ db [ready] (needs ready)",
+        "└─ cache (needs started)",
+    ]
+    assert dependency_tree(programs[2:], programs[2:]) == []
+
+
+async def test_boot_order_follows_the_graph(program_config: Config) -> None:
+    """When supervisord starts afresh, a boot program with dependencies is started by hoodyd
+    after its slow dependency is ready, not at once by supervisord."""
+    port = free_port()
+    service = ProgramService(program_config)
+    await service.open()
+    try:
+        db = msgspec.convert(
+            sleeper(
+                name="db", boot=True, command=f"{PORT_SERVER} --port {port} --bind-delay 1.5",
+                readiness={"port": port, "interval_ms": 200, "timeout_ms": 200},
+            ),
+            ProgramInput,
+        )
+        api = msgspec.convert(
+            sleeper(
+                name="api", boot=True, command=connects_then_sleeps(port), autorestart="false",
+                depends_on=[{"program": "db"}],
+            ),
+            ProgramInput,
+        )
+        await service.add(db)
+        api_id = (await service.add(api)).id
+    finally:
+        await service.close()
+    stop_embedded(program_config.state_path, grace=0)
+    service = ProgramService(program_config)
+    await service.open()
+    try:
+
+        async def api_running() -> bool | None:
+            answer = await service.status_of(api_id, port=None, with_stats=False)
+            assert isinstance(answer.status, ProcessStatus)
+            assert answer.status.status not in ("FATAL", "EXITED", "BACKOFF")
+            return True if answer.status.status == "RUNNING" else None
+
+        assert await poll_until(api_running, timeout=20, interval=0.1)
+    finally:
+        await service.close()

@@ -112,6 +112,9 @@ def status(client: DaemonClient, args: argparse.Namespace) -> int:
         rows = [row for program in programs for row in _status_rows(program, colour)]
         if rows:
             print(output.table(("ID", "NAME", "STATE", "PID", "PORTS", "UPTIME"), rows, colour))
+            tree = dependency_tree(answer["programs"], programs)
+            if tree:
+                print("\n" + "\n".join(tree))
         elif not unknown:
             print("no programs (add one with `hoodyd add NAME -- COMMAND`)")
     if unknown:
@@ -120,6 +123,42 @@ def status(client: DaemonClient, args: argparse.Namespace) -> int:
     if args.programs and not all(_is_running(program) for program in programs):
         return STATUS_NOT_RUNNING
     return 0
+
+
+def dependency_tree(everyone: list[dict[str, Any]], shown: list[dict[str, Any]]) -> list[str]:
+    """The start-order tree of the shown programs that have dependencies: each program with
+    its health, then what it depends on (and on what condition), indented below it."""
+    by_name = {program["name"]: program for program in everyone}
+    needed = {d["program"] for p in everyone for d in p.get("depends_on") or []}
+    roots = [p for p in shown if p.get("depends_on") and p["name"] not in needed]
+    if not roots and any(p.get("depends_on") for p in shown):
+        roots = [p for p in shown if p.get("depends_on")]
+    lines: list[str] = ["dependencies:"] if roots else []
+
+    def walk(name: str, prefix: str, trail: frozenset[str]) -> None:
+        program = by_name.get(name)
+        children = (program or {}).get("depends_on") or []
+        for index, dependency in enumerate(children):
+            last = index == len(children) - 1
+            target = by_name.get(dependency["program"])
+            health = target.get("health", "") if target else "missing"
+            note = f" [{health}]" if health else ""
+            lines.append(
+                f"{prefix}{'└─' if last else '├─'} {dependency['program']}{note} "
+                f"(needs {dependency.get('condition', 'ready')})"
+            )
+            if dependency["program"] not in trail:
+                walk(
+                    dependency["program"],
+                    prefix + ("   " if last else "│  "),
+                    trail | {dependency["program"]},
+                )
+
+    for root in roots:
+        health = f" [{root['health']}]" if root.get("health") else ""
+        lines.append(f"{root['name']}{health}")
+        walk(root["name"], "", frozenset({root["name"]}))
+    return lines
 
 
 def _status_rows(program: dict[str, Any], colour: bool) -> list[list[str]]:
