@@ -132,8 +132,14 @@ async def test_killed_supervisord_comes_back_with_every_instance_that_should_run
             assert [s for s, _ in await asyncio.gather(*starts)] == [200] * len(ports)
             before = {port: listeners(port) for port in ports}
             pidfile = short_tmp / "supervisor" / "supervisord.pid"
-            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+            killed = int(pidfile.read_text())
+            os.kill(killed, signal.SIGKILL)
             received.clear()
+
+            async def dead() -> bool | None:  # a signal is delivered when the target runs
+                return True if process_state(killed) in (None, psutil.STATUS_ZOMBIE) else None
+
+            assert await poll_until(dead, timeout=10, interval=0.01)
 
             async def all_back() -> bool | None:
                 status, body = await call(session, "GET", f"/status/{ranged_id}")
