@@ -32,7 +32,9 @@ from hoodyd.api import console
 from hoodyd.api.server import ConnectionLimits, ListenerSite, Runner
 from hoodyd.app import create_app
 from hoodyd.config import Config
+from hoodyd.errors import InvalidRequest, Reason, StateNotSaved
 from hoodyd.private import AlreadyRunning, DaemonLock, UnsafePath, acquire_lock, private_dir
+from hoodyd.programs.files import write_atomic
 
 log = structlog.get_logger()
 
@@ -302,12 +304,20 @@ def resolve_token(config: Config) -> str:
         return config.server.token
     path = config.state_path / "token"
     if path.exists():
-        return path.read_text().strip()
+        token = path.read_text().strip()
+        if not token:  # never an empty token: every bearer would match nothing but ""
+            raise InvalidRequest(
+                f"{path} holds no token; remove it and hoodyd generates a new one",
+                reason=Reason.BAD_CONFIG,
+            )
+        return token
     path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
+    try:
+        # a temp name renamed into place: a full disk leaves no file, never an empty one
+        write_atomic(path, token + "\n", 0o600)
+    except OSError as exc:
+        raise StateNotSaved(f"cannot write the token file {path}: {exc.strerror}") from exc
     log.info("token_generated", path=str(path))
     return token
 

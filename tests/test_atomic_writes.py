@@ -23,6 +23,8 @@ from structlog.testing import capture_logs
 
 from hoodyd.app import create_app
 from hoodyd.config import Config
+from hoodyd.daemon import resolve_token
+from hoodyd.errors import InvalidRequest, StateNotSaved
 from hoodyd.polling import poll_until
 from hoodyd.programs import conf, files
 from hoodyd.programs.supervisor_client import ProcessInfo, SupervisorClient
@@ -361,3 +363,31 @@ async def test_a_run_config_edit_on_a_full_disk_changes_nothing(tiny_tmpfs: Path
     assert path.read_bytes() == on_disk
     assert store.current == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["config.json"]
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO])
+@pytest.mark.parametrize("fail_at", [1, 2, 3])
+def test_a_token_that_cannot_be_written_leaves_no_token_file(
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch, code: int, fail_at: int
+) -> None:
+    """Generating STATE/token on a failing disk (its write, fsync or rename) is refused as
+    STATE_NOT_SAVED and leaves neither the file nor a temp file: never an empty token."""
+    config = make_config(short_tmp / "state")
+    monkeypatch.setattr(files, "ops", FailingOps(code, fail_at))
+    with pytest.raises(StateNotSaved, match="cannot write the token file"):
+        resolve_token(config)
+    assert list(config.state_path.iterdir()) == []
+    monkeypatch.setattr(files, "ops", files.FileOps())
+    token = resolve_token(config)
+    assert len(token) >= 32 and resolve_token(config) == token
+    assert (config.state_path / "token").stat().st_mode & 0o777 == 0o600
+
+
+def test_an_empty_token_file_is_refused(short_tmp: Path) -> None:
+    """A token file left empty (by hand, or by an older hoodyd on a full disk) is refused with
+    a line saying how to mend it, never taken as the empty token."""
+    config = make_config(short_tmp / "state")
+    config.state_path.mkdir(parents=True, exist_ok=True)
+    (config.state_path / "token").write_text("\n")
+    with pytest.raises(InvalidRequest, match="holds no token; remove it"):
+        resolve_token(config)
