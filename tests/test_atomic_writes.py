@@ -367,6 +367,34 @@ async def test_a_run_config_edit_on_a_full_disk_changes_nothing(tiny_tmpfs: Path
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO])
 @pytest.mark.parametrize("fail_at", [1, 2, 3])
+async def test_a_run_config_edit_whose_write_fails_changes_nothing(
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch, code: int, fail_at: int
+) -> None:
+    """An edit of the run config (sources, profiles, recipes) whose write, fsync or rename
+    fails raises STATE_NOT_SAVED; the file, the config in memory and the directory are as
+    before, and the same edit succeeds once the disk works again."""
+    import msgspec
+
+    from hoodyd.apps.runtime_config import RuntimeConfigStore
+
+    path = short_tmp / "run" / "config.json"
+    store = RuntimeConfigStore(path)
+    before = store.load({})
+    on_disk = path.read_bytes()
+    monkeypatch.setattr(files, "ops", FailingOps(code, fail_at))
+    with pytest.raises(StateNotSaved) as refused:
+        await store.update(lambda config: msgspec.structs.replace(config, recipes=[]))
+    assert refused.value.extra["changed"] is False
+    assert path.read_bytes() == on_disk
+    assert store.current == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["config.json"]
+    monkeypatch.setattr(files, "ops", files.FileOps())
+    after = await store.update(lambda config: msgspec.structs.replace(config, recipes=[]))
+    assert after != before and RuntimeConfigStore(path).load({}) == after
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO])
+@pytest.mark.parametrize("fail_at", [1, 2, 3])
 def test_a_token_that_cannot_be_written_leaves_no_token_file(
     short_tmp: Path, monkeypatch: pytest.MonkeyPatch, code: int, fail_at: int
 ) -> None:

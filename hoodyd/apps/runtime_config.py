@@ -17,8 +17,6 @@ value still refuses start-up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import structlog
 from hoodyd.apps.sources import SOURCES, InvalidSettings
 from hoodyd.apps.sources.base import MissingSettings, setting_names
 from hoodyd.errors import InvalidRequest, Reason, StateNotSaved
+from hoodyd.programs.files import write_atomic
 from hoodyd.schemas.run import (
     SELECTOR_FIELDS,
     PolicyConfig,
@@ -223,17 +222,10 @@ class RuntimeConfigStore:
 
     def _write(self, config: RuntimeConfig) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        text = msgspec.json.format(_encoder.encode(config), indent=2).decode() + "\n"
         try:
-            with tmp.open("wb") as handle:
-                handle.write(msgspec.json.format(_encoder.encode(config), indent=2))
-                handle.write(b"\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
+            write_atomic(self.path, text)
         except OSError as exc:  # disk full or failing: the old file stays, no temp file
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             raise StateNotSaved(
                 f"hoodyd could not save the run config ({exc}); nothing was changed",
                 extra={"changed": False},
