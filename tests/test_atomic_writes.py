@@ -381,15 +381,21 @@ async def test_a_run_config_edit_whose_write_fails_changes_nothing(
     store = RuntimeConfigStore(path)
     before = store.load({})
     on_disk = path.read_bytes()
+
+    def no_redirects(config: Any) -> Any:
+        return msgspec.structs.replace(
+            config, policy=msgspec.structs.replace(config.policy, allow_redirect=False)
+        )
+
     monkeypatch.setattr(files, "ops", FailingOps(code, fail_at))
     with pytest.raises(StateNotSaved) as refused:
-        await store.update(lambda config: msgspec.structs.replace(config, recipes=[]))
+        await store.update(no_redirects)
     assert refused.value.extra["changed"] is False
     assert path.read_bytes() == on_disk
     assert store.current == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["config.json"]
     monkeypatch.setattr(files, "ops", files.FileOps())
-    after = await store.update(lambda config: msgspec.structs.replace(config, recipes=[]))
+    after = await store.update(no_redirects)
     assert after != before and RuntimeConfigStore(path).load({}) == after
 
 
