@@ -21,6 +21,7 @@ from hoodyd.app import create_app
 from hoodyd.polling import poll_until
 from hoodyd.schemas import terminal as wire
 from tests.conftest import make_config
+from tests.truth import check_sessions
 
 BASE = "/api/v1/terminal"
 WAIT = 10.0
@@ -388,3 +389,37 @@ async def test_the_callers_origin_is_kept_with_the_command(client: TestClient) -
     assert body["origin"] == "proxy"
     fetched = await (await client.get(f"{BASE}/result/{body['command_id']}")).json()
     assert fetched["origin"] == "proxy"
+
+
+async def test_sessions_say_what_proc_says_after_every_call(client: TestClient) -> None:
+    """After each call of a working day (a cd, a command left running, a shell replaced with
+    exec, a shell that exits), every session `GET /sessions` shows holds in /proc: its shell
+    lives in the directory it names, and an exited one is neither alive nor busy."""
+
+    async def sessions_hold() -> dict[str, Any]:
+        body: dict[str, Any] = await (await client.get(f"{BASE}/sessions")).json()
+        check_sessions(body)
+        return body
+
+    await execute(client, "terminal_id=1", {"command": "cd /tmp", "wait": True, "timeout": 10})
+    assert (await sessions_hold())["data"][0]["cwd"] == "/tmp"
+    await execute(client, "terminal_id=2&cwd=/", {"command": "sleep 1", "wait": False})
+    busy = {s["id"]: s["busy"] for s in (await sessions_hold())["data"]}
+    assert busy == {1: False, 2: True}
+    replaced = await execute(
+        client, "terminal_id=1", {"command": "exec bash --norc", "wait": True, "timeout": 10}
+    )
+    assert replaced["status"] == "failed", replaced
+    await sessions_hold()
+    again = await execute(client, "terminal_id=1", {"command": "pwd", "wait": True, "timeout": 10})
+    assert again["exit_code"] == 0, again
+    await sessions_hold()
+    await execute(client, "terminal_id=2", {"command": "exit 4", "wait": False})
+
+    async def exited() -> dict[str, Any] | None:
+        body = await sessions_hold()
+        two = next(s for s in body["data"] if s["id"] == 2)
+        return two if two["state"] == "exited" else None
+
+    two = await poll_until(exited, timeout=WAIT)
+    assert two is not None and two["exit_code"] == 4 and not two["busy"], two

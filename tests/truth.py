@@ -1,8 +1,10 @@
-"""Ground truth for program answers: what the API claims about pids, states and instances,
-checked against /proc (the process lives, is no zombie, and is a child of supervisord)."""
+"""Ground truth for program and terminal answers: what the API claims about pids, states,
+instances and sessions, checked against /proc (the process lives, is no zombie, is a child of
+supervisord; a session's shell lives, as its user, in its directory)."""
 
 from __future__ import annotations
 
+import pwd
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +88,29 @@ def check_statuses(body: dict[str, Any]) -> None:
             check_status(item["status"], f"program {item['id']}: ")
     elif "status" in body:
         check_status(body["status"])
+
+
+def check_session(claim: dict[str, Any]) -> None:
+    """One terminal session as `GET /sessions` shows it: a running session's shell is a live
+    process of the session's user, in the directory the session names; an exited one has
+    an exit code, no live shell, and is not busy."""
+    label = f"terminal {claim['id']}"
+    pid = claim["pid"]
+    if claim["state"] == "running":
+        assert is_live(pid), f"{label}: running, but /proc says pid {pid} is {proc_state(pid)}"
+        cwd = Path(f"/proc/{pid}/cwd").resolve()
+        assert Path(claim["cwd"]).resolve() == cwd, f"{label}: cwd {claim['cwd']}, /proc {cwd}"
+        if claim.get("user"):
+            owner = Path(f"/proc/{pid}").stat().st_uid
+            assert pwd.getpwuid(owner).pw_name == claim["user"], f"{label}: runs as {owner}"
+    else:
+        assert claim["exit_code"] is not None, f"{label}: {claim['state']} with no exit code"
+        assert not claim["busy"], f"{label}: {claim['state']} and busy"
+        assert not is_live(pid), f"{label}: {claim['state']}, but its shell {pid} lives"
+
+
+def check_sessions(body: dict[str, Any]) -> None:
+    """Every session of a `GET /sessions` answer holds in /proc."""
+    assert body["total"] == len(body["data"])
+    for claim in body["data"]:
+        check_session(claim)
