@@ -134,3 +134,31 @@ async def test_a_crashing_quick_start_reads_back_as_backoff_with_its_failures(
     assert body["pid"] is None and body["uptime"] is None
     for field in ("temporary_id", "name", "display", "created_at", "expires_at"):
         assert body[field] == launched[field], field
+
+
+async def test_a_killed_quick_start_is_never_reported_with_its_dead_pid(client: Any) -> None:
+    """Right after `kill -9` of a quick-start's process, its status and the list of
+    quick-starts name no dead pid: supervisord may not have reaped it yet, /proc has."""
+    import pwd
+
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    launched = await post(client, "/quick-start", {"command": SPAN_COMMAND, "user": user})
+    temporary_id = launched["temporary_id"]
+
+    async def running() -> dict[str, Any] | None:
+        body: dict[str, Any] = await (
+            await client.get(f"{API}/quick-start/{temporary_id}/status")
+        ).json()
+        return body if body["status"] == "running" and body.get("pid") else None
+
+    before = await poll_until(running, timeout=10, interval=0.02)
+    assert before is not None and is_supervised(before["pid"]), before
+    os.kill(before["pid"], signal.SIGKILL)
+    await poll_until(lambda: _gone(before["pid"]), timeout=5, interval=0.005)
+    after: dict[str, Any] = await (
+        await client.get(f"{API}/quick-start/{temporary_id}/status")
+    ).json()
+    assert after.get("pid") != before["pid"] and after["status"] != "running", after
+    listed: dict[str, Any] = await (await client.get(f"{API}/quick-start")).json()
+    for item in listed["ephemeral_programs"]:  # an ended quick-start may be gone already
+        assert item.get("pid") != before["pid"] and item["status"] != "running", item

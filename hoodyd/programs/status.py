@@ -109,10 +109,13 @@ def _port_ready(observer: Observer, name: str, info: ProcessInfo | None) -> bool
 def instance_from_info(
     info: ProcessInfo | None, name: str, port: int | None, *, serving: bool = False
 ) -> Instance:
-    """An Instance from `getProcessInfo`; None (not registered) reads as STOPPED. `serving`:
-    its port accepts connections, so STARTING reads RUNNING."""
+    """An Instance from `getProcessInfo`; None (not registered) reads as STOPPED, a pid that
+    /proc says is dead as EXITED without it. `serving`: its port accepts connections, so
+    STARTING reads RUNNING."""
     if info is None:
         return Instance(port=port, instance_name=name, status="STOPPED")
+    if _has_dead_pid(info):  # supervisord has not reaped it yet: gone is gone
+        info = msgspec.structs.replace(info, state=100, statename="EXITED", pid=0)
     state = "RUNNING" if serving and info.statename == "STARTING" else info.statename
     running = state in ("RUNNING", "STARTING", "STOPPING") and info.pid
     return Instance(
