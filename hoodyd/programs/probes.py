@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import heapq
 import os
+import select
 import signal
 import socket
 import time
@@ -49,6 +52,9 @@ PROBE_CONCURRENCY = 64
 FIRST_READY_PROBE_S = 0.25
 PROBED_STATES = frozenset({"STARTING", "RUNNING"})
 HTTP_HEAD_LIMIT = 4096
+# port probes are swept at most this often: each sweep takes every probe then due (at most
+# this much late), so 500 probes a second cost 10 batches, not 500 wakeups
+SWEEP_EVERY_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +103,9 @@ class Prober:
         self._pass_env = tuple(pass_env)
         self._gate = asyncio.Semaphore(concurrency)
         self._probed: dict[str, Probed] = {}
-        self._last: dict[str, ProbeResult] = {}
+        # the last result by instance: (probe, ok, time.time(), detail), made a ProbeResult
+        # only when read
+        self._last: dict[str, tuple[Kind, bool, float, str]] = {}
         self._restarts: Counter[str] = Counter()
         self._listeners: list[Listener] = []
         self._side: set[asyncio.Task[None]] = set()
@@ -105,6 +113,7 @@ class Prober:
         self.results: Counter[tuple[str, str, bool]] = Counter()
         self.seconds: defaultdict[tuple[str, str], float] = defaultdict(float)
         self._closed = False
+        self._sweep = PortSweep(self)
         observer.subscribe(self._on_transition)
 
     # ---- reading -----------------------------------------------------------------------
@@ -123,7 +132,16 @@ class Prober:
         return self._restarts[name]
 
     def last(self, name: str) -> ProbeResult | None:
-        return self._last.get(name)
+        found = self._last.get(name)
+        if found is None:
+            return None
+        kind, ok, at, detail = found
+        return ProbeResult(
+            probe=kind,
+            ok=ok,
+            at=datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds"),
+            detail=UNSET if ok else detail,
+        )
 
     def health(self, program: Program, name: str, state: str) -> Health:
         if state not in PROBED_STATES:
@@ -177,9 +195,13 @@ class Prober:
         probed = Probed(program_id=program.id, port=port, pid=pid)
         self._probed[name] = probed
         for kind in ("readiness", "liveness"):
-            if getattr(program, kind) is not None:
-                task = asyncio.create_task(self._loop(name, probed, kind))
-                probed.tasks.append(task)
+            probe = getattr(program, kind)
+            if probe is None:
+                continue
+            if probe.port is not UNSET:  # swept with every other port probe
+                self._sweep.add(name, probed, kind, probe.initial_delay_ms / 1000)
+            else:
+                probed.tasks.append(asyncio.create_task(self._loop(name, probed, kind)))
 
     def _drop(self, name: str) -> None:
         probed = self._probed.pop(name, None)
@@ -190,6 +212,7 @@ class Prober:
     async def close(self) -> None:
         self._closed = True
         tasks = [t for p in self._probed.values() for t in p.tasks] + list(self._side)
+        tasks += self._sweep.tasks()
         self._probed.clear()
         for task in tasks:
             task.cancel()
@@ -211,22 +234,31 @@ class Prober:
                 return
             began = time.monotonic()
             ok, detail = await self._probe(program, probe, probed.port)
-            self.seconds[(name, kind)] += time.monotonic() - began
-            self.results[(name, kind, ok)] += 1
-            self._last[name] = ProbeResult(
-                probe=kind,
-                ok=ok,
-                at=datetime.now(UTC).isoformat(timespec="milliseconds"),
-                detail=UNSET if ok else detail,
-            )
-            if kind == "readiness":
-                self._readiness(program, name, probed, probe, ok, detail)
-            elif self._liveness(program, name, probed, probe, ok, detail):
+            pause = self.record(name, probed, kind, ok, detail, time.monotonic() - began)
+            if pause is None:
                 return  # replaced: the new process is probed anew
-            pause = probe.interval_ms / 1000
-            if kind == "readiness" and not probed.ready:
-                pause = min(pause, FIRST_READY_PROBE_S)
             await asyncio.sleep(max(0.0, pause - (time.monotonic() - began)))
+
+    def record(
+        self, name: str, probed: Probed, kind: Kind, ok: bool, detail: str, spent: float
+    ) -> float | None:
+        """Fold in one probe's result; the seconds until the next one (None: no more, the
+        process is being replaced or the probe was removed)."""
+        program = self.table.get(probed.program_id)
+        probe: Probe | None = getattr(program, kind)
+        if probe is None or self._probed.get(name) is not probed:
+            return None
+        self.seconds[(name, kind)] += spent
+        self.results[(name, kind, ok)] += 1
+        self._last[name] = (kind, ok, time.time(), detail)
+        if kind == "readiness":
+            self._readiness(program, name, probed, probe, ok, detail)
+        elif self._liveness(program, name, probed, probe, ok, detail):
+            return None
+        pause = probe.interval_ms / 1000
+        if kind == "readiness" and not probed.ready:
+            pause = min(pause, FIRST_READY_PROBE_S)
+        return pause
 
     def _readiness(
         self, program: Program, name: str, probed: Probed, probe: Probe, ok: bool, detail: str
@@ -341,6 +373,126 @@ class Prober:
                 await asyncio.shield(process.wait())
             raise
         return code == 0, f"exit status {code}"
+
+
+@dataclass(order=True, slots=True)
+class _Due:
+    at: float
+    name: str = field(compare=False)
+    probed: Probed = field(compare=False)
+    kind: Kind = field(compare=False)
+
+
+class PortSweep:
+    """Every port probe of every instance, run in batches: one timer for all of them, and
+    each batch's connects made in a worker thread (a non-blocking connect per port, one
+    `poll` for the batch), so 500 probes a second cost the loop a few wakeups, not 500 tasks.
+    """
+
+    def __init__(self, prober: Prober) -> None:
+        self.prober = prober
+        self._heap: list[_Due] = []
+        self._wake = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._batches: set[asyncio.Task[None]] = set()
+        self._swept = 0.0
+
+    def add(self, name: str, probed: Probed, kind: Kind, delay: float) -> None:
+        heapq.heappush(self._heap, _Due(time.monotonic() + delay, name, probed, kind))
+        self._ensure_running()
+
+    def _ensure_running(self) -> None:
+        """The timer task runs while anything is scheduled; it ends when nothing is (a batch
+        in flight starts it again with what it reschedules)."""
+        if self.prober._closed:
+            return
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run())
+        self._wake.set()
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [t for t in (self._runner, *self._batches) if t is not None]
+
+    async def _run(self) -> None:
+        while self._heap:
+            now = time.monotonic()
+            self._swept = now
+            due: list[_Due] = []
+            while self._heap and self._heap[0].at <= now:
+                item = heapq.heappop(self._heap)
+                if self.prober._probed.get(item.name) is item.probed:  # else: dropped
+                    due.append(item)
+            if due:
+                batch = asyncio.create_task(self._probe(due))
+                self._batches.add(batch)
+                batch.add_done_callback(self._batches.discard)
+            if not self._heap:
+                return
+            self._wake.clear()
+            wake_at = max(self._heap[0].at, self._swept + SWEEP_EVERY_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wake_at - time.monotonic())
+            # woken early (a new probe, a batch done): still no sooner than the next sweep
+            await asyncio.sleep(max(0.0, self._swept + SWEEP_EVERY_S - time.monotonic()))
+
+    async def _probe(self, due: list[_Due]) -> None:
+        targets: list[tuple[int, float]] = []
+        for item in due:
+            program = self.prober.table.get(item.probed.program_id)
+            probe: Probe | None = getattr(program, item.kind)
+            port = probe.port if probe is not None else None
+            target = item.probed.port if port == PORT_VARIABLE else port
+            timeout = probe.timeout_ms / 1000 if probe is not None else 0.0
+            targets.append((target if isinstance(target, int) else 0, timeout))
+        began = time.monotonic()
+        async with self.prober._gate:
+            results = await asyncio.to_thread(connect_all, targets)
+        spent = (time.monotonic() - began) / max(len(due), 1)
+        for item, (ok, detail) in zip(due, results, strict=True):
+            pause = self.prober.record(item.name, item.probed, item.kind, ok, detail, spent)
+            if pause is not None:
+                item.at = max(item.at + pause, time.monotonic())
+                heapq.heappush(self._heap, item)
+        if self._heap:
+            self._ensure_running()
+
+
+def connect_all(targets: list[tuple[int, float]]) -> list[tuple[bool, str]]:
+    """Connect to each (port, timeout) on 127.0.0.1 at once: whether it accepted within its
+    timeout, and why not. Blocking: runs in a worker thread."""
+    results: list[tuple[bool, str] | None] = [None] * len(targets)
+    waiting: dict[int, tuple[int, socket.socket, float]] = {}
+    poller = select.poll()
+    began = time.monotonic()
+    for index, (port, timeout) in enumerate(targets):
+        if not port:
+            results[index] = (False, "no port")
+            continue
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        code = sock.connect_ex(("127.0.0.1", port))
+        if code in (0, errno.EINPROGRESS):
+            waiting[sock.fileno()] = (index, sock, began + timeout)
+            poller.register(sock, select.POLLOUT)
+        else:
+            results[index] = (False, os.strerror(code))
+            sock.close()
+    while waiting:
+        deadline = min(end for _i, _s, end in waiting.values())
+        for fd, _events in poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+            index, sock, _end = waiting.pop(fd)
+            poller.unregister(fd)
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            results[index] = (True, "") if code == 0 else (False, os.strerror(code))
+            sock.close()
+        now = time.monotonic()
+        for fd, (index, sock, end) in list(waiting.items()):
+            if end <= now:
+                del waiting[fd]
+                poller.unregister(fd)
+                results[index] = (False, f"no answer within {round((end - began) * 1000)} ms")
+                sock.close()
+    return [result or (False, "not probed") for result in results]
 
 
 def _with_port(text: str, port: int | None) -> str:
