@@ -11,10 +11,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -25,6 +25,21 @@ from hoodyd.config import Config
 from hoodyd.programs.embedded import stop_embedded
 from hoodyd.terminals.cleanup import find_holders, stop_holders
 from tests.terminal_pty import PtyProgram
+
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T], *, timeout: float, interval: float = 0.05) -> T:
+    """The synchronous counterpart of `hoodyd.polling.poll_until`, for helpers that cannot
+    await: call `check` until it answers something truthy or `timeout` seconds passed; the
+    last answer. `check` runs at least once, even with timeout 0."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = check()
+        remaining = deadline - time.monotonic()
+        if answer or remaining <= 0:
+            return answer
+        time.sleep(min(interval, remaining))
 
 
 @pytest.fixture
@@ -112,12 +127,10 @@ def start_daemon(
         env={**os.environ, "HOODYD_LOG_FORMAT": "json", **(env or {})},
     )
     handle.close()
-    deadline = time.monotonic() + 30
-    while not sock.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"hoodyd did not start:\n{log_path.read_text()}")
-        time.sleep(0.02)
+    wait_until(lambda: sock.exists() or process.poll() is not None, timeout=30, interval=0.02)
+    if not sock.exists():
+        process.kill()
+        raise RuntimeError(f"hoodyd did not start:\n{log_path.read_text()}")
     return DaemonProcess(state_dir, sock, process, log_path)
 
 

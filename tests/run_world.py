@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,11 +14,13 @@ from typing import Any
 
 import aiohttp
 
+from hoodyd.polling import poll_until
 from tests.conftest import (
     DaemonProcess,
     start_daemon,
     stop_embedded_supervisord,
     stop_terminal_holders,
+    wait_until,
 )
 
 RUN = "/api/v1/run"
@@ -100,18 +101,18 @@ def wait_synced(socket: str, app: str = "hello-run", timeout: float = 30) -> Non
             self.sock = socket_module.socket(socket_module.AF_UNIX, socket_module.SOCK_STREAM)
             self.sock.connect(socket)
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def candidates() -> list[Any]:
         connection = UnixConnection("localhost")
         try:
             connection.request("GET", f"{RUN}/search?app={app}")
             body = json.loads(connection.getresponse().read())
         finally:
             connection.close()
-        if body.get("candidates"):
-            return
-        time.sleep(0.1)
-    raise RuntimeError("the manifest source did not sync")
+        found: list[Any] = body.get("candidates") or []
+        return found
+
+    if not wait_until(candidates, timeout=timeout, interval=0.1):
+        raise RuntimeError("the manifest source did not sync")
 
 
 @contextmanager
@@ -137,13 +138,16 @@ def run_world(*extra: str, env: dict[str, str] | None = None, **policy: Any) -> 
 async def wait_result(
     session: aiohttp.ClientSession, command_id: str, timeout: float = 20
 ) -> dict[str, Any]:
-    """Poll the terminal's result until the command reaches a final state."""
-    import asyncio
+    """Poll the terminal's result until the command reaches a final state; the last result
+    read if it does not within `timeout`."""
 
-    deadline = time.monotonic() + timeout
-    while True:
+    async def result() -> dict[str, Any]:
         async with session.get(f"{TERMINAL}/result/{command_id}") as response:
             body: dict[str, Any] = await response.json()
-        if body.get("status") in FINAL or time.monotonic() > deadline:
-            return body
-        await asyncio.sleep(0.05)
+        return body
+
+    async def final() -> dict[str, Any] | None:
+        body = await result()
+        return body if body.get("status") in FINAL else None
+
+    return await poll_until(final, timeout=timeout, interval=0.05) or await result()

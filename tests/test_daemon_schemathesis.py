@@ -7,7 +7,6 @@ import os
 import shutil
 import socket
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from schemathesis.checks import (
 )
 
 from hoodyd.api.openapi import load_document
-from tests.conftest import start_daemon, stop_embedded_supervisord
+from tests.conftest import start_daemon, stop_embedded_supervisord, wait_until
 
 TOKEN = "schemathesis-token"
 CHECKS = (
@@ -54,13 +53,15 @@ def base_url() -> Iterator[str]:
     port = free_port()
     daemon = start_daemon(state, "--tcp", f"127.0.0.1:{port}", env={"HOODYD_TOKEN": TOKEN})
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+
+        def answers() -> bool:
             try:
                 requests.get(f"http://127.0.0.1:{port}/api/v1/daemon/health", timeout=2)
-                break
             except requests.ConnectionError:
-                time.sleep(0.05)
+                return False
+            return True
+
+        assert wait_until(answers, timeout=20), daemon.logs()
         yield f"http://127.0.0.1:{port}"
     finally:
         daemon.stop()

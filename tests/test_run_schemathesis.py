@@ -14,13 +14,14 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.conftest import wait_until
 from tests.run_world import RUN, RunWorld, run_world
 
 TOKEN = "schemathesis-test-token"
@@ -99,16 +100,19 @@ def test_printed_curl_line_on_tcp_reads_the_token_from_the_environment(
         env={**os.environ, "HOODYD_TOKEN": TOKEN},
     ).stdout  # fmt: skip
     command_id = json.loads(executed)["command_id"]
-    deadline = time.monotonic() + 20
-    while True:
-        result = json.loads(
+
+    reads: list[dict[str, Any]] = []
+
+    def completed() -> bool:
+        reads.append(json.loads(
             subprocess.run(
                 ["curl", "-sS", "-H", f"Authorization: Bearer {TOKEN}",
                  f"{base_url}/api/v1/terminal/result/{command_id}"],
                 capture_output=True, text=True, timeout=30, check=True,
             ).stdout
-        )  # fmt: skip
-        if result["status"] == "completed" or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+        ))  # fmt: skip
+        return reads[-1]["status"] == "completed"
+
+    wait_until(completed, timeout=20, interval=0.1)
+    result = reads[-1]
     assert result["status"] == "completed" and "hello-run says" in result["stdout"]

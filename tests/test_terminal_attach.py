@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import DaemonProcess, start_daemon
+from tests.conftest import DaemonProcess, start_daemon, wait_until
 from tests.terminal_pty import PtyProgram
 
 WAIT = 10.0
@@ -90,17 +90,16 @@ async def test_hoodyd_attach_types_resizes_and_detaches(terminal_daemon: DaemonP
         os.write(master, b"echo via-cli-$((40+2))\r")
         read_until(master, b"via-cli-42", seen)
         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+
         # The resize travels client -> WebSocket -> PTY with no acknowledgement: ask the
         # remote shell for its size until it reports the new one.
-        deadline = time.monotonic() + WAIT
-        while True:
+        def size_shown() -> bool:
             os.write(master, b"stty size\r")
             answer = bytearray()
             read_until(master, b"\x1b[?2004h", answer)  # up to the next prompt
-            if b"33 101" in answer or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        assert b"33 101" in answer
+            return b"33 101" in answer
+
+        assert wait_until(size_shown, timeout=WAIT)
         os.write(master, b"\x1d")  # Ctrl-]
         read_until(master, b"[detached from terminal 1]", seen)
         assert client.wait(timeout=WAIT) == 0

@@ -10,7 +10,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from hoodyd.units import (
     system_units,
     user_units,
 )
+from tests.conftest import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 ANALYZE = shutil.which("systemd-analyze")
@@ -196,10 +196,8 @@ def serve_with_journal_stream(state: Path, journal_stream: str | None) -> str:
              "--socket", str(state / "s.sock")],
             stdout=subprocess.DEVNULL, stderr=handle, env=env,
         )
-    deadline = time.monotonic() + 30
-    while not (state / "s.sock").exists():
-        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.05)
+    wait_until(lambda: (state / "s.sock").exists() or process.poll() is not None, timeout=30)
+    assert process.poll() is None and (state / "s.sock").exists(), log.read_text()
     process.send_signal(signal.SIGTERM)
     process.wait(20)
     return log.read_text()
