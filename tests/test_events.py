@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from hoodyd.api.keys import PROGRAMS
+from hoodyd.polling import poll_until
 from tests.conftest import PORT_SERVER, DaemonProcess, add_program, start_daemon
 
 API = "/api/v1/daemon"
@@ -77,9 +78,11 @@ async def test_a_client_that_leaves_is_unsubscribed(client: Any) -> None:
     await stream.content.readline()
     assert subscribers(client) == before + 1
     stream.close()
-    async with asyncio.timeout(5):
-        while subscribers(client) != before:
-            await asyncio.sleep(0.05)
+
+    async def unsubscribed() -> bool | None:
+        return True if subscribers(client) == before else None
+
+    assert await poll_until(unsubscribed, timeout=5, interval=0.05)
 
 
 async def test_follow_streams_new_log_lines_until_the_client_leaves(client: Any) -> None:

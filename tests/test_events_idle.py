@@ -7,9 +7,15 @@ import asyncio
 import time
 from typing import Any
 
+from hoodyd.polling import poll_until
 from tests.conftest import PORT_SERVER, add_program
 
 API = "/api/v1/daemon"
+# A proxy touches the instance every TOUCH_EVERY seconds for KEEP_ALIVE_WINDOW seconds (twice
+# its idle_stop_after of 2) and it must never be found stopped: an instance that stays running
+# sends no event, so that absence can only be observed over a fixed window.
+KEEP_ALIVE_WINDOW = 4
+TOUCH_EVERY = 0.5
 
 
 async def instance_state(client: Any, program_id: int, port: int) -> str:
@@ -22,9 +28,11 @@ async def instance_state(client: Any, program_id: int, port: int) -> str:
 async def wait_state(client: Any, program_id: int, port: int, wanted: str, timeout: float) -> float:
     """Seconds until the instance reports `wanted`."""
     began = time.monotonic()
-    async with asyncio.timeout(timeout):
-        while await instance_state(client, program_id, port) != wanted:
-            await asyncio.sleep(0.1)
+
+    async def reached() -> bool | None:
+        return True if await instance_state(client, program_id, port) == wanted else None
+
+    assert await poll_until(reached, timeout=timeout), f"not {wanted} within {timeout}s"
     return time.monotonic() - began
 
 
@@ -55,11 +63,11 @@ async def test_touching_with_if_not_running_keeps_an_instance_alive(client: Any)
     start = f"{API}/programs/{program['id']}/start"
     touch = {"port": 9441, "if_not_running": True, "wait": True}
     await client.post(start, json=touch)
-    until = time.monotonic() + 4
+    until = time.monotonic() + KEEP_ALIVE_WINDOW
     while time.monotonic() < until:
         response = await client.post(start, json=touch)
         assert (await response.json())["already_running"] is True
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(TOUCH_EVERY)
     assert await instance_state(client, program["id"], 9441) == "RUNNING"
     await wait_state(client, program["id"], 9441, "STOPPED", timeout=8)
 

@@ -13,7 +13,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 import xmlrpc.client
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import pytest
 from structlog.testing import capture_logs
 from supervisor.xmlrpc import SupervisorTransport
 
+from hoodyd.polling import poll_until
 from hoodyd.programs.eventlistener import event_datagram, parse_tokens, render_listener_section
 from hoodyd.programs.events import EventReceiver, ProcessEvent
 
@@ -52,11 +52,11 @@ class Collected:
         return [e for e in self.events if e.process_name == process]
 
     async def wait_until(self, predicate: Any, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"condition not met within {timeout}s: {self.events}")
-            await asyncio.sleep(0.01)
+        async def met() -> bool | None:
+            return True if predicate() else None
+
+        if not await poll_until(met, timeout=timeout, interval=0.01):
+            raise AssertionError(f"condition not met within {timeout}s: {self.events}")
 
 
 def send(path: Path, data: bytes) -> None:
@@ -314,10 +314,11 @@ async def test_a_failing_callback_does_not_stop_the_feed(tmp_dir: Path) -> None:
         with capture_logs() as logs:
             send(path, b'{"process_name":"boom","group_name":"boom","state":"RUNNING"}')
             send(path, b'{"process_name":"ok","group_name":"ok","state":"RUNNING"}')
-            deadline = time.monotonic() + 10
-            while len(seen) < 2:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.01)
+
+            async def both_delivered() -> bool | None:
+                return True if len(seen) >= 2 else None
+
+            assert await poll_until(both_delivered, timeout=10, interval=0.01), seen
     finally:
         receiver.close()
     assert seen == ["boom", "ok"]
@@ -401,19 +402,20 @@ async def supervisord(tmp_dir: Path) -> AsyncIterator[Supervisord]:
     output.close()
     handle = Supervisord(process, tmp_dir / "s.sock", collected)
     try:
-        deadline = time.monotonic() + 20
-        while True:
+
+        async def running() -> bool | None:
             try:
                 state = await asyncio.to_thread(handle.call, "getState")
                 if state["statename"] == "RUNNING":
-                    break
+                    return True
             except (OSError, xmlrpc.client.Fault):
                 pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(
-                    "supervisord did not start:\n" + (tmp_dir / "supervisord.out").read_text()
-                )
-            await asyncio.sleep(0.05)
+            return False if process.poll() is not None else None  # False: it exited
+
+        if not await poll_until(running, timeout=20, interval=0.05):
+            raise AssertionError(
+                "supervisord did not start:\n" + (tmp_dir / "supervisord.out").read_text()
+            )
         yield handle
     finally:
         if process.poll() is None:

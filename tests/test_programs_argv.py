@@ -3,7 +3,6 @@ syntax (inline comments, `%(…)s` expansion) and no shell ever reinterpret them
 
 from __future__ import annotations
 
-import asyncio
 import os
 import pwd
 import shlex
@@ -20,6 +19,7 @@ from hypothesis import strategies as st
 from supervisor.options import ServerOptions
 
 from hoodyd.errors import InvalidRequest
+from hoodyd.polling import poll_until
 from hoodyd.programs import conf
 from hoodyd.programs.launch import ENVIRONMENT_VARIABLE, decode_environment, launcher_argv
 from hoodyd.programs.rules import validate_program
@@ -214,12 +214,11 @@ async def start_and_read(client: Any, **fields: Any) -> tuple[dict[str, Any], ps
 
 
 async def stdout_of(client: Any, program: dict[str, Any]) -> str:
-    for _ in range(100):
+    async def logs() -> str | None:
         body = await (await client.get(f"{API}/programs/{program['id']}/logs")).json()
-        if body["logs"]:
-            return str(body["logs"])
-        await asyncio.sleep(0.05)
-    return ""
+        return str(body["logs"]) if body["logs"] else None
+
+    return await poll_until(logs, timeout=10, interval=0.05) or ""
 
 
 @pytest.mark.parametrize("delay", [0, 1])

@@ -3,7 +3,6 @@ restarts that leave programs running, and supervisord dying and coming back."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import pwd
@@ -152,11 +151,14 @@ async def test_requests_get_503_while_supervisord_is_down_then_work_again(
             await call(session, "POST", "/programs/add",
                        {"name": "survivor", "command": "/bin/sleep 300", "user": USER,
                         "boot": True})
-            orphan = None
-            while orphan is None:  # the boot program starts with its group
+
+            async def boot_pid() -> int | None:  # the boot program starts with its group
                 _, started = await call(session, "GET", "/status/1")
-                orphan = started["status"]["pid"]
-                await asyncio.sleep(0.05)
+                pid: int | None = started["status"]["pid"]
+                return pid
+
+            orphan = await poll_until(boot_pid, timeout=20, interval=0.05)
+            assert orphan is not None
             pidfile = short_tmp / "supervisor" / "supervisord.pid"
             old = int(pidfile.read_text())
             os.kill(old, signal.SIGKILL)

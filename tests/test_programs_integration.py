@@ -125,17 +125,16 @@ async def test_external_supervisord_is_used_and_its_other_programs_left_alone(
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(200):
-            if sock.exists():
-                break
-            await asyncio.sleep(0.05)
-        theirs_pid = None
-        for _ in range(100):
+
+        async def listening() -> bool | None:
+            return True if sock.exists() else None
+
+        async def theirs() -> int | None:
             children = psutil.Process(external.pid).children()
-            if children:
-                theirs_pid = children[0].pid
-                break
-            await asyncio.sleep(0.05)
+            return children[0].pid if children else None
+
+        await poll_until(listening, timeout=10, interval=0.05)
+        theirs_pid = await poll_until(theirs, timeout=5, interval=0.05)
         config = make_config(
             short_tmp,
             supervisor={"mode": "external", "socket": str(sock), "include_dir": str(include)},
