@@ -33,8 +33,8 @@ from hoodyd.api.keys import (
 from hoodyd.api.links import API_LINKS
 from hoodyd.api.middleware import authenticate, request_context
 from hoodyd.api.routes import add_root_routes, add_routes
-from hoodyd.apps.curl import CurlTarget
-from hoodyd.apps.runner import RunService
+from hoodyd.apps.run.curl import CurlTarget
+from hoodyd.apps.run.runner import RunService
 from hoodyd.apps.service import AppService
 from hoodyd.config import Config
 from hoodyd.metrics import Metrics, Sources

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hoodyd.apps.assets import (
+from hoodyd.apps.catalog.assets import (
     Asset,
     Target,
     checksum_candidates,

@@ -9,9 +9,9 @@ import json
 import os
 from pathlib import Path
 
-from hoodyd.apps.index import Match
-from hoodyd.apps.ranking import RankedSource, Scored, rank
-from hoodyd.apps.records import AppRecord
+from hoodyd.apps.catalog.index import Match
+from hoodyd.apps.catalog.records import AppRecord
+from hoodyd.apps.search.ranking import RankedSource, Scored, rank
 from hoodyd.apps.service import AppService
 from hoodyd.schemas.run import Selector
 from tests.data.apps.world import quiet_settings

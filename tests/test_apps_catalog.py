@@ -10,8 +10,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from hoodyd.apps.index import index_path
-from hoodyd.apps.runtime_config import RuntimeConfigStore
+from hoodyd.apps.catalog.index import index_path
+from hoodyd.apps.catalog.runtime_config import RuntimeConfigStore
 from hoodyd.apps.service import AppService
 from hoodyd.config import RunConfig
 from hoodyd.errors import InvalidRequest, NotFound

@@ -18,8 +18,8 @@ import msgspec
 import pytest
 from structlog.testing import capture_logs
 
-from hoodyd.apps import candidate_sets
-from hoodyd.apps.search import RankedCache
+from hoodyd.apps.search import candidate_sets
+from hoodyd.apps.search.search import RankedCache
 from hoodyd.apps.service import AppService
 from hoodyd.errors import InvalidRequest
 from hoodyd.polling import poll_until
@@ -416,7 +416,7 @@ def test_expired_sets_behind_recently_read_ones_are_dropped(
     """A set read again moves behind newer ones; once expired, the next put after a sweep
     interval drops it, and no expired set is ever answered."""
     clock = [100.0]
-    monkeypatch.setattr("hoodyd.apps.candidate_sets.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("hoodyd.apps.search.candidate_sets.time.monotonic", lambda: clock[0])
     store = candidate_sets.CandidateSetStore(ttl=10, max_sets=10)
     first = store.put([], b"a")
     clock[0] = 105.0

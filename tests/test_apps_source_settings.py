@@ -16,12 +16,12 @@ from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
 from hoodyd.app import create_app
-from hoodyd.apps.assets import DEFAULT_PREFER
-from hoodyd.apps.runtime_config import PROVIDERS, RuntimeConfigStore
-from hoodyd.apps.sources import SOURCES
-from hoodyd.apps.sources.apt import AptSettings
-from hoodyd.apps.sources.nix import NixSettings
-from hoodyd.apps.sources.system_path import SystemPathSettings
+from hoodyd.apps.catalog.assets import DEFAULT_PREFER
+from hoodyd.apps.catalog.runtime_config import PROVIDERS, RuntimeConfigStore
+from hoodyd.apps.catalog.sources import SOURCES
+from hoodyd.apps.catalog.sources.apt import AptSettings
+from hoodyd.apps.catalog.sources.nix import NixSettings
+from hoodyd.apps.catalog.sources.system_path import SystemPathSettings
 from hoodyd.errors import InvalidRequest
 from hoodyd.schemas.run import SourceType
 from tests.conftest import make_config

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from hoodyd.apps.records import SourceUnavailable, SyncContext
-from hoodyd.apps.sources import SOURCES
-from hoodyd.apps.sources.apt import index_targets
-from hoodyd.apps.sources.desktop_entry import parse_exec
+from hoodyd.apps.catalog.records import SourceUnavailable, SyncContext
+from hoodyd.apps.catalog.sources import SOURCES
+from hoodyd.apps.catalog.sources.apt import index_targets
+from hoodyd.apps.catalog.sources.desktop_entry import parse_exec
 from tests.data.apps.world import MANIFEST, desktop, executable, make_world
 
 

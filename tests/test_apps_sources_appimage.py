@@ -20,10 +20,10 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from hoodyd.apps.catalog.records import SourceUnavailable, SyncContext
+from hoodyd.apps.catalog.sources import SOURCES, InvalidSettings
+from hoodyd.apps.catalog.sources.appimage import record_integrity
 from hoodyd.apps.integrity import FetchSpec, IntegrityError, prepare, verify_ed25519
-from hoodyd.apps.records import SourceUnavailable, SyncContext
-from hoodyd.apps.sources import SOURCES, InvalidSettings
-from hoodyd.apps.sources.appimage import record_integrity
 
 # a stand-in AppImage: what matters here is the bytes that are checked and then executed
 APPIMAGE = b'#!/bin/sh\necho "ran: $*"\n'

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hoodyd.apps.records import SourceUnavailable, SyncContext
-from hoodyd.apps.sources import SOURCES
-from hoodyd.apps.sources.flatpak import LIST_COLUMNS, REMOTE_COLUMNS
+from hoodyd.apps.catalog.records import SourceUnavailable, SyncContext
+from hoodyd.apps.catalog.sources import SOURCES
+from hoodyd.apps.catalog.sources.flatpak import LIST_COLUMNS, REMOTE_COLUMNS
 from tests.data.apps.world import executable
 
 # piped, `flatpak list --app --columns=...` prints rows like these: tab-separated, no header

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from hoodyd.apps.records import SourceUnavailable, SyncContext
-from hoodyd.apps.sources import SOURCES
-from hoodyd.apps.sources.appimage import record_integrity
+from hoodyd.apps.catalog.records import SourceUnavailable, SyncContext
+from hoodyd.apps.catalog.sources import SOURCES
+from hoodyd.apps.catalog.sources.appimage import record_integrity
 from hoodyd.schemas.run import Selector
 from tests.data.apps import releases as r
 from tests.data.apps.github import FakeGitHub, FakeRelease, FakeRepo

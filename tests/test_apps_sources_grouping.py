@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hoodyd.apps import policy
+from hoodyd.apps.run import policy
 from hoodyd.apps.service import AppService
 from hoodyd.errors import Forbidden
 from hoodyd.schemas.run import PolicyConfig, Selector

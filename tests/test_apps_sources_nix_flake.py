@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from hoodyd.apps.records import SourceUnavailable, SyncContext
-from hoodyd.apps.sources import SOURCES
-from hoodyd.apps.sources.appimage import record_integrity
+from hoodyd.apps.catalog.records import SourceUnavailable, SyncContext
+from hoodyd.apps.catalog.sources import SOURCES
+from hoodyd.apps.catalog.sources.appimage import record_integrity
 from tests.data.apps.world import executable
 
 NAR = bytes(range(32))

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hoodyd.apps.records import SourceUnavailable, SyncContext
-from hoodyd.apps.sources import SOURCES
-from hoodyd.apps.sources.appimage import record_integrity
+from hoodyd.apps.catalog.records import SourceUnavailable, SyncContext
+from hoodyd.apps.catalog.sources import SOURCES
+from hoodyd.apps.catalog.sources.appimage import record_integrity
 from tests.data.apps.world import executable
 
 ALPINE_DIGEST = "sha256:beefdbd8a1da6d2915566fde36db9db0b524eb737fc57cd1367effd16dc0d06d"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hoodyd.apps.records import SourceUnavailable, SyncContext
-from hoodyd.apps.sources import SOURCES
+from hoodyd.apps.catalog.records import SourceUnavailable, SyncContext
+from hoodyd.apps.catalog.sources import SOURCES
 from tests.data.apps.world import executable
 
 # the schema pkgx writes (crates/lib/src/pantry_db.rs)

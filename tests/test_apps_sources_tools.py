@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from hoodyd.apps.records import SourceUnavailable, SyncContext
-from hoodyd.apps.sources import SOURCES
+from hoodyd.apps.catalog.records import SourceUnavailable, SyncContext
+from hoodyd.apps.catalog.sources import SOURCES
 from tests.data.apps.world import executable
 
 UV_TOOL_LIST = "black v24.10.0\n- black\n- blackd\nhttpie v3.2.4\n- http\n- httpie\n- https\n"

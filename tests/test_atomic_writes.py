@@ -346,7 +346,7 @@ async def test_a_run_config_edit_on_a_full_disk_changes_nothing(tiny_tmpfs: Path
     temp file) are as before."""
     import msgspec
 
-    from hoodyd.apps.runtime_config import RuntimeConfigStore
+    from hoodyd.apps.catalog.runtime_config import RuntimeConfigStore
     from hoodyd.errors import StateNotSaved
 
     path = tiny_tmpfs / "run" / "config.json"
@@ -375,7 +375,7 @@ async def test_a_run_config_edit_whose_write_fails_changes_nothing(
     before, and the same edit succeeds once the disk works again."""
     import msgspec
 
-    from hoodyd.apps.runtime_config import RuntimeConfigStore
+    from hoodyd.apps.catalog.runtime_config import RuntimeConfigStore
 
     path = short_tmp / "run" / "config.json"
     store = RuntimeConfigStore(path)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from hoodyd.apps.destructive import (
+from hoodyd.apps.catalog.sources.desktop_entry import parse_exec
+from hoodyd.apps.run.destructive import (
     ERASURE,
     FILE_SYSTEM,
     PARTITIONS,
@@ -16,7 +17,6 @@ from hoodyd.apps.destructive import (
     classify,
     simple_commands,
 )
-from hoodyd.apps.sources.desktop_entry import parse_exec
 
 DESTRUCTIVE: list[tuple[list[str], str, str]] = [
     # power state

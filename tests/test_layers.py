@@ -45,6 +45,8 @@ def test_the_package_keeps_its_layers() -> None:
         ("errors.py", "from hoodyd.schemas.run_exec import RunResponse"),
         ("schemas/automation.py", "from hoodyd.terminals.mouse import encode_mouse"),
         ("terminals/holder/ring.py", "from hoodyd.api import routes"),
+        ("apps/catalog/records.py", "from hoodyd.apps.search import ranking"),
+        ("apps/search/ranking.py", "from hoodyd.apps.run import planner"),
     ],
 )
 def test_an_upward_import_breaks_the_contract(tmp_path: Path, module: str, line: str) -> None:

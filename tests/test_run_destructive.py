@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from hoodyd.apps.destructive import classify
+from hoodyd.apps.run.destructive import classify
 from tests.run_world import RUN, TERMINAL, RunWorld, run_world, wait_result
 
 DESTRUCTIVE = ("reboot", "shutdown", "mkfs.ext4")

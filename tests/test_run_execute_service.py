@@ -13,9 +13,9 @@ import pytest
 
 from hoodyd.api.links import API_LINKS
 from hoodyd.api.selectors import GO_QUERY, go_path_params
-from hoodyd.apps import curl, planner
-from hoodyd.apps.curl import CurlTarget
-from hoodyd.apps.runner import RunService
+from hoodyd.apps.run import curl, planner
+from hoodyd.apps.run.curl import CurlTarget
+from hoodyd.apps.run.runner import RunService
 from hoodyd.apps.service import AppService
 from hoodyd.config import RunConfig
 from hoodyd.errors import Conflict, InvalidRequest

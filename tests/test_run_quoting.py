@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hoodyd.apps.planner import shell_command
+from hoodyd.apps.run.planner import shell_command
 from hoodyd.schemas.terminal import ExecuteRequest
 from hoodyd.terminals.service import TerminalService
 from tests.conftest import make_config

@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from hoodyd.app import create_app
-from hoodyd.apps.sources.apt import read_status
+from hoodyd.apps.catalog.sources.apt import read_status
 from tests.conftest import make_config
 from tests.data.apps.world import executable
 from tests.run_world import RUN, run_world

@@ -30,7 +30,7 @@ from hoodyd.api.keys import AUTOMATION, CONFIG, PROGRAMS, RUN, RUNNER, TERMINALS
 from hoodyd.api.links import candidate_run_path
 from hoodyd.api.selectors import query_selector_params, selector_from_params
 from hoodyd.api.terminal import follow_output
-from hoodyd.apps.curl import CurlTarget
+from hoodyd.apps.run.curl import CurlTarget
 from hoodyd.config import CREDENTIAL_NAME, Config
 from hoodyd.errors import Forbidden, HoodydError, InvalidRequest, NotFound, Reason, RunFailed
 from hoodyd.programs import conf

@@ -10,7 +10,7 @@ from aiohttp import web
 from hoodyd.config import Config
 
 if TYPE_CHECKING:
-    from hoodyd.apps.runner import RunService
+    from hoodyd.apps.run.runner import RunService
     from hoodyd.apps.service import AppService
     from hoodyd.metrics import Metrics
     from hoodyd.programs.quickstart import QuickStartService

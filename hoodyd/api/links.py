@@ -1,11 +1,11 @@
 """The API paths run answers link to, made here at the edge and handed to the run planner
-(`hoodyd.apps.candidates.Links`): services deal in ids, only the edge knows URLs."""
+(`hoodyd.apps.run.candidates.Links`): services deal in ids, only the edge knows URLs."""
 
 from __future__ import annotations
 
 from urllib.parse import quote, urlencode
 
-from hoodyd.apps.candidates import Links
+from hoodyd.apps.run.candidates import Links
 
 RUN_BASE = "/api/v1/run"
 TERMINAL_BASE = "/api/v1/terminal"

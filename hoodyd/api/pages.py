@@ -13,7 +13,7 @@ import html
 
 from aiohttp import web
 
-from hoodyd.apps.destructive import marked
+from hoodyd.apps.run.destructive import marked
 from hoodyd.schemas.run import Candidate, Selector
 from hoodyd.schemas.run_exec import RunResponse, RunWarning
 from hoodyd.schemas.terminal import CommandResult
@@ -128,7 +128,7 @@ def candidates_page(
 ) -> str:
     rows = []
     for index, candidate in enumerate(candidates):
-        # a destructive program is picked by its id only (hoodyd.apps.destructive): no button
+        # a destructive program is picked by its id only (hoodyd.apps.run.destructive): no button
         action = "" if marked(candidate) else pick_form(selector, set_id, index)
         rows.append(
             f"<tr><td>{index}</td><td>{_e(candidate.title)}{action}"

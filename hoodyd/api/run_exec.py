@@ -28,8 +28,8 @@ from hoodyd.api.selectors import (
     resolve_selector,
     selector_from_params,
 )
-from hoodyd.apps.curl import CurlTarget
-from hoodyd.apps.runner import Outcome, RunService
+from hoodyd.apps.run.curl import CurlTarget
+from hoodyd.apps.run.runner import Outcome, RunService
 from hoodyd.errors import HoodydError, InvalidRequest, Reason
 from hoodyd.schemas.run import RecipeExecutionRequest, Selector
 from hoodyd.terminals.validation import parse_terminal_id

@@ -16,15 +16,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hoodyd.apps.candidate_sets import CandidateSet, CandidateSetStore, encode_cursor
-from hoodyd.apps.candidates import CandidateBuilder, RunLink
-from hoodyd.apps.catalog import Catalog
-from hoodyd.apps.jobs import JobHandle, JobStore
-from hoodyd.apps.ranking import Scored
-from hoodyd.apps.resolution import Resolution, recipe_selector
-from hoodyd.apps.runtime_config import RuntimeConfigStore
-from hoodyd.apps.search import Found, Searcher
-from hoodyd.apps.syncer import Syncer
+from hoodyd.apps.catalog.catalog import Catalog
+from hoodyd.apps.catalog.jobs import JobHandle, JobStore
+from hoodyd.apps.catalog.runtime_config import RuntimeConfigStore
+from hoodyd.apps.catalog.syncer import Syncer
+from hoodyd.apps.run.candidates import CandidateBuilder, RunLink
+from hoodyd.apps.search.candidate_sets import CandidateSet, CandidateSetStore, encode_cursor
+from hoodyd.apps.search.ranking import Scored
+from hoodyd.apps.search.resolution import Resolution, recipe_selector
+from hoodyd.apps.search.search import Found, Searcher
 from hoodyd.config import TOKEN_VARIABLE, RunConfig
 from hoodyd.schemas.run import (
     Candidate,

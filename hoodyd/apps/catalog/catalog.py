@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from hoodyd.apps.runtime_config import RuntimeConfigStore
+from hoodyd.apps.catalog.runtime_config import RuntimeConfigStore
 from hoodyd.errors import InvalidRequest, NotFound, Reason
 from hoodyd.schemas.run import (
     ProfileConfig,

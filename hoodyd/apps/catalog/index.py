@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from rapidfuzz import fuzz, process
 
-from hoodyd.apps.records import AppRecord
+from hoodyd.apps.catalog.records import AppRecord
 
 Tier = Literal["exact", "prefix", "word", "fuzzy"]
 TIER_ORDER: dict[Tier, int] = {"exact": 0, "prefix": 1, "word": 2, "fuzzy": 3}

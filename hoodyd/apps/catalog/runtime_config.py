@@ -6,7 +6,7 @@ Every edit builds a complete new config, validates it as a whole, writes it atom
 nothing, and a crash leaves the old file or the new one.
 
 Validating decodes each source's `config` object into the settings Struct its source type
-declares (`hoodyd.apps.sources`); the store keeps those settings next to the config, so a
+declares (`hoodyd.apps.catalog.sources`); the store keeps those settings next to the config, so a
 sync reads typed settings and nothing decodes them again. An edit with a key the source
 does not read, or a value of the wrong type, is refused (INVALID_SOURCE_CONFIG). A file
 written by an earlier version may hold keys no source reads any more: loading drops them
@@ -23,8 +23,8 @@ from pathlib import Path
 import msgspec
 import structlog
 
-from hoodyd.apps.sources import SOURCES, InvalidSettings
-from hoodyd.apps.sources.base import MissingSettings, setting_names
+from hoodyd.apps.catalog.sources import SOURCES, InvalidSettings
+from hoodyd.apps.catalog.sources.base import MissingSettings, setting_names
 from hoodyd.errors import InvalidRequest, Reason, StateNotSaved
 from hoodyd.programs.files import write_atomic
 from hoodyd.schemas.run import (

@@ -25,12 +25,18 @@ from typing import Any
 import msgspec
 import structlog
 
-from hoodyd.apps.catalog import Catalog
-from hoodyd.apps.index import SourceIndex, build_index_file, load_index, remove_index, save_index
-from hoodyd.apps.jobs import JobHandle, JobStore
-from hoodyd.apps.records import SourceUnavailable, SyncCancelled, SyncContext
-from hoodyd.apps.runtime_config import source_settings
-from hoodyd.apps.sources import SOURCES
+from hoodyd.apps.catalog.catalog import Catalog
+from hoodyd.apps.catalog.index import (
+    SourceIndex,
+    build_index_file,
+    load_index,
+    remove_index,
+    save_index,
+)
+from hoodyd.apps.catalog.jobs import JobHandle, JobStore
+from hoodyd.apps.catalog.records import SourceUnavailable, SyncCancelled, SyncContext
+from hoodyd.apps.catalog.runtime_config import source_settings
+from hoodyd.apps.catalog.sources import SOURCES
 from hoodyd.config import RunConfig
 from hoodyd.errors import NotFound
 from hoodyd.schemas.run import Job, RuntimeConfig, SourceConfig, SourceDiagnostics

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import msgspec
 
-from hoodyd.apps import destructive, planner
-from hoodyd.apps.catalog import Catalog
-from hoodyd.apps.ranking import Scored
-from hoodyd.apps.records import LaunchPlan
-from hoodyd.apps.resolution import Resolution, search_query
-from hoodyd.apps.sources import SOURCES
-from hoodyd.apps.syncer import Syncer
+from hoodyd.apps.catalog.catalog import Catalog
+from hoodyd.apps.catalog.records import LaunchPlan
+from hoodyd.apps.catalog.sources import SOURCES
+from hoodyd.apps.catalog.syncer import Syncer
+from hoodyd.apps.run import destructive, planner
+from hoodyd.apps.search.ranking import Scored
+from hoodyd.apps.search.resolution import Resolution, search_query
 from hoodyd.schemas.run import (
     Candidate,
     CandidateProvenance,
@@ -135,7 +135,7 @@ class CandidateBuilder:
             notes.append(f"{len(plan.requirements)} missing requirement(s)")
         danger = destructive.classify(record.name, plan.argv)
         # a destructive candidate gets no ready-to-follow run link: the client writes the
-        # pick=id itself (hoodyd.apps.destructive)
+        # pick=id itself (hoodyd.apps.run.destructive)
         href_path = (
             run_link(search_query(resolution), item.candidate_id)
             if run_link is not None and danger is None

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hoodyd.apps.pick import Choice
-from hoodyd.apps.planner import Plan, TerminalState
+from hoodyd.apps.run.pick import Choice
+from hoodyd.apps.run.planner import Plan, TerminalState
 from hoodyd.schemas.run_exec import RunWarning
 
 DeliveryOutcome = Literal[

@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 
 import structlog
 
-from hoodyd.apps import destructive, policy
-from hoodyd.apps.candidate_sets import CandidateSet
-from hoodyd.apps.candidates import RunLink
-from hoodyd.apps.ranking import Scored
-from hoodyd.apps.resolution import Resolution
+from hoodyd.apps.run import destructive, policy
+from hoodyd.apps.run.candidates import RunLink
+from hoodyd.apps.search.candidate_sets import CandidateSet
+from hoodyd.apps.search.ranking import Scored
+from hoodyd.apps.search.resolution import Resolution
 from hoodyd.apps.service import AppService
 from hoodyd.errors import Conflict, InvalidRequest, Reason, RunFailed
 from hoodyd.schemas.run import Candidate, Selector, SideEffectHint
@@ -202,7 +202,7 @@ def _refuse_while_syncing(
 
 def destructive_refusal(choice: Choice) -> RunFailed[RunResponse]:
     """A destructive candidate reached by `first` or `index` (a fuzzy query included) is a
-    403 that names it; nothing is scheduled (hoodyd.apps.destructive)."""
+    403 that names it; nothing is scheduled (hoodyd.apps.run.destructive)."""
     assert choice.selected is not None and choice.needs_explicit_pick is not None
     candidate_id, mode = choice.selected.candidate_id, choice.selector.pick
     danger = choice.needs_explicit_pick.description

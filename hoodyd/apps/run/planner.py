@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from hoodyd.apps import destructive
+from hoodyd.apps.run import destructive
 from hoodyd.errors import InvalidRequest, Reason
 from hoodyd.schemas.run import Candidate, ExecutionPlan, Requirement, SideEffectHint
 from hoodyd.terminals.validation import parse_display

@@ -2,7 +2,7 @@
 terminal (optionally deferred until a PID exits), returned as a command (dry run), or
 printed as a curl line — one selector at a time or a batch of them.
 
-The pick (`hoodyd.apps.pick`) resolves the selector once and reads the candidate set that
+The pick (`hoodyd.apps.run.pick`) resolves the selector once and reads the candidate set that
 resolution's search made (or the one `set_id` names), so a pick by index lands on the item
 the client saw; only the candidates answered are planned. Everything that can refuse a
 request (pick, policy, a destructive candidate not picked by id, display, defer fields,
@@ -19,11 +19,11 @@ from typing import Any
 import msgspec
 import structlog
 
-from hoodyd.apps import curl, delivery, planner
-from hoodyd.apps.candidates import Links
-from hoodyd.apps.curl import CurlTarget
-from hoodyd.apps.pick import Choice, choose, destructive_refusal
-from hoodyd.apps.planner import Plan, TerminalState
+from hoodyd.apps.run import curl, delivery, planner
+from hoodyd.apps.run.candidates import Links
+from hoodyd.apps.run.curl import CurlTarget
+from hoodyd.apps.run.pick import Choice, choose, destructive_refusal
+from hoodyd.apps.run.planner import Plan, TerminalState
 from hoodyd.apps.service import AppService
 from hoodyd.config import default_socket
 from hoodyd.errors import HoodydError, InvalidRequest, NotFound, Reason, RunFailed

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from hoodyd.apps.ranking import Scored
+from hoodyd.apps.search.ranking import Scored
 from hoodyd.errors import Conflict, InvalidRequest, Reason
 
 

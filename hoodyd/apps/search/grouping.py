@@ -10,8 +10,8 @@ every duplicate stays pickable by index or id, and the order stays total and sta
 
 from __future__ import annotations
 
-from hoodyd.apps.ranking import Scored
-from hoodyd.apps.records import AppRecord
+from hoodyd.apps.catalog.records import AppRecord
+from hoodyd.apps.search.ranking import Scored
 
 
 def _normal_id(value: str) -> str:

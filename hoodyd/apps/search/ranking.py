@@ -24,8 +24,8 @@ import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hoodyd.apps.index import FLAG_AUXILIARY, FLAG_INSTALLED, Match, words_of
-from hoodyd.apps.records import AppRecord
+from hoodyd.apps.catalog.index import FLAG_AUXILIARY, FLAG_INSTALLED, Match, words_of
+from hoodyd.apps.catalog.records import AppRecord
 from hoodyd.schemas.run import MatchEvidence, ScoreComponent, Selector, SourceKind
 
 INSTALLED_BONUS = 80.0

@@ -12,9 +12,9 @@ from typing import Any
 
 import msgspec
 
-from hoodyd.apps.catalog import Catalog
-from hoodyd.apps.ranking import RankedSource
-from hoodyd.apps.sources import SOURCES
+from hoodyd.apps.catalog.catalog import Catalog
+from hoodyd.apps.catalog.sources import SOURCES
+from hoodyd.apps.search.ranking import RankedSource
 from hoodyd.errors import InvalidRequest, Reason
 from hoodyd.schemas.run import (
     SEARCH_QUERY_FIELDS,

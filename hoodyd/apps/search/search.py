@@ -17,11 +17,17 @@ import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from hoodyd.apps.candidate_sets import CandidateSet, CandidateSetStore, decode_cursor, expired
-from hoodyd.apps.catalog import Catalog
-from hoodyd.apps.grouping import group_duplicates
-from hoodyd.apps.index import Match, SourceIndex, flags_allow
-from hoodyd.apps.ranking import (
+from hoodyd.apps.catalog.catalog import Catalog
+from hoodyd.apps.catalog.index import Match, SourceIndex, flags_allow
+from hoodyd.apps.catalog.syncer import Syncer
+from hoodyd.apps.search.candidate_sets import (
+    CandidateSet,
+    CandidateSetStore,
+    decode_cursor,
+    expired,
+)
+from hoodyd.apps.search.grouping import group_duplicates
+from hoodyd.apps.search.ranking import (
     RankedSource,
     Scored,
     first_pass,
@@ -31,8 +37,7 @@ from hoodyd.apps.ranking import (
     rank,
     score,
 )
-from hoodyd.apps.resolution import Resolution, resolve, selector_key
-from hoodyd.apps.syncer import Syncer
+from hoodyd.apps.search.resolution import Resolution, resolve, selector_key
 from hoodyd.config import RunConfig
 from hoodyd.errors import Conflict, InvalidRequest, Reason
 from hoodyd.schemas.run import PagedSearchRequest, RuntimeConfig, Selector

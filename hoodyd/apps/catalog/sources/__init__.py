@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from hoodyd.apps.sources.appimage import CatalogSource, PinnedSource
-from hoodyd.apps.sources.apt import AptSource
-from hoodyd.apps.sources.base import InvalidSettings, Source
-from hoodyd.apps.sources.flatpak import FlatpakSource
-from hoodyd.apps.sources.github_releases import GitHubReleasesSource
-from hoodyd.apps.sources.manifest import ManifestSource, RemoteIndexSource
-from hoodyd.apps.sources.nix import NixSource
-from hoodyd.apps.sources.nix_flake import NixFlakeSource
-from hoodyd.apps.sources.npm import NpmSource
-from hoodyd.apps.sources.oci import OciSource
-from hoodyd.apps.sources.pkgx import PkgxSource
-from hoodyd.apps.sources.pypi import PypiSource
-from hoodyd.apps.sources.system_path import SystemPathSource
+from hoodyd.apps.catalog.sources.appimage import CatalogSource, PinnedSource
+from hoodyd.apps.catalog.sources.apt import AptSource
+from hoodyd.apps.catalog.sources.base import InvalidSettings, Source
+from hoodyd.apps.catalog.sources.flatpak import FlatpakSource
+from hoodyd.apps.catalog.sources.github_releases import GitHubReleasesSource
+from hoodyd.apps.catalog.sources.manifest import ManifestSource, RemoteIndexSource
+from hoodyd.apps.catalog.sources.nix import NixSource
+from hoodyd.apps.catalog.sources.nix_flake import NixFlakeSource
+from hoodyd.apps.catalog.sources.npm import NpmSource
+from hoodyd.apps.catalog.sources.oci import OciSource
+from hoodyd.apps.catalog.sources.pkgx import PkgxSource
+from hoodyd.apps.catalog.sources.pypi import PypiSource
+from hoodyd.apps.catalog.sources.system_path import SystemPathSource
 
 SOURCES: dict[str, Source[Any]] = {
     "system-path": SystemPathSource(),

@@ -25,6 +25,15 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
+from hoodyd.apps.catalog.records import (
+    AppRecord,
+    LaunchPlan,
+    SourceUnavailable,
+    SyncContext,
+    SyncResult,
+)
+from hoodyd.apps.catalog.sources.base import HttpUrl, Source, TimeoutS
+from hoodyd.apps.catalog.sources.manifest import fetch, read
 from hoodyd.apps.integrity import (
     FetchKind,
     FetchSpec,
@@ -34,9 +43,6 @@ from hoodyd.apps.integrity import (
     is_cached,
     normalize_sha256,
 )
-from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
-from hoodyd.apps.sources.base import HttpUrl, Source, TimeoutS
-from hoodyd.apps.sources.manifest import fetch, read
 from hoodyd.schemas.run import Arch, Integrity, RecordKind, SourceKind
 
 _encoder = msgspec.json.Encoder()

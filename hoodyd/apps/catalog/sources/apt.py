@@ -20,10 +20,20 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
-from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
-from hoodyd.apps.sources.base import Source
-from hoodyd.apps.sources.desktop_entry import DesktopEntryError, parse_desktop_file, parse_exec
-from hoodyd.apps.sources.system_path import _program_of, _resolve
+from hoodyd.apps.catalog.records import (
+    AppRecord,
+    LaunchPlan,
+    SourceUnavailable,
+    SyncContext,
+    SyncResult,
+)
+from hoodyd.apps.catalog.sources.base import Source
+from hoodyd.apps.catalog.sources.desktop_entry import (
+    DesktopEntryError,
+    parse_desktop_file,
+    parse_exec,
+)
+from hoodyd.apps.catalog.sources.system_path import _program_of, _resolve
 from hoodyd.schemas.run import RecordKind, Requirement, SourceKind
 
 APT_HELPER = "/usr/lib/apt/apt-helper"

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Generic, TypeVar
 import msgspec
 from msgspec import Meta
 
-from hoodyd.apps.records import AppRecord, LaunchPlan, SyncContext, SyncResult
+from hoodyd.apps.catalog.records import AppRecord, LaunchPlan, SyncContext, SyncResult
 from hoodyd.schemas.run import SourceKind
 
 Settings = TypeVar("Settings", bound=msgspec.Struct)

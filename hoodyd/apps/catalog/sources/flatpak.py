@@ -21,9 +21,15 @@ from typing import Any
 
 from msgspec import Struct
 
-from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
-from hoodyd.apps.sources.base import Source, TimeoutS
-from hoodyd.apps.sources.nix import run_cli
+from hoodyd.apps.catalog.records import (
+    AppRecord,
+    LaunchPlan,
+    SourceUnavailable,
+    SyncContext,
+    SyncResult,
+)
+from hoodyd.apps.catalog.sources.base import Source, TimeoutS
+from hoodyd.apps.catalog.sources.nix import run_cli
 from hoodyd.schemas.run import Requirement, SourceKind
 
 LIST_COLUMNS = "application,name,version,branch,arch,origin,installation,description"

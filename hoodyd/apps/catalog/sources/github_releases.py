@@ -4,7 +4,7 @@ Sync asks the GitHub REST API (`config.api_url`, default https://api.github.com;
 Enterprise serves the same API under `https://HOST/api/v3`) for each configured repository
 and its releases, picks the release the hints ask for (`release` tag, `version` prefix,
 `channel` stable or prerelease), chooses the asset for the target OS/arch/libc
-(`hoodyd.apps.assets`) and reads its sha256 from the release's checksum files or GitHub's
+(`hoodyd.apps.catalog.assets`) and reads its sha256 from the release's checksum files or GitHub's
 own asset digest. Responses are cached on disk with their ETag and asked for again with
 `If-None-Match`, so an unchanged repository costs a 304 (which GitHub does not count
 against the rate limit). The token (`config.token`, or the variable named by
@@ -20,7 +20,7 @@ Launch is the download-verify-run command of `hoodyd.apps.integrity`.
 
 The module is a little over 500 lines because it is one protocol end to end (settings, the
 cached REST client, release choice, checksum lookup, records): asset choice, the part that
-grows with every new platform, already lives in `hoodyd.apps.assets`.
+grows with every new platform, already lives in `hoodyd.apps.catalog.assets`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta, Struct
 
-from hoodyd.apps.assets import (
+from hoodyd.apps.catalog.assets import (
     DEFAULT_PREFER,
     Asset,
     AssetKind,
@@ -47,10 +47,16 @@ from hoodyd.apps.assets import (
     choose,
     host_target,
 )
+from hoodyd.apps.catalog.records import (
+    AppRecord,
+    LaunchPlan,
+    SourceUnavailable,
+    SyncContext,
+    SyncResult,
+)
+from hoodyd.apps.catalog.sources.appimage import plan_remote, remote_record
+from hoodyd.apps.catalog.sources.base import HttpUrl, Source, TimeoutS
 from hoodyd.apps.integrity import FetchSpec, IntegrityError, normalize_sha256
-from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
-from hoodyd.apps.sources.appimage import plan_remote, remote_record
-from hoodyd.apps.sources.base import HttpUrl, Source, TimeoutS
 from hoodyd.schemas.run import RecordKind, SourceKind
 
 DEFAULT_API = "https://api.github.com"

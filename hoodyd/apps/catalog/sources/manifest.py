@@ -23,8 +23,14 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta, Struct
 
-from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
-from hoodyd.apps.sources.base import HttpUrl, Settings, Source, TimeoutS
+from hoodyd.apps.catalog.records import (
+    AppRecord,
+    LaunchPlan,
+    SourceUnavailable,
+    SyncContext,
+    SyncResult,
+)
+from hoodyd.apps.catalog.sources.base import HttpUrl, Settings, Source, TimeoutS
 from hoodyd.schemas.run import Arch, Os, RecordKind, Requirement, SourceKind
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024

@@ -22,9 +22,15 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
-from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
-from hoodyd.apps.sources.base import Source, TimeoutS
-from hoodyd.apps.sources.nix import SYSTEM_ARCH, run_cli
+from hoodyd.apps.catalog.records import (
+    AppRecord,
+    LaunchPlan,
+    SourceUnavailable,
+    SyncContext,
+    SyncResult,
+)
+from hoodyd.apps.catalog.sources.base import Source, TimeoutS
+from hoodyd.apps.catalog.sources.nix import SYSTEM_ARCH, run_cli
 from hoodyd.schemas.run import Integrity, Requirement, SourceKind
 
 NIX = ["nix", "--extra-experimental-features", "nix-command flakes"]

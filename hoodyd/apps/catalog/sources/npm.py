@@ -23,10 +23,16 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
-from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
-from hoodyd.apps.sources.base import HttpUrl, Source, TimeoutS
-from hoodyd.apps.sources.manifest import fetch
-from hoodyd.apps.sources.nix import run_cli
+from hoodyd.apps.catalog.records import (
+    AppRecord,
+    LaunchPlan,
+    SourceUnavailable,
+    SyncContext,
+    SyncResult,
+)
+from hoodyd.apps.catalog.sources.base import HttpUrl, Source, TimeoutS
+from hoodyd.apps.catalog.sources.manifest import fetch
+from hoodyd.apps.catalog.sources.nix import run_cli
 from hoodyd.schemas.run import Requirement, SourceKind
 
 DEFAULT_REGISTRY = "https://registry.npmjs.org"

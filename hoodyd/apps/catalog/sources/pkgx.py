@@ -19,8 +19,14 @@ from typing import Any
 
 from msgspec import Struct
 
-from hoodyd.apps.records import AppRecord, LaunchPlan, SourceUnavailable, SyncContext, SyncResult
-from hoodyd.apps.sources.base import Source
+from hoodyd.apps.catalog.records import (
+    AppRecord,
+    LaunchPlan,
+    SourceUnavailable,
+    SyncContext,
+    SyncResult,
+)
+from hoodyd.apps.catalog.sources.base import Source
 from hoodyd.schemas.run import Requirement, SourceKind
 
 

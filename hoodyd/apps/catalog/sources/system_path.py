@@ -18,10 +18,10 @@ from typing import Any
 import structlog
 from msgspec import Struct
 
-from hoodyd.apps.index import words_of
-from hoodyd.apps.records import AppRecord, LaunchPlan, SyncContext, SyncResult
-from hoodyd.apps.sources.base import Source
-from hoodyd.apps.sources.desktop_entry import (
+from hoodyd.apps.catalog.index import words_of
+from hoodyd.apps.catalog.records import AppRecord, LaunchPlan, SyncContext, SyncResult
+from hoodyd.apps.catalog.sources.base import Source
+from hoodyd.apps.catalog.sources.desktop_entry import (
     DesktopEntry,
     DesktopEntryError,
     parse_desktop_file,
