@@ -9,6 +9,7 @@ from hoodyd.programs.events import ProcessEvent
 from hoodyd.programs.observer import Observer, Transition
 from hoodyd.programs.supervisor_client import ProcessInfo, SupervisorClient
 from hoodyd.schemas.daemon import ProcessState
+from tests.conftest import wait_until
 
 
 async def nothing() -> None:
@@ -153,7 +154,8 @@ def test_a_start_answered_running_is_not_undone_by_an_event_still_under_way() ->
     watching.record([info("web", "STOPPED")], time.monotonic())
     asked = time.monotonic()
     watching.note(info("web", "RUNNING", 300), "web", asked)
-    time.sleep(0.001)  # the datagram lands after the read was answered
+    # the datagram lands after the read was answered: the clock has moved past it
+    assert wait_until(lambda: time.monotonic() > asked, timeout=1, interval=0.001)
     watching.on_event(event("web", "STARTING", from_state="STOPPED"))
     assert watching.running_pid("web") == 300
     assert watching.processes()["web"].statename == "RUNNING"

@@ -4,7 +4,6 @@ the program API still starts and stops it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import pwd
@@ -135,15 +134,15 @@ async def test_a_program_runs_in_its_terminal_and_stops_with_the_program(
     pid = session["pid"]
     status, stopped = await call(client, "POST", f"{DAEMON}/programs/{program_id}/stop")
     assert status == 200, stopped
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while True:
-        status, sessions = await call(client, "GET", f"{TERMINAL}/sessions")
+    sessions: dict[str, Any] = {}
+
+    async def exited() -> bool | None:
+        nonlocal sessions
+        _, sessions = await call(client, "GET", f"{TERMINAL}/sessions")
         states = [s["state"] for s in sessions["data"] if s["id"] == 21]
-        if states == ["exited"] and not Path(f"/proc/{pid}").exists():
-            break
-        assert loop.time() < deadline, sessions
-        await asyncio.sleep(0.1)
+        return True if states == ["exited"] and not Path(f"/proc/{pid}").exists() else None
+
+    assert await poll_until(exited, timeout=WAIT), sessions
 
 
 async def test_a_killed_supervisord_brings_the_program_back_into_its_terminal(
@@ -157,14 +156,14 @@ async def test_a_killed_supervisord_brings_the_program_back_into_its_terminal(
     await assert_heard(client, 22, "before")
     pidfile = short_tmp / "supervisor" / "supervisord.pid"
     os.kill(int(pidfile.read_text()), signal.SIGKILL)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while True:
+    session: dict[str, Any] = {}
+
+    async def restarted() -> bool | None:
+        nonlocal session
         session = await running_session(client, 22)
-        if session["state"] == "running" and session["pid"] != before["pid"]:
-            break
-        assert loop.time() < deadline, session
-        await asyncio.sleep(0.2)
+        return True if session["state"] == "running" and session["pid"] != before["pid"] else None
+
+    assert await poll_until(restarted, timeout=30, interval=0.2), session
     assert not Path(f"/proc/{before['pid']}/cmdline").exists() or (
         Path(f"/proc/{before['pid']}/stat").read_text().split(") ")[1].startswith("Z")
     )

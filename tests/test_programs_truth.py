@@ -3,10 +3,8 @@ pid, and every pid an answer names is a live child of supervisord."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import time
 from typing import Any
 
 from hoodyd.polling import poll_until
@@ -67,15 +65,15 @@ async def test_every_pid_shown_during_a_restart_is_alive(client: Any) -> None:
     os.kill(first["pid"], signal.SIGKILL)
     seen: set[str] = set()
     starting_pids: list[int | None] = []
-    deadline = time.monotonic() + 6
-    while time.monotonic() < deadline:
+
+    async def restarted() -> bool | None:
         now = await status(client, program["id"])  # check_statuses asserts every pid lives
         seen.add(now["status"])
         if now["status"] == "STARTING":
             starting_pids.append(now["pid"])
-        if now["status"] == "RUNNING" and now["pid"] != first["pid"]:
-            break
-        await asyncio.sleep(0.01)
+        return True if now["status"] == "RUNNING" and now["pid"] != first["pid"] else None
+
+    await poll_until(restarted, timeout=6, interval=0.01)
     assert "RUNNING" in seen
     assert starting_pids and starting_pids[-1] is not None, starting_pids
 

@@ -18,6 +18,11 @@ import pytest
 
 from tests.run_world import RUN, TERMINAL, TRICKY, RunWorld, run_world, wait_result
 
+# How long a deferred command is watched for a start it must not make while its process
+# lives: a command that stays scheduled sends no event, so that absence can only be observed
+# over a fixed window (the process it waits on lives three times as long).
+DEFERRED_WINDOW = 0.5
+
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[RunWorld]:
@@ -105,7 +110,7 @@ async def test_defer_pid_waits_for_a_real_process(
         )  # fmt: skip
         assert status == 200 and body["status"] == "scheduled", body
         command_id = body["terminal"]["json"]["command_id"]
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(DEFERRED_WINDOW)
         async with http.get(f"{TERMINAL}/result/{command_id}") as response:
             early = await response.json()
         assert early["status"] not in ("completed", "failed") and sleeper.poll() is None

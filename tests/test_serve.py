@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
+from hoodyd.polling import poll_until
 from tests.conftest import DaemonProcess, start_daemon
 
 
@@ -70,15 +71,16 @@ async def test_tcp_requires_the_bearer_token_except_for_health(short_tmp: Path) 
     proc = start_daemon(short_tmp, "--tcp", f"127.0.0.1:{port}", env={"HOODYD_TOKEN": "s3cret"})
     try:
         async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as session:
-            for _ in range(100):
+
+            async def healthy() -> bool | None:
                 try:
                     async with session.get("/api/v1/daemon/health") as health:
                         assert health.status == 200
-                    break
                 except aiohttp.ClientConnectionError:
-                    import asyncio
+                    return None
+                return True
 
-                    await asyncio.sleep(0.05)
+            await poll_until(healthy, timeout=10, interval=0.05)
             async with session.get("/api/v1/daemon/openapi.json") as anonymous:
                 assert anonymous.status == 401
                 assert (await anonymous.json())["reason"] == "BAD_TOKEN"

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 from aiohttp import WSMsgType
 
+from hoodyd.polling import poll_until
 from tests.conftest import sleeper, start_daemon
 from tests.test_programs_faults import free_port_range
 
@@ -92,7 +93,7 @@ async def test_sigterm_ends_an_open_event_stream_cleanly(short_tmp: Path) -> Non
             connector=aiohttp.UnixConnector(path=str(daemon.socket)), base_url="http://localhost"
         ) as session, session.get("/api/v1/daemon/events") as response:
             assert response.status == 200
-            await asyncio.sleep(0.3)
+            await response.content.readline()  # the stream's first line: it is open and served
             signalled = time.monotonic()
             daemon.process.send_signal(signal.SIGTERM)
             await response.read()  # raises if the stream was cut off mid-chunk
@@ -118,10 +119,11 @@ async def test_sighup_is_ignored_with_a_log_line(short_tmp: Path) -> None:
     daemon = start_daemon(short_tmp)
     try:
         daemon.process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while "sighup_ignored" not in daemon.logs() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert "sighup_ignored" in daemon.logs()
+
+        async def logged() -> bool | None:
+            return True if "sighup_ignored" in daemon.logs() else None
+
+        assert await poll_until(logged, timeout=10, interval=0.05), daemon.logs()
         async with aiohttp.ClientSession(
             connector=aiohttp.UnixConnector(path=str(daemon.socket)), base_url="http://localhost"
         ) as session, session.get("/api/v1/daemon/health") as response:

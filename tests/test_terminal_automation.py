@@ -27,6 +27,10 @@ from tests.conftest import make_config
 
 BASE = "/api/v1/terminal"
 TUI = Path(__file__).parent / "data" / "keyboard_tui.py"
+# How long a terminal is watched for bytes that must never reach it (a refused press, input
+# on a read-only socket): nothing written sends no event, so that absence can only be
+# observed over a fixed window.
+ABSENCE_WINDOW = 0.5
 
 
 @pytest.fixture
@@ -146,7 +150,7 @@ async def test_an_unknown_key_writes_nothing(client: TestClient) -> None:
     refused = await call(client, "POST", "/press?terminal_id=4", {"keys": ["a", "bogus"]}, 400)
     assert "bogus" in refused["error"]
     await call(client, "POST", "/press?terminal_id=4", {"keys": [], "key": None}, 400)
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(ABSENCE_WINDOW)
     assert (await call(client, "GET", "/4/automation"))["update_seq"] == before
 
 
@@ -347,7 +351,7 @@ async def test_ws_speaks_the_sdk_framing(client: TestClient) -> None:
     )
     await readonly.send_str('{"columns": 100, "rows": 30}')
     await readonly.send_bytes(b"0echo should-not-run\r")
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(ABSENCE_WINDOW)
     await readonly.close()
     found = await call(client, "GET", "/find?terminal_id=13&pattern=should-not-run&scope=all")
     assert found["hits"] == []
@@ -400,8 +404,12 @@ async def test_an_exited_session_keeps_its_history_across_holder_scans(
     client = await aiohttp_client(create_app(config, areas=("terminal",)))
     await call(client, "POST", "/execute?terminal_id=32", {"command": "echo kept"})
     await call(client, "POST", "/execute?terminal_id=32&wait=false", {"command": "exit 3"})
-    await asyncio.sleep(0.5)
-    sessions = await call(client, "GET", "/sessions")
+
+    async def exited() -> dict[str, Any] | None:
+        sessions: dict[str, Any] = await call(client, "GET", "/sessions")
+        return sessions if all(s["state"] == "exited" for s in sessions["data"]) else None
+
+    sessions = await poll_until(exited, timeout=10) or await call(client, "GET", "/sessions")
     assert [(s["state"], s["exit_code"]) for s in sessions["data"]] == [("exited", 3)]
     history = await call(client, "GET", "/history/32")
     assert [item["command"] for item in history["data"]] == ["echo kept", "exit 3"]

@@ -29,6 +29,10 @@ from hoodyd.terminals.session import TerminalSession
 from tests.conftest import make_config
 
 WAIT = 10.0  # generous bound for any single wait on a loaded machine
+# How long a deferred command is watched for a start it must not make while its process
+# lives: a command that stays pending sends no event, so that absence can only be observed
+# over a fixed window.
+DEFERRED_WINDOW = 0.2
 
 
 @contextlib.asynccontextmanager
@@ -166,7 +170,7 @@ async def test_deferred_command_lands_after_the_pid_exits_and_not_before(
             )
             assert result.status == "pending"
             assert result.defer is not None and result.defer.method == method
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(DEFERRED_WINDOW)
             assert sleep.returncode is None
             assert service.result(int(result.command_id)).status == "pending"
             assert b"landed" not in service.session(1).ring.read(0, 1 << 20).data
@@ -208,7 +212,7 @@ async def test_matching_ticks_wait_and_a_gone_pid_runs_at_once(service: Terminal
                 defer=DeferSpec(pid=sleep.pid, start_time_ticks=ticks, timeout_ms=WAIT_MS),
             )
         )
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(DEFERRED_WINDOW)
         assert service.result(int(waiting.command_id)).status == "pending"
     await finished(service, waiting.command_id)
     assert service.result(int(waiting.command_id)).stdout == "waited\n"

@@ -17,9 +17,13 @@ from structlog.testing import capture_logs
 
 from hoodyd.config import NotificationsConfig
 from hoodyd.errors import InvalidRequest
+from hoodyd.polling import poll_until
 from hoodyd.programs.webhook_delivery import WebhookDispatcher
 from hoodyd.programs.webhooks import validate_webhooks
 from hoodyd.schemas.daemon import Program, Webhooks, WebhooksInput
+
+# How long the receiver takes to answer the first event in the one-at-a-time delivery test.
+SLOW_ANSWER = 0.3
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 
@@ -447,11 +451,11 @@ class HookServer:
         return str(self.server.make_url(path))
 
     async def wait_for(self, count: int, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.received) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"expected {count} requests, got {len(self.received)}")
-            await asyncio.sleep(0.01)
+        async def arrived() -> bool | None:
+            return True if len(self.received) >= count else None
+
+        if not await poll_until(arrived, timeout=timeout, interval=0.01):
+            raise AssertionError(f"expected {count} requests, got {len(self.received)}")
 
 
 @pytest.fixture
@@ -636,10 +640,14 @@ async def test_the_per_request_timeout_is_honoured(hooks: HookServer) -> None:
                 from_state=None,
                 pid=None,
             )
-            deadline = started + 4
-            while not any(e["event"] == "webhook_failed" for e in logs):
-                assert time.monotonic() < deadline, "no webhook_failed within 4 s"
-                await asyncio.sleep(0.02)
+
+            async def failed() -> bool | None:
+                return True if any(e["event"] == "webhook_failed" for e in logs) else None
+
+            remaining = started + 4 - time.monotonic()
+            assert await poll_until(failed, timeout=remaining, interval=0.02), (
+                "no webhook_failed within 4 s"
+            )
             elapsed = time.monotonic() - started
     finally:
         await dispatcher.close(timeout=0.1)
@@ -778,7 +786,7 @@ async def test_one_programs_events_arrive_in_the_order_they_happened(
     async def slow_first(request: web.Request) -> web.Response:
         event = (await request.json())["event"]
         if not arrived and event == "STARTING":
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(SLOW_ANSWER)  # a slow receiver, not a wait
         arrived.append(event)
         return web.Response(text="ok")
 
@@ -792,9 +800,11 @@ async def test_one_programs_events_arrive_in_the_order_they_happened(
         states = ["STARTING", "RUNNING", "STOPPING", "STOPPED"]
         for state in states:
             dispatcher.notify(program, state, from_state=None, pid=None)
-        deadline = time.monotonic() + 10
-        while len(arrived) < len(states) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+
+        async def all_arrived() -> bool | None:
+            return True if len(arrived) >= len(states) else None
+
+        await poll_until(all_arrived, timeout=10, interval=0.01)
     finally:
         await dispatcher.close()
     assert arrived == states
