@@ -555,6 +555,11 @@ def test_find_limit_is_bounded() -> None:
             find(screen_with(b"x"), "x", limit=limit)
 
 
+# Without the time limit these patterns backtrack for hours over such a screen; with it they
+# end near the 0.25 s budget. The bound only tells the two apart: timings live in bench/.
+BOUNDED = 5.0
+
+
 def test_pathological_pattern_times_out_quickly() -> None:
     """Catastrophic backtracking over a screen and scrollback full of a's ends with a
     PATTERN_TIMEOUT error in about the time budget."""
@@ -565,7 +570,7 @@ def test_pathological_pattern_times_out_quickly() -> None:
         with pytest.raises(InvalidRequest, match="took too long") as caught:
             find(screen, pattern, scope=scope)
         assert caught.value.reason == Reason.PATTERN_TIMEOUT
-        assert time.monotonic() - started < 0.6
+        assert time.monotonic() - started < BOUNDED
 
 
 _NESTED = st.recursive(
@@ -590,4 +595,4 @@ def test_any_nested_pattern_returns_or_times_out_in_bounded_time(pattern: str, t
         find(screen, pattern + tail, scope="all")
     except InvalidRequest as error:
         assert error.reason == Reason.PATTERN_TIMEOUT
-    assert time.monotonic() - started < 0.6
+    assert time.monotonic() - started < BOUNDED
