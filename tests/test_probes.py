@@ -4,6 +4,7 @@ exec probe runs as the program's user, and probes that cannot be run are refused
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import signal
@@ -173,3 +174,29 @@ async def test_a_probe_that_cannot_be_run_is_refused(
     assert response.status == 400, body
     assert body["reason"] == "INVALID_PROBE"
     assert why in body["error"]
+
+
+async def test_liveness_events_reach_the_events_stream(client: Any) -> None:
+    """`GET /events` carries UNHEALTHY and LIVENESS_RESTART events, with the probe's detail,
+    for a process whose liveness probe fails."""
+    closed = free_port()
+    program = await add_program(
+        client,
+        liveness={"port": closed, "interval_ms": 300, "timeout_ms": 200, "failure_threshold": 1},
+    )
+    async with client.get(f"{BASE}/events") as stream:
+        response = await client.post(f"{BASE}/programs/{program['id']}/start", json={})
+        assert response.status == 200, await response.json()
+
+        async def restart_event() -> dict[str, Any] | None:
+            line = await stream.content.readline()
+            if line.startswith(b"data: "):
+                event: dict[str, Any] = json.loads(line[6:])
+                if event["event"] == "LIVENESS_RESTART":
+                    return event
+            return None
+
+        event = await poll_until(restart_event, timeout=15, interval=0)
+    assert event is not None
+    assert event["program"] == {"id": program["id"], "name": program["name"]}
+    assert event["detail"]
