@@ -174,6 +174,23 @@ async def test_program_form_shows_the_api_validation_messages(
             assert not names & {'bad "name"', "unsplit", "ranged"}
 
 
+async def test_odd_port_numbers_in_the_form_are_refused_not_crashed(
+    tcp_world: tuple[RunWorld, str], client: aiohttp.ClientSession
+) -> None:
+    """Port fields a decoder cannot read as a number (a superscript digit, 5000 digits,
+    words) are the form again with a 400 naming the field, never a server error."""
+    _, base = tcp_world
+    for bad in ("\u00b2", "9" * 5000, "eighty", "-"):
+        form = {"name": "odd", "command": "sleep 1", "user": _me()}
+        form |= {"port_from": bad, "port_to": "9001"}
+        async with client.post(
+            f"{CONSOLE}/programs/new", data=form, headers={"Origin": base}
+        ) as response:
+            page = await response.text()
+            assert response.status == 400, (bad[:8], page[-400:])
+            assert "port_range" in page, page[-400:]
+
+
 async def test_apps_page_busy_terminal_and_missing_package(
     tcp_world: tuple[RunWorld, str], client: aiohttp.ClientSession
 ) -> None:

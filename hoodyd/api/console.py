@@ -256,7 +256,10 @@ def _form_input(form: Any, *, editing: bool) -> tuple[ProgramInput, cp.ProgramFo
 
 def _number(value: str) -> int | str:
     """A typed number as a number; anything else as typed, for the decoder to name."""
-    return int(value) if value.lstrip("-").isdigit() else value
+    try:  # ASCII digits only: int() refuses '²' and more than 4300 digits
+        return int(value) if value.isascii() and value.lstrip("-").isdigit() else value
+    except ValueError:
+        return value
 
 
 def _default_user() -> str:
