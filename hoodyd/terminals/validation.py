@@ -20,19 +20,6 @@ COMMAND_ID_MAX = 65535
 _RESERVED_ENV = re.compile(r"^(HOODYD_|ZDOTDIR$|ENV$)")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DISPLAY = re.compile(r"^:?(\d{1,5})(?:\.(\d{1,3}))?$")
-# The daemon's own environment that must not leak into user shells.
-DAEMON_ONLY_ENV = {
-    "NOTIFY_SOCKET",
-    "WATCHDOG_PID",
-    "WATCHDOG_USEC",
-    "INVOCATION_ID",
-    "JOURNAL_STREAM",
-    "LISTEN_PID",
-    "LISTEN_FDS",
-    "LISTEN_FDNAMES",
-    "COLUMNS",
-    "LINES",
-}
 
 
 def parse_terminal_id(value: str | int | None, *, required: bool = True) -> int | None:
