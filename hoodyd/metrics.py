@@ -108,7 +108,7 @@ class _StateCollector(Collector):
         terminals = self.sources.terminals()
         if terminals is not None:
             open_now = GaugeMetricFamily("hoodyd_terminals_open", "Terminal sessions open.")
-            open_now.add_metric([], len(terminals._sessions))
+            open_now.add_metric([], terminals.open_sessions)
             yield open_now
         apps = self.sources.apps()
         if apps is not None:

@@ -34,15 +34,14 @@ def free_ports(count: int) -> int:
         try:
             for port in range(base, base + count):
                 sock = socket.socket()
+                sockets.append(sock)  # closed below whether its bind works or not
                 sock.bind(("127.0.0.1", port))
-                sockets.append(sock)
         except OSError:
             continue
         finally:
             for sock in sockets:
                 sock.close()
-        if len(sockets) == count:
-            return base
+        return base
     raise RuntimeError("no free port range")
 
 

@@ -205,6 +205,11 @@ class TerminalService:
 
     # queries
 
+    @property
+    def open_sessions(self) -> int:
+        """How many terminal sessions hoodyd keeps (running or exited, not yet deleted)."""
+        return len(self._sessions)
+
     def list_sessions(self, history_limit: int) -> SessionsResponse:
         data = [self._sessions[key].info(history_limit) for key in sorted(self._sessions)]
         return SessionsResponse(data=data, total=len(data))
