@@ -80,14 +80,17 @@ class ProgramTable:
 
     def next_id(self) -> int:
         """One more than the highest id ever given: an id, its logs and its files are never
-        those of a removed program."""
+        those of a removed program. Once an id at the bound was given (a caller may name any
+        id), the lowest id no program has: `rm` took the removed one's logs and files."""
         following = self.last_id + 1
-        if following > MAX_PROGRAM_ID:
+        if following <= MAX_PROGRAM_ID:
+            return following
+        free = next((i for i in range(1, MAX_PROGRAM_ID + 1) if i not in self._programs), None)
+        if free is None:
             raise Conflict(
-                f"every program id up to {MAX_PROGRAM_ID} has been given",
-                reason=Reason.ID_IN_USE,
+                f"every program id up to {MAX_PROGRAM_ID} is in use", reason=Reason.ID_IN_USE
             )
-        return following
+        return free
 
     # ---- ownership of supervisord names ------------------------------------------------
 
