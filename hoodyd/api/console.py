@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import os
+import pwd
 import socket
 from pathlib import Path
 from typing import Any
@@ -263,8 +264,6 @@ def _number(value: str) -> int | str:
 
 
 def _default_user() -> str:
-    import pwd
-
     return pwd.getpwuid(os.geteuid()).pw_name
 
 

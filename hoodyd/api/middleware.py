@@ -24,7 +24,14 @@ from aiohttp import web
 from hoodyd.api.keys import AREA, CONFIG, METRICS, TOKEN
 from hoodyd.api.routes import is_open, takes_query_token
 from hoodyd.api.sessions import admits_session, login_redirect
-from hoodyd.errors import Forbidden, HoodydError, InvalidRequest, Reason, Unauthorized
+from hoodyd.errors import (
+    Forbidden,
+    HoodydError,
+    InvalidRequest,
+    LoginThrottled,
+    Reason,
+    Unauthorized,
+)
 from hoodyd.log import enabled as log_enabled
 from hoodyd.log import safe_path
 
@@ -74,11 +81,14 @@ def error_shape(request: web.Request) -> ErrorShape:
 
 
 def error_response(request: web.Request, exc: HoodydError) -> web.Response:
-    return web.Response(
+    response = web.Response(
         body=error_body(error_shape(request), exc.status, exc.message, exc.reason, exc.extra),
         status=exc.status,
         content_type="application/json",
     )
+    if isinstance(exc, LoginThrottled):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
 
 
 def peer_credentials(request: web.Request) -> tuple[int, int, int] | None:

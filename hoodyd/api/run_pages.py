@@ -75,16 +75,9 @@ async def login(request: web.Request) -> web.Response:
             landing=sessions.safe_next(form.get("next")),
         )
     except LoginThrottled as exc:
-        response = (
-            _html(_login_page(request, exc.message, form.get("next")), exc.status)
-            if is_form
-            else None
-        )
-        if response is None:
-            # imported here: the middleware imports the route table, which imports this module
-            from hoodyd.api.middleware import error_response
-
-            response = error_response(request, exc)
+        if not is_form:
+            raise  # JSON, with its Retry-After, from the middleware
+        response = _html(_login_page(request, exc.message, form.get("next")), exc.status)
         response.headers["Retry-After"] = str(exc.retry_after_s)
         return response
     except (Unauthorized, Forbidden) as exc:
