@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 import msgspec
+import pytest
 
 from hoodyd.client.commands import dependency_tree
 from hoodyd.config import Config
@@ -214,10 +215,13 @@ def test_status_shows_the_dependency_tree() -> None:
     assert dependency_tree(programs[2:], programs[2:]) == []
 
 
-async def test_boot_order_follows_the_graph(program_config: Config) -> None:
-    """When supervisord starts afresh, a boot program with dependencies is started by hoodyd
-    after its slow dependency is ready, not at once by supervisord."""
+@pytest.mark.parametrize("ranged", [False, True], ids=["program", "port-range"])
+async def test_boot_order_follows_the_graph(program_config: Config, ranged: bool) -> None:
+    """When supervisord starts afresh, a boot program with dependencies (each instance of a
+    port range alike) is started by hoodyd after its slow dependency is ready, not at once
+    by supervisord."""
     port = free_port()
+    instance_port = free_port() if ranged else None
     service = ProgramService(program_config)
     await service.open()
     try:
@@ -232,6 +236,11 @@ async def test_boot_order_follows_the_graph(program_config: Config) -> None:
             sleeper(
                 name="api", boot=True, command=connects_then_sleeps(port), autorestart="false",
                 depends_on=[{"program": "db"}],
+                **(
+                    {"port_range": {"start": instance_port, "end": instance_port}}
+                    if ranged
+                    else {}
+                ),
             ),
             ProgramInput,
         )
@@ -245,7 +254,7 @@ async def test_boot_order_follows_the_graph(program_config: Config) -> None:
     try:
 
         async def api_running() -> bool | None:
-            answer = await service.status_of(api_id, port=None, with_stats=False)
+            answer = await service.status_of(api_id, port=instance_port, with_stats=False)
             assert isinstance(answer.status, ProcessStatus)
             assert answer.status.status not in ("FATAL", "EXITED", "BACKOFF")
             return True if answer.status.status == "RUNNING" else None

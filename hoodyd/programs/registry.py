@@ -160,7 +160,8 @@ class Registry:
         text = conf.render(
             program,
             port=port,
-            autostart=program.boot,
+            # as for a standard program: with dependencies, hoodyd starts it after them
+            autostart=program.boot and not program.depends_on,
             log_dir=self.log_dir,
             holders_dir=self.holders_dir,
         )

@@ -190,13 +190,17 @@ class ProgramService:
         for program in start_order(self.table.programs()):
             if not (program.boot and program.enabled and program.depends_on):
                 continue
-            if program.port_range is not None or program.lazy_load:
+            if program.lazy_load:
                 continue
-            request = StartRequest(if_not_running=True, wait=True, timeout=300)
-            try:
-                await self.start(program.id, request)
-            except HoodydError as exc:
-                log.warning("boot_start_failed", program_id=program.id, error=exc.message)
+            ports = [None] if program.port_range is None else program.ports()
+            await asyncio.gather(*(self._boot_start(program, port) for port in ports))
+
+    async def _boot_start(self, program: Program, port: int | None) -> None:
+        request = StartRequest(port=port, if_not_running=True, wait=True, timeout=300)
+        try:
+            await self.start(program.id, request)
+        except HoodydError as exc:
+            log.warning("boot_start_failed", program_id=program.id, port=port, error=exc.message)
 
     async def _start_wanted(
         self, programs: dict[int, Program], infos: dict[str, ProcessInfo]
