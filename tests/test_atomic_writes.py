@@ -12,7 +12,6 @@ import errno
 import json
 import os
 import sqlite3
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,8 @@ from hoodyd.errors import InvalidRequest, StateNotSaved
 from hoodyd.polling import poll_until
 from hoodyd.programs import conf, files
 from hoodyd.programs.supervisor_client import ProcessInfo, SupervisorClient
-from tests.conftest import PORT_SERVER, make_config, sleeper, stop_embedded_supervisord
+from tests.conftest import PORT_SERVER, make_config, sleeper
+from tests.diskfull import fill_leaving, mounted_tmpfs
 from tests.test_programs_faults import free_port_range
 
 API = "/api/v1/daemon"
@@ -186,37 +186,8 @@ async def test_every_failing_write_of_every_change_leaves_everything_as_it_was(
 @pytest.fixture
 def tiny_tmpfs(short_tmp: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs (mounted as root); unmounted at teardown."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = short_tmp / "fs"
-    mount.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mount)],
-        capture_output=True, text=True, check=False,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'mount failed'})")
-    try:
+    with mounted_tmpfs(short_tmp, "2m") as mount:
         yield mount
-    finally:
-        stop_embedded_supervisord(mount)
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill_leaving(directory: Path, spare: int) -> Path:
-    """Fill the file system until about `spare` bytes are left; the filler file."""
-    filler = directory / "filler"
-    with filler.open("wb", buffering=0) as handle:
-        while True:
-            free = os.statvfs(directory).f_bavail * os.statvfs(directory).f_frsize
-            if free <= spare:
-                break
-            try:
-                handle.write(b"\0" * min(65536, free - spare))
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-                break
-    return filler
 
 
 async def test_a_nearly_full_tmpfs_refuses_changes_without_changing_anything(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import os
 import signal
@@ -27,6 +26,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hoodyd.app import create_app
 from hoodyd.polling import poll_until
 from tests.conftest import PORT_SERVER, make_config, sleeper, start_daemon
+from tests.diskfull import fill_leaving, mounted_tmpfs
 
 API = "/api/v1/daemon"
 
@@ -212,38 +212,8 @@ async def test_a_stop_is_not_undone_by_a_supervisord_restart(short_tmp: Path) ->
 @pytest.fixture
 def small_tmpfs(short_tmp: Path) -> Iterator[Path]:
     """A 16 MiB tmpfs to fill; skipped where mounting is impossible (no privilege)."""
-    mount = short_tmp / "fs"
-    mount.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mount)],
-        capture_output=True, text=True, check=False,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'mount failed'})")
-    try:
+    with mounted_tmpfs(short_tmp, "16m") as mount:
         yield mount
-    finally:
-        from tests.conftest import stop_embedded_supervisord
-
-        stop_embedded_supervisord(mount)
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """Write a file until the file system is full; the file."""
-    filler = directory / "filler"
-    chunk = b"\0" * 65536
-    # unbuffered: a failed write leaves nothing behind to fail again on close
-    with filler.open("wb", buffering=0) as handle:
-        try:
-            while True:
-                handle.write(chunk)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    with contextlib.suppress(OSError), filler.open("ab", buffering=0) as handle:
-        while True:  # the last small blocks
-            handle.write(b"\0" * 512)
-    return filler
 
 
 async def test_a_full_disk_refuses_changes_and_leaves_the_program_running(
@@ -263,7 +233,7 @@ async def test_a_full_disk_refuses_changes_and_leaves_the_program_running(
         pid = (await (await client.get(pid_of)).json())["status"]["pid"]
         stored = sqlite3.connect(state / "hoodyd.db").execute(
             "SELECT body FROM programs").fetchall()
-        filler = fill(small_tmpfs)
+        filler = fill_leaving(small_tmpfs)
         try:
             attempts = [
                 ("POST", f"/programs/{program['id']}/disable", None),
