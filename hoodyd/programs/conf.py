@@ -253,8 +253,14 @@ def render(
     name: str | None = None,
     log_folder: str | None = None,
     holders_dir: Path | None = None,
+    one_shot: bool = False,
 ) -> str:
-    """The `[program:…]` section for the program (or one port instance of it)."""
+    """The `[program:…]` section for the program (or one port instance of it).
+
+    A `one_shot` program (one that another waits on with `exited_ok`) is a job that runs to
+    its end: `startsecs=0`, so supervisord takes an exit at any time, however early, as an
+    exit from RUNNING (EXITED with its status) rather than a failed start to retry (BACKOFF,
+    then FATAL), and no automatic restart, so it runs once per start."""
     name = name or instance_name(program, port)
     argv = command_argv(program, port)
     directory = program.directory or home_of(program.user)
@@ -289,9 +295,9 @@ def render(
         f"directory={_ini(directory)}",
         f"umask={PROGRAM_UMASK}",
         f"autostart={'true' if autostart else 'false'}",
-        f"autorestart={program.autorestart}",
+        f"autorestart={'false' if one_shot else program.autorestart}",
         f"priority={program.priority}",
-        f"startsecs={1 + program.delay_seconds}",
+        f"startsecs={0 if one_shot else 1 + program.delay_seconds}",
         "startretries=3",
         "stopasgroup=true",
         "killasgroup=true",

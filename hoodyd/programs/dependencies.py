@@ -7,10 +7,16 @@ one supervisord's RUNNING) or `exited_ok` (it ran and exited with status 0). The
 on every add and edit (names known, no cycle); starts walk it depth first, each dependency
 started through the same start a caller would use, so its own dependencies come first and its
 program lock is taken and released on its own: no lock is held across another program's start.
+
+A program that another waits on with `exited_ok` is a one-shot job (`exit_targets`): it is
+registered so that supervisord takes any exit, however quick, as an exit (not as a failed start
+to retry), and never restarts it, so it runs once per start. Waits for one job's exit are taken
+one at a time, so dependents that start together see it run once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -74,6 +80,16 @@ def check_dependencies(program: Program, everyone: Iterable[Program]) -> None:
             reason=Reason.DEPENDENCY_CYCLE,
             extra={"cycle": cycle},
         )
+
+
+def exit_targets(programs: Iterable[Program]) -> frozenset[str]:
+    """The names of the programs some program waits on with `exited_ok`: its one-shot jobs."""
+    return frozenset(
+        dependency.program
+        for program in programs
+        for dependency in program.depends_on or []
+        if dependency.condition == "exited_ok"
+    )
 
 
 def _names(program: Program, name: str) -> bool:
@@ -165,6 +181,8 @@ class DependencyStarter:
         self._programs = programs
         self._start = start
         self._look = look
+        # one wait at a time for a job's exit: a second dependent finds it exited, not gone
+        self._exit_waits: dict[str, asyncio.Lock] = {}
 
     async def satisfy(self, program: Program, timeout: float) -> None:
         """Start each dependency (and, through its own start, its dependencies) and wait for
@@ -178,7 +196,18 @@ class DependencyStarter:
             target = by_name.get(dependency.program)
             if target is None:  # removed with `force` since
                 raise _failed(program, dependency, "does not exist", None)
-            await self._meet(program, target, dependency, deadline)
+            if dependency.condition != "exited_ok":
+                await self._meet(program, target, dependency, deadline)
+                continue
+            lock = self._exit_waits.setdefault(target.name, asyncio.Lock())
+            try:
+                await asyncio.wait_for(lock.acquire(), max(deadline - time.monotonic(), 0.0))
+            except TimeoutError:
+                raise _timed_out(program, target, dependency, await self._look(target)) from None
+            try:
+                await self._meet(program, target, dependency, deadline)
+            finally:
+                lock.release()
 
     async def _meet(
         self, program: Program, target: Program, dependency: Dependency, deadline: float
@@ -203,25 +232,33 @@ class DependencyStarter:
             last[0] = now
             verdict = _verdict(dependency.condition, now)
             if verdict is False:
-                raise _failed(program, dependency, f"is {now.state}", now)
+                why = f"is {now.state}"
+                if now.state == "EXITED" and now.exitstatus is not None:
+                    why = f"exited with status {now.exitstatus}"
+                raise _failed(program, dependency, why, now)
             return verdict
 
         left = deadline - time.monotonic()
         if left <= 0 or not await poll_until(
             met, timeout=left, interval=DEPENDENCY_POLL_S
         ):
-            now = last[0]
-            raise WaitTimeout(
-                f"dependency {target.name} of {program.name} did not become "
-                f"{dependency.condition} in time (state {now.state}, health {now.health})",
-                reason=Reason.DEPENDENCY_FAILED,
-                extra={
-                    "dependency": target.name,
-                    "condition": dependency.condition,
-                    "state": now.state,
-                    "health": now.health,
-                },
-            )
+            raise _timed_out(program, target, dependency, last[0])
+
+
+def _timed_out(
+    program: Program, target: Program, dependency: Dependency, now: Seen
+) -> WaitTimeout:
+    return WaitTimeout(
+        f"dependency {target.name} of {program.name} did not become "
+        f"{dependency.condition} in time (state {now.state}, health {now.health})",
+        reason=Reason.DEPENDENCY_FAILED,
+        extra={
+            "dependency": target.name,
+            "condition": dependency.condition,
+            "state": now.state,
+            "health": now.health,
+        },
+    )
 
 
 def _exited_ok(seen: Seen) -> bool:

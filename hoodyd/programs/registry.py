@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Set
 from pathlib import Path
 
 import structlog
@@ -75,6 +75,9 @@ class Registry:
         self.holders_dir = holders_dir
         # supervisord loaded hoodyd's plugin (embedded): one group is added from its file
         self.single_file_adds = single_file_adds
+        # the names of the programs others wait on with `exited_ok`: registered as one-shot
+        # jobs (`conf.render`); set by the service, which knows the programs
+        self.exit_targets: Callable[[], Set[str]] = frozenset
         self._lock = asyncio.Lock()
         self._files: dict[str, str] | None = None  # hoodyd's conf files: filename → text
         self._by_program: dict[int, set[str]] = {}
@@ -139,9 +142,14 @@ class Registry:
 
     # ---- rendering ---------------------------------------------------------------------
 
-    def _default_files(self, program: Program) -> dict[str, str]:
-        """filename → conf text of every group the enabled program has registered by default."""
+    def _default_files(
+        self, program: Program, targets: Set[str] | None = None
+    ) -> dict[str, str]:
+        """filename → conf text of every group the enabled program has registered by default.
+        `targets`: the one-shot jobs' names (`exit_targets`), when the caller has them."""
         if program.port_range is None:
+            if targets is None:
+                targets = self.exit_targets()
             # a boot program with dependencies is started by hoodyd, after them
             autostart = program.boot and not program.lazy_load and not program.depends_on
             text = conf.render(
@@ -150,6 +158,7 @@ class Registry:
                 autostart=autostart,
                 log_dir=self.log_dir,
                 holders_dir=self.holders_dir,
+                one_shot=program.name in targets,
             )
             return {conf.conf_filename(program, None): text}
         if not program.boot:
@@ -167,7 +176,9 @@ class Registry:
         )
         return conf.conf_filename(program, port), text
 
-    def _wanted(self, text: str, programs: Mapping[int, Program]) -> str | None:
+    def _wanted(
+        self, text: str, programs: Mapping[int, Program], targets: Set[str]
+    ) -> str | None:
         """What a program file on disk should contain now; None if it should go."""
         header = conf.parse_header(text)
         program = programs.get(header[0]) if header else None
@@ -177,15 +188,27 @@ class Registry:
         if port is None:
             if program.port_range is not None:
                 return None
-            return self._default_files(program)[conf.conf_filename(program, None)]
+            return self._default_files(program, targets)[conf.conf_filename(program, None)]
         if program.port_range is None or port not in program.ports():
             return None
         return self._instance_file(program, port)[1]
 
     # ---- plans: the files a change writes (text) and deletes (None) --------------------
 
-    def files_to_register(self, program: Program) -> Files:
-        return dict(self._default_files(program))
+    def files_to_register(self, program: Program, targets: Set[str] | None = None) -> Files:
+        return dict(self._default_files(program, targets))
+
+    def files_to_rerender(self, program: Program, targets: Set[str]) -> Files:
+        """The registered program's file as `targets` (the one-shot jobs after a change of
+        another program's dependencies) has it; nothing if it would not change."""
+        files: Files = {}
+        if not program.enabled:
+            return files
+        owned = self._files_of(program)
+        for filename, text in self._default_files(program, targets).items():
+            if owned.get(filename) != text:
+                files[filename] = text
+        return files
 
     def files_to_unregister(self, program: Program) -> Files:
         return dict.fromkeys(self._files_of(program))
@@ -367,14 +390,19 @@ class Registry:
         files: Files = {LISTENER_FILE: listener}
         groups = {LISTENER_GROUP}
         on_disk = dict(self._owned_files())
+        targets = self.exit_targets()
         defaults: dict[str, str] = {}
         for program in programs.values():
             if program.enabled:
-                defaults.update(self._default_files(program))
+                defaults.update(self._default_files(program, targets))
         for filename, text in on_disk.items():
             if filename == LISTENER_FILE or filename.startswith(conf.EPHEMERAL_PREFIX):
                 continue
-            wanted = defaults[filename] if filename in defaults else self._wanted(text, programs)
+            wanted = (
+                defaults[filename]
+                if filename in defaults
+                else self._wanted(text, programs, targets)
+            )
             if wanted != text:
                 files[filename] = wanted
                 groups.add(conf.section_name(text))

@@ -56,7 +56,13 @@ from hoodyd.errors import (
 from hoodyd.polling import poll_until
 from hoodyd.private import private_dir
 from hoodyd.programs import conf
-from hoodyd.programs.dependencies import DependencyStarter, Seen, dependents_of, start_order
+from hoodyd.programs.dependencies import (
+    DependencyStarter,
+    Seen,
+    dependents_of,
+    exit_targets,
+    start_order,
+)
 from hoodyd.programs.desired import ShouldRun
 from hoodyd.programs.embedded import SupervisordRuntime
 from hoodyd.programs.eventlistener import render_listener_section
@@ -127,6 +133,7 @@ class ProgramService:
         )
         self.probes.listen(self._report_health)
         self.dependencies = DependencyStarter(self.table.programs, self.start, self._look)
+        self.registry.exit_targets = lambda: exit_targets(self.table.programs())
         self.statuses.health = self.probes
         # told how long each start took (seconds), for the metrics
         self.on_started: Callable[[float], None] = lambda seconds: None
@@ -215,6 +222,8 @@ class ProgramService:
             program = programs.get(program_id)
             info = infos.get(name)
             if program is None or not program.enabled or (info and info.statename in ALIVE):
+                continue
+            if self._one_shot(program):  # a job ran once per start, not again at each start-up
                 continue
             if port is not None and (program.port_range is None or port not in program.ports()):
                 continue
@@ -316,6 +325,38 @@ class ProgramService:
             health=health, restarts=restarts, last_probe=last if last is not None else UNSET
         )
 
+    def _one_shot(self, program: Program) -> bool:
+        """Whether the program is a job another waits on with `exited_ok`: it runs once per
+        start, so its starts are not recorded as a process that should be brought back."""
+        return program.port_range is None and program.name in self.registry.exit_targets()
+
+    async def _retarget(
+        self, after: list[Program], held: contextlib.AsyncExitStack
+    ) -> tuple[Files, list[str]]:
+        """The files of the jobs that become, or stop being, one-shot (waited on with
+        `exited_ok`) when the programs become `after`, each re-rendered on its own, and
+        their groups, which are re-registered; each job's lock is taken into `held` (the
+        caller holds `_lock`: no other mutation takes more than one program lock)."""
+        before = exit_targets(self.table.programs())
+        now = exit_targets(after)
+        flipped = before ^ now
+        files: Files = {}
+        if not flipped:
+            return files, []
+        jobs = [p for p in after if p.name in flipped and p.id in self.table]
+        for job in sorted(jobs, key=lambda p: p.id):
+            await held.enter_async_context(self._program_lock(job.id))
+            files.update(self.registry.files_to_rerender(self.get(job.id), now))
+        return files, sorted(self.registry.groups_in(files))
+
+    async def _restart_jobs(self, names: list[str]) -> None:
+        """Start again the jobs that ran when their registration followed another program's
+        dependencies; the change stands if one cannot."""
+        try:
+            await self.instances.restart(names)
+        except HoodydError as exc:
+            log.warning("job_restart_failed", instances=names, error=exc.message)
+
     def dependents(self, program_id: int) -> list[Program]:
         """The programs that depend on this one, directly or through others."""
         return dependents_of(self.get(program_id), self.table.programs())
@@ -349,7 +390,7 @@ class ProgramService:
     # ---- mutations ---------------------------------------------------------------------
 
     async def add(self, given: ProgramInput) -> Program:
-        async with self._lock:
+        async with self._lock, contextlib.AsyncExitStack() as held:
             program_id = (
                 check_program_id(given.id) if isinstance(given.id, int) else self.table.next_id()
             )
@@ -359,31 +400,41 @@ class ProgramService:
                 )
             program = self._build(given, program_id, None)
             files = self.registry.files_to_register(program) if program.enabled else {}
+            retargeted, targets = await self._retarget([*self.table.programs(), program], held)
+            files.update(retargeted)
+            running = await self.statuses.running_among(targets)
             try:
                 await self.registry.change(files, lambda: self.store.save_program(program))
+                self._keep(program)
             except NotApplied as exc:
                 await self.store.delete_program(program.id)
                 self.table.drop(program.id)
                 self.table.index(program.id, {})
                 await self._converge_back(exc.cause)
-            self._keep(program)
+            await self._restart_jobs(running)
             await self.observer.refresh_names(sorted(self.registry.groups_in(files)))
             log.info("program_added", program_id=program.id, name=program.name)
             return program
 
     async def edit(self, program_id: int, given: ProgramInput) -> Program:
-        async with self._lock, self._program_lock(program_id):
+        async with (
+            self._lock,
+            self._program_lock(program_id),
+            contextlib.AsyncExitStack() as held,
+        ):
             current = self.get(program_id)
             program = self._build(given, program_id, current)
             if program == current:
                 return current
             touches = current.enabled or program.enabled
             files: Files = self.registry.files_to_reregister(current, program) if touches else {}
-            # instances that ran before run again under the new definition
-            running = (
-                await self.statuses.running_among(self.registry.groups_of(current))
-                if touches
-                else []
+            others = [p for p in self.table.programs() if p.id != program_id]
+            retargeted, targets = await self._retarget([*others, program], held)
+            files.update(retargeted)
+            # instances that ran before run again under the new definition (and jobs whose
+            # registration follows this program's dependencies)
+            running = await self.statuses.running_among(
+                (self.registry.groups_of(current) if touches else []) + targets
             )
             try:
                 await self.registry.change(files, lambda: self.store.save_program(program))
@@ -404,7 +455,11 @@ class ProgramService:
 
     async def remove(self, program_id: int, *, force: bool = False) -> None:
         """Remove the program; one that others depend on only with `force`."""
-        async with self._lock, self._program_lock(program_id):
+        async with (
+            self._lock,
+            self._program_lock(program_id),
+            contextlib.AsyncExitStack() as held,
+        ):
             program = self.get(program_id)
             leaning = [p.name for p in dependents_of(program, self.table.programs())]
             if leaning and not force:
@@ -416,7 +471,12 @@ class ProgramService:
                 )
             wanted = self.should_run.of(program_id)
             files = self.registry.files_to_unregister(program)
-            groups = self.registry.groups_of(program)
+            retargeted, targets = await self._retarget(
+                [p for p in self.table.programs() if p.id != program_id], held
+            )
+            files.update(retargeted)
+            running = await self.statuses.running_among(targets)
+            groups = self.registry.groups_of(program) + targets
             try:
                 await self.registry.change(files, lambda: self.store.delete_program(program_id))
             except NotApplied as exc:
@@ -427,6 +487,7 @@ class ProgramService:
             self.table.index(program_id, {})
             self.should_run.forget(program_id)
             self._program_locks.pop(program_id, None)
+            await self._restart_jobs(running)
             await self._remove_logs(program)
             await self.observer.refresh_names(groups)
             log.info("program_removed", program_id=program_id, name=program.name)
@@ -479,9 +540,10 @@ class ProgramService:
             files: Files = {}
             for current in previous:
                 files.update(self.registry.files_to_unregister(current))
+            targets = exit_targets(programs)
             for program in programs:
                 if program.enabled:
-                    files.update(self.registry.files_to_register(program))
+                    files.update(self.registry.files_to_register(program, targets))
             try:
                 await self.registry.change(files, lambda: self.store.replace_programs(programs))
             except NotApplied as exc:
@@ -573,14 +635,17 @@ class ProgramService:
                     reason=Reason.PORT_REQUIRED,
                 )
             name = conf.instance_name(program, port)
-            recorded = name in self.should_run
+            # a one-shot job's start is not recorded: it should run once, not be brought back
+            one_shot = port is None and self._one_shot(program)
+            recorded = one_shot or name in self.should_run
             # an on-demand instance's conf file first: a disk that refuses it has nothing
             # recorded to undo
             fresh = port is not None and self.table.owner(name) is None
             if fresh:
                 self.table.own(await self.registry.ensure_instance(program, port), program.id, port)
             try:
-                await self.should_run.want(name, program.id, port)  # desired state first
+                if not one_shot:
+                    await self.should_run.want(name, program.id, port)  # desired state first
             except HoodydError:
                 if fresh:  # its file goes again (by a rename: works on a full disk)
                     with contextlib.suppress(HoodydError):
