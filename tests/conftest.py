@@ -79,6 +79,16 @@ def stop_embedded_supervisord(state_dir: Path) -> None:
         stop_embedded(pidfile.parent.parent, grace=0)
 
 
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium, which the browser tests drive. The suite requires it: the README's
+    test command installs it, and a run without it fails here with how to get it."""
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(path):
+        pytest.fail("the browser tests drive Debian's chromium: apt-get install chromium")
+    return path
+
+
 @dataclass
 class DaemonProcess:
     """A `hoodyd serve` child process and how to reach it."""
@@ -89,9 +99,18 @@ class DaemonProcess:
     log_path: Path
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        """Signal the daemon and reap it; one that outlives `timeout` is killed, reaped and
+        reported with the end of its log."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        return self.process.wait(timeout=timeout)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            tail = "\n".join(self.logs().splitlines()[-30:])
+            message = f"hoodyd outlived {timeout} s after signal {sig}:\n{tail}"
+            raise AssertionError(message) from None
 
     def logs(self) -> str:
         return self.log_path.read_text()

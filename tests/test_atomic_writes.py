@@ -29,7 +29,7 @@ from hoodyd.programs import conf, files
 from hoodyd.programs.supervisor_client import ProcessInfo, SupervisorClient
 from tests.conftest import PORT_SERVER, make_config, sleeper
 from tests.diskfull import fill_leaving, mounted_tmpfs
-from tests.test_programs_faults import free_port_range
+from tests.ports import free_port_range
 
 API = "/api/v1/daemon"
 

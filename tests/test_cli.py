@@ -10,7 +10,6 @@ import pwd
 import select
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 
 from hoodyd.polling import poll_until
 from tests.conftest import PORT_SERVER, DaemonProcess, start_daemon
+from tests.ports import free_port
 
 TICKER = ["/bin/sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"]
 
@@ -83,12 +83,6 @@ def found_probe(daemon: DaemonProcess, *flags: str) -> str | None:
 
 def me() -> str:
     return pwd.getpwuid(os.geteuid()).pw_name
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Pty:

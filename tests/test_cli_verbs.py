@@ -19,7 +19,8 @@ import pytest
 
 from hoodyd.terminals.cleanup import find_holders
 from tests.conftest import PORT_SERVER, DaemonProcess, start_daemon
-from tests.test_cli import Pty, cli_env, eventually, free_port, hoodyd, ok, rows
+from tests.ports import free_port
+from tests.test_cli import Pty, cli_env, eventually, hoodyd, ok, rows
 
 NOBODY = pwd.getpwnam("nobody")
 as_root = pytest.mark.skipif(

@@ -24,8 +24,9 @@ import pytest
 
 from hoodyd.polling import poll_until
 from hoodyd.terminals.paste import PASTE_END, PASTE_START
+from tests.ports import free_port
 from tests.run_world import RUN, TERMINAL, RunWorld, run_world
-from tests.test_run_pages import CHROMIUM, CHROMIUM_FLAGS, free_port
+from tests.test_run_pages import CHROMIUM_FLAGS
 
 TOKEN = "console-token-7c2a"
 CONSOLE = f"{RUN}/console"
@@ -235,15 +236,17 @@ async def test_apps_page_busy_terminal_and_missing_package(
         assert response.status == 303
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
-def test_browser_drives_the_console(tcp_world: tuple[RunWorld, str], tmp_path: Path) -> None:
+def test_browser_drives_the_console(
+    tcp_world: tuple[RunWorld, str], tmp_path: Path, chromium: str
+) -> None:
     """In headless Chromium: `/` lands on the login page; after login the dashboard starts a
     program from its button and shows a stop made elsewhere without a reload; its log shows a
     new line live; a new terminal takes typed input and a paste and shows the output, and
     Ctrl-C there interrupts a `sleep 30`; watching it shows output while typing does nothing;
     logout ends the session, and a bookmark then leads through the login back to its page."""
-    playwright_api = pytest.importorskip("playwright.sync_api")
     import asyncio
+
+    from playwright import sync_api as playwright_api  # a test dependency
 
     _, base = tcp_world
     program_id = asyncio.run(
@@ -258,7 +261,7 @@ def test_browser_drives_the_console(tcp_world: tuple[RunWorld, str], tmp_path: P
     try:
         with playwright_api.sync_playwright() as driver:
             browser = driver.chromium.launch_persistent_context(
-                str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+                str(profile), executable_path=chromium, headless=True, args=CHROMIUM_FLAGS,
                 viewport={"width": 1100, "height": 800},
             )  # fmt: skip
             try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from schemathesis.checks import (
 
 from hoodyd.api.openapi import load_document
 from tests.conftest import start_daemon, stop_embedded_supervisord, wait_until
+from tests.ports import free_port
 
 TOKEN = "schemathesis-token"
 CHECKS = (
@@ -39,12 +39,6 @@ EXECUTING = ("/start", "/quick-start", "/programs/reset")
 STREAMING = ("/events",)
 
 schema = schemathesis.openapi.from_dict(load_document("daemon"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

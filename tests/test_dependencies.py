@@ -20,16 +20,9 @@ from hoodyd.programs.embedded import stop_embedded
 from hoodyd.programs.service import ProgramService
 from hoodyd.schemas.daemon import Dependency, ProcessStatus, Program, ProgramInput
 from tests.conftest import PORT_SERVER, add_program, sleeper
+from tests.ports import free_port
 
 BASE = "/api/v1/daemon"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def connects_then_sleeps(port: int) -> str:

@@ -11,8 +11,8 @@ import stat
 from pathlib import Path
 
 from tests.conftest import start_daemon
+from tests.ports import free_port
 from tests.test_connections import read_to_end
-from tests.test_serve import free_port
 
 
 def send_raw(port: int, data: bytes, timeout: float = 10.0) -> bytes:

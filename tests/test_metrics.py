@@ -3,7 +3,6 @@ and process metrics with Prometheus names, and the route protected on TCP like t
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
@@ -14,16 +13,9 @@ from hoodyd.app import create_app
 from hoodyd.config import Config
 from hoodyd.polling import poll_until
 from tests.conftest import PORT_SERVER, add_program
+from tests.ports import free_port
 
 BASE = "/api/v1/daemon"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def scrape(client: Any) -> dict[str, list[Sample]]:

@@ -17,16 +17,9 @@ from hoodyd.api.keys import PROGRAMS
 from hoodyd.polling import poll_until
 from hoodyd.programs.probes import HealthEvent
 from tests.conftest import PORT_SERVER, add_program, sleeper
+from tests.ports import free_port
 
 BASE = "/api/v1/daemon"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def status_of(client: Any, program_id: int, port: int | None = None) -> dict[str, Any]:

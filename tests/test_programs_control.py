@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import psutil
@@ -12,6 +11,7 @@ from hoodyd.config import Config
 from hoodyd.polling import poll_until
 from tests.conftest import PORT_SERVER
 from tests.conftest import add_program as add
+from tests.ports import free_port_range
 
 API = "/api/v1/daemon"
 
@@ -25,24 +25,6 @@ async def status_of(client: Any, program_id: int, query: str = "") -> dict[str, 
     response = await client.get(f"{API}/status/{program_id}{query}")
     assert response.status == 200, await response.text()
     return await response.json()
-
-
-def free_ports(count: int) -> int:
-    """The first of `count` consecutive free TCP ports on 127.0.0.1."""
-    for base in range(20000, 60000, 97):
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                sockets.append(sock)  # closed below whether its bind works or not
-                sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-        return base
-    raise RuntimeError("no free port range")
 
 
 async def test_enable_registers_without_starting_and_disable_unregisters(
@@ -128,7 +110,7 @@ async def test_port_range_start_needs_a_port_inside_the_range(client: Any) -> No
 async def test_lazy_port_range_spawns_nothing_until_a_port_is_started(client: Any) -> None:
     """Enabling a lazy port-range program registers no instance; a start names `<name>_<port>`
     and passes the port with port_param."""
-    base = free_ports(3)
+    base = free_port_range(3)
     program = await add(
         client,
         name="lazy",
@@ -159,7 +141,7 @@ async def test_lazy_port_range_spawns_nothing_until_a_port_is_started(client: An
 
 async def test_concurrent_idempotent_starts_join_one_spawn(client: Any) -> None:
     """50 simultaneous if_not_running starts of a cold instance: one process, 50 equal answers."""
-    base = free_ports(1)
+    base = free_port_range(1)
     program = await add(
         client, name="crowd", command=PORT_SERVER, port_range={"start": base, "end": base}
     )
@@ -214,7 +196,7 @@ async def test_a_wait_that_times_out_answers_504_with_the_last_state(client: Any
 
 async def test_wait_for_port_answers_once_the_instance_accepts_connections(client: Any) -> None:
     """With wait_for=port the answer comes when the port accepts, even before RUNNING."""
-    base = free_ports(1)
+    base = free_port_range(1)
     program = await add(
         client,
         command=f"{PORT_SERVER} --bind-delay 0.3",
@@ -238,7 +220,7 @@ async def test_wait_for_port_answers_once_the_instance_accepts_connections(clien
 
 async def test_stop_single_port_all_and_standard(client: Any) -> None:
     """Stop takes `port` or `all` for port-range programs; stopping a stopped program succeeds."""
-    base = free_ports(2)
+    base = free_port_range(2)
     program = await add(
         client, command=PORT_SERVER, port_range={"start": base, "end": base + 1}
     )

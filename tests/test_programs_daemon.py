@@ -17,7 +17,7 @@ import psutil
 
 from hoodyd.polling import poll_until
 from tests.conftest import PORT_SERVER, DaemonProcess, start_daemon
-from tests.test_programs_control import free_ports
+from tests.ports import free_port_range
 
 API = "/api/v1/daemon"
 USER = pwd.getpwuid(os.geteuid()).pw_name
@@ -53,7 +53,7 @@ async def start_sleeper(daemon: DaemonProcess, name: str) -> int:
 
 async def test_seed_page_examples_work_as_written(daemon: DaemonProcess) -> None:
     """Every request of the Program Control seed page, sent over the Unix socket."""
-    base = free_ports(1)
+    base = free_port_range(1)
     async with session_for(daemon) as session:
         status, added = await call(
             session, "POST", "/programs/add",

@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,21 +26,9 @@ from hoodyd.app import create_app
 from hoodyd.polling import poll_until
 from tests.conftest import PORT_SERVER, make_config, sleeper, start_daemon
 from tests.diskfull import fill_leaving, mounted_tmpfs
+from tests.ports import free_port_range
 
 API = "/api/v1/daemon"
-
-
-def free_port_range(count: int) -> int:
-    """The first of `count` consecutive free TCP ports on 127.0.0.1."""
-    for base in range(21000, 60000, 97):
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port range")
 
 
 def listeners(port: int) -> set[int]:

@@ -12,7 +12,7 @@ from hoodyd.polling import poll_until
 from hoodyd.programs.service import ProgramService
 from tests.conftest import add_program as add
 from tests.conftest import sleeper
-from tests.test_programs_control import free_ports
+from tests.ports import free_port_range
 from tests.truth import check_statuses, is_supervised
 
 API = "/api/v1/daemon"
@@ -106,7 +106,7 @@ async def test_random_concurrent_operations_leave_everything_in_agreement(client
     """Random concurrent start/stop/restart/edit/enable/disable/remove at three programs
     (one a port range): no 5xx, and afterwards the API, the desired state, supervisord and
     /proc agree."""
-    base_port = free_ports(3)
+    base_port = free_port_range(3)
     bodies = [
         sleeper(),
         sleeper(),

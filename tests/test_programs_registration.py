@@ -9,7 +9,7 @@ from structlog.testing import capture_logs
 
 from hoodyd.programs.supervisor_client import SupervisorClient
 from tests.conftest import PORT_SERVER, add_program
-from tests.test_programs_faults import free_port_range
+from tests.ports import free_port_range
 
 API = "/api/v1/daemon"
 

@@ -37,7 +37,7 @@ from hoodyd.schemas.daemon import (
     StopRequest,
 )
 from tests.conftest import PORT_SERVER, sleeper
-from tests.test_programs_control import free_ports
+from tests.ports import free_port_range
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ async def test_concurrent_starts_of_a_cold_instance_join_one_spawn(
     programs: ProgramService,
 ) -> None:
     """Twenty simultaneous starts of one port instance: one process, twenty equal answers."""
-    base = free_ports(1)
+    base = free_port_range(1)
     program = await programs.add(
         given(command=PORT_SERVER, port_range={"start": base, "end": base})
     )

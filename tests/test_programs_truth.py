@@ -9,7 +9,7 @@ from typing import Any
 
 from hoodyd.polling import poll_until
 from tests.conftest import add_program as add
-from tests.test_programs_control import free_ports
+from tests.ports import free_port_range
 from tests.truth import check_status, check_statuses, is_live, is_supervised
 
 API = "/api/v1/daemon"
@@ -80,7 +80,7 @@ async def test_every_pid_shown_during_a_restart_is_alive(client: Any) -> None:
 
 async def test_port_instances_count_only_live_processes(client: Any) -> None:
     """A killed port instance is not counted in `running_instances` by the next status."""
-    base = free_ports(3)
+    base = free_port_range(3)
     program = await add(
         client,
         command=SPAN_COMMAND,

@@ -1,5 +1,6 @@
-"""The README runs as printed: its shell blocks marked `<!-- runnable -->` are run, in order
-and verbatim, against a live daemon from a directory whose `.venv` is this installation."""
+"""The README and the docs it links run as printed: their shell blocks marked `<!-- runnable -->`
+are run, in order (the README, then each linked page in the order of its links) and verbatim,
+against a live daemon from a directory whose `.venv` is this installation."""
 
 from __future__ import annotations
 
@@ -14,12 +15,46 @@ import pytest
 
 from tests.conftest import DaemonProcess
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 RUNNABLE = re.compile(r"^<!-- runnable -->\n```sh\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def linked_pages() -> list[Path]:
+    """The docs pages the README links, in the order of their first link."""
+    pages: list[Path] = []
+    for target in LINK.findall(README.read_text()):
+        page = (ROOT / target).resolve()
+        if page.suffix == ".md" and page not in pages:
+            pages.append(page)
+    return pages
 
 
 def runnable_blocks() -> list[str]:
-    return RUNNABLE.findall(README.read_text())
+    return [
+        block for page in [README, *linked_pages()] for block in RUNNABLE.findall(page.read_text())
+    ]
+
+
+def test_every_link_of_the_readme_and_its_pages_leads_to_a_file() -> None:
+    """Relative links of the README and of the docs pages name files that exist, and every
+    page under docs/ is linked from the README."""
+    pages = linked_pages()
+    assert sorted(pages) == sorted(p.resolve() for p in (ROOT / "docs").glob("*.md"))
+    for page in [README, *pages]:
+        for target in LINK.findall(page.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            assert (page.parent / target).exists(), f"{page.name} links {target}"
+
+
+def test_the_readme_keeps_the_quick_start_on_its_first_screen() -> None:
+    """The two set-up commands and the quick start come before any reference section, and the
+    reference lives in docs/."""
+    text = README.read_text()
+    assert text.index("## Quick start") < text.index("## Documentation")
+    assert len(text.splitlines()) < 120, "the reference belongs in docs/"
 
 
 def test_the_readme_opens_with_its_two_set_up_commands() -> None:

@@ -5,10 +5,8 @@ over HTTP on a real `hoodyd serve --tcp`, then end to end in a real headless Chr
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +15,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.ports import free_port
 from tests.run_world import RUN, RunWorld, run_world
 
 TOKEN = "pages-token-5e1f"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -30,13 +28,6 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -128,14 +119,13 @@ async def test_a_session_opens_the_pages_and_nothing_else(
         await client.close()
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
 def test_browser_logs_in_searches_picks_and_sees_the_output_live(
-    tcp_world: tuple[RunWorld, str],
+    tcp_world: tuple[RunWorld, str], chromium: str
 ) -> None:
     """In headless Chromium: type the token into the login page, search, press Run on a
     candidate, and watch the program's output appear in the xterm.js view, streamed over
     the WebSocket without a reload."""
-    playwright_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api as playwright_api  # a test dependency
     _, base = tcp_world
     profile = Path(tempfile.mkdtemp(prefix="hd-chromium-"))
     console: list[str] = []
@@ -143,7 +133,7 @@ def test_browser_logs_in_searches_picks_and_sees_the_output_live(
         with playwright_api.sync_playwright() as driver:
             browser = driver.chromium.launch_persistent_context(
                 str(profile),
-                executable_path=CHROMIUM,
+                executable_path=chromium,
                 headless=True,
                 args=CHROMIUM_FLAGS,
             )

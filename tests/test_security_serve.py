@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import DaemonProcess, raw_http, start_daemon
-from tests.test_serve import free_port
+from tests.ports import free_port
 
 NOBODY = 65534
 

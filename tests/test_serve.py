@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import stat
 from pathlib import Path
 
@@ -13,12 +12,7 @@ import aiohttp
 
 from hoodyd.polling import poll_until
 from tests.conftest import DaemonProcess, start_daemon
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.ports import free_port
 
 
 async def test_serves_health_on_its_unix_socket_with_mode_0600(
