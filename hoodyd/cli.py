@@ -115,7 +115,51 @@ def _program_flags(parser: argparse.ArgumentParser, *, adding: bool) -> None:
     parser.add_argument("--description")
     parser.add_argument("--autorestart", choices=("true", "false", "unexpected"))
     parser.add_argument("--delay", type=int, metavar="S", help="seconds to wait before starting")
+    _health_flags(parser, adding=adding)
     parser.set_defaults(command=[])  # what follows `--`
+
+
+def _health_flags(parser: argparse.ArgumentParser, *, adding: bool) -> None:
+    """Dependencies and probes. Values are read (and refused, naming the flag) by
+    `commands.program_body`, so a bad one is one line and exit 2, never argparse's usage."""
+    group = parser.add_argument_group("dependencies and probes")
+    group.add_argument(
+        "--depends-on",
+        action="append",
+        metavar="NAME[:COND]",
+        help="start NAME first and wait until it is COND: ready (default), started or "
+        "exited_ok (repeat; on edit, replaces the list)",
+    )
+    probe = "port:N, port:$PORT, http://127.0.0.1:N/PATH or exec:'CMD ARG...' (no shell)"
+    group.add_argument(
+        "--readiness", metavar="CHECK", help=f"when it counts as ready: {probe}"
+    )
+    group.add_argument(
+        "--liveness", metavar="CHECK", help="restart it when this fails repeatedly (as above)"
+    )
+    group.add_argument(
+        "--probe-interval-ms", metavar="MS", help="between checks (100-3600000, default 1000)"
+    )
+    group.add_argument(
+        "--probe-timeout-ms", metavar="MS", help="per check (10-300000, default 1000)"
+    )
+    group.add_argument(
+        "--liveness-failure-threshold",
+        metavar="N",
+        help="failed liveness checks in a row that restart it (1-100, default 3)",
+    )
+    group.add_argument(
+        "--liveness-initial-delay-ms",
+        metavar="MS",
+        help="no liveness check this long after it starts (default 0)",
+    )
+    if not adding:
+        for flag, what in (
+            ("--no-depends-on", "depend on nothing"),
+            ("--no-readiness", "drop the readiness probe"),
+            ("--no-liveness", "drop the liveness probe"),
+        ):
+            group.add_argument(flag, action="store_true", help=what)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
         verb.add_argument("programs", nargs="+", metavar="NAME|ID|all")
         if name == "rm":
             verb.add_argument("--yes", action="store_true", help="do not ask before `rm all`")
+            verb.add_argument(
+                "--force", action="store_true", help="remove it even if others depend on it"
+            )
         verb.set_defaults(verb_func=func)
 
     search = verbs.add_parser("search", parents=client, help="find runnable apps")

@@ -19,6 +19,8 @@ from typing import Any
 import msgspec
 
 from hoodyd.client import messages, output
+from hoodyd.client.flags import UsageError as UsageError  # raised by verbs; cli prints it
+from hoodyd.client.flags import health_fields
 from hoodyd.client.http import DaemonClient, QueryValue, Refused
 
 DAEMON = "/api/v1/daemon"
@@ -27,10 +29,6 @@ RUN = "/api/v1/run"
 
 
 EXIT_REFUSED = 1
-
-
-class UsageError(Exception):
-    """The command line itself is wrong (exit 2)."""
 
 
 # ---- programs ---------------------------------------------------------------------------
@@ -412,9 +410,12 @@ def logs(client: DaemonClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _program_body(args: argparse.Namespace, *, adding: bool) -> dict[str, Any]:
-    """The add/edit body: on edit only what the flags name."""
-    body: dict[str, Any] = {}
+def _program_body(
+    args: argparse.Namespace, *, adding: bool, current: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The add/edit body: on edit (`current`: the program as it is) only what the flags
+    name."""
+    body: dict[str, Any] = health_fields(args, current)
     if args.command:
         body["command"] = shlex.join(args.command)
     elif adding:
@@ -471,7 +472,7 @@ def add(client: DaemonClient, args: argparse.Namespace) -> int:
 
 def edit(client: DaemonClient, args: argparse.Namespace) -> int:
     program = find_program(client, args.program)
-    body = _program_body(args, adding=False)
+    body = _program_body(args, adding=False, current=program)
     if args.name:
         body["name"] = args.name
     if not body:
@@ -500,7 +501,12 @@ def remove(client: DaemonClient, args: argparse.Namespace) -> int:
         args.yes = True
 
     def act(program: dict[str, Any]) -> list[Any]:
-        answer = client.call("POST", f"{DAEMON}/programs/remove/{program['id']}", timeout=None)
+        answer = client.call(
+            "POST",
+            f"{DAEMON}/programs/remove/{program['id']}",
+            body={"force": True} if args.force else None,
+            timeout=None,
+        )
         if not args.json:
             print(f"removed {program['name']} (id {program['id']})")
         return [answer]

@@ -60,6 +60,51 @@ def _pick(exc: Refused, args: argparse.Namespace, name: str) -> str:
     return f"pick a candidate with --first, --pick N or --id CANDIDATE (`hoodyd search {query}`)"
 
 
+def _depended_on(exc: Refused, args: argparse.Namespace, name: str) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    dependents = ", ".join(str(d) for d in body.get("dependents") or []) or "others"
+    if getattr(args, "verb", None) == "rm":
+        return (
+            f"{name} is a dependency of {dependents}; `hoodyd rm {name} --force` removes it "
+            "anyway (their --depends-on then names a missing program)"
+        )
+    if getattr(args, "name", None) and getattr(args, "verb", None) == "edit":
+        return (
+            f"{name} cannot be renamed while {dependents} depend on it; change their "
+            "--depends-on first (`hoodyd edit NAME --depends-on ...`)"
+        )
+    return exc.message
+
+
+def _probe(exc: Refused, args: argparse.Namespace, name: str) -> str:
+    """The daemon names a probe's fields; the command line names the flags that set them."""
+    kind, sep, rest = exc.message.partition(":")
+    if not sep or kind not in ("readiness", "liveness"):
+        kind, rest = exc.message.split(" ", 1)[0], exc.message.split(" ", 1)[-1]
+        if kind not in ("readiness", "liveness"):
+            return exc.message
+    for field, flag in (
+        ("interval_ms", "--probe-interval-ms"),
+        ("timeout_ms", "--probe-timeout-ms"),
+        ("failure_threshold", "--liveness-failure-threshold"),
+        ("initial_delay_ms", "--liveness-initial-delay-ms"),
+        ("port_range", "--port-range"),
+    ):
+        rest = rest.replace(field, flag)
+    return f"--{kind}: {rest.strip()}"
+
+
+def _dependency_failed(exc: Refused, args: argparse.Namespace, name: str) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    dependency = body.get("dependency")
+    if not dependency:
+        return exc.message
+    return (
+        f"{exc.message}; see `hoodyd status {dependency}` and "
+        f"`hoodyd logs {dependency} --stderr`"
+    )
+
+
 _BY_REASON: dict[str, Explainer] = {
     "PROGRAM_DISABLED": lambda exc, args, name: (
         f"{name} is disabled; enable it first with `hoodyd enable {name}`"
@@ -85,6 +130,17 @@ _BY_REASON: dict[str, Explainer] = {
         f"{exc.message}; change that program with `hoodyd edit NAME` or pick another name"
     ),
     "START_FAILED": _start_failed,
+    "UNKNOWN_DEPENDENCY": lambda exc, args, name: (
+        "--depends-on: "
+        + exc.message.replace("depends_on names an unknown program:", "no program named")
+        + " (`hoodyd status` lists the programs)"
+    ),
+    "DEPENDENCY_CYCLE": lambda exc, args, name: (
+        "--depends-on: " + exc.message.removeprefix("depends_on ")
+    ),
+    "DEPENDED_ON": _depended_on,
+    "DEPENDENCY_FAILED": _dependency_failed,
+    "INVALID_PROBE": _probe,
     "WAIT_TIMEOUT": lambda exc, args, name: (
         f"{exc.message}; wait longer with --timeout S (up to 300), or see "
         f"`hoodyd logs {name} --stderr`"
