@@ -61,7 +61,10 @@ def test_the_readme_opens_with_its_two_set_up_commands() -> None:
     """The first two blocks are the set-up commands: serve, and the test suite."""
     blocks = re.findall(r"^```sh\n(.*?)^```$", README.read_text(), re.MULTILINE | re.DOTALL)
     assert blocks[0].strip().endswith(".venv/bin/hoodyd serve")
-    assert blocks[1].strip().endswith(".venv/bin/python -m pytest")
+    assert blocks[1].strip().endswith(".venv/bin/python -m pytest -n 4")
+    assert blocks[1].startswith("{ command -v chromium"), "the suite's browser tests need it"
+    ci = (ROOT / ".ci/run").read_text()
+    assert blocks[1].strip() in ci, ".ci/run runs the README's test command"
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the README's blocks use curl")
