@@ -25,15 +25,13 @@ async def instance_state(client: Any, program_id: int, port: int) -> str:
     return state
 
 
-async def wait_state(client: Any, program_id: int, port: int, wanted: str, timeout: float) -> float:
-    """Seconds until the instance reports `wanted`."""
-    began = time.monotonic()
+async def wait_state(client: Any, program_id: int, port: int, wanted: str, timeout: float) -> None:
+    """Wait until the instance reports `wanted` (`timeout` guards a hang)."""
 
     async def reached() -> bool | None:
         return True if await instance_state(client, program_id, port) == wanted else None
 
     assert await poll_until(reached, timeout=timeout), f"not {wanted} within {timeout}s"
-    return time.monotonic() - began
 
 
 async def test_an_idle_instance_is_stopped_and_starts_again_on_demand(client: Any) -> None:
@@ -44,11 +42,13 @@ async def test_an_idle_instance_is_stopped_and_starts_again_on_demand(client: An
     )
     assert program["idle_stop_after"] == 2
     start = f"{API}/programs/{program['id']}/start"
+    asked = time.monotonic()  # the idle clock starts at the request or later
     response = await client.post(start, json={"port": 9431, "wait": True})
     assert response.status == 200, await response.json()
-    began = time.monotonic()
-    await wait_state(client, program["id"], 9431, "STOPPED", timeout=8)
-    assert time.monotonic() - began >= 1.5
+    await wait_state(client, program["id"], 9431, "STOPPED", timeout=20)
+    # a lower bound only, which no slowness can break: the instance did not stop before
+    # idle_stop_after had passed since it was asked for
+    assert time.monotonic() - asked >= 2
     response = await client.post(start, json={"port": 9431, "wait": True, "if_not_running": True})
     body = await response.json()
     assert body["already_running"] is False and body["instance"]["status"] == "RUNNING"
