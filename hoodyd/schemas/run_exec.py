@@ -100,5 +100,5 @@ class PreflightResponse(Struct, kw_only=True, omit_defaults=True):
     handoff: RunHandoff | None = None
     # extension: whether `/run`, a go path or a recipe run with this selector would schedule
     # the command into the terminal now (`recommended_mode` then says `dry-run`, the mode
-    # every client generation knows; see README, Running apps)
+    # every client generation knows; see docs/apps.md, Running apps)
     would_schedule: bool | None = None

@@ -350,7 +350,7 @@ def requirements_refusal(
 ) -> RunFailed[RunResponse]:
     """A 409 for a pick whose command can only fail until its requirements are resolved:
     nothing is scheduled, and the answer lists each requirement with its resolution.
-    hoodyd does not install on a run (see README, Running apps: a run request never turns
+    hoodyd does not install on a run (see docs/apps.md, Running apps: a run request never turns
     into a package installation as root); the caller runs the resolution and asks again."""
     assert response.selected is not None
     steps = "; ".join(

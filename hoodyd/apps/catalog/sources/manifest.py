@@ -1,7 +1,7 @@
 """`trusted-list-file`, `manifest-registry` and `manifest-remote-index`: a JSON manifest of
 apps, read from a file (or a directory of `*.json` files) or fetched over HTTP.
 
-The format (documented in README.md, "App search"):
+The format (documented in docs/apps.md, "App search"):
 
     {"version": 1, "apps": [{"id": "firefox", "title": "Firefox", "argv": ["firefox"], ...}]}
 
