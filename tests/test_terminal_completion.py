@@ -11,6 +11,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,11 @@ from tests.conftest import make_config
 
 WAIT = 15.0  # generous bound for any single wait on a loaded machine
 PYTHON = "/usr/bin/python3"
+
+
+def instant(stamp: str) -> datetime:
+    """A result's RFC 3339 timestamp."""
+    return datetime.fromisoformat(stamp)
 
 
 @contextlib.asynccontextmanager
@@ -251,7 +257,11 @@ async def test_an_execute_waits_for_a_typed_line_still_running(
     assert (done["exit_code"], done["stdout"]) == (0, "after\n")
     first = await call(client, f"/result/{started['command_id']}", method="GET")
     assert (first["exit_code"], first["stdout"]) == (0, "slept\n")
+    began, ended = instant(first["started_at"]), instant(first["finished_at"])
+    assert first["duration_ms"] == pytest.approx((ended - began).total_seconds() * 1000, abs=1)
+    # a lower bound only, which no slowness can break: not completed before its sleep ended
     assert first["duration_ms"] >= 1400
+    assert ended <= instant(done["started_at"])  # the next execute waited for it
 
 
 @pytest.mark.parametrize("shell", SHELLS)
