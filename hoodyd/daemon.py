@@ -31,6 +31,7 @@ from aiohttp import web
 from hoodyd.api import console
 from hoodyd.api.server import ConnectionLimits, ListenerSite, Runner
 from hoodyd.app import create_app
+from hoodyd.childenv import remember_open_file_limit
 from hoodyd.config import Config
 from hoodyd.errors import InvalidRequest, Reason, StateNotSaved
 from hoodyd.private import AlreadyRunning, DaemonLock, UnsafePath, acquire_lock, private_dir
@@ -178,7 +179,9 @@ async def _serve(config: Config, inherited: list[socket.socket]) -> None:
 
 def raise_open_file_limit() -> int:
     """Raise the soft limit of open files to the hard one (systemd starts services at 1024
-    soft): every connection costs a descriptor. Returns the limit now in force."""
+    soft): every connection costs a descriptor. Children get the soft limit hoodyd was
+    started with back (`hoodyd.childenv.with_open_file_limit`). Returns the limit now in
+    force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         try:
@@ -186,6 +189,7 @@ def raise_open_file_limit() -> int:
         except (ValueError, OSError) as exc:
             log.warning("open_file_limit_not_raised", soft=soft, hard=hard, error=str(exc))
             return soft
+        remember_open_file_limit(soft)
     log.info("open_file_limit", soft=hard, hard=hard, was=soft)
     return hard
 

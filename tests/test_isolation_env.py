@@ -1,10 +1,13 @@
-"""What hoodyd starts (supervisord, its event listener, programs, terminal holders and shells)
-begins with an environment built on purpose: never the daemon's token or other secrets."""
+"""What hoodyd starts (supervisord, its event listener, programs, terminal holders and shells,
+the catalogue tools its sources run) begins with an environment built on purpose: never the
+daemon's token or other secrets."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +16,11 @@ import aiohttp
 import psutil
 import pytest
 
-from hoodyd.childenv import child_environment
+from hoodyd.apps.catalog.sources.apt import APT_HELPER
+from hoodyd.childenv import child_environment, tool_environment
 from hoodyd.polling import poll_until
 from tests.conftest import DaemonProcess, sleeper, start_daemon
+from tests.data.apps.world import make_world
 
 TOKEN = "hoodyd-token-8c1f0e"
 SECRET = "ghp_not_for_children_51a2"
@@ -222,3 +227,119 @@ def test_the_built_environment_keeps_only_the_documented_base() -> None:
         "ASKED": "a",
     }
     assert child_environment(source={})["PATH"], "a PATH even when the daemon had none"
+
+
+def recording_tools(root: Path, seen: Path) -> Path:
+    """A directory of fake `apt-get`, `dpkg` and `nix-env` speaking what the apt and nix
+    sources read (the world's Packages list, an architecture, the world's nix-env JSON), each
+    first copying the environment it was started with to `seen/NAME`."""
+    world = make_world(root / "world")
+    tools = root / "tools"
+    tools.mkdir()
+    record = f'cat /proc/$$/environ > "{seen}/$(basename "$0")"\n'
+    fakes = {
+        "apt-get": record
+        + "[ \"$*\" = 'indextargets --format $(FILENAME) Created-By: Packages' ] || exit 1\n"
+        + f"echo {world.packages}\n",
+        "dpkg": record + '[ "$*" = "--print-architecture" ] || exit 1\necho amd64\n',
+        "nix-env": record + (world.nix_bin / "nix-env").read_text().removeprefix("#!/bin/sh\n"),
+    }
+    for name, body in fakes.items():
+        (tools / name).write_text("#!/bin/sh\n" + body)
+        (tools / name).chmod(0o755)
+    sources = [
+        {"source_id": "apt", "enabled": True, "priority": 50, "provider": "apt",
+         "source_type": "apt",
+         "config": {"status_file": str(world.status), "info_dir": str(world.info)}},
+        {"source_id": "nixpkgs", "enabled": True, "priority": 40, "provider": "nix",
+         "source_type": "nix-pkgs", "config": {"command": "env"}},
+    ]  # fmt: skip
+    config = root / "state" / "run" / "config.json"
+    config.parent.mkdir(parents=True)
+    config.write_text(json.dumps({"version": 1, "sources": sources, "profiles": []}))
+    return tools
+
+
+@pytest.mark.skipif(not os.access(APT_HELPER, os.X_OK), reason="the apt source needs apt-helper")
+async def test_catalogue_tools_get_a_built_environment(short_tmp: Path) -> None:
+    """The apt-get, dpkg and nix-env a sync runs get PATH, HOME, `pass_env` and their own
+    settings (NIX_PATH for nix only), never the daemon's GITHUB_TOKEN, another secret of its
+    environment or a HOODYD_* variable."""
+    seen = short_tmp / "seen"
+    seen.mkdir()
+    tools = recording_tools(short_tmp, seen)
+    other_secret = f"aws-{secrets.token_hex(8)}"
+    config = short_tmp / "hoodyd.toml"
+    config.write_text('[server]\npass_env = ["ISOLATION_PASS", "HOODYD_TOKEN"]\n')
+    config.chmod(0o600)
+    daemon = start_daemon(
+        short_tmp / "state",
+        "--config",
+        str(config),
+        socket=short_tmp / "s.sock",
+        env={
+            "PATH": f"{tools}:{os.environ['PATH']}",
+            "HOODYD_TOKEN": TOKEN,
+            "HOODYD_ISOLATION_PASS": PASSED,
+            "GITHUB_TOKEN": SECRET,
+            "SOME_SECRET": other_secret,
+            "ISOLATION_PASS": PASSED,
+            "NIX_PATH": "nixpkgs=/nowhere",
+        },
+    )
+    try:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.UnixConnector(path=str(daemon.socket)), base_url="http://localhost"
+        ) as client:
+            async with client.post("/api/v1/run/sources/sync") as response:
+                job = await response.json()
+            done_url = f"/api/v1/run/jobs/{job['job_id']}?wait=done&timeout_ms=60000"
+            async with client.get(done_url) as response:
+                done = await response.json()
+            assert done["status"] == "done", done
+            async with client.get("/api/v1/run/sources/apt/diagnostics") as response:
+                apt = await response.json()
+    finally:
+        daemon.stop()
+    assert apt["provider_details"]["record_count"] > 0, apt
+    me = pwd.getpwuid(os.geteuid())
+    for tool in ("apt-get", "dpkg", "nix-env"):
+        env = environ_of_file(seen / tool)
+        assert_clean(env)
+        assert other_secret not in "".join(env.values()) and "SOME_SECRET" not in env, env
+        assert env["PATH"].startswith(f"{tools}:") and env["HOME"] == me.pw_dir, env
+        assert env["ISOLATION_PASS"] == PASSED, env
+        assert ("NIX_PATH" in env) == (tool == "nix-env"), env
+
+
+def environ_of_file(path: Path) -> dict[str, str]:
+    """An environment block copied from /proc/PID/environ."""
+    pairs = (entry.partition("=") for entry in path.read_bytes().decode().split("\0") if entry)
+    return {key: value for key, _, value in pairs}
+
+
+def test_a_tools_environment_adds_only_that_tools_settings() -> None:
+    """`tool_environment` is the built base plus the tool's own variables (nix: NIX_PATH,
+    NIX_REMOTE, proxies; apt: APT_CONFIG), never a secret or a HOODYD_* variable."""
+    source = {
+        "PATH": "/bin",
+        "GITHUB_TOKEN": SECRET,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "HOODYD_TOKEN": TOKEN,
+        "NIX_PATH": "nixpkgs=/n",
+        "NIX_REMOTE": "daemon",
+        "https_proxy": "http://proxy:3128",
+        "APT_CONFIG": "/etc/apt/other.conf",
+        "WANTED": "w",
+    }
+    base = child_environment(source=source, pass_env=["WANTED"])
+    nix = tool_environment("nix", source=source, pass_env=["WANTED"])
+    apt = tool_environment("apt", source=source, pass_env=["WANTED"])
+    assert nix == {
+        **base,
+        "NIX_PATH": "nixpkgs=/n",
+        "NIX_REMOTE": "daemon",
+        "https_proxy": "http://proxy:3128",
+    }
+    assert apt == {**base, "APT_CONFIG": "/etc/apt/other.conf"}
+    assert base["WANTED"] == "w" and "GITHUB_TOKEN" not in base

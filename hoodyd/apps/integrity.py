@@ -48,6 +48,7 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from hoodyd.childenv import tool_environment
 from hoodyd.schemas.run import Integrity
 
 FetchKind = Literal["appimage", "binary", "archive", "compressed", "deb"]
@@ -212,7 +213,9 @@ def _unpack(archive: Path, kind: FetchKind, name: str, dest: Path, binary: str) 
             tarred.extractall(dest, filter="data")  # no links out, no devices, no setuid
     elif kind == "deb":
         if shutil.which("dpkg-deb"):
-            subprocess.run(["dpkg-deb", "-x", str(archive), str(dest)], check=True)
+            # an unpacker needs no more than the base every child gets (and TMPDIR)
+            env = tool_environment("dpkg-deb")
+            subprocess.run(["dpkg-deb", "-x", str(archive), str(dest)], check=True, env=env)
         else:
             _unpack_deb(archive, dest)
     else:  # a single compressed program

@@ -51,11 +51,18 @@ DEFAULT_PAGE_SIZE = 25
 
 class AppService:
     def __init__(
-        self, state_dir: Path, settings: RunConfig, *, environ: Mapping[str, str] | None = None
+        self,
+        state_dir: Path,
+        settings: RunConfig,
+        *,
+        environ: Mapping[str, str] | None = None,
+        pass_env: Sequence[str] = (),
     ) -> None:
         self.settings = settings
-        # what sources read (PATH, HOME, a GitHub source's token_env) and the environment of
-        # the catalogue tools they run as hoodyd's own account (apt-get, nix), never the token
+        # what sources read their settings from (PATH, HOME, a GitHub source's token_env),
+        # never the token; the catalogue tools they run as hoodyd's own account (apt-get,
+        # nix) get an environment built from it (`SyncContext.tool_environ`): the base of
+        # every child, `server.pass_env` and the tool's own settings, never the rest
         self.environ = {
             key: value
             for key, value in (os.environ if environ is None else environ).items()
@@ -67,7 +74,9 @@ class AppService:
         self.sets = CandidateSetStore(
             ttl=settings.candidate_set_ttl, max_sets=settings.max_candidate_sets
         )
-        self.syncer = Syncer(self.catalog, self.jobs, state_dir / "index", settings, self.environ)
+        self.syncer = Syncer(
+            self.catalog, self.jobs, state_dir / "index", settings, self.environ, pass_env=pass_env
+        )
         self.searcher = Searcher(self.catalog, self.syncer, self.sets, settings)
         self.builder = CandidateBuilder(self.catalog, self.syncer)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import structlog
 
-from hoodyd.childenv import child_environment
+from hoodyd.childenv import child_environment, child_open_file_limit
 from hoodyd.config import Config
 from hoodyd.errors import Conflict, Reason, ServiceUnavailable
 from hoodyd.polling import poll_until
@@ -154,10 +154,14 @@ class SupervisordRuntime:
         start_log = self.dir / "start.log"
         fd = os.open(start_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         with open(fd, "ab") as out:
+            # supervisord keeps hoodyd's open-file limit (it holds descriptors for every
+            # program); what it starts gets the one hoodyd was started with (supervisord_main)
+            soft = child_open_file_limit()
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 "hoodyd.programs.supervisord_main",  # supervisord, reading includes in O(n)
+                *(["--child-open-files", str(soft)] if soft is not None else []),
                 "-c",
                 str(self.conf_file),
                 stdin=asyncio.subprocess.DEVNULL,

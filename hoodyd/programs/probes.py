@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import structlog
 from msgspec import UNSET
 
-from hoodyd.childenv import account_of, child_environment
+from hoodyd.childenv import account_of, child_environment, with_open_file_limit
 from hoodyd.programs import conf
 from hoodyd.programs.observer import Observer, Transition
 from hoodyd.programs.probe_checks import PORT_VARIABLE
@@ -355,7 +355,8 @@ class Prober:
         if not os.path.isdir(cwd):
             cwd = "/"
         process = await asyncio.create_subprocess_exec(
-            *argv,
+            # the open-file limit hoodyd was started with, as the program has it
+            *with_open_file_limit(argv, path=env.get("PATH", os.defpath)),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,

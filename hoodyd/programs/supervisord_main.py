@@ -11,18 +11,29 @@ The outcome is the same (a section already read has no `%(here)s` left to replac
 named again in a later file is merged into the earlier one, as configparser does with
 `strict=False`); tests compare the two readings.
 
+Open files: with `--child-open-files SOFT` before supervisord's own arguments, every process
+supervisord starts (programs, the event listener) gets the soft `RLIMIT_NOFILE` SOFT (the one
+hoodyd was started with), set in the forked child just before it execs, where supervisord
+already sets the child's uid, directory and umask (supervisord is single-threaded, so that is
+safe). supervisord itself keeps the limit it was started with: it holds descriptors for every
+program (pipes, log files) and waits on them with poll(), which has no 1024 bound.
+
 This module runs inside supervisord: it imports supervisor and the standard library only.
 """
 
 from __future__ import annotations
 
 import configparser
-from collections.abc import Iterable
+import contextlib
+import resource
+import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from supervisor import options
 
 _HERE = "%(here)s"
+CHILD_OPEN_FILES = "--child-open-files"
 
 
 def read(self: Any, filenames: str | Iterable[str], **kwargs: Any) -> list[str]:
@@ -59,16 +70,42 @@ def expand_here(self: Any, here: str) -> None:
         pending.clear()
 
 
-def install() -> None:
+def limiting_execve(soft: int, execve: Callable[..., Any]) -> Callable[..., Any]:
+    """`ServerOptions.execve` (called only in a forked child, right before its exec) that
+    first sets the soft open-file limit to `soft`, keeping the hard one."""
+
+    def limited(self: Any, filename: str, argv: list[str], env: dict[str, str]) -> Any:
+        with contextlib.suppress(ValueError, OSError):
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            wanted = soft if hard == resource.RLIM_INFINITY else min(soft, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        return execve(self, filename, argv, env)
+
+    return limited
+
+
+def install(child_open_files: int | None = None) -> None:
     options.UnhosedConfigParser.read = read
     options.UnhosedConfigParser.expand_here = expand_here
+    if child_open_files is not None:
+        options.ServerOptions.execve = limiting_execve(
+            child_open_files, options.ServerOptions.execve
+        )
+
+
+def split_args(args: list[str]) -> tuple[int | None, list[str]]:
+    """(`--child-open-files` value, supervisord's own arguments)."""
+    if len(args) >= 2 and args[0] == CHILD_OPEN_FILES and args[1].isdigit():
+        return int(args[1]), args[2:]
+    return None, args
 
 
 def main() -> None:
-    install()
+    child_open_files, args = split_args(sys.argv[1:])
+    install(child_open_files)
     from supervisor import supervisord
 
-    supervisord.main()
+    supervisord.main(args)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from hoodyd.childenv import with_open_file_limit
 from hoodyd.terminals.holder import protocol as wire
 from hoodyd.terminals.holder.pty import SHELL_UMASK
 from hoodyd.terminals.link import HolderError
@@ -26,6 +27,8 @@ SPAWN_TIMEOUT = 10.0
 # must fit the socket's send buffer
 MAX_LAUNCH_REQUEST = 128 * 1024
 LOG_TAIL = 2000
+LAUNCHER_ARGV = (sys.executable, "-I", "-m", "hoodyd.terminals.holder.launcher")
+HOLDER_ARGV = (sys.executable, "-I", "-m", "hoodyd.terminals.holder")
 
 
 class LauncherUnavailable(Exception):
@@ -93,8 +96,10 @@ class HolderLauncher:
             await self.close()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
+            # the holders it forks, and their shells, get the open-file limit hoodyd was
+            # started with
             self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", "-m", "hoodyd.terminals.holder.launcher",
+                *with_open_file_limit(LAUNCHER_ARGV),
                 str(theirs.fileno()),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
@@ -180,7 +185,8 @@ async def spawn_holder(
             fds = {2: log_fd, **{fd: fd for fd in passed}}
             if not await _by_launcher(launcher, args, env=env, cwd=cwd, fds=fds):
                 process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-I", "-m", "hoodyd.terminals.holder", *args,
+                    *with_open_file_limit(HOLDER_ARGV),
+                    *args,
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.DEVNULL,
                     stderr=log_fd,

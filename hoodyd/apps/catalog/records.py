@@ -7,11 +7,12 @@ a couple of hundred thousand of them, so each byte and each GC header counts.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from hoodyd.childenv import tool_environment
 from hoodyd.schemas.run import RecordKind, Requirement
 
 
@@ -80,23 +81,30 @@ Settings = TypeVar("Settings")
 
 class SyncContext(Generic[Settings]):
     """What a sync running in a worker thread may use: the source's own settings (its
-    config, decoded), the process environment, a progress callback and a cancellation
-    flag."""
+    config, decoded), the process environment (to read settings from, never to hand to a
+    tool: `tool_environ` is that), a progress callback and a cancellation flag."""
 
     def __init__(
         self,
         settings: Settings,
         *,
         environ: Mapping[str, str],
+        pass_env: Sequence[str] = (),
         cancel: threading.Event | None = None,
         progress: Callable[[dict[str, Any]], None] | None = None,
         pin_sha256: str | None = None,
     ) -> None:
         self.settings = settings
         self.environ = environ
+        self.pass_env = tuple(pass_env)
         self.cancel = cancel or threading.Event()
         self._progress = progress
         self.pin_sha256 = pin_sha256
+
+    def tool_environ(self, tool: str) -> dict[str, str]:
+        """The environment of catalogue tool `tool` (`hoodyd.childenv.TOOL_KEYS`): the base
+        every child of hoodyd's account gets, `server.pass_env`, and that tool's settings."""
+        return tool_environment(tool, pass_env=self.pass_env, source=self.environ)
 
     def report(self, **facts: Any) -> None:
         if self._progress is not None:

@@ -15,7 +15,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -74,12 +74,15 @@ class Syncer:
         index_dir: Path,
         settings: RunConfig,
         environ: Mapping[str, str],
+        *,
+        pass_env: Sequence[str] = (),
     ) -> None:
         self.catalog = catalog
         self.jobs = jobs
         self.index_dir = index_dir
         self.settings = settings
         self.environ = environ
+        self.pass_env = tuple(pass_env)
         self.states: dict[str, SourceState] = {}
         self._cancel = threading.Event()
         # syncs parse big lists: one worker thread at a lower CPU priority, so a sync never
@@ -288,6 +291,7 @@ class Syncer:
                 ctx = SyncContext(
                     settings,
                     environ=self.environ,
+                    pass_env=self.pass_env,
                     cancel=self._cancel,
                     progress=report,
                     pin_sha256=source.pin.sha256 if source.pin else None,

@@ -34,6 +34,7 @@ from hoodyd.apps.catalog.sources.desktop_entry import (
     parse_exec,
 )
 from hoodyd.apps.catalog.sources.system_path import _program_of, _resolve
+from hoodyd.childenv import with_open_file_limit
 from hoodyd.schemas.run import RecordKind, Requirement, SourceKind
 
 APT_HELPER = "/usr/lib/apt/apt-helper"
@@ -326,15 +327,21 @@ def own_program(package: str, paths: list[str]) -> str | None:
     return paths[0] if len(paths) == 1 else None
 
 
+def tool_argv(argv: list[str], env: dict[str, str]) -> list[str]:
+    """`argv` started with the open-file limit hoodyd was started with."""
+    return with_open_file_limit(argv, path=env.get("PATH", os.defpath))
+
+
 def index_targets(ctx: SyncContext[Any]) -> list[str]:
+    env = ctx.tool_environ("apt")
     try:
         done = subprocess.run(
-            INDEXTARGETS_ARGV,
+            tool_argv(INDEXTARGETS_ARGV, env),
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
-            env=dict(ctx.environ),
+            env=env,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise SourceUnavailable(f"apt-get indextargets failed: {exc}") from exc
@@ -347,13 +354,15 @@ def index_targets(ctx: SyncContext[Any]) -> list[str]:
 
 
 def native_arch(ctx: SyncContext[Any]) -> str:
+    env = ctx.tool_environ("apt")
     try:
         done = subprocess.run(
-            ["dpkg", "--print-architecture"],
+            tool_argv(["dpkg", "--print-architecture"], env),
             capture_output=True,
             text=True,
             timeout=10,
             check=False,
+            env=env,
         )
     except (OSError, subprocess.TimeoutExpired):
         return "amd64"
@@ -362,9 +371,11 @@ def native_arch(ctx: SyncContext[Any]) -> str:
 
 def cat_file(path: str, ctx: SyncContext[Any]) -> Iterator[str]:
     """Lines of a (possibly compressed) list, decompressed by apt's own helper."""
+    env = ctx.tool_environ("apt")
     try:
         process = subprocess.Popen(
-            [APT_HELPER, "cat-file", path],
+            tool_argv([APT_HELPER, "cat-file", path], env),
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -29,6 +29,7 @@ from hoodyd.apps.catalog.records import (
     SyncResult,
 )
 from hoodyd.apps.catalog.sources.base import Source, TimeoutS
+from hoodyd.childenv import with_open_file_limit
 from hoodyd.schemas.run import Requirement, SourceKind
 
 SEARCH_ARGV = [
@@ -161,9 +162,14 @@ class NixSource(Source[NixSettings]):
 
 
 def run_cli(argv: list[str], ctx: SyncContext[Any], *, timeout: float) -> bytes:
+    env = ctx.tool_environ("nix")
     try:
         done = subprocess.run(
-            argv, capture_output=True, timeout=timeout, env=dict(ctx.environ), check=False
+            with_open_file_limit(argv, path=env.get("PATH", os.defpath)),
+            capture_output=True,
+            timeout=timeout,
+            env=env,
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise SourceUnavailable(f"{argv[0]} timed out after {timeout:.0f} s") from exc
