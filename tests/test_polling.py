@@ -24,8 +24,9 @@ async def test_gives_up_at_the_deadline() -> None:
     """Without an answer it returns None once the timeout has passed, not much later."""
     calls = []
 
-    async def never() -> None:
+    async def never() -> int | None:
         calls.append(1)
+        return None
 
     started = time.monotonic()
     # an interval far longer than the timeout: the last wait is cut to the deadline, so the
