@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DaemonProcess, start_daemon
-from tests.test_serve import free_port
+from tests.ports import free_port
 
 HEALTH = b"GET /api/v1/daemon/health HTTP/1.1\r\nHost: hoodyd\r\nConnection: close\r\n\r\n"
 PARTIAL = b"GET /api/v1/daemon/hea"
