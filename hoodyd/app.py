@@ -16,7 +16,6 @@ from typing import Literal
 from aiohttp import web
 
 from hoodyd.api import draining
-from hoodyd.api.draining import answer_on_shutdown
 from hoodyd.api.keys import (
     AREA,
     AUTOMATION,
@@ -31,7 +30,7 @@ from hoodyd.api.keys import (
     Area,
 )
 from hoodyd.api.links import API_LINKS
-from hoodyd.api.middleware import authenticate, request_context
+from hoodyd.api.middleware import request_middleware
 from hoodyd.api.routes import add_root_routes, add_routes
 from hoodyd.apps.run.curl import CurlTarget
 from hoodyd.apps.run.runner import RunService
@@ -57,10 +56,8 @@ AREAS: dict[AreaName, Area] = {
 def create_app(
     config: Config, *, token: str | None = None, areas: Collection[AreaName] = ALL_AREAS
 ) -> web.Application:
-    app = web.Application(
-        middlewares=[request_context, answer_on_shutdown, authenticate],
-        client_max_size=config.server.max_body_bytes,
-    )
+    app = web.Application(client_max_size=config.server.max_body_bytes)
+    app.middlewares.append(request_middleware(app))
     app[CONFIG] = config
     app[METRICS] = Metrics(
         Sources(
@@ -111,7 +108,7 @@ def _services(
                 await start(automation.start(), automation.close)
                 app[TERMINALS], app[AUTOMATION] = terminals, automation
             if "run" in areas:
-                apps = AppService(config.state_path, config.run)
+                apps = AppService(config.state_path, config.run, pass_env=config.server.pass_env)
                 await start(apps.start(), apps.close)
                 target = CurlTarget(socket=config.server.socket)
                 runner = RunService(apps, terminals, target, links=API_LINKS)

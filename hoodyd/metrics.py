@@ -36,6 +36,11 @@ SEARCH_ROUTES = frozenset({"run.search", "run.search-paged", "run.search-job", "
 STATES = ("STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN")
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
+HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+)
+# a request's counter child, its duration histogram child, and whether it is a search
+_RequestSeries = tuple[Counter, Histogram, bool]
 
 
 @dataclass
@@ -78,14 +83,36 @@ class Metrics:
             registry=self.registry,
         )
         ProcessCollector(namespace="hoodyd", registry=self.registry)
+        # the children of matched routes, by (route, method, code): `labels` validates and
+        # locks on every call, a dict lookup does not
+        self._series: dict[tuple[str | None, str, int], _RequestSeries] = {}
         self.registry.register(_StateCollector(self.sources))
 
     def observe_request(self, route: str | None, method: str, status: int, seconds: float) -> None:
-        name = route or "unmatched"
-        self.requests.labels(name, method, str(status)).inc()
-        self.request_seconds.labels(name).observe(seconds)
-        if name in SEARCH_ROUTES:
+        key = (route, method, status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._request_series(route, method, status)
+            if route is not None:  # a matched route: its methods and codes are few
+                self._series[key] = series
+        count, duration, search = series
+        count.inc()
+        duration.observe(seconds)
+        if search:
             self.search_seconds.observe(seconds)
+
+    def _request_series(self, route: str | None, method: str, status: int) -> _RequestSeries:
+        """The counter and histogram children of one route, method and code. An unmatched
+        request names any method it likes: outside the standard ones it counts as `OTHER`, so
+        no caller can grow the series without bound."""
+        name = route or "unmatched"
+        if method not in HTTP_METHODS:
+            method = "OTHER"
+        return (
+            self.requests.labels(name, method, str(status)),
+            self.request_seconds.labels(name),
+            name in SEARCH_ROUTES,
+        )
 
     def render(self) -> bytes:
         """The text exposition format, as Prometheus scrapes it."""

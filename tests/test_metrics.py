@@ -93,3 +93,25 @@ async def test_metrics_need_the_token_on_tcp(program_config: Config) -> None:
         assert response.status == 200
         families = {f.name for f in text_string_to_metric_families(await response.text())}
         assert {"hoodyd_http_requests", "hoodyd_supervisord_up"} <= families
+
+
+async def test_request_counts_keep_counting_and_odd_methods_share_one_series(
+    program_config: Config,
+) -> None:
+    """Each answer of a route counts once more in its series, and requests with methods
+    outside the standard ones (WebDAV's, say) count under method `OTHER`, not one series each."""
+    app = create_app(program_config, areas=("daemon",))
+    async with TestClient(TestServer(app)) as client:
+        for _ in range(3):
+            assert (await client.get(f"{BASE}/programs")).status == 200
+        for method in ("PROPFIND", "MKCOL", "LOCK", "REPORT"):
+            assert (await client.request(method, "/nowhere")).status == 404
+        samples = await scrape(client)
+        assert value(
+            samples, "hoodyd_http_requests_total", route="daemon.programs-list", code="200"
+        ) == 3
+        assert value(
+            samples, "hoodyd_http_requests_total", route="unmatched", method="OTHER", code="404"
+        ) == 4
+        methods = {s.labels["method"] for s in samples["hoodyd_http_requests_total"]}
+        assert methods == {"GET", "OTHER"}

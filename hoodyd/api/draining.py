@@ -5,9 +5,10 @@ instead of being dropped, and every WebSocket is closed with 1001 (going away).
 aiohttp's own drain waits for handlers up to the shutdown timeout and then cancels them,
 which leaves the client with a dropped connection. Here `begin` (an `on_shutdown` signal, so
 it runs after the listening sockets are closed and before aiohttp waits for handlers) cancels
-the task of every request being served, and the middleware, which saw it start, turns that
-cancellation into the answer. Nothing is added per request but a set entry: each request
-already runs in a task of its own.
+the task of every request being served, and the request middleware
+(`hoodyd.api.middleware`), which put it in `Drain.serving`, turns that cancellation into the
+answer. Nothing is added per request but a set entry: each request already runs in a task
+of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 
 from aiohttp import WSCloseCode, web
 
@@ -41,7 +42,6 @@ class Drain:
 
 
 DRAIN = web.AppKey("drain", Drain)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 GOING_AWAY_MESSAGE = b"hoodyd is shutting down"
 
 
@@ -79,32 +79,6 @@ def track_websocket(
     return drain.track(ws) if drain is not None else contextlib.nullcontext()
 
 
-def _shutting_down() -> ShuttingDown:
+def shutting_down() -> ShuttingDown:
+    """The 503 a request gets when hoodyd stops before (or while) serving it."""
     return ShuttingDown("hoodyd is shutting down; retry once it is back", extra={"retry": True})
-
-
-@web.middleware
-async def answer_on_shutdown(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Serve the request, unless hoodyd stops first: then it is answered with a 503."""
-    drain = request.config_dict.get(DRAIN)
-    if drain is None:
-        return await handler(request)
-    if drain.stopping.is_set():
-        raise _shutting_down()
-    if request.headers.get("Upgrade", "").lower() == "websocket":
-        return await handler(request)  # closed with 1001 by `begin` instead
-    task = asyncio.current_task()
-    assert task is not None
-    drain.serving.add(task)
-    try:
-        return await handler(request)
-    except asyncio.CancelledError:
-        if not drain.stopping.is_set():
-            raise  # not ours: the client went away, or aiohttp itself is cancelling
-        task.uncancel()
-        started: web.StreamResponse | None = request.get(STARTED)
-        if started is not None:  # a stream under way ends here: it cannot become a 503
-            return started
-        raise _shutting_down() from None
-    finally:
-        drain.serving.discard(task)

@@ -7,7 +7,9 @@ router matched: the run area answers `{error, code, reason}`, the daemon and ter
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import itertools
 import logging
 import os
 import re
@@ -15,14 +17,17 @@ import socket
 import struct
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgspec
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
+from hoodyd.api.draining import DRAIN, STARTED, Drain, shutting_down
 from hoodyd.api.keys import AREA, CONFIG, METRICS, TOKEN
 from hoodyd.api.routes import is_open, takes_query_token
+from hoodyd.api.server import PEER_UNREAD
 from hoodyd.api.sessions import admits_session, login_redirect
 from hoodyd.errors import (
     Forbidden,
@@ -55,6 +60,7 @@ _HTTP_REASONS = {
 # a caller's request id is echoed in a response header and logged: a short token, nothing else
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@+=/-]{1,128}$")
 _ORIGIN_MAX = 128
+_NOT_KEPT = object()
 
 
 def error_body(
@@ -102,86 +108,137 @@ def peer_credentials(request: web.Request) -> tuple[int, int, int] | None:
     return pid, uid, gid
 
 
-@web.middleware
-async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bind a request id (and the caller's origin) to every log line of this request.
+def request_middleware(app: web.Application) -> Middleware:
+    """The one middleware of the root `app`: request id and log line, header checks, the
+    shutdown drain, caller authentication and the error mapping, in that order, as one
+    coroutine per request (each middleware aiohttp chains costs a wrapped call and reads of
+    `request.config_dict`, rebuilt at every read).
 
-    Headers are checked here, before any handler runs: a request whose headers cannot be
-    decoded, echoed or logged is refused whole, so nothing it asked for has happened. The
-    request's own log line names its method, its path without the query and, when refused,
-    the reason; never a header value or the query (either may hold a token).
+    Headers are checked first, before anything runs: a request whose headers cannot be
+    decoded, echoed or logged is refused whole, so nothing it asked for has happened. Then a
+    request that arrives while hoodyd stops gets a 503 (`hoodyd.api.draining`), then the
+    caller must be let in (`authenticate`). The request's own log line names its method,
+    its path without the query and, when refused, the reason; never a header value or the
+    query (either may hold a token).
     """
-    given_id = request.headers.get("X-Request-Id")
-    # 16 random hex digits, as `uuid4().hex[:16]` gave, at a sixth of its cost
-    request_id = given_id if given_id and _REQUEST_ID.match(given_id) else os.urandom(8).hex()
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=request_id)
-    started = time.perf_counter()
-    status = 500
-    refused: Reason | None = None
-    try:
-        _check_headers(request, given_id)
-        origin = request.query.get("origin") or request.headers.get("X-Hoody-Origin")
-        if origin:
-            structlog.contextvars.bind_contextvars(origin=origin[:_ORIGIN_MAX])
-        response = await handler(request)
-        status = response.status
-        response.headers["X-Request-Id"] = request_id
-        return response
-    except HoodydError as exc:
-        status, refused = exc.status, exc.reason
-        response = error_response(request, exc)
-        response.headers["X-Request-Id"] = request_id
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        if exc.status < 400:
-            raise
-        message = exc.reason if exc.status != 413 else "request body exceeds the size limit"
-        refused = _HTTP_REASONS.get(exc.status, Reason.HTTP_ERROR)
-        response = web.Response(
-            body=error_body(error_shape(request), exc.status, message, refused, {}),
-            status=exc.status,
-            content_type="application/json",
-            headers={"X-Request-Id": request_id},
-        )
-        if exc.status == 405 and "Allow" in exc.headers:
-            response.headers["Allow"] = exc.headers["Allow"]
-        return response
-    except Exception:
-        log.exception("request_failed", method=request.method, path=safe_path(request.path))
-        return web.Response(
-            body=error_body(error_shape(request), 500, "internal error", Reason.INTERNAL_ERROR, {}),
-            status=500,
-            content_type="application/json",
-            headers={"X-Request-Id": request_id},
-        )
-    finally:
-        seconds = time.perf_counter() - started
-        metrics = request.config_dict.get(METRICS)
-        if metrics is not None:
-            route = request.match_info.route.name if request.match_info is not None else None
-            metrics.observe_request(route, request.method, status, seconds)
-        # above `info` (HOODYD_LOG_LEVEL=warning) the line would be dropped: skip building it
-        if log_enabled(logging.INFO):
-            extra = {"reason": refused} if refused is not None else {}
-            log.info(
-                "request",
-                method=request.method,
-                path=safe_path(request.path),
-                status=status,
-                duration_ms=round(seconds * 1000, 3),
-                **extra,
+    # whether the route of this name was declared OPEN (routes are fixed once the app runs)
+    open_routes: dict[str, bool] = {}
+
+    @web.middleware
+    async def serve(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given_id = request.headers.get("X-Request-Id")
+        # 16 random hex digits, as `uuid4().hex[:16]` gave, at a sixth of its cost
+        request_id = given_id if given_id and _REQUEST_ID.match(given_id) else os.urandom(8).hex()
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+        refused: Reason | None = None
+        try:
+            _check_headers(request, given_id)
+            origin = request.query.get("origin") or request.headers.get("X-Hoody-Origin")
+            if origin:
+                structlog.contextvars.bind_contextvars(origin=origin[:_ORIGIN_MAX])
+            drain = app.get(DRAIN)
+            if drain is not None and drain.stopping.is_set():
+                raise shutting_down()
+            authenticate(request, app, open_routes)
+            if drain is None or request.headers.get("Upgrade", "").lower() == "websocket":
+                response = await handler(request)  # a WebSocket is closed with 1001 instead
+            else:
+                response = await _drained(request, handler, drain)
+            status = response.status
+            response.headers["X-Request-Id"] = request_id
+            return response
+        except HoodydError as exc:
+            status, refused = exc.status, exc.reason
+            response = error_response(request, exc)
+            response.headers["X-Request-Id"] = request_id
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            if exc.status < 400:
+                raise
+            message = exc.reason if exc.status != 413 else "request body exceeds the size limit"
+            refused = _HTTP_REASONS.get(exc.status, Reason.HTTP_ERROR)
+            response = web.Response(
+                body=error_body(error_shape(request), exc.status, message, refused, {}),
+                status=exc.status,
+                content_type="application/json",
+                headers={"X-Request-Id": request_id},
             )
+            if exc.status == 405 and "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
+        except Exception:
+            log.exception("request_failed", method=request.method, path=safe_path(request.path))
+            return web.Response(
+                body=error_body(
+                    error_shape(request), 500, "internal error", Reason.INTERNAL_ERROR, {}
+                ),
+                status=500,
+                content_type="application/json",
+                headers={"X-Request-Id": request_id},
+            )
+        finally:
+            seconds = time.perf_counter() - started
+            metrics = app.get(METRICS)
+            if metrics is not None:
+                match_info = request.match_info
+                route = match_info.route.name if match_info is not None else None
+                metrics.observe_request(route, request.method, status, seconds)
+            # above `info` (HOODYD_LOG_LEVEL=warning) the line would be dropped: skip building it
+            if log_enabled(logging.INFO):
+                extra = {"reason": refused} if refused is not None else {}
+                log.info(
+                    "request",
+                    method=request.method,
+                    path=safe_path(request.path),
+                    status=status,
+                    duration_ms=round(seconds * 1000, 3),
+                    **extra,
+                )
+
+    return serve
+
+
+async def _drained(request: web.Request, handler: Handler, drain: Drain) -> web.StreamResponse:
+    """Serve the request, unless hoodyd stops first: then it is answered with a 503 (a
+    stream already under way ends instead). `hoodyd.api.draining.begin` cancels the task of
+    every request in `drain.serving`."""
+    task = asyncio.current_task()
+    assert task is not None
+    drain.serving.add(task)
+    try:
+        return await handler(request)
+    except asyncio.CancelledError:
+        if not drain.stopping.is_set():
+            raise  # not ours: the client went away, or aiohttp itself is cancelling
+        task.uncancel()
+        started: web.StreamResponse | None = request.get(STARTED)
+        if started is not None:  # a stream under way ends here: it cannot become a 503
+            return started
+        raise shutting_down() from None
+    finally:
+        drain.serving.discard(task)
 
 
 def _check_headers(request: web.Request, given_id: str | None) -> None:
-    """Every header value must be UTF-8; the ones hoodyd echoes or stores must be short text."""
-    for name, value in request.headers.items():
-        if not _is_utf8(name) or not _is_utf8(value):
-            raise InvalidRequest(
-                f"header {_printable(name)!r} is not valid UTF-8", reason=Reason.INVALID_HEADER
-            )
+    """Every header name and value must be UTF-8; the ones hoodyd echoes or stores must be
+    short text."""
+    # the raw bytes, decoded once (joined by a newline, which ends any partial sequence); the
+    # parser keeps what does not decode as lone surrogates in the str headers, so this is the
+    # same test as encoding each of those back
+    try:
+        b"\n".join(itertools.chain.from_iterable(request.raw_headers)).decode("utf-8")
+    except UnicodeDecodeError:
+        for name, value in request.headers.items():
+            if not _is_utf8(name) or not _is_utf8(value):
+                raise InvalidRequest(
+                    f"header {_printable(name)!r} is not valid UTF-8",
+                    reason=Reason.INVALID_HEADER,
+                ) from None
+        raise InvalidRequest("a header is not valid UTF-8", reason=Reason.INVALID_HEADER) from None
     if given_id is not None and not _REQUEST_ID.match(given_id):
         raise InvalidRequest(
             "X-Request-Id must be 1-128 characters of letters, digits and ._:@+=/-",
@@ -208,23 +265,23 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-@web.middleware
-async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Unix socket: the peer's uid/gid must be allowed. TCP: a bearer token, except on the
-    routes the route table declares open, and a browser session on the ones it declares for
-    sessions (`hoodyd.api.routes`, `hoodyd.api.sessions`)."""
-    creds = peer_credentials(request)
+def authenticate(request: web.Request, app: web.Application, open_routes: dict[str, bool]) -> None:
+    """Let the caller in or raise. Unix socket: the peer's uid/gid must be allowed. TCP: a
+    bearer token, except on the routes the route table declares open, and a browser session
+    on the ones it declares for sessions (`hoodyd.api.routes`, `hoodyd.api.sessions`).
+    `open_routes` keeps, by route name, whether the route table declared it open."""
+    creds = _connection_peer(request)
     if creds is not None:
         _pid, uid, gid = creds
-        server = request.config_dict[CONFIG].server
+        server = app[CONFIG].server
         if uid not in server.allowed_uids and gid not in server.allowed_gids:
             raise Forbidden(
                 f"uid {uid} is not allowed on this socket", reason=Reason.PEER_NOT_ALLOWED
             )
-        return await handler(request)
-    token = request.config_dict.get(TOKEN)
-    if token is None or is_open(request):
-        return await handler(request)
+        return
+    token = app.get(TOKEN)
+    if token is None or _is_open(request, open_routes):
+        return
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     if not header and takes_query_token(request) and "token" in request.query:
@@ -233,9 +290,31 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if scheme.lower() != "bearer" or not valid:
         # the routes the table declares for sessions also take a login session cookie
         if admits_session(request):
-            return await handler(request)
+            return
         redirect = login_redirect(request)  # a browser's bookmark: to the login, and back
         if redirect is not None:
             raise redirect
         raise Unauthorized("missing or invalid bearer token", reason=Reason.BAD_TOKEN)
-    return await handler(request)
+
+
+def _is_open(request: web.Request, open_routes: dict[str, bool]) -> bool:
+    name = request.match_info.route.name
+    if name is None:
+        return False
+    known = open_routes.get(name)
+    if known is None:
+        known = open_routes[name] = is_open(request)
+    return known
+
+
+def _connection_peer(request: web.Request) -> tuple[int, int, int] | None:
+    """The peer credentials of the request's connection (None on TCP): SO_PEERCRED names
+    who connected, so it is read at a connection's first request and kept on the server's
+    connection handler (`hoodyd.api.server`) for the next ones."""
+    protocol = request.protocol
+    kept = getattr(protocol, "peer_creds", _NOT_KEPT)
+    if kept is _NOT_KEPT:  # a connection handler that does not keep them
+        return peer_credentials(request)
+    if kept is PEER_UNREAD:
+        kept = protocol.peer_creds = peer_credentials(request)  # type: ignore[attr-defined]
+    return cast(tuple[int, int, int] | None, kept)

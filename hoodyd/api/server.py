@@ -53,6 +53,8 @@ _HEAD_KEPT = 512
 _REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}) (/[^ ?#\r\n]{0,2048})")
 
 Listener = Literal["unix", "tcp"]
+# a connection whose peer credentials were not read yet
+PEER_UNREAD = object()
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,9 @@ class _Handler(RequestHandler):
         self._body: StreamReader | None = None  # a body still being received
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
+        # (pid, uid, gid) of a Unix socket's peer (None on TCP), fixed when it connected:
+        # read by the request middleware at the connection's first request and kept here
+        self.peer_creds: tuple[int, int, int] | object | None = PEER_UNREAD
 
     # connection lifetime
 
