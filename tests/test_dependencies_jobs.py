@@ -18,7 +18,8 @@ from hoodyd.polling import poll_until
 from hoodyd.programs import conf
 from hoodyd.programs.service import ProgramService
 from hoodyd.schemas.daemon import Program, ProgramInput, StartRequest, StopRequest
-from tests.conftest import add_program, sleeper
+from tests.conftest import DaemonProcess, add_program, sleeper
+from tests.test_cli import hoodyd, ok
 
 BASE = "/api/v1/daemon"
 
@@ -209,3 +210,108 @@ async def test_a_job_stays_a_job_across_a_restart_of_hoodyd(
         assert runs_of(runs) == 1
     finally:
         await service.close()
+
+
+def slow_job(runs: Path, status: int, *, pause: float = 0.0, stderr: str = "") -> str:
+    """A command that appends one line to `runs`, writes `stderr` there, waits `pause`
+    seconds and exits with `status`."""
+    script = f"echo run >> {shlex.quote(str(runs))}"
+    if stderr:
+        script += f"; echo {shlex.quote(stderr)} >&2"
+    if pause:
+        script += f"; sleep {pause}"
+    return shlex.join(["/bin/sh", "-c", f"{script}; exit {status}"])
+
+
+async def add_job(client: Any, name: str, command: str) -> dict[str, Any]:
+    """The program `name`, made a one-shot job by a dependent that waits on its exit."""
+    job_program = await add_program(client, name=name, command=command)
+    await add_program(
+        client, name=f"{name}-user", depends_on=[{"program": name, "condition": "exited_ok"}]
+    )
+    return job_program
+
+
+async def test_a_wait_for_a_job_ends_when_it_has_run_and_answers_its_exit_0(
+    client: Any, tmp_path: Path
+) -> None:
+    """A start with wait of a job answers once the job has exited 0: 200, the program EXITED
+    with exitstatus 0, run once; starting it again (if_not_running) runs it again."""
+    runs = tmp_path / "runs"
+    migrate = await add_job(client, "migrate", slow_job(runs, 0, pause=0.4))
+    response = await client.post(
+        f"{BASE}/programs/{migrate['id']}/start", json={"wait": True, "timeout": 20}
+    )
+    body = await response.json()
+    assert response.status == 200, body
+    assert body["already_running"] is False
+    assert (body["status"]["status"], body["status"]["exitstatus"]) == ("EXITED", 0)
+    assert runs_of(runs) == 1
+    response = await client.post(
+        f"{BASE}/programs/{migrate['id']}/start",
+        json={"wait": True, "timeout": 20, "if_not_running": True},
+    )
+    body = await response.json()
+    assert response.status == 200, body
+    assert (body["status"]["status"], body["status"]["exitstatus"]) == ("EXITED", 0)
+    assert runs_of(runs) == 2
+
+
+async def test_a_wait_for_a_job_that_exits_3_answers_start_failed_with_its_status(
+    client: Any, tmp_path: Path
+) -> None:
+    """A start with wait of a job that exits 3 answers 502 START_FAILED saying it exited with
+    status 3, with `exitstatus` 3 and the tail of its stderr; it ran once."""
+    runs = tmp_path / "runs"
+    seed = await add_job(client, "seed", slow_job(runs, 3, stderr="seed: no such table"))
+    response = await client.post(
+        f"{BASE}/programs/{seed['id']}/start", json={"wait": True, "timeout": 20}
+    )
+    body = await response.json()
+    assert response.status == 502, body
+    assert body["reason"] == "START_FAILED"
+    assert body["exitstatus"] == 3
+    assert body["state"] == "EXITED"
+    assert "seed exited with status 3" in body["error"]
+    assert "seed: no such table" in body["stderr_tail"]
+    assert runs_of(runs) == 1
+
+
+async def test_a_dependent_retried_at_once_after_its_job_failed_runs_the_job_again(
+    client: Any, tmp_path: Path
+) -> None:
+    """A dependent's start retried the moment it failed on its job's exit 3 runs the job
+    again (the earlier start, still wrapping up, is not joined), and fails the same way."""
+    runs = tmp_path / "runs"
+    await add_program(client, name="seed", command=job(runs, status=3))
+    app = await add_program(
+        client, name="app", depends_on=[{"program": "seed", "condition": "exited_ok"}]
+    )
+    for attempt in (1, 2, 3):
+        response = await client.post(
+            f"{BASE}/programs/{app['id']}/start", json={"wait": True, "timeout": 20}
+        )
+        body = await response.json()
+        assert response.status == 502, body
+        assert (body["reason"], body.get("exitstatus")) == ("DEPENDENCY_FAILED", 3), body
+        assert runs_of(runs) == attempt
+
+
+def test_the_command_line_start_of_a_job_reports_its_exit(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    """`hoodyd start JOB` (it waits) prints that the job ran and exited 0 (exit 0), or that it
+    exited with status 3 with its stderr's last line (exit 1)."""
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    ok(daemon, "add", "migrate", "--enable", "--", *shlex.split(slow_job(good, 0)))
+    ok(daemon, "add", "seed", "--enable", "--",
+       *shlex.split(slow_job(bad, 3, stderr="seed: no such table")))  # fmt: skip
+    ok(daemon, "add", "api", "--enable", "--depends-on", "migrate:exited_ok",
+       "--depends-on", "seed:exited_ok", "--", "/bin/sleep", "300")  # fmt: skip
+    assert ok(daemon, "start", "migrate", "--timeout", "30") == "migrate: ran and exited 0\n"
+    assert runs_of(good) == 1
+    done = hoodyd(daemon, "start", "seed", "--timeout", "30")
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert done.stderr.startswith("hoodyd: seed exited with status 3"), done.stderr
+    assert "  seed: no such table" in done.stderr
+    assert runs_of(bad) == 1

@@ -332,6 +332,9 @@ def _start_one(
             print(f"{name}: already running{pid}")
         elif port is not None and args.wait_for == "port" and not args.no_wait:
             print(f"{name}: listening on port {port}{pid}")
+        elif shown.get("status") == "EXITED" and shown.get("exitstatus") is not None:
+            # a one-shot job: a wait ends when it has run
+            print(f"{name}: ran and exited {shown['exitstatus']}")
         else:
             print(f"{name}: {str(shown.get('status', 'STARTING')).lower()}{pid}")
     return answer

@@ -5,6 +5,12 @@ instance settles (RUNNING, or a failure state). Every caller that arrives meanwh
 same futures, so 500 simultaneous `if_not_running` starts produce one spawn and 500 identical
 answers. A flight re-reads its process when the observer reports a transition of it, and every
 50 ms in case no event comes.
+
+A one-shot job's flight (a program another waits on with `exited_ok`) lives as long as its
+run: it settles when the job exits, exit 0 as its answer, any other status as a failure. A
+flight that has ended (its process left the states it was following) is never joined: a
+start that arrives while it wraps up (the stderr tail of a failure) waits for it to settle
+and then starts a new run.
 """
 
 from __future__ import annotations
@@ -45,6 +51,10 @@ from hoodyd.schemas.daemon import Instance, Program, Started, StartRequest
 log = structlog.get_logger()
 
 SETTLE_LIMIT_S = 300.0
+# how long a start waits for an ended flight to settle before it begins a new one
+WRAP_UP_S = 2.0
+# the states a job's run goes through until it ends (startsecs=0: no BACKOFF before an exit)
+JOB_RUNNING = frozenset({"STARTING", "RUNNING"})
 POLL_S = 0.05
 EVENTS_FALLBACK_POLL_S = 0.5  # in case an event datagram is lost
 PORT_POLL_S = 0.002
@@ -59,11 +69,17 @@ def _quiet(future: asyncio.Future[Any]) -> None:
 
 
 class Flight:
-    def __init__(self, name: str, port: int | None, generation: int) -> None:
+    def __init__(
+        self, name: str, port: int | None, generation: int, *, one_shot: bool = False
+    ) -> None:
         loop = asyncio.get_running_loop()
         self.name = name
         self.port = port
         self.generation = generation  # the observer's, for the supervisord it was begun with
+        self.one_shot = one_shot  # a job: settles when its run ends, on its exit status
+        # the process left the states the flight follows: what it settles with is decided,
+        # and a later start must not join it
+        self.ended = False
         self.spawned: asyncio.Future[bool] = loop.create_future()  # result: already running
         self.settled: asyncio.Future[Instance] = loop.create_future()
         self.port_ready: asyncio.Future[Instance] | None = None
@@ -74,26 +90,21 @@ class Flight:
             future.add_done_callback(_quiet)
 
     async def watch(self, client: SupervisorClient, observer: Observer) -> None:
-        """Follow the instance's state until RUNNING or a failure state, then settle. Waits
-        on `wakeup` between reads, which the `poll_until` loop cannot. What it reads is what
-        status answers show from then on."""
+        """Follow the instance's state until RUNNING or a failure state (a job: until its run
+        ends), then settle. Waits on `wakeup` between reads, which the `poll_until` loop
+        cannot. What it reads is what status answers show from then on."""
         deadline = time.monotonic() + SETTLE_LIMIT_S
         while time.monotonic() < deadline:
             state = (await self.read(client, observer)).status
-            if state == "RUNNING":
-                self.settled.set_result(self.last)
-                return
-            if state == "STOPPED":
-                # only a stop (or a disable, an edit, a removal) stops a process: the start
-                # was called off, it did not fail
-                self.settled.set_exception(
-                    Conflict(
-                        f"{self.name} was stopped while starting", reason=Reason.START_CANCELLED
-                    )
-                )
-                return
-            if state in FAILED_STATES:
-                self.settled.set_exception(await start_failure(client, self.last))
+            if self.one_shot:
+                ended = state not in JOB_RUNNING and state != "STOPPING"
+                succeeded = state == "EXITED" and self.last.exitstatus == 0
+            else:
+                ended = state in ("RUNNING", "STOPPED") or state in FAILED_STATES
+                succeeded = state == "RUNNING"
+            if ended:
+                self.ended = True
+                await self._settle(client, state, succeeded=succeeded)
                 return
             self.wakeup.clear()
             # with events, each transition wakes the flight: reading supervisord every 50 ms
@@ -105,12 +116,27 @@ class Flight:
             UpstreamFailed(f"{self.name} did not settle", reason=Reason.START_UNSETTLED)
         )
 
+    async def _settle(self, client: SupervisorClient, state: str, *, succeeded: bool) -> None:
+        if succeeded:
+            self.settled.set_result(self.last)
+        elif state == "STOPPED":
+            # only a stop (or a disable, an edit, a removal) stops a process: the start was
+            # called off, it did not fail
+            self.settled.set_exception(
+                Conflict(f"{self.name} was stopped while starting", reason=Reason.START_CANCELLED)
+            )
+        else:
+            failure = await start_failure(client, self.last, ran=self.one_shot)
+            self.settled.set_exception(failure)
+
     async def read(self, client: SupervisorClient, observer: Observer) -> Instance:
-        """Read the instance from supervisord into `last` and the observer's picture."""
+        """Read the instance from supervisord into `last` and the observer's picture. A job's
+        state is supervisord's own: a pid already dead but not yet reaped reads EXITED
+        elsewhere, without the exit status supervisord has yet to record."""
         asked_at = time.monotonic()
         info = await client.find_process(self.name)
         observer.note(info, self.name, asked_at)
-        self.last = instance_from_info(info, self.name, self.port)
+        self.last = instance_from_info(info, self.name, self.port, checked=self.one_shot)
         return self.last
 
     def wait_port(self, host: str = "127.0.0.1") -> asyncio.Future[Instance]:
@@ -146,8 +172,11 @@ async def probe_port(host: str, port: int, flight: Flight | None, *, timeout: fl
     return bool(await poll_until(accepts, timeout=timeout, interval=PORT_POLL_S))
 
 
-async def start_failure(client: SupervisorClient, instance: Instance) -> HoodydError:
-    """The error a failed start answers: its state, spawn error and the tail of its stderr."""
+async def start_failure(
+    client: SupervisorClient, instance: Instance, *, ran: bool = False
+) -> HoodydError:
+    """The error a failed start answers: its state, exit status, spawn error and the tail of
+    its stderr. `ran`: a job that ran to its end, whose exit is no failed start."""
 
     # supervisord drains a dead process's pipes on a later turn of its loop: an empty tail
     # right after the exit may just be early
@@ -159,11 +188,17 @@ async def start_failure(client: SupervisorClient, instance: Instance) -> HoodydE
     except HoodydError:
         text = ""
     detail = f": {instance.spawnerr}" if instance.spawnerr else ""
-    return UpstreamFailed(
-        f"{instance.instance_name} failed to start ({instance.status}){detail}",
-        reason=Reason.START_FAILED,
-        extra={"instance": instance, "state": instance.status, "stderr_tail": text[-4096:]},
-    )
+    message = f"{instance.instance_name} failed to start ({instance.status}){detail}"
+    extra: dict[str, object] = {
+        "instance": instance,
+        "state": instance.status,
+        "stderr_tail": text[-4096:],
+    }
+    if instance.status == "EXITED" and instance.exitstatus is not None:
+        extra["exitstatus"] = instance.exitstatus
+        if ran:
+            message = f"{instance.instance_name} exited with status {instance.exitstatus}"
+    return UpstreamFailed(message, reason=Reason.START_FAILED, extra=extra)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -210,25 +245,35 @@ class Instances:
         """Start (or join the start of) one instance of an enabled program."""
         return await self.finish(await self.begin(program, port, request), request)
 
-    async def begin(self, program: Program, port: int | None, request: StartRequest) -> Begun:
+    async def begin(
+        self,
+        program: Program,
+        port: int | None,
+        request: StartRequest,
+        *,
+        one_shot: bool = False,
+    ) -> Begun:
         """The part of a start that acts: the instance is found running, or its spawn is
         under way (joined or begun, and supervisord has answered it). What a caller then
-        waits for is `finish`, which changes nothing."""
+        waits for is `finish`, which changes nothing. A `one_shot` job found running is
+        followed to its exit like one it starts (its wait ends when it has run)."""
         name = conf.instance_name(program, port)
-        flight = self._flight(name)
+        flight = await self._joinable(name)
         if flight is not None:
             log.info("instance_join", instance=name)
         else:
-            known = self._known_running(name, port) if request.if_not_running else None
+            known = (
+                self._known_running(name, port) if request.if_not_running and not one_shot else None
+            )
             if known is not None:
                 return self._running(request, name, port, known)
             info = await self.client.find_process(name)
             flight = self._flight(name)  # another caller may have begun meanwhile
             if flight is None:
-                if info is not None and info.statename == "RUNNING":
+                if info is not None and info.statename == "RUNNING" and not one_shot:
                     running = instance_from_info(info, name, port)
                     return self._running(request, name, port, running)
-                flight = self._launch(program, port, name, info)
+                flight = self._launch(program, port, name, info, one_shot=one_shot)
         already_running = await asyncio.shield(flight.spawned)
         if already_running and not request.if_not_running:
             raise Conflict(f"{name} is already running", reason=Reason.ALREADY_RUNNING)
@@ -267,11 +312,32 @@ class Instances:
     def _flight(self, name: str) -> Flight | None:
         """The start in flight to join, if any. One begun with a supervisord since lost is not
         joined: its process died with that supervisord, and joining it would answer a start
-        (the bring-back of what should run, among others) without starting anything."""
+        (the bring-back of what should run, among others) without starting anything. Nor is
+        one that has ended: joining it would answer with a run that is over."""
         flight = self._flights.get(name)
-        if flight is None or flight.generation != self.observer.generation:
+        if flight is None or flight.generation != self.observer.generation or flight.ended:
             return None
         return flight
+
+    async def _joinable(self, name: str) -> Flight | None:
+        """The start in flight to join, if any, once any that has ended has settled (so its
+        answer is its own run's, and a new run begins after it). A job's flight lives as long
+        as its run, so whether its process is still up is asked of supervisord: a caller that
+        has just seen the job exit must not join a flight that has yet to read the exit."""
+        while (flight := self._flights.get(name)) is not None:
+            if self._flight(name) is None and not flight.ended:
+                return None  # begun with a supervisord since lost
+            if not flight.ended and flight.one_shot and flight.spawned.done():
+                info = await self.client.find_process(name)
+                if info is None or info.statename not in JOB_RUNNING:
+                    flight.ended = True
+            if not flight.ended:
+                return flight
+            flight.wakeup.set()  # it reads its end now rather than at its next poll
+            await asyncio.wait([flight.settled], timeout=WRAP_UP_S)
+            if self._flights.get(name) is flight:  # it did not settle in time: forget it
+                del self._flights[name]
+        return None
 
     def _known_running(self, name: str, port: int | None) -> Instance | None:
         """The instance as last reported RUNNING by supervisord (event or poll), if its pid is
@@ -297,21 +363,28 @@ class Instances:
         return Started(already_running=True, instance=process_status(instance))
 
     def _launch(
-        self, program: Program, port: int | None, name: str, info: ProcessInfo | None
+        self,
+        program: Program,
+        port: int | None,
+        name: str,
+        info: ProcessInfo | None,
+        *,
+        one_shot: bool = False,
     ) -> Flight:
-        flight = Flight(name, port, self.observer.generation)
+        flight = Flight(name, port, self.observer.generation, one_shot=one_shot)
         self._flights[name] = flight
 
         async def fly() -> None:
             try:
                 already = info is not None and info.statename in RUNNING_STATES
                 if not already:
-                    await self._spawn(program, port, name, info)
+                    await self._spawn(program, port, name, info, one_shot=one_shot)
                 # answers and status reads from now on show the spawned process (its pid)
                 await flight.read(self.client, self.observer)
                 flight.spawned.set_result(already)
                 await flight.watch(self.client, self.observer)
             except BaseException as exc:
+                flight.ended = True
                 failure = (
                     exc
                     if isinstance(exc, Exception)
@@ -335,7 +408,13 @@ class Instances:
         return flight
 
     async def _spawn(
-        self, program: Program, port: int | None, name: str, info: ProcessInfo | None
+        self,
+        program: Program,
+        port: int | None,
+        name: str,
+        info: ProcessInfo | None,
+        *,
+        one_shot: bool = False,
     ) -> None:
         if info is None:  # not registered: an on-demand port, or lost by a restart
             self.table.own(await self.registry.ensure_instance(program, port), program.id, port)
@@ -344,8 +423,15 @@ class Instances:
         except SupervisorFault as fault:
             if fault.code == Fault.ALREADY_STARTED:  # it began between our look and our start
                 return
-            failed = instance_from_info(await self.client.find_process(name), name, port)
-            raise await start_failure(self.client, failed) from fault
+            now = await self.client.find_process(name)
+            # supervisord reaps right after the spawn: a job that already exited non-zero is
+            # a SPAWN_ERROR ("Bad exit code N") to it, but it ran (a spawn that fails stops
+            # in BACKOFF; the faults raised before any spawn leave the last run's state):
+            # its flight reads the exit and answers with its status
+            ran = fault.code == Fault.SPAWN_ERROR and now is not None and now.statename == "EXITED"
+            if not (one_shot and ran):
+                failed = instance_from_info(now, name, port)
+                raise await start_failure(self.client, failed) from fault
         log.info("program_started", instance=name, program_id=program.id, port=port)
 
     async def restart(self, names: list[str]) -> None:

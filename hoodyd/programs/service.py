@@ -654,7 +654,7 @@ class ProgramService:
                 raise
             version = self.should_run.version(name)
             try:
-                begun = await self.instances.begin(program, port, request)
+                begun = await self.instances.begin(program, port, request, one_shot=one_shot)
             except (WaitTimeout, Conflict):  # already running: it should run
                 raise
             except HoodydError:
@@ -671,7 +671,7 @@ class ProgramService:
                 with contextlib.suppress(HoodydError):
                     await self.should_run.unwant([name], unless_changed_since=version)
             raise
-        if request.wait and program.readiness is not None:
+        if request.wait and program.readiness is not None and not one_shot:  # a job has run
             started = await self._until_ready(program, name, started, request, began)
         self.idle.touch(program, port)
         self.on_started(time.monotonic() - began)
