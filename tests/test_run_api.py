@@ -3,8 +3,8 @@ CRUD that persists, profiles, recipes, paging, jobs and batch."""
 
 from __future__ import annotations
 
-import asyncio
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from hoodyd.app import create_app
+from hoodyd.polling import poll_until
 from tests.conftest import make_config
 from tests.data.apps.world import World, make_world
 
@@ -185,6 +186,7 @@ async def test_paged_search_walks_and_expires(
 ) -> None:
     """Pages follow the opaque cursor through one set; an expired set is a 409."""
     client = await synced_client(aiohttp_client, short_tmp, candidate_set_ttl=1.0)
+    made = time.monotonic()  # no later than the set below was made
     selector = {"app": "co", "os": "linux", "kind": "any"}
     seen: list[str] = []
     page = await (
@@ -208,12 +210,21 @@ async def test_paged_search_walks_and_expires(
     assert (await other.json())["reason"] == "CURSOR_SELECTOR_MISMATCH"
     garbage = await client.post(f"{BASE}/search/paged", json={"selector": selector, "cursor": "!!"})
     assert garbage.status == 400 and (await garbage.json())["reason"] == "INVALID_CURSOR"
-    await asyncio.sleep(1.1)
-    gone = await client.post(
-        f"{BASE}/search/paged", json={"selector": selector, "cursor": first["next_cursor"]}
-    )
-    assert gone.status == 409
-    assert await gone.json() == {
+
+    async def expired() -> dict[str, object] | None:
+        answer = await client.post(
+            f"{BASE}/search/paged", json={"selector": selector, "cursor": first["next_cursor"]}
+        )
+        if answer.status == 200:
+            return None  # the set still lives: reading it does not extend it
+        return {"status": answer.status, "body": await answer.json()}
+
+    # a hang guard many times the TTL; the TTL itself is what the 409 and the clock check
+    gone = await poll_until(expired, timeout=30, interval=0.05)
+    assert gone is not None, "the set never expired"
+    assert time.monotonic() - made >= 1.0, "the set expired before its TTL"
+    assert gone["status"] == 409
+    assert gone["body"] == {
         "error": "cursor set expired",
         "code": 409,
         "reason": "CURSOR_SET_EXPIRED",
