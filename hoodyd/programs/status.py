@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
+import select
+import threading
 import time
 import weakref
 from collections.abc import Iterable
@@ -82,11 +85,98 @@ def process_start_time(pid: int) -> float | None:
     return _BOOT_TIME + int(fields[19]) / _CLOCK_TICKS
 
 
+def _watch_limit() -> int:
+    """Pidfds `Liveness` may hold: an eighth of the open-file limit, at most 2048 (hoodyd
+    raises its soft limit to the hard one; connections take half)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 2048 if soft == resource.RLIM_INFINITY else max(min(soft // 8, 2048), 0)
+
+
+class Liveness:
+    """When each live pid started, without a read of /proc/PID/stat on every answer.
+
+    A pid found alive is watched through a pidfd, kept in one epoll set: a pidfd becomes
+    readable the moment its process exits (a zombie included). Each question first asks that
+    set, without waiting, which processes exited since, and forgets them (a later question
+    about that pid reads /proc again: a reused pid is another process); so an answer is as
+    fresh as a /proc read, and a list of a thousand running programs costs one `epoll_wait`
+    instead of a thousand reads. At most `limit` pids are watched; the others are read from
+    /proc each time, as before."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        # by default read at the first watch, after hoodyd has raised its open-file limit
+        self.limit = limit
+        self._epoll: select.epoll | None = None
+        self._watched: dict[int, tuple[int, float]] = {}  # pid -> (pidfd, start time)
+        self._pid_of: dict[int, int] = {}  # pidfd -> pid
+        self._lock = threading.Lock()
+
+    def start_time(self, pid: int) -> float | None:
+        """When `pid` started, or None if it is gone or a zombie (`process_start_time`)."""
+        with self._lock:
+            if self._watched:
+                self._forget_exited()
+                known = self._watched.get(pid)
+                if known is not None:
+                    return known[1]
+            return self._look(pid)
+
+    @property
+    def watched(self) -> int:
+        return len(self._watched)
+
+    def _forget_exited(self) -> None:
+        assert self._epoll is not None
+        while True:
+            ready = self._epoll.poll(0, _EXITS_PER_POLL)
+            for fd, _events in ready:
+                pid = self._pid_of.pop(fd)
+                del self._watched[pid]
+                self._epoll.unregister(fd)
+                os.close(fd)
+            if len(ready) < _EXITS_PER_POLL:
+                return
+
+    def _look(self, pid: int) -> float | None:
+        if self.limit is None:
+            self.limit = _watch_limit()
+        if len(self._watched) >= self.limit:
+            return process_start_time(pid)
+        # the pidfd first: if /proc then says the pid is alive, the pidfd is of that process
+        # (or of one that exited since, which the next question finds readable)
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return None
+        except OSError:  # out of descriptors, say: read /proc as before
+            return process_start_time(pid)
+        started = process_start_time(pid)
+        if started is None:
+            os.close(fd)
+            return None
+        try:
+            if self._epoll is None:
+                self._epoll = select.epoll()
+            self._epoll.register(fd, select.EPOLLIN)
+        except OSError:
+            os.close(fd)
+            return started
+        self._watched[pid] = (fd, started)
+        self._pid_of[fd] = pid
+        return started
+
+
+# exits read from the epoll set per call (it is asked again while it returns this many)
+_EXITS_PER_POLL = 256
+# one for the process: the kernel's answer about a pid is the same for every reader
+_LIVENESS = Liveness()
+
+
 def _has_dead_pid(info: ProcessInfo) -> bool:
     """supervisord shows the process with a pid that is gone (or now another process's)."""
     if not info.pid or info.statename not in LIVE_STATES:
         return False
-    started = process_start_time(info.pid)
+    started = _LIVENESS.start_time(info.pid)
     # a pid reused by a later process started well after supervisord's spawn of it
     return started is None or (info.start > 0 and started > info.start + PID_REUSE_SLACK_S)
 
