@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DaemonProcess, start_daemon
+from tests.conftest import DaemonProcess, start_daemon, wait_until
 from tests.ports import free_port
 
 HEALTH = b"GET /api/v1/daemon/health HTTP/1.1\r\nHost: hoodyd\r\nConnection: close\r\n\r\n"
@@ -109,12 +109,13 @@ def open_after_the_closes(
 ) -> list[socket.socket]:
     """The connections of `flood` still open once the server closed all but `expected_open`
     (those it closes at once), or as they stand when the hang guard `timeout` expires."""
-    deadline = time.monotonic() + timeout
-    while True:
-        kept = [sock for sock in flood if still_open(sock)]
-        if len(kept) <= expected_open or time.monotonic() > deadline:
-            return kept
-        time.sleep(0.05)
+
+    def kept() -> list[socket.socket]:
+        return [sock for sock in flood if still_open(sock)]
+
+    # a connection closed stays closed: what is read after the wait is no more than it saw
+    wait_until(lambda: len(kept()) <= expected_open, timeout=timeout)
+    return kept()
 
 
 def log_events(daemon: DaemonProcess, name: str) -> list[dict[str, object]]:
@@ -150,6 +151,38 @@ def test_half_open_connections_are_answered_408_and_closed(
             assert json.loads(body)["reason"] == "REQUEST_TIMEOUT"
         assert read_to_end(silent, timeout=deadline - time.monotonic()) == b""
         assert health_on(daemon.socket) == 200
+    finally:
+        daemon.stop()
+
+
+def test_a_later_head_on_a_kept_connection_has_its_own_deadline(
+    short_tmp: Path, sockets: list[socket.socket]
+) -> None:
+    """On a keep-alive connection that was answered once, a second request line that stops
+    short is answered 408 and closed once its own head deadline passed."""
+    daemon, _ = serve_with(short_tmp, "head_timeout = 1.0\nkeepalive_timeout = 60.0")
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sockets.append(sock)
+        sock.settimeout(10)
+        sock.connect(str(daemon.socket))
+        sock.sendall(b"GET /api/v1/daemon/health HTTP/1.1\r\nHost: hoodyd\r\n\r\n")
+        first = b""
+        while b"\r\n\r\n" not in first:
+            first += sock.recv(65536)
+        head, _, body = first.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ")
+        length = re.search(rb"Content-Length: (\d+)", head, re.IGNORECASE)
+        assert length is not None
+        while len(body) < int(length[1]):
+            body += sock.recv(65536)
+        sock.sendall(PARTIAL)
+        # a hang guard 10 times the deadline: keep-alive (60 s) would not close it sooner
+        answer = read_to_end(sock, timeout=10)
+        assert answer is not None, "a second half-sent head kept its connection open"
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 ")
+        assert json.loads(body)["reason"] == "REQUEST_TIMEOUT"
     finally:
         daemon.stop()
 

@@ -7,11 +7,12 @@ run endpoints belong to the run planner (`hoodyd.api.run_exec`), not here.
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from hoodyd.api import pages, sessions
 from hoodyd.api.decoding import decode_body, decode_query
-from hoodyd.api.encoding import json_response
+from hoodyd.api.encoding import SharedJson, json_response
 from hoodyd.api.keys import RUN, RUNNER
 from hoodyd.api.links import candidate_run_path
 from hoodyd.api.selectors import (
@@ -35,6 +36,9 @@ from hoodyd.schemas.run import (
     SourceConfig,
     SourcePatch,
 )
+
+# the JSON of the candidate lists recent searches answered (shared by their repeats)
+_SEARCHED = SharedJson()
 
 
 def _service(request: web.Request) -> AppService:
@@ -64,7 +68,10 @@ async def search(request: web.Request) -> web.Response:
     if html:
         page = pages.candidates_page(answer.set_id, answer.candidates, selector, answer.warnings)
         return pages.html_response(page)
-    return json_response(answer)
+    # a repeated search answers the candidates built for its ranked list: their JSON too
+    return json_response(
+        msgspec.structs.replace(answer, candidates=_SEARCHED.raw(answer.candidates))
+    )
 
 
 async def search_paged(request: web.Request) -> web.Response:

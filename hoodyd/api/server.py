@@ -191,6 +191,11 @@ class _Handler(RequestHandler):
         self._head = b""  # the start of the request head being read
         self._last_head = b""  # the start of the last complete (or refused) head
         self._body: StreamReader | None = None  # a body still being received
+        # the head being read must be complete by `_head_deadline` (loop time; None when no
+        # head is being read). One timer per connection checks it: a completed head only
+        # clears the deadline, and a timer that fires early is set again for the deadline
+        # in force, so a request costs no timer of its own
+        self._head_deadline: float | None = None
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         # (pid, uid, gid) of a Unix socket's peer (None on TCP), fixed when it connected:
@@ -220,7 +225,7 @@ class _Handler(RequestHandler):
             and (self._body is None or self._body.is_eof())
         )
         if reading_head:
-            if self._head_timer is None:
+            if self._head_deadline is None:
                 self._arm_head()
             if len(self._head) < _HEAD_KEPT:
                 self._head += data[: _HEAD_KEPT - len(self._head)]
@@ -228,9 +233,7 @@ class _Handler(RequestHandler):
         super().data_received(data)
         if self._request_count != count:  # a head was completed (or refused)
             self._last_head, self._head = self._head, b""
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
+            self._head_deadline = None  # the timer, if it fires, finds nothing to do
             payload = self._messages[-1][1] if self._messages else None
             if isinstance(payload, StreamReader) and not payload.is_eof():
                 self._arm_body(payload)
@@ -240,10 +243,19 @@ class _Handler(RequestHandler):
     def _arm_head(self) -> None:
         timeout = self.gate.limits.head_timeout
         if timeout > 0:
-            self._head_timer = self._loop.call_later(timeout, self._head_expired)
+            self._head_deadline = self._loop.time() + timeout
+            if self._head_timer is None:
+                self._head_timer = self._loop.call_at(self._head_deadline, self._head_expired)
 
     def _head_expired(self) -> None:
         self._head_timer = None
+        deadline = self._head_deadline
+        if deadline is None:
+            return  # no head is being read (the one it was set for arrived)
+        if self._loop.time() < deadline:  # set for an earlier head: wait for this one's
+            self._head_timer = self._loop.call_at(deadline, self._head_expired)
+            return
+        self._head_deadline = None
         if self.transport is None or self._force_close:
             return
         if self._request_in_progress or self._messages:
