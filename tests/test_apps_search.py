@@ -3,13 +3,11 @@ filters, profiles, broken sources, launch plans, candidate sets and the persiste
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import gzip
 import json
 import shlex
 import threading
-import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -241,10 +239,12 @@ async def test_close_stops_a_running_sync(short_tmp: Path) -> None:
     await service.close()
     state = await service.job(job.job_id, wait=False, timeout_ms=0)
     assert state.status == "error" and "cancelled" in state.error
-    deadline = time.monotonic() + 10
-    while any(t.name.startswith("hoodyd-sync") for t in threading.enumerate()):
-        assert time.monotonic() < deadline, "sync thread still running"
-        await asyncio.sleep(0.05)
+
+    async def sync_thread_gone() -> bool | None:
+        alive = any(t.name.startswith("hoodyd-sync") for t in threading.enumerate())
+        return None if alive else True
+
+    assert await poll_until(sync_thread_gone, timeout=10), "sync thread still running"
     assert not (short_tmp / "s" / "index" / "apt.msgpack").exists()
 
 

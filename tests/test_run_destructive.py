@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket as socket_module
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ import aiohttp
 import pytest
 
 from hoodyd.apps.run.destructive import classify
+from tests.conftest import wait_until
 from tests.run_world import RUN, TERMINAL, RunWorld, run_world, wait_result
 
 DESTRUCTIVE = ("reboot", "shutdown", "mkfs.ext4")
@@ -48,13 +48,12 @@ def _request(socket: str, method: str, path: str, body: Any = None) -> tuple[int
 
 
 def _wait_for(socket: str, app: str, candidate_id: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def found() -> bool:
         _, body = _request(socket, "GET", f"{RUN}/search?app={app}")
-        if candidate_id in [c["candidate_id"] for c in body["candidates"]]:
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"{candidate_id} did not become searchable")
+        return candidate_id in [c["candidate_id"] for c in body["candidates"]]
+
+    if not wait_until(found, timeout=timeout, interval=0.1):
+        raise RuntimeError(f"{candidate_id} did not become searchable")
 
 
 def install_stand_ins(world: RunWorld) -> None:

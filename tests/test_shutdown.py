@@ -76,7 +76,15 @@ async def _shut_down_while_busy(process: subprocess.Popen[bytes], socket_path: P
         sockets = [await session.ws_connect("/api/v1/terminal/attach/1") for _ in range(3)]
         for ws in sockets:
             assert json.loads((await ws.receive()).data)["type"] == "attached"
-        await asyncio.sleep(1.5)  # every start is waiting for its port by now
+
+        async def all_spawned() -> bool | None:
+            # an instance with a pid was started by its request, which now waits for the port
+            async with session.get(f"/api/v1/daemon/status/{program['id']}") as response:
+                instances = (await response.json())["status"]["instances"]
+            spawned = [i for i in instances if i["pid"] and i["status"] in ("STARTING", "RUNNING")]
+            return True if len(spawned) == 20 else None
+
+        assert await poll_until(all_spawned, timeout=60, interval=0.1), "not all 20 started"
         assert not any(poll.done() for poll in polls)
         process.send_signal(signal.SIGTERM)
         # hang guards several times shutdown_timeout; the deadline itself is checked by

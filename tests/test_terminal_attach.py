@@ -152,12 +152,15 @@ def test_hoodyd_attach_creates_the_terminal_with_its_session_options(
         seen = bytearray()
         read_until(master, b"press Ctrl-] to detach", seen)
         expected = f"[hi there|{work / 'sub'}|".encode()
-        deadline = time.monotonic() + WAIT
-        while expected not in seen:  # typeahead sent before raw mode may be flushed: repeat
-            assert time.monotonic() < deadline, bytes(seen)[-400:]
+
+        def answered() -> bool:
+            # typeahead sent before raw mode may be flushed: type the line again until it shows
             os.write(master, b'echo "[$GREETING|$(pwd)|$(ps -o comm= -p $$)]"\r')
             with contextlib.suppress(AssertionError):
                 read_until(master, expected, seen, timeout=1.0)
+            return expected in seen
+
+        assert wait_until(answered, timeout=WAIT, interval=0), bytes(seen)[-400:]
         read_until(master, expected + b"sh]", seen)
         os.write(master, b"\x1d")
         read_until(master, b"[detached from terminal 7]", seen)
