@@ -562,10 +562,19 @@ async def test_failed_deliveries_are_retried_the_configured_number_of_times(
                 make_program([hooks.url()], retry=2), "EXITED", from_state="RUNNING", pid=1
             )
             await hooks.wait_for(3)
-            await asyncio.sleep(1.0)  # longer than the next backoff would be
+
+            async def gave_up() -> bool | None:
+                ended = [e for e in logs if e["event"] == "webhook_failed" and not e["will_retry"]]
+                return True if ended else None
+
+            assert await poll_until(gave_up, timeout=10, interval=0.01), logs
+            # close waits for the queue: an attempt still to come would be made (or
+            # abandoned, which it logs) before it returns
+            await dispatcher.close()
     finally:
         await dispatcher.close()
     assert len(hooks.received) == 3
+    assert not [entry for entry in logs if entry["event"] == "webhook_deliveries_abandoned"]
     gaps = [b.at - a.at for a, b in zip(hooks.received, hooks.received[1:], strict=False)]
     assert gaps[0] >= 0.15
     assert gaps[1] >= 0.35
