@@ -23,28 +23,19 @@ import re
 import secrets
 import signal
 import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 import structlog
 
-from hoodyd.schemas.terminal import (
-    CommandResult,
-    CommandStatus,
-    DeferInfo,
-    DeferMethod,
-    DeferOutcomeName,
-    DeferSpec,
-    SessionInfo,
-    SessionOptions,
-)
+from hoodyd.schemas.terminal import SessionInfo, SessionOptions
 from hoodyd.terminals import defer as defer_wait
 from hoodyd.terminals import shells
-from hoodyd.terminals.commands import Event, Lifecycle, Phase
+from hoodyd.terminals.command_queue import CommandQueue
+from hoodyd.terminals.commands import Command as Command  # where the service finds it
+from hoodyd.terminals.commands import CommandRecord, Event, Phase, rfc3339
 from hoodyd.terminals.holder.markers import (
     CommandStarted,
     ContinuationPrompt,
@@ -61,45 +52,10 @@ from hoodyd.terminals.spawn import HolderLauncher, spawn_holder
 log = structlog.get_logger()
 
 DEFER_TIMEOUT_EXIT_CODE = 124  # what `timeout(1)` reports: the command did not run in time
-# Terminal mode switches readline prints around each command line; not the command's output.
-_READLINE_NOISE = re.compile(rb"\x1b\[\?2004[hl]\r?")
 _PREAMBLE_LIMIT = 64 * 1024
-# fish sets the window title and resets colours after its preexec hook, so just after the
-# command-started marker; that is fish's, not the command's output.
-_FISH_PREFIX = re.compile(rb"^(?:\x1b\][^\x07]*\x07|\x1b\[[0-9;]*m|\x1b\(B|\r)*")
-# zsh's line editor resets attributes and clears the line before it draws the prompt (and so
-# before the prompt marker); that is the editor's, not the command's output.
-_ZSH_SUFFIX = re.compile(rb"(?:\r|\x1b\[[0-9;]*[mJK])+$")
 _REPLACED_CHECK = 0.5  # seconds between checks that a running command's shell is still ours
 _SETTLE_DELAY = 0.25  # seconds without a prompt before typed lines are taken as read
-_ECHOED_MARK = re.compile(rb"__hoodyd_c[= ]([0-9]+); ")
 _BRACKETED_PASTE = re.compile(rb"\x1b\[200~.*?(?:\x1b\[201~|$)", re.DOTALL)
-
-
-def rfc3339(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
-
-
-class CommandRecord(msgspec.Struct, kw_only=True):
-    """A command that is not final yet, as the holder keeps it for a restarted hoodyd."""
-
-    id: int
-    command: str
-    line: str
-    output_limit: int
-    shell_kind: str
-    defer: DeferSpec | None = None
-    origin: str | None = None
-    defer_method: DeferMethod = "pidfd"
-    status: CommandStatus = "queued"
-    error: str | None = None
-    accepted_at: float
-    started_at: float | None = None
-    injected_offset: int = 0
-    prompt_seq_at_injection: int = 0
-    mark: int = 0
 
 
 class ProgramRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -135,185 +91,6 @@ class Launch:
     launcher: HolderLauncher | None = None  # forks the holder (else a new interpreter)
 
 
-@dataclass(eq=False)
-class Command:
-    """A command from acceptance to its final state."""
-
-    id: int
-    terminal_id: int
-    command: str
-    line: str  # what is typed into the PTY (command, or wrapped with cwd/env)
-    output_limit: int
-    shell_kind: str = "bash"
-    defer: DeferSpec | None = None
-    origin: str | None = None
-    defer_method: DeferMethod = "pidfd"
-    defer_outcome: DeferOutcomeName = "waiting"
-    lifecycle: Lifecycle = field(default_factory=Lifecycle)
-    exit_code: int | None = None
-    timed_out: bool = False  # a wait for it ended first, or its defer timed out
-    error: str | None = None
-    accepted_at: float = field(default_factory=time.time)
-    started_at: float | None = None
-    finished_at: float | None = None
-    # monotonic instants for measurements (bench/terminals.py)
-    injected_mono: float | None = None
-    first_output_mono: float | None = None
-    # the session's output offset when the line was typed (a restarted hoodyd replays from it)
-    injected_offset: int = 0
-    stdout: bytearray = field(default_factory=bytearray)
-    truncated: bool = False
-    preamble: bytearray = field(default_factory=bytearray)
-    started_seen: bool = False
-    prompt_seq_at_injection: int = 0
-    # typed with the line; the prompt that follows it reports it (0: not typed yet)
-    mark: int = 0
-    foreign_end: int = 0  # the preamble up to here is other lines' output
-    after_foreign: bool = False  # another line's prompt came after this one was typed
-    defer_task: asyncio.Task[defer_wait.DeferOutcome] | None = None
-    parse_task: asyncio.Task[shells.SyntaxProblem | None] | None = None
-
-    @property
-    def final(self) -> bool:
-        return self.lifecycle.final
-
-    @property
-    def status(self) -> CommandStatus:
-        return self.lifecycle.status
-
-    async def wait(self) -> None:
-        """Return once the command is final."""
-        await self.lifecycle.wait()
-
-    def capture(self, data: bytes) -> None:
-        if self.first_output_mono is None:
-            self.first_output_mono = time.monotonic()
-        room = self.output_limit - len(self.stdout)
-        if len(data) > room:
-            self.truncated = True
-            data = data[: max(0, room)]
-        self.stdout += data
-
-    def finish(self, event: Event, exit_code: int | None, *, error: str | None = None) -> None:
-        """End the command by `event` (complete, fail, time out, abort); the first final state
-        holds, a later one changes nothing."""
-        if self.final:
-            return
-        self.exit_code = exit_code
-        self.error = error
-        self.finished_at = time.time()
-        if self.defer_task is not None and not self.defer_task.done():
-            self.defer_task.cancel()
-        self.lifecycle.move(event)
-
-    def stdout_text(self) -> str:
-        raw = bytes(self.stdout)
-        if not self.started_seen and self.preamble:
-            # No command-started marker (a syntax error, or a shell without one): what
-            # followed the echoed command line is what the shell printed for it.
-            raw = self._after_echo(bytes(self.preamble))
-        if self.shell_kind == "fish":
-            raw = _FISH_PREFIX.sub(b"", raw, count=1)
-        elif self.shell_kind == "zsh":
-            raw = _ZSH_SUFFIX.sub(b"", raw, count=1)
-        raw = _READLINE_NOISE.sub(b"", raw).replace(b"\r\n", b"\n")
-        return raw.decode("utf-8", errors="replace")
-
-    def _after_echo(self, preamble: bytes) -> bytes:
-        """The preamble after the echo of this command's line (found by its mark: the
-        terminal may echo it before the output of lines typed ahead of it) and after the
-        output of those lines."""
-        echo = _ECHOED_MARK.search(preamble, 0) if self.mark else None
-        while echo is not None and int(echo.group(1)) != self.mark:
-            echo = _ECHOED_MARK.search(preamble, echo.end())
-        line_end = preamble.find(b"\n", echo.end() if echo is not None else 0)
-        start = len(preamble) if line_end < 0 else line_end + 1
-        return preamble[max(start, self.foreign_end) :]
-
-    def record(self) -> CommandRecord:
-        return CommandRecord(
-            id=self.id,
-            command=self.command,
-            line=self.line,
-            output_limit=self.output_limit,
-            shell_kind=self.shell_kind,
-            defer=self.defer,
-            origin=self.origin,
-            defer_method=self.defer_method,
-            status=self.status,
-            error=self.error,
-            accepted_at=self.accepted_at,
-            started_at=self.started_at,
-            injected_offset=self.injected_offset,
-            prompt_seq_at_injection=self.prompt_seq_at_injection,
-            mark=self.mark,
-        )
-
-    @classmethod
-    def from_record(cls, record: CommandRecord, terminal_id: int) -> Command:
-        return cls(
-            id=record.id,
-            terminal_id=terminal_id,
-            command=record.command,
-            line=record.line,
-            output_limit=record.output_limit,
-            shell_kind=record.shell_kind,
-            defer=record.defer,
-            origin=record.origin,
-            defer_method=record.defer_method,
-            lifecycle=Lifecycle.restored(record.status),
-            error=record.error,
-            accepted_at=record.accepted_at,
-            started_at=record.started_at,
-            injected_offset=record.injected_offset,
-            prompt_seq_at_injection=record.prompt_seq_at_injection,
-            mark=record.mark,
-        )
-
-    def forget_output(self) -> None:
-        """What was captured belonged to another line (one typed by other means ran first)."""
-        self.stdout.clear()
-        self.truncated = False
-        self.started_seen = False
-        self.lifecycle.move(Event.FOREIGN)
-        self.first_output_mono = None
-        # the output so far is that line's; the echo of this command's own line may be in it
-        self.foreign_end = len(self.preamble)
-        self.after_foreign = True
-
-    def result(self) -> CommandResult:
-        duration = None
-        if self.started_at is not None and self.finished_at is not None:
-            duration = round((self.finished_at - self.started_at) * 1000, 3)
-        defer_info = None
-        if self.defer is not None:
-            defer_info = DeferInfo(
-                pid=self.defer.pid,
-                start_time_ticks=self.defer.start_time_ticks,
-                timeout_ms=self.defer.timeout_ms,
-                poll_ms=self.defer.poll_ms,
-                method=self.defer_method,
-                outcome=self.defer_outcome,
-            )
-        return CommandResult(
-            command_id=str(self.id),
-            terminal_id=str(self.terminal_id),
-            command=self.command,
-            status=self.status,
-            exit_code=self.exit_code,
-            stdout=self.stdout_text(),
-            timed_out=self.timed_out,
-            output_truncated=self.truncated,
-            accepted_at=rfc3339(self.accepted_at) or "",
-            started_at=rfc3339(self.started_at),
-            finished_at=rfc3339(self.finished_at),
-            duration_ms=duration,
-            defer=defer_info,
-            error=self.error,
-            origin=self.origin,
-        )
-
-
 class TerminalSession:
     def __init__(
         self,
@@ -335,7 +112,8 @@ class TerminalSession:
         self.program = program
         self.cols, self.rows = options.cols, options.rows
         self.ring = OutputRing(buffer_bytes)
-        self.history: deque[Command] = deque(maxlen=history_limit)
+        # the commands: in line, the worker's turn, typed, resumed, unfinished, recent
+        self._queue = CommandQueue(history_limit)
         self.created_at = time.time() if created_at is None else created_at
         self.last_activity = time.time()
         self.exit_code: int | None = None
@@ -344,12 +122,6 @@ class TerminalSession:
         self.output_listeners: list[Callable[[bytes], None]] = []
         self.exit_listeners: list[Callable[[], None]] = []
         self._link: HolderLink | None = None
-        self._queue: asyncio.Queue[Command] = asyncio.Queue()
-        self._current: Command | None = None  # injected, not yet complete
-        self._head: Command | None = None  # taken from the queue, waiting for defer or prompt
-        self._resumed: Command | None = None  # typed before a restart, found again in replay
-        # the commands not final yet, oldest first (what the holder keeps for a restart)
-        self._unfinished: list[Command] = []
         self._save_pending = False  # a record to send at the end of this loop turn
         self._prompt_seq = 0
         # marks typed with lines: random start, never repeated within a session
@@ -437,7 +209,7 @@ class TerminalSession:
             "terminal_adopted",
             pid=session.pid,
             exited=hello.exited,
-            resumed=[command.id for command in session.history if not command.final],
+            resumed=[command.id for command in session._queue.unfinished],
         )
         return session
 
@@ -446,10 +218,7 @@ class TerminalSession:
             self._next_mark = max(self._next_mark, item.mark + 1)
             command = Command.from_record(item, self.terminal_id)
             if command.lifecycle.phase is Phase.TYPED:
-                self._resumed = command
-                self.history.append(command)
-                self._unfinished.append(command)
-                self._queue.put_nowait(command)
+                self._queue.resume(command)
             else:
                 self.submit(command, self._use_pidfd)
 
@@ -457,9 +226,7 @@ class TerminalSession:
         self._link = link
         hello = link.hello
         self.ring.restart_at(hello.ring_start)
-        if self._resumed is not None and self._resumed.injected_offset >= hello.ring_end:
-            self._current = self._resumed
-            self._resumed = None
+        self._queue.replay_ends_at(hello.ring_end)
         self._worker = asyncio.create_task(self._run_queue(), name=f"terminal-{self.terminal_id}")
         link.follow(None)
         self._image = self._shell_image()
@@ -495,7 +262,7 @@ class TerminalSession:
     async def detach(self) -> None:
         """hoodyd is stopping: leave the shell, its holder and its queue's record behind for
         the next hoodyd; nothing is failed."""
-        for command in list(self.history):
+        for command in self._queue.unfinished:
             if command.defer_task is not None:
                 command.defer_task.cancel()
         await self._stop_worker()
@@ -535,23 +302,17 @@ class TerminalSession:
     def busy(self) -> bool:
         if not self.running:
             return False  # an exited shell runs nothing
-        return self._current is not None or not self._at_prompt.is_set()
+        return self._queue.current is not None or not self._at_prompt.is_set()
 
     @property
-    def _head_waiting(self) -> bool:
-        head = self._head
-        return head is not None and not head.final and head is not self._current
+    def history(self) -> Sequence[Command]:
+        """The commands accepted last, oldest first (within the history's bound)."""
+        return self._queue.history
 
     @property
     def idle(self) -> bool:
         """At its prompt with nothing queued: the ephemeral reaper may collect it."""
-        return (
-            self.running
-            and self._queue.empty()
-            and not self._head_waiting
-            and not self.busy
-            and self.clients == 0
-        )
+        return self.running and self._queue.queued == 0 and not self.busy and self.clients == 0
 
     # commands
 
@@ -576,10 +337,8 @@ class TerminalSession:
                 )
             )
         waits = command.defer is not None or command.parse_task is not None or self.busy
-        waits = waits or not self._queue.empty() or self._head_waiting
-        self.history.append(command)
-        self._unfinished.append(command)
-        self._queue.put_nowait(command)
+        waits = waits or self._queue.queued > 0
+        self._queue.enqueue(command)
         self.last_activity = time.time()
         # A command that will wait (its PID, a parse check, the commands before it, the
         # prompt) is recorded now; one typed at once is recorded with its line, in the same
@@ -590,10 +349,8 @@ class TerminalSession:
         """Stop `command`: a queued one never runs; a running one gets SIGINT (or SIGKILL with
         `force`) in the terminal's foreground process group, like Ctrl-C."""
         how = "SIGKILL" if force else "SIGINT"
-        if command is not self._current:
-            # a line typed before a restart and not yet followed is past aborting untyped
-            event = Event.ABORT if command.lifecycle.can(Event.ABORT) else Event.FAIL
-            command.finish(event, None, error=f"aborted before it ran ({how} requested)")
+        if command is not self._queue.current:
+            self._queue.abort(command, f"aborted before it ran ({how} requested)")
             self._save(now=True)
             return
         command.error = f"aborted ({how})"
@@ -610,19 +367,15 @@ class TerminalSession:
 
     async def _run_queue(self) -> None:
         while True:
-            command = await self._queue.get()
-            if command.final:
-                continue
-            self._head = command
+            command = await self._queue.take_next()
             try:
                 await self._run(command)
             except Exception:
                 # one command's failure must not stop the terminal's queue
                 self._log.exception("command_failed_internally", command_id=command.id)
-                command.finish(Event.FAIL, None, error="internal error while running the command")
+                self._queue.fail(command, None, "internal error while running the command")
             finally:
-                self._current = None
-                self._head = None
+                self._queue.turn_over()
                 if command.started_at is None:
                     # it ended untyped (a syntax error, a defer that timed out, an abort):
                     # the record must not offer it to a restarted hoodyd again. A typed one
@@ -646,10 +399,10 @@ class TerminalSession:
             if outcome is defer_wait.DeferOutcome.TIMED_OUT:
                 assert command.defer is not None
                 command.timed_out = True
-                command.finish(
-                    Event.TIME_OUT,
+                self._queue.time_out(
+                    command,
                     DEFER_TIMEOUT_EXIT_CODE,
-                    error=f"process {command.defer.pid} was still running after "
+                    f"process {command.defer.pid} was still running after "
                     f"{command.defer.timeout_ms} ms; the command was not run",
                 )
                 self._log.info("command_defer_timed_out", command_id=command.id)
@@ -661,7 +414,7 @@ class TerminalSession:
         if problem is not None:
             command.started_seen = True
             command.capture(problem.message.encode())
-            command.finish(Event.COMPLETE, problem.status)
+            self._queue.complete(command, problem.status)
             self._log.info("command_syntax_error", command_id=command.id)
             return
         self._interrupt_continuation()
@@ -669,7 +422,7 @@ class TerminalSession:
         if command.final:
             return  # aborted while it waited
         if not self.running:
-            command.finish(Event.FAIL, None, error="the shell exited before the command ran")
+            self._queue.fail(command, None, "the shell exited before the command ran")
             return
         self._inject(command)
         await self._until_done(command)
@@ -683,11 +436,10 @@ class TerminalSession:
                 await asyncio.wait({done}, timeout=_REPLACED_CHECK)
                 if not done.done() and self._shell_replaced():
                     self.replaced = True
-                    self._current = None
-                    command.finish(
-                        Event.FAIL,
+                    self._queue.fail(
+                        command,
                         None,
-                        error="shell_replaced: the shell was replaced by another program "
+                        "shell_replaced: the shell was replaced by another program "
                         "(exec), which reports no completion; the next execute starts a new "
                         "shell",
                     )
@@ -734,10 +486,9 @@ class TerminalSession:
 
     def _inject(self, command: Command) -> None:
         assert self._link is not None
-        self._current = command
+        self._queue.typed(command)
         self._at_prompt.clear()
         command.prompt_seq_at_injection = self._prompt_seq
-        command.lifecycle.move(Event.TYPE)
         command.started_at = time.time()
         command.injected_mono = time.monotonic()
         command.injected_offset = self.ring.end
@@ -758,14 +509,7 @@ class TerminalSession:
     def _fail_pending(self, reason: str, exit_code: int | None = None) -> None:
         """Fail what has not completed; a running command that ended its own shell (`exit 3`)
         gets the shell's status."""
-        if self._current is not None:
-            self._current.finish(Event.FAIL, exit_code, error=reason)
-        if self._head is not None:
-            self._head.finish(Event.FAIL, None, error=reason)
-        if self._resumed is not None:
-            self._resumed.finish(Event.FAIL, exit_code, error=reason)
-        while not self._queue.empty():
-            self._queue.get_nowait().finish(Event.FAIL, None, error=reason)
+        self._queue.fail_all(reason, exit_code)
 
     def _save(self, *, now: bool = False) -> None:
         """Send the holder the record of the unfinished commands: `now`, or once this turn of
@@ -783,14 +527,13 @@ class TerminalSession:
             self._save(now=True)
 
     def _meta(self) -> bytes:
-        self._unfinished = [command for command in self._unfinished if not command.final]
         record = SessionRecord(
             shell_kind=self.shell.kind,
             shell_path=self.shell.path,
             cwd=self.cwd,
             options=self.options,
             created_at=self.created_at,
-            commands=[command.record() for command in self._unfinished],
+            commands=self._queue.unfinished_for_restart(),
             program=self.program,
         )
         return msgspec.json.encode(record)
@@ -798,10 +541,7 @@ class TerminalSession:
     # holder events
 
     def _on_event(self, offset: int, event: MarkerEvent) -> None:
-        resumed = self._resumed
-        if resumed is not None and offset >= resumed.injected_offset:
-            self._current, self._resumed = resumed, None
-        command = self._current
+        command = self._queue.output_at(offset)
         if isinstance(event, Output):
             self.last_activity = time.time()
             self.ring.append_at(offset, event.data)
@@ -841,13 +581,13 @@ class TerminalSession:
         seq = event.seq if event.seq is not None else self._prompt_seq + 1
         if seq == self._prompt_seq and self._ready.is_set():
             # the line editor redrew the same prompt (resize, Ctrl-L, an empty line in fish)
-            if self._current is None:
+            if self._queue.current is None:
                 self._typed_lines = max(0, self._typed_lines - 1)
                 self._prompt_back()
             return
         self._prompt_seq = seq
         self._ready.set()
-        command = self._current
+        command = self._queue.current
         if (
             command is not None
             and command.mark
@@ -861,11 +601,11 @@ class TerminalSession:
             self._log.info("foreign_prompt_skipped", command_id=command.id)
             return
         if command is not None and seq > command.prompt_seq_at_injection:
-            self._current = None  # the prompt that follows is not the command's output
+            # it ends, so the prompt that follows is not its output
             if command.error is not None:
-                command.finish(Event.FAIL, event.status, error=command.error)
+                self._queue.fail(command, event.status, command.error)
             else:
-                command.finish(Event.COMPLETE, event.status)
+                self._queue.complete(command, event.status)
             self._log.info("command_completed", command_id=command.id, exit_code=event.status)
         elif command is None:
             self._typed_lines = max(0, self._typed_lines - 1)
@@ -890,13 +630,15 @@ class TerminalSession:
         """Typed lines are still counted, but no prompt came for a while: if the shell itself
         holds the terminal, they were read by programs that have ended; it is at its prompt."""
         self._settling = None
-        if seen != self._markers_seen or self._at_prompt.is_set() or self._current is not None:
+        if seen != self._markers_seen or self._at_prompt.is_set():
+            return
+        if self._queue.current is not None:
             return
         try:
             at_shell = await self.foreground_is_shell()
         except HolderError:
             return
-        if at_shell and seen == self._markers_seen and self._current is None:
+        if at_shell and seen == self._markers_seen and self._queue.current is None:
             self._typed_lines = 0
             self._at_prompt.set()
         elif not self._at_prompt.is_set():
@@ -937,7 +679,7 @@ class TerminalSession:
     def _interrupt_continuation(self) -> None:
         """A line typed by other means is incomplete (an open quote): a command waiting its
         turn would be read as more of it, so the shell is interrupted back to its prompt."""
-        if self._at_continuation and self._head_waiting and self._link is not None:
+        if self._at_continuation and self._queue.turn_waiting and self._link is not None:
             self._link.signal(signal.SIGINT, "foreground")
 
     def resize(self, cols: int, rows: int) -> None:
@@ -946,7 +688,7 @@ class TerminalSession:
             self._link.resize(cols, rows)
 
     def info(self, history_limit: int) -> SessionInfo:
-        recent = list(self.history)[-history_limit:] if history_limit else []
+        recent = self._queue.recent(history_limit)
         return SessionInfo(
             id=self.terminal_id,
             terminal_id=str(self.terminal_id),
@@ -961,7 +703,7 @@ class TerminalSession:
             ephemeral=self.options.ephemeral,
             shell_ready=self.ready and not self.replaced,
             busy=self.busy,
-            queued=self._queue.qsize() + (1 if self._head_waiting else 0),
+            queued=self._queue.queued,
             clients=self.clients,
             exit_code=self.exit_code,
             created_at=rfc3339(self.created_at) or "",
