@@ -4,6 +4,7 @@ and a real `hoodyd serve` process on a Unix socket."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -14,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import pytest
@@ -22,9 +23,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from hoodyd import config as hoodyd_config
 from hoodyd.config import Config
+from hoodyd.polling import poll_until
 from hoodyd.programs.embedded import stop_embedded
 from hoodyd.terminals.cleanup import find_holders, stop_holders
 from tests.terminal_pty import PtyProgram
+
+if TYPE_CHECKING:
+    from hoodyd.terminals.service import TerminalService
 
 T = TypeVar("T")
 
@@ -40,6 +45,19 @@ def wait_until(check: Callable[[], T], *, timeout: float, interval: float = 0.05
         if answer or remaining <= 0:
             return answer
         time.sleep(min(interval, remaining))
+
+
+async def until(
+    predicate: Callable[[], object], what: str, *, timeout: float = 15.0, interval: float = 0.02
+) -> None:
+    """Ask `predicate` again (through `poll_until`) until it holds; fail naming `what` once
+    `timeout` seconds passed. The timeout is a hang guard for a loaded machine."""
+
+    async def holds() -> bool | None:
+        return True if predicate() else None
+
+    if await poll_until(holds, timeout=timeout, interval=interval) is None:
+        raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -62,6 +80,24 @@ def make_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
         for key, value in values.items():
             overrides[(section, key)] = value
     return hoodyd_config.load(None, overrides=overrides, environ={})
+
+
+@contextlib.asynccontextmanager
+async def running_terminal_service(
+    state_dir: Path, **terminals: object
+) -> AsyncIterator[TerminalService]:
+    """A started TerminalService keeping its state under `state_dir`, closed on leaving;
+    `terminals` overrides its settings. The box's own ~/.bashrc is left out (it may be slow
+    or noisy): the tests are about hoodyd's own hooks."""
+    from hoodyd.terminals.service import TerminalService
+
+    config = make_config(state_dir, terminals={"user_rc": False, **terminals})
+    service = TerminalService(config.terminals, config.state_path)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.close()
 
 
 def stop_terminal_holders(root: Path) -> None:

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hoodyd.api.keys import PROGRAMS
 from hoodyd.app import create_app
 from hoodyd.polling import poll_until
-from tests.conftest import make_config, sleeper, start_daemon, stop_embedded_supervisord
+from tests.conftest import make_config, sleeper, start_daemon, stop_embedded_supervisord, until
 
 API = "/api/v1/daemon"
 
@@ -45,13 +44,6 @@ async def receiver() -> tuple[web.AppRunner, str, list[dict[str, Any]]]:
     return runner, f"http://127.0.0.1:{port}/hook", received
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 15) -> bool:
-    async def holds() -> bool | None:
-        return True if predicate() else None
-
-    return bool(await poll_until(holds, timeout=timeout, interval=0.05))
-
-
 async def test_lifecycle_events_reach_the_program_webhook(client: Any) -> None:
     """Start and stop deliver STARTING, RUNNING, STOPPING, STOPPED with the program's headers."""
     runner, url, received = await receiver()
@@ -68,7 +60,7 @@ async def test_lifecycle_events_reach_the_program_webhook(client: Any) -> None:
         def events() -> list[str]:
             return [r["body"]["event"] for r in received]
 
-        assert await until(lambda: "STOPPED" in events())
+        await until(lambda: "STOPPED" in events(), "the STOPPED event")
         assert events()[:4] == ["STARTING", "RUNNING", "STOPPING", "STOPPED"]
         running = next(r for r in received if r["body"]["event"] == "RUNNING")
         assert running["token"] == "t0ken"
@@ -95,9 +87,9 @@ async def test_polling_alone_still_reports_transitions(short_tmp: Path) -> None:
             program = (await response.json())["program"]
             # the program (STOPPED) is known before it starts: its start is a change
             observer = client.app[PROGRAMS].observer
-            assert await until(lambda: program["name"] in observer.processes())
+            await until(lambda: program["name"] in observer.processes(), "the program observed")
             await client.post(f"{API}/programs/{program['id']}/start", json={"wait": True})
-            assert await until(lambda: len(received) >= 1)
+            await until(lambda: len(received) >= 1, "a webhook delivery")
             assert [r["body"]["event"] for r in received] == ["RUNNING"]
             conf_dir = short_tmp / "supervisor" / "conf.d"
             assert not (conf_dir / "hoodyd-events.conf").exists()
@@ -217,7 +209,7 @@ async def test_sigterm_answers_an_in_flight_request(short_tmp: Path) -> None:
                     return response.status, await response.json()
 
             pending = asyncio.create_task(slow_start())
-            assert await until(lambda: '"program_started"' in daemon.logs())  # under way
+            await until(lambda: '"program_started"' in daemon.logs(), "the start")  # under way
             daemon.process.send_signal(signal.SIGTERM)
             status, body = await pending
         assert status == 503, body

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hoodyd.apps.run.planner import shell_command
 from hoodyd.schemas.terminal import ExecuteRequest
 from hoodyd.terminals.service import TerminalService
-from tests.conftest import make_config
+from tests.conftest import running_terminal_service
 
 # one line of text: the terminal refuses control characters in a command, so they never
 # reach this point (tests/test_terminal_service.py covers that refusal)
@@ -43,13 +43,8 @@ async def shell(short_tmp: Path) -> AsyncIterator[tuple[TerminalService, Path]]:
         f"print({MARK!r} + json.dumps([sys.argv[1:], env('HD_VALUE'), env('HD_OTHER')]))\n"
     )
     printer.chmod(0o755)
-    config = make_config(short_tmp / "state", terminals={"user_rc": False})
-    service = TerminalService(config.terminals, config.state_path)
-    await service.start()
-    try:
+    async with running_terminal_service(short_tmp / "state") as service:
         yield service, printer
-    finally:
-        await service.close()
 
 
 @settings(

@@ -5,7 +5,6 @@ terminal, and what the API reads back about a session follows its shell."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import shutil
@@ -26,7 +25,7 @@ from hoodyd.polling import poll_until
 from hoodyd.schemas.terminal import ExecuteRequest, SessionOptions
 from hoodyd.terminals.service import TerminalService
 from hoodyd.terminals.session import Command
-from tests.conftest import make_config
+from tests.conftest import make_config, running_terminal_service, until
 
 WAIT = 15.0  # generous bound for any single wait on a loaded machine
 PYTHON = "/usr/bin/python3"
@@ -37,20 +36,9 @@ def instant(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp)
 
 
-@contextlib.asynccontextmanager
-async def running_service(state_dir: Path) -> AsyncIterator[TerminalService]:
-    config = make_config(state_dir, terminals={"user_rc": False})
-    service = TerminalService(config.terminals, config.state_path)
-    await service.start()
-    try:
-        yield service
-    finally:
-        await service.close()
-
-
 @pytest.fixture
 async def service(short_tmp: Path) -> AsyncIterator[TerminalService]:
-    async with running_service(short_tmp) as running:
+    async with running_terminal_service(short_tmp) as running:
         yield running
 
 
@@ -63,14 +51,6 @@ def shared_dir() -> Iterator[Path]:
         yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-
-
-async def until(predicate: object, what: str, timeout: float = WAIT) -> None:
-    async def check() -> bool | None:
-        return True if predicate() else None  # type: ignore[operator]
-
-    if await poll_until(check, timeout=timeout) is None:
-        raise AssertionError(f"timed out waiting for {what}")
 
 
 # A program that reads everything its user can read and prints every marker it can build

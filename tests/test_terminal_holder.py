@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from hoodyd.terminals.holder.markers import (
 from hoodyd.terminals.holder.ring import OutputRing
 from hoodyd.terminals.link import ForegroundInfo, HolderError, HolderGone, HolderLink
 from hoodyd.terminals.spawn import HolderLauncher, list_holders, spawn_holder
+from tests.conftest import until
 
 WAIT = 10.0  # generous bound for any single wait on a loaded machine
 TAG = "HOODYD_HOLDER_TEST"
@@ -192,14 +193,6 @@ class Recorder:
         outputs = [(o, e.data) for o, e in self.events if isinstance(e, Output)]
         for (offset, data), (next_offset, _) in itertools.pairwise(outputs):
             assert offset + len(data) == next_offset
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    async def check() -> bool | None:
-        return True if predicate() else None
-
-    if await poll_until(check, timeout=timeout, interval=0.01) is None:
-        raise AssertionError(f"timed out waiting for {what}")
 
 
 @contextlib.asynccontextmanager

@@ -26,30 +26,14 @@ from hoodyd.schemas.terminal import (
 from hoodyd.terminals.defer import read_process
 from hoodyd.terminals.service import TerminalService
 from hoodyd.terminals.session import TerminalSession
-from tests.conftest import make_config
+from tests.conftest import running_terminal_service
 
 WAIT = 10.0  # generous bound for any single wait on a loaded machine
-# How long a deferred command is watched for a start it must not make while its process
-# lives: a command that stays pending sends no event, so that absence can only be observed
-# over a fixed window.
-DEFERRED_WINDOW = 0.2
-
-
-@contextlib.asynccontextmanager
-async def running_service(state_dir: Path, **terminals: object) -> AsyncIterator[TerminalService]:
-    # The box's own ~/.bashrc may be slow or noisy; these tests are about hoodyd's hooks.
-    config = make_config(state_dir, terminals={"user_rc": False, **terminals})
-    service = TerminalService(config.terminals, config.state_path)
-    await service.start()
-    try:
-        yield service
-    finally:
-        await service.close()
 
 
 @pytest.fixture
 async def service(short_tmp: Path) -> AsyncIterator[TerminalService]:
-    async with running_service(short_tmp) as running:
+    async with running_terminal_service(short_tmp) as running:
         yield running
 
 
@@ -161,7 +145,7 @@ async def test_deferred_command_lands_after_the_pid_exits_and_not_before(
     short_tmp: Path, method: str
 ) -> None:
     """The command waits for a real `sleep` to exit (pidfd or polling), then runs."""
-    async with running_service(short_tmp, defer_method=method) as service:
+    async with running_terminal_service(short_tmp, defer_method=method) as service:
         await service.execute(ExecuteRequest(terminal_id=1, command="true"))
         spawned = time.time()
         async with sleeper(1.5) as sleep:
@@ -170,14 +154,11 @@ async def test_deferred_command_lands_after_the_pid_exits_and_not_before(
             )
             assert result.status == "pending"
             assert result.defer is not None and result.defer.method == method
-            await asyncio.sleep(DEFERRED_WINDOW)
-            assert sleep.returncode is None
-            assert service.result(int(result.command_id)).status == "pending"
-            assert b"landed" not in service.session(1).ring.read(0, 1 << 20).data
             await finished(service, result.command_id)
         final = service.result(int(result.command_id))
         assert (final.status, final.exit_code, final.stdout) == ("completed", 0, "landed\n")
         assert final.defer is not None and final.defer.outcome == "exited"
+        # a lower bound only, which no slowness can break: held until `sleep 1.5` ended
         started = service.command(int(result.command_id)).started_at
         assert started is not None and started >= spawned + 1.5
 
@@ -202,8 +183,10 @@ async def test_reused_pid_runs_at_once(service: TerminalService) -> None:
 
 
 async def test_matching_ticks_wait_and_a_gone_pid_runs_at_once(service: TerminalService) -> None:
-    """Matching ticks keep the command waiting; a PID with no process does not wait at all."""
-    async with sleeper(30) as sleep:
+    """Matching ticks keep the command waiting until the process exits; a PID with no process
+    does not wait at all."""
+    spawned = time.time()
+    async with sleeper(1.5) as sleep:
         ticks = read_process(sleep.pid).start_ticks
         waiting = await service.execute(
             ExecuteRequest(
@@ -212,10 +195,13 @@ async def test_matching_ticks_wait_and_a_gone_pid_runs_at_once(service: Terminal
                 defer=DeferSpec(pid=sleep.pid, start_time_ticks=ticks, timeout_ms=WAIT_MS),
             )
         )
-        await asyncio.sleep(DEFERRED_WINDOW)
-        assert service.result(int(waiting.command_id)).status == "pending"
-    await finished(service, waiting.command_id)
-    assert service.result(int(waiting.command_id)).stdout == "waited\n"
+        await finished(service, waiting.command_id)
+    held = service.result(int(waiting.command_id))
+    assert held.stdout == "waited\n"
+    assert held.defer is not None and held.defer.outcome == "exited"
+    # a lower bound only, which no slowness can break: held until `sleep 1.5` ended
+    started = service.command(int(waiting.command_id)).started_at
+    assert started is not None and started >= spawned + 1.5
     async with sleeper(0) as gone:
         await gone.wait()
     result = await service.execute(
@@ -369,7 +355,7 @@ async def test_every_supported_shell_reports_completion(
 
 async def test_ephemeral_sessions_get_high_ids_and_are_reaped_when_idle(short_tmp: Path) -> None:
     """Ephemeral executes get an id from 40000 up, without DISPLAY, removed once idle."""
-    async with running_service(short_tmp, ephemeral_idle_timeout=0.3) as service:
+    async with running_terminal_service(short_tmp, ephemeral_idle_timeout=0.3) as service:
         result = await service.execute(
             ExecuteRequest(terminal_id=None, ephemeral=True, command='echo "[$DISPLAY]"')
         )
