@@ -229,9 +229,10 @@ def program_config(short_tmp: Path) -> Config:
 async def client(program_config: Config) -> AsyncIterator[TestClient[Any, Any]]:
     """A test client on the program control area, its embedded supervisord started for real;
     the app is closed before the temp dir's supervisord is stopped."""
-    from hoodyd.app import create_app
+    from hoodyd.app import AreaName, create_app
 
-    app = create_app(program_config, areas=("daemon",))
+    areas: tuple[AreaName, ...] = ("daemon",)
+    app = create_app(program_config, areas=areas)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
