@@ -54,6 +54,10 @@ CLIENT_CHECK_S = 1.0
 EVENT_BACKLOG = 1000
 
 
+_encoder = msgspec.json.Encoder()
+_SUCCESS = b'{"success":true}'
+
+
 def _program_id(request: web.Request) -> int:
     return path_int(request, "id", low=1)
 
@@ -70,6 +74,11 @@ def _program_body(program: Program, health: ProgramHealth | None = None) -> dict
 
 def _ok(answer: msgspec.Struct | None = None, **fields: Any) -> web.Response:
     """`{success: true}`, then `fields`, then the answer's own fields."""
+    if answer is not None and not fields and "success" not in answer.__struct_fields__:
+        encoded = _encoder.encode(answer)  # the answer's own JSON object, `success` put first
+        if encoded[:1] == b"{":
+            body_bytes = b'{"success":true,' + encoded[1:] if encoded != b"{}" else _SUCCESS
+            return web.Response(body=body_bytes, content_type="application/json")
     body: dict[str, Any] = {"success": True, **fields}
     if answer is not None:
         body.update(msgspec.to_builtins(answer))
