@@ -18,6 +18,10 @@ share its CPUs).
 `/health` is measured alongside by one more client: the loop answering first matters more
 than raw throughput there.
 
+Before the timed run each kind is requested once, and the timing waits until no app source
+is syncing: a fresh state dir syncs every source in worker threads, a start-up cost that is
+not the steady state being measured.
+
 Run: .venv/bin/python bench/load.py [--clients 200] [--seconds 30] [--terminals 8]
      [--part read|mixed|both]
 """
