@@ -463,6 +463,6 @@ class Instances:
             except SupervisorFault as fault:
                 if fault.code not in (Fault.NOT_RUNNING, Fault.BAD_NAME):
                     raise
-        if stopped:
-            await self.observer.refresh()
+        if stopped:  # read back the stopped processes only, not every other program's
+            await self.observer.refresh_names(stopped)
         return stopped

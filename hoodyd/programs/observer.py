@@ -146,13 +146,33 @@ class Observer:
         """Every process as last seen (events and polls), by name: status answers come from
         here, without a round trip to supervisord. While supervisord is gone that picture is
         stale, so it is refused."""
-        if self._lost or not self._alive():
-            raise SupervisorUnavailable("supervisord is not answering; hoodyd is reviving it")
+        self._check_answering()
         now = int(time.time())
         return {
             name: msgspec.structs.replace(record.info, now=now)
             for name, record in self._records.items()
         }
+
+    def processes_named(self, names: Iterable[str]) -> dict[str, ProcessInfo]:
+        """The named processes as last seen (`processes`, one lookup each: what one
+        program's answer costs does not grow with the other processes); a name supervisord
+        does not have is left out."""
+        self._check_answering()
+        now = int(time.time())
+        records = self._records
+        return {
+            name: msgspec.structs.replace(record.info, now=now)
+            for name in names
+            if (record := records.get(name)) is not None
+        }
+
+    def process(self, name: str) -> ProcessInfo | None:
+        """One process as last seen (`processes_named`)."""
+        return self.processes_named((name,)).get(name)
+
+    def _check_answering(self) -> None:
+        if self._lost or not self._alive():
+            raise SupervisorUnavailable("supervisord is not answering; hoodyd is reviving it")
 
     async def refresh(self) -> None:
         """Read every process now, after a change hoodyd made, rather than at the next poll."""

@@ -177,8 +177,9 @@ class Prober:
     def follow(self, program: Program) -> None:
         """The program's probes changed (an edit): probe its live instances anew."""
         with contextlib.suppress(Exception):
-            infos = self.observer.processes()
-            for name, (_owner, port) in self._instances_of(program):
+            instances = self._instances_of(program)
+            infos = self.observer.processes_named(name for name, _owner in instances)
+            for name, (_owner, port) in instances:
                 self._drop(name)
                 info = infos.get(name)
                 if info is not None and info.statename in PROBED_STATES:

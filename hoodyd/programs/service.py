@@ -59,7 +59,6 @@ from hoodyd.programs import conf
 from hoodyd.programs.dependencies import (
     DependencyStarter,
     Seen,
-    dependents_of,
     exit_targets,
     start_order,
 )
@@ -133,7 +132,7 @@ class ProgramService:
         )
         self.probes.listen(self._report_health)
         self.dependencies = DependencyStarter(self.table.programs, self.start, self._look)
-        self.registry.exit_targets = lambda: exit_targets(self.table.programs())
+        self.registry.exit_targets = self.table.exit_targets
         self.statuses.health = self.probes
         # told how long each start took (seconds), for the metrics
         self.on_started: Callable[[float], None] = lambda seconds: None
@@ -296,8 +295,11 @@ class ProgramService:
     def health_of(self, programs: list[Program]) -> list[ProgramHealth | None]:
         """Each program's health (None for one without probes or dependencies, or while
         supervisord is not answering)."""
+        shown = [p for p in programs if p.readiness or p.liveness or p.depends_on]
         try:
-            infos = self.observer.processes()
+            infos = self.observer.processes_named(
+                name for program in shown for name in self.statuses.names_of(program)
+            )
         except ServiceUnavailable:
             return [None] * len(programs)
         return [self._health(program, infos) for program in programs]
@@ -305,10 +307,7 @@ class ProgramService:
     def _health(self, program: Program, infos: dict[str, ProcessInfo]) -> ProgramHealth | None:
         if not (program.readiness or program.liveness or program.depends_on):
             return None
-        if program.port_range is None:
-            names = [conf.instance_name(program, None)]
-        else:
-            names = [name for _port, name in self.table.instances_of(program.id)]
+        names = self.statuses.names_of(program)
         healths, restarts, last = [], 0, None
         for name in names:
             info = infos.get(name)
@@ -331,19 +330,22 @@ class ProgramService:
         return program.port_range is None and program.name in self.registry.exit_targets()
 
     async def _retarget(
-        self, after: list[Program], held: contextlib.AsyncExitStack
+        self, program_id: int, program: Program | None, held: contextlib.AsyncExitStack
     ) -> tuple[Files, list[str]]:
         """The files of the jobs that become, or stop being, one-shot (waited on with
-        `exited_ok`) when the programs become `after`, each re-rendered on its own, and
-        their groups, which are re-registered; each job's lock is taken into `held` (the
-        caller holds `_lock`: no other mutation takes more than one program lock)."""
-        before = exit_targets(self.table.programs())
-        now = exit_targets(after)
+        `exited_ok`) when the program `program_id` becomes `program` (None: removed), each
+        re-rendered on its own, and their groups, which are re-registered; each job's lock
+        is taken into `held` (the caller holds `_lock`: no other mutation takes more than
+        one program lock). Read from the table's indexes: the other programs are not
+        visited."""
+        before = self.table.exit_targets()
+        now = self.table.exit_targets_after(program_id, program)
         flipped = before ^ now
         files: Files = {}
         if not flipped:
             return files, []
-        jobs = [p for p in after if p.name in flipped and p.id in self.table]
+        named = (self.table.named(name) for name in flipped)
+        jobs = [p for p in named if p is not None and p.id != program_id]
         for job in sorted(jobs, key=lambda p: p.id):
             await held.enter_async_context(self._program_lock(job.id))
             files.update(self.registry.files_to_rerender(self.get(job.id), now))
@@ -359,7 +361,7 @@ class ProgramService:
 
     def dependents(self, program_id: int) -> list[Program]:
         """The programs that depend on this one, directly or through others."""
-        return dependents_of(self.get(program_id), self.table.programs())
+        return self.table.dependents_of(self.get(program_id))
 
     # ---- queries -----------------------------------------------------------------------
 
@@ -400,7 +402,7 @@ class ProgramService:
                 )
             program = self._build(given, program_id, None)
             files = self.registry.files_to_register(program) if program.enabled else {}
-            retargeted, targets = await self._retarget([*self.table.programs(), program], held)
+            retargeted, targets = await self._retarget(program.id, program, held)
             files.update(retargeted)
             running = await self.statuses.running_among(targets)
             try:
@@ -428,8 +430,7 @@ class ProgramService:
                 return current
             touches = current.enabled or program.enabled
             files: Files = self.registry.files_to_reregister(current, program) if touches else {}
-            others = [p for p in self.table.programs() if p.id != program_id]
-            retargeted, targets = await self._retarget([*others, program], held)
+            retargeted, targets = await self._retarget(program_id, program, held)
             files.update(retargeted)
             # instances that ran before run again under the new definition (and jobs whose
             # registration follows this program's dependencies)
@@ -461,7 +462,7 @@ class ProgramService:
             contextlib.AsyncExitStack() as held,
         ):
             program = self.get(program_id)
-            leaning = [p.name for p in dependents_of(program, self.table.programs())]
+            leaning = [p.name for p in self.table.dependents_of(program)]
             if leaning and not force:
                 raise Conflict(
                     f"{program.name} is a dependency of {', '.join(leaning)}; remove with "
@@ -471,9 +472,7 @@ class ProgramService:
                 )
             wanted = self.should_run.of(program_id)
             files = self.registry.files_to_unregister(program)
-            retargeted, targets = await self._retarget(
-                [p for p in self.table.programs() if p.id != program_id], held
-            )
+            retargeted, targets = await self._retarget(program_id, None, held)
             files.update(retargeted)
             running = await self.statuses.running_among(targets)
             groups = self.registry.groups_of(program) + targets
@@ -685,7 +684,7 @@ class ProgramService:
         async def ready() -> bool | None:
             state = started.instance.status
             with contextlib.suppress(ServiceUnavailable):
-                info = self.observer.processes().get(name)
+                info = self.observer.process(name)
                 state = info.statename if info is not None else "STOPPED"
             health = self.probes.health(program, name, state)
             if health == "ready":

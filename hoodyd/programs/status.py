@@ -3,7 +3,8 @@ process, or its port range's instances) as Structs, and psutil resource stats.
 
 Answers come from the observer's picture in memory (events and the reconciliation poll), never
 from a round trip to supervisord: a status costs what a dict lookup costs, however many
-callers ask."""
+callers ask, and reads only the processes of the programs it shows (one program's status
+costs the same with 10 or 1000 programs registered)."""
 
 from __future__ import annotations
 
@@ -255,7 +256,7 @@ def process_status(
 
 
 class StatusReader:
-    """Status of programs from the observer's processes (`Observer.processes`)."""
+    """Status of programs from the observer's processes (`Observer.processes_named`)."""
 
     def __init__(self, client: SupervisorClient, table: ProgramTable, observer: Observer) -> None:
         self.client = client
@@ -264,33 +265,34 @@ class StatusReader:
         self.stats = StatsCollector()
         self.health: Prober | None = None  # the probes, when the service has them
 
-    async def snapshot(self, program_id: int | None = None) -> Processes:
-        """The observer's picture, its pids checked against /proc (one read of /proc/PID/stat
-        each): supervisord reaps a dead child only at its next loop turn (up to a second
-        later), and until then says RUNNING with the dead pid. A pid found dead makes
-        hoodyd ask supervisord again, which wakes it to reap; what it has still not seen
-        after `DEATH_FOLLOW_S` is shown as EXITED, never as running. With `program_id`, only
-        that program's processes are checked (one status costs the same however many
-        programs run)."""
-        infos = self.observer.processes()
-        dead = {
-            name: info.pid
-            for name, info in infos.items()
-            if (program_id is None or self._owned_by(name, program_id)) and _has_dead_pid(info)
-        }
+    def names_of(self, program: Program, port: int | None = None) -> list[str]:
+        """The supervisord names a status of the program reads: a standard program's one
+        process, a port-range program's registered instances (and the one at `port`)."""
+        if program.port_range is None:
+            return [conf.instance_name(program, None)]
+        names = [name for _port, name in self.table.instances_of(program.id)]
+        if port is not None:
+            names.append(conf.instance_name(program, port))
+        return names
+
+    async def snapshot(self, names: list[str]) -> Processes:
+        """The observer's picture of the named processes (one lookup each: what a status
+        costs grows with the processes it shows only), their pids checked against /proc:
+        supervisord reaps a dead child only at its next loop turn (up to a second later),
+        and until then says RUNNING with the dead pid. A pid found dead makes hoodyd ask
+        supervisord again, which wakes it to reap; what it has still not seen after
+        `DEATH_FOLLOW_S` is shown as EXITED, never as running."""
+        infos = self.observer.processes_named(names)
+        dead = {name: info.pid for name, info in infos.items() if _has_dead_pid(info)}
         if not dead:
             return infos
         await asyncio.gather(*(self._follow_death(name, pid) for name, pid in dead.items()))
-        infos = self.observer.processes()
+        infos = self.observer.processes_named(names)
         for name in dead:
             info = infos.get(name)  # the same pid still dead, or a new one already gone
             if info is not None and _has_dead_pid(info):
                 infos[name] = msgspec.structs.replace(info, state=100, statename="EXITED", pid=0)
         return infos
-
-    def _owned_by(self, name: str, program_id: int) -> bool:
-        owner = self.table.owner(name)
-        return owner is not None and owner[0].id == program_id
 
     async def _follow_death(self, name: str, pid: int) -> None:
         async def seen() -> bool | None:
@@ -305,12 +307,15 @@ class StatusReader:
         await poll_until(seen, timeout=DEATH_FOLLOW_S, interval=0.02)
 
     async def statuses(self, programs: Iterable[Program], *, with_stats: bool) -> list[AnyStatus]:
-        infos = await self.snapshot()
+        programs = list(programs)
+        infos = await self.snapshot([n for program in programs for n in self.names_of(program)])
         return [self.of(program, infos, with_stats=with_stats) for program in programs]
 
     async def one(self, program: Program, *, port: int | None, with_stats: bool) -> StatusAnswer:
-        """One program's status (one instance with `port`); a process's stats lifted out."""
-        infos = await self.snapshot(program.id)
+        """One program's status (one instance with `port`); a process's stats lifted out.
+        It reads that program's processes only: it costs the same however many programs
+        there are."""
+        infos = await self.snapshot(self.names_of(program, port))
         status = self.of(program, infos, with_stats=with_stats, port=port)
         if isinstance(status, PortRangeStatus) or status.stats is UNSET:
             return StatusAnswer(status=status)

@@ -3,6 +3,12 @@
 The store on disk is written through; this table is the copy every read is answered from. The
 ownership index maps a supervisord name (`web`, `web_9300`) to its program and port: standard
 programs by their name, port instances by the conf files registered for them.
+
+Every question about one program is a lookup, whatever the number of programs: besides the
+programs by id, the table keeps, in step with every change, each program's supervisord names
+(the ownership index turned around), the programs by name, the programs that name each program
+in `depends_on`, and how many wait on each name with `exited_ok` (the one-shot jobs). Only the
+whole-table operations (`replace`, `reindex`) rebuild them.
 """
 
 from __future__ import annotations
@@ -45,6 +51,13 @@ class ProgramTable:
     def __init__(self) -> None:
         self._programs: dict[int, Program] = {}
         self._owners: dict[str, Owner] = {}
+        # the ownership index by program: program id -> {supervisord name: port}
+        self._names: dict[int, dict[str, int | None]] = {}
+        self._by_name: dict[str, int] = {}  # program name -> id
+        # program name -> ids of the programs that name it in depends_on
+        self._dependents: dict[str, set[int]] = {}
+        # program name -> how many programs wait on it with exited_ok (one-shot jobs)
+        self._waited: dict[str, int] = {}
         # the highest id ever given (the store's counter): ids are never given twice
         self.last_id = 0
 
@@ -67,16 +80,90 @@ class ProgramTable:
     def __contains__(self, program_id: int) -> bool:
         return program_id in self._programs
 
+    def __len__(self) -> int:
+        return len(self._programs)
+
+    def named(self, name: str) -> Program | None:
+        """The program called `name`, if any."""
+        program_id = self._by_name.get(name)
+        return self._programs.get(program_id) if program_id is not None else None
+
     def put(self, program: Program) -> None:
+        previous = self._programs.get(program.id)
+        if previous is not None:
+            self._unrelate(previous)
         self._programs[program.id] = program
+        self._relate(program)
         self.last_id = max(self.last_id, program.id)
 
     def drop(self, program_id: int) -> None:
-        del self._programs[program_id]
+        self._unrelate(self._programs.pop(program_id))
 
     def replace(self, programs: Iterable[Program]) -> None:
         self._programs = {program.id: program for program in programs}
+        self._by_name, self._dependents, self._waited = {}, {}, {}
+        for program in self._programs.values():
+            self._relate(program)
         self.last_id = max(self.last_id, max(self._programs, default=0))
+
+    def _relate(self, program: Program) -> None:
+        """Enter the program in the name, dependents and one-shot indexes."""
+        self._by_name[program.name] = program.id
+        for dependency in program.depends_on or []:
+            self._dependents.setdefault(dependency.program, set()).add(program.id)
+            if dependency.condition == "exited_ok":
+                self._waited[dependency.program] = self._waited.get(dependency.program, 0) + 1
+
+    def _unrelate(self, program: Program) -> None:
+        if self._by_name.get(program.name) == program.id:
+            del self._by_name[program.name]
+        for dependency in program.depends_on or []:
+            leaning = self._dependents.get(dependency.program)
+            if leaning is not None:
+                leaning.discard(program.id)
+                if not leaning:
+                    del self._dependents[dependency.program]
+            if dependency.condition == "exited_ok":
+                left = self._waited.get(dependency.program, 0) - 1
+                if left > 0:
+                    self._waited[dependency.program] = left
+                else:
+                    self._waited.pop(dependency.program, None)
+
+    # ---- dependencies ------------------------------------------------------------------
+
+    def exit_targets(self) -> frozenset[str]:
+        """The names of the programs some program waits on with `exited_ok`: its one-shot
+        jobs (`dependencies.exit_targets` of every program, from the index)."""
+        return frozenset(self._waited)
+
+    def exit_targets_after(self, program_id: int, program: Program | None) -> frozenset[str]:
+        """The one-shot jobs once the program `program_id` becomes `program` (None: removed),
+        every other program as it is."""
+        waited = dict(self._waited)
+        for before, step in ((self._programs.get(program_id), -1), (program, 1)):
+            for dependency in (before.depends_on or []) if before is not None else []:
+                if dependency.condition == "exited_ok":
+                    waited[dependency.program] = waited.get(dependency.program, 0) + step
+        return frozenset(name for name, count in waited.items() if count > 0)
+
+    def dependents_of(self, program: Program) -> list[Program]:
+        """Every program that depends on `program`, directly or through others, nearest
+        first (each step in the order of the programs' ids): `dependencies.dependents_of`
+        from the index, visiting only the dependents."""
+        found: list[Program] = []
+        names = {program.name}
+        frontier = [program.name]
+        while frontier:
+            name = frontier.pop(0)
+            for other_id in sorted(self._dependents.get(name, ())):
+                other = self._programs[other_id]
+                if other.name in names:
+                    continue
+                names.add(other.name)
+                found.append(other)
+                frontier.append(other.name)
+        return found
 
     def next_id(self) -> int:
         """One more than the highest id ever given: an id, its logs and its files are never
@@ -105,25 +192,37 @@ class ProgramTable:
         owners.update(
             (name, owner) for name, owner in registered.items() if owner[0] in self._programs
         )
-        self._owners = owners
+        self._owners = {}
+        self._names = {}
+        for name, (program_id, port) in owners.items():
+            self.own(name, program_id, port)
 
     def index(self, program_id: int, registered: Mapping[str, Owner]) -> None:
-        """Rebuild the index of one program (its groups in `registered`), leaving every
-        other program's entries as they are."""
-        for name in [n for n, owner in self._owners.items() if owner[0] == program_id]:
-            del self._owners[name]
+        """Rebuild the index of one program (its groups in `registered`: the program's own,
+        `Registry.owned_groups_of`), leaving every other program's entries as they are."""
+        for name in self._names.pop(program_id, {}):
+            if self._owners.get(name, (None,))[0] == program_id:
+                del self._owners[name]
         program = self._programs.get(program_id)
         if program is None:
             return
         if program.port_range is None:
-            self._owners[conf.instance_name(program, None)] = (program_id, None)
-        self._owners.update(
-            (name, owner) for name, owner in registered.items() if owner[0] == program_id
-        )
+            self.own(conf.instance_name(program, None), program_id, None)
+        for name, (owner, port) in registered.items():
+            if owner == program_id:
+                self.own(name, program_id, port)
 
     def own(self, name: str, program_id: int, port: int | None) -> None:
-        """Record an instance registered on demand."""
+        """Record an instance registered on demand (a name another program held is moved)."""
+        previous = self._owners.get(name)
+        if previous is not None and previous[0] != program_id:
+            held = self._names.get(previous[0])
+            if held is not None:
+                held.pop(name, None)
+                if not held:
+                    del self._names[previous[0]]
         self._owners[name] = (program_id, port)
+        self._names.setdefault(program_id, {})[name] = port
 
     def owner(self, name: str) -> tuple[Program, int | None] | None:
         """The program (and port) a supervisord process belongs to, if it is one of ours."""
@@ -133,10 +232,15 @@ class ProgramTable:
             return None
         return program, owner[1]
 
+    def names_of(self, program_id: int) -> dict[str, int | None]:
+        """The supervisord names the program owns, each with its port (None: a standard
+        program's one process)."""
+        return dict(self._names.get(program_id, {}))
+
     def instances_of(self, program_id: int) -> list[tuple[int, str]]:
         """(port, supervisord name) of each registered port instance, in port order."""
         return sorted(
             (port, name)
-            for name, (owner, port) in self._owners.items()
-            if owner == program_id and port is not None
+            for name, port in self._names.get(program_id, {}).items()
+            if port is not None
         )
