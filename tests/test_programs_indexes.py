@@ -242,12 +242,15 @@ def thousand() -> tuple[ProgramTable, Observer, StatusReader, int]:
 
 def hook(table: ProgramTable, watching: Observer) -> None:
     """Count every walk over the table's and the observer's entries from now on."""
-    table._programs = Counted(table._programs)
-    table._owners = Counted(table._owners)
-    table._names = Counted(table._names)
-    table._by_name = Counted(table._by_name)
-    table._dependents = Counted(table._dependents)
-    watching._records = Counted(watching._records)
+    for owner, field in (
+        (table, "_programs"),
+        (table, "_owners"),
+        (table, "_names"),
+        (table, "_by_name"),
+        (table, "_dependents"),
+        (watching, "_records"),
+    ):
+        setattr(owner, field, Counted(getattr(owner, field)))
     Counted.walks = 0
 
 
