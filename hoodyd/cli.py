@@ -355,7 +355,7 @@ def target_of(args: argparse.Namespace) -> Target:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from hoodyd.daemon import serve
+    from hoodyd.daemon import run
 
     try:
         cfg = config.load(
@@ -370,7 +370,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"hoodyd: {exc.message}", file=sys.stderr)
         return EXIT_REFUSED
     log.configure(cfg.log_level, cfg.log_format)
-    asyncio.run(serve(cfg))
+    run(cfg)  # within shutdown_timeout of a stop signal, whatever is left running
     return 0
 
 

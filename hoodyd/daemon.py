@@ -4,7 +4,9 @@ wait for a signal, drain in-flight requests within a bound, close.
 SIGTERM and SIGINT stop the daemon within `server.shutdown_timeout`: the listening sockets
 close, every request still in flight is answered 503 `SHUTTING_DOWN`, WebSockets are closed
 with 1001 (`hoodyd.api.draining`), services close, and whatever is still running when the
-bound is reached is abandoned. SIGHUP is ignored with a log line: everything the config sets
+bound is reached is abandoned: the process then gives what is left (a task that ignored its
+cancellation, a worker thread blocked in a catalogue tool) `EXIT_GRACE_S` more and ends
+without it. SIGHUP is ignored with a log line: everything the config sets
 (sockets, state dir, supervisord, sources) is bound at start-up, so applying a changed
 config means a restart, which never restarts a program.
 """
@@ -23,7 +25,11 @@ import shlex
 import signal
 import socket
 import sys
+import threading
+import time
+import traceback
 from pathlib import Path
+from typing import NoReturn
 
 import structlog
 from aiohttp import web
@@ -42,6 +48,96 @@ log = structlog.get_logger()
 SD_LISTEN_FDS_START = 3
 # a proxy may open hundreds of connections at once (one per waiting client)
 BACKLOG = 1024
+# after `server.shutdown_timeout`, how long the exit waits for what outlived it (tasks, worker
+# threads) before the process ends without them
+EXIT_GRACE_S = 1.0
+
+
+def run(config: Config) -> None:
+    """`serve` on an event loop of its own, left within `server.shutdown_timeout` plus
+    `EXIT_GRACE_S` of a stop signal whatever its tasks and threads are doing.
+
+    `asyncio.run` would wait without a bound for every task it cancels at the end and for
+    every thread of its default executor, and the interpreter's exit joins every executor
+    thread (a source sync blocked in a catalogue tool may run for minutes): here they get
+    `EXIT_GRACE_S` together, then the process ends without them (`os._exit`, once the log
+    is flushed; the locks are released and the socket removed by then)."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    error: BaseException | None = None
+    try:
+        loop.run_until_complete(serve(config))
+    except BaseException as exc:
+        error = exc
+    deadline = time.monotonic() + EXIT_GRACE_S
+    try:
+        tasks = _end_tasks(loop, deadline)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()  # idle executor threads end; a busy one is not waited for here
+    threads = _threads_left(deadline)
+    if tasks or threads:
+        log.warning("exit_abandons", tasks=tasks, threads=threads, grace_s=EXIT_GRACE_S)
+        _exit_now(error)
+    if error is not None:
+        raise error
+
+
+def _end_tasks(loop: asyncio.AbstractEventLoop, deadline: float) -> int:
+    """Cancel every task left and wait for them (then for the async generators to close)
+    until `deadline`; how many tasks are still running."""
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    pending: set[asyncio.Task[object]] = set()
+    if tasks:
+        done, pending = loop.run_until_complete(
+            asyncio.wait(tasks, timeout=max(deadline - time.monotonic(), 0))
+        )
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                loop.call_exception_handler(
+                    {
+                        "message": "unhandled exception during shutdown",
+                        "exception": task.exception(),
+                        "task": task,
+                    }
+                )
+    closing = loop.create_task(loop.shutdown_asyncgens())
+    loop.run_until_complete(asyncio.wait({closing}, timeout=max(deadline - time.monotonic(), 0)))
+    if not closing.done():
+        closing.cancel()
+    return len(pending)
+
+
+def _threads_left(deadline: float) -> list[str]:
+    """The names of the threads (other than this one; daemon threads do not hold the exit)
+    still running at `deadline`, each waited for until then."""
+    current = threading.current_thread()
+    others = [t for t in threading.enumerate() if t is not current and not t.daemon]
+    for thread in others:
+        thread.join(max(deadline - time.monotonic(), 0))
+    return [t.name for t in others if t.is_alive()]
+
+
+def _exit_now(error: BaseException | None) -> NoReturn:
+    """End the process at once, as it would have ended on `error` (None: success)."""
+    code = 0
+    if isinstance(error, SystemExit):
+        if isinstance(error.code, int) or error.code is None:
+            code = error.code or 0
+        else:
+            print(error.code, file=sys.stderr)
+            code = 1
+    elif isinstance(error, KeyboardInterrupt):
+        code = 130
+    elif error is not None:
+        traceback.print_exception(error)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 async def serve(config: Config) -> None:
@@ -221,12 +317,16 @@ def connection_limits(config: Config) -> ConnectionLimits:
 
 async def _close_within(runner: web.AppRunner, limit: float) -> None:
     """Drain and close, abandoning what is still running when `limit` seconds have passed
-    (systemd's TimeoutStopSec must exceed it)."""
-    try:
-        async with asyncio.timeout(limit):
-            await runner.cleanup()
-    except TimeoutError:
+    (systemd's TimeoutStopSec must exceed it). The bound holds whatever the closing does: it
+    runs as a task of its own that is waited for at most `limit` (a timeout around it would
+    wait on, say, a service close that outlives its own cancellation)."""
+    closing = asyncio.ensure_future(runner.cleanup())
+    await asyncio.wait({closing}, timeout=limit)
+    if not closing.done():
         log.error("shutdown_timed_out", limit_s=limit)
+        closing.cancel()  # given `EXIT_GRACE_S` more by `run`, no longer
+    elif not closing.cancelled() and (error := closing.exception()) is not None:
+        log.error("shutdown_failed", error=type(error).__name__, detail=str(error))
 
 
 def _tell_terminal(line: str) -> None:

@@ -5,6 +5,7 @@ serve says where it listens and, on exit, what it leaves running."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pty
@@ -17,10 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import WSMsgType
+from aiohttp import WSMsgType, web
 
+from hoodyd.api.server import ListenerSite, Runner
+from hoodyd.app import create_app
+from hoodyd.daemon import bind_unix_socket
+from hoodyd.errors import HoodydError
 from hoodyd.polling import poll_until
-from tests.conftest import sleeper, start_daemon
+from hoodyd.terminals.cleanup import find_holders
+from tests.conftest import DaemonProcess, make_config, sleeper, start_daemon
 from tests.ports import free_port_range
 
 SHUTDOWN_TIMEOUT = 4.0
@@ -28,6 +34,12 @@ SHUTDOWN_TIMEOUT = 4.0
 HANG_GUARD = 8 * SHUTDOWN_TIMEOUT
 # a port instance that runs but never listens on its port (`--port N` lands in $1 and $2)
 NEVER_LISTENS = "/bin/sh -c 'exec sleep 300' never-listens"
+# how long after shutdown_timeout a stopping daemon may take to be gone: its own exit grace
+# (hoodyd.daemon.EXIT_GRACE_S) and room for a loaded machine. A catalogue tool that hangs
+# holds a sync for its own timeout (apt: 60 s, nix: 900 s), far beyond it
+EXIT_MARGIN = 6.0
+# a screen pattern no terminal here ever shows
+NEVER_SHOWN = "never-shown-[0-9]{40}"
 
 
 async def test_sigterm_answers_long_polls_closes_websockets_and_exits_in_time(
@@ -193,3 +205,188 @@ def test_serve_on_a_terminal_says_where_it_listens_and_what_it_leaves_running(
         if process.poll() is None:
             process.kill()
         os.close(controller)
+
+
+def hanging_tools(bin_dir: Path, started: Path) -> dict[str, str]:
+    """`apt-get` and `nix` on PATH that note their pid in `started` and then hang: the first
+    source sync that runs one (apt's where apt is installed, else nixpkgs') blocks its worker
+    thread for the tool's timeout (60 s, 900 s). The daemon's environment with them."""
+    bin_dir.mkdir()
+    for name in ("apt-get", "nix"):
+        tool = bin_dir / name
+        tool.write_text(f"#!/bin/sh\necho $$ >> {started}\nexec sleep 600\n")
+        tool.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ.get('PATH', os.defpath)}"}
+
+
+def end_hanging_tools(started: Path) -> None:
+    """The hung tools are children a killed worker thread leaves behind: end them."""
+    if started.exists():
+        for line in started.read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(line), signal.SIGKILL)
+
+
+async def exit_seconds(daemon: DaemonProcess) -> float:
+    """SIGTERM the daemon; the seconds until it is gone (it must exit 0)."""
+    began = time.monotonic()
+    daemon.process.send_signal(signal.SIGTERM)
+    code = await asyncio.to_thread(daemon.process.wait, HANG_GUARD)
+    assert code == 0, daemon.logs()
+    return time.monotonic() - began
+
+
+async def test_a_sync_hung_in_a_catalogue_tool_does_not_hold_the_exit(short_tmp: Path) -> None:
+    """A source sync whose worker thread is blocked in a tool that never returns does not
+    keep the daemon from exiting within shutdown_timeout and a small margin."""
+    config = short_tmp / "hoodyd.toml"
+    config.write_text(f"[server]\nshutdown_timeout = {SHUTDOWN_TIMEOUT}\n")
+    started = short_tmp / "tools-started"
+    env = hanging_tools(short_tmp / "bin", started)
+    daemon = start_daemon(short_tmp, "--config", str(config), env=env)
+    try:
+        async def hung() -> bool | None:
+            return True if started.exists() else None
+
+        assert await poll_until(hung, timeout=60, interval=0.05), daemon.logs()
+        assert await exit_seconds(daemon) < SHUTDOWN_TIMEOUT + EXIT_MARGIN
+        assert stopped_within_the_timeout(daemon.logs())
+    finally:
+        daemon.stop(signal.SIGKILL)
+        end_hanging_tools(started)
+
+
+async def test_sigterm_answers_every_kind_of_wait_with_503_and_exits_in_time(
+    short_tmp: Path,
+) -> None:
+    """Requests waiting on a port that never opens, on a screen that never shows a pattern
+    and on a holder that never answers (SIGSTOPped), with a source sync hung in its tool:
+    SIGTERM answers each with a JSON 503 SHUTTING_DOWN and the daemon exits in time."""
+    config = short_tmp / "hoodyd.toml"
+    config.write_text(f"[server]\nshutdown_timeout = {SHUTDOWN_TIMEOUT}\n")
+    started = short_tmp / "tools-started"
+    env = hanging_tools(short_tmp / "bin", started)
+    daemon = start_daemon(short_tmp, "--config", str(config), env=env)
+    stopped_holder: int | None = None
+    try:
+        base = free_port_range(2)
+        connector = aiohttp.UnixConnector(path=str(daemon.socket), limit=20)
+        async with aiohttp.ClientSession(
+            connector=connector, base_url="http://localhost"
+        ) as session:
+            async with session.post(
+                "/api/v1/daemon/programs/add",
+                json=sleeper(command=NEVER_LISTENS, port_range={"start": base, "end": base + 1}),
+            ) as response:
+                program = (await response.json())["program"]
+            for terminal_id in (1, 2):
+                async with session.post(
+                    f"/api/v1/terminal/execute?terminal_id={terminal_id}",
+                    json={"command": "true"},
+                ) as response:
+                    assert response.status == 200, await response.text()
+            holders = {h.terminal_id: h.pid for h in find_holders(short_tmp)}
+            stopped_holder = holders[2]
+            os.kill(stopped_holder, signal.SIGSTOP)
+
+            async def answer(method: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+                async with session.request(method, path, json=body) as response:
+                    return response.status, await response.json()
+
+            start = {"wait": True, "wait_for": "port", "timeout": 120}
+            screen_wait = {"mode": "regex", "pattern": NEVER_SHOWN, "timeout_ms": 120_000}
+            requests = [
+                *(
+                    answer(
+                        "POST",
+                        f"/api/v1/daemon/programs/{program['id']}/start",
+                        {**start, "port": port},
+                    )
+                    for port in (base, base + 1)
+                ),
+                answer("POST", "/api/v1/terminal/wait?terminal_id=1", screen_wait),
+                answer("POST", "/api/v1/terminal/wait?terminal_id=2", screen_wait),
+            ]
+            waiting = [asyncio.create_task(request) for request in requests]
+
+            async def all_waiting() -> bool | None:
+                for task in waiting:
+                    if task.done():
+                        raise AssertionError(f"answered before the stop: {task.result()}")
+                async with session.get(f"/api/v1/daemon/status/{program['id']}") as response:
+                    instances = (await response.json())["status"]["instances"]
+                spawned = [i for i in instances if i["pid"]]
+                async with session.get("/api/v1/terminal/automation/metrics") as response:
+                    screens = (await response.json())["wait_waiters_active"]
+                return True if len(spawned) == 2 and screens == 2 and started.exists() else None
+
+            assert await poll_until(all_waiting, timeout=60, interval=0.1), daemon.logs()
+            seconds = await exit_seconds(daemon)
+            async with asyncio.timeout(HANG_GUARD):
+                answers = await asyncio.gather(*waiting)
+        for status, body in answers:
+            assert status == 503, body
+            assert body["success"] is False
+            assert body["reason"] == "SHUTTING_DOWN"
+        assert seconds < SHUTDOWN_TIMEOUT + EXIT_MARGIN
+        assert stopped_within_the_timeout(daemon.logs())
+    finally:
+        if stopped_holder is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(stopped_holder, signal.SIGCONT)
+        daemon.stop(signal.SIGKILL)
+        end_hanging_tools(started)
+
+
+async def test_a_request_whose_wait_ends_in_an_error_at_the_stop_still_gets_503(
+    short_tmp: Path,
+) -> None:
+    """A request whose wait, cut short by the stop, ends in an error instead of the
+    cancellation (a client whose session closed, an unmapped upstream fault, a timeout
+    firing with it) is answered 503 SHUTTING_DOWN like the others, never 500."""
+    entered: list[str] = []
+    became = {
+        "closed-session": RuntimeError("Session is closed"),
+        "upstream-fault": HoodydError("supervisord fault 1"),
+        "timeout": TimeoutError(),
+    }
+
+    async def waits(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        entered.append(name)
+        try:
+            await asyncio.Event().wait()  # a call that never answers
+        except asyncio.CancelledError:
+            raise became[name] from None
+        raise AssertionError("unreachable")
+
+    app = create_app(make_config(short_tmp), areas=())
+    app.router.add_get("/waits/{name}", waits)
+    runner = Runner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    path = short_tmp / "t.sock"
+    await ListenerSite(runner, bind_unix_socket(path, 0o600)).start()
+    try:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.UnixConnector(path=str(path)), base_url="http://localhost"
+        ) as session:
+
+            async def answer(name: str) -> tuple[int, Any]:
+                async with session.get(f"/waits/{name}") as response:
+                    return response.status, await response.json()
+
+            asked = [asyncio.create_task(answer(name)) for name in became]
+
+            async def all_waiting() -> bool | None:
+                return True if len(entered) == len(became) else None
+
+            assert await poll_until(all_waiting, timeout=30, interval=0.01)
+            stopping = asyncio.create_task(runner.cleanup())
+            async with asyncio.timeout(HANG_GUARD):
+                answers = await asyncio.gather(*asked)
+                await stopping
+    finally:
+        await runner.cleanup()
+    for status, body in answers:
+        assert status == 503, body
+        assert body["reason"] == "SHUTTING_DOWN"

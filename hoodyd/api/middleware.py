@@ -205,7 +205,12 @@ def request_middleware(app: web.Application) -> Middleware:
 async def _drained(request: web.Request, handler: Handler, drain: Drain) -> web.StreamResponse:
     """Serve the request, unless hoodyd stops first: then it is answered with a 503 (a
     stream already under way ends instead). `hoodyd.api.draining.begin` cancels the task of
-    every request in `drain.serving`."""
+    every request in `drain.serving`.
+
+    Whatever a request that meets the stop ends with is that 503: the cancellation itself,
+    or the error it became on the way out (a supervisord or holder call cut short, a service
+    closing under it, a wait's timeout firing with it). Only an answer the handler completed
+    stands."""
     task = asyncio.current_task()
     assert task is not None
     drain.serving.add(task)
@@ -215,12 +220,25 @@ async def _drained(request: web.Request, handler: Handler, drain: Drain) -> web.
         if not drain.stopping.is_set():
             raise  # not ours: the client went away, or aiohttp itself is cancelling
         task.uncancel()
-        started: web.StreamResponse | None = request.get(STARTED)
-        if started is not None:  # a stream under way ends here: it cannot become a 503
-            return started
-        raise shutting_down() from None
+        return _stopped(request)
+    except Exception as exc:
+        if not drain.stopping.is_set():
+            raise
+        if task.cancelling():
+            task.uncancel()  # the drain's cancellation, which the handler turned into `exc`
+        log.info("request_cut_by_shutdown", error=type(exc).__name__)
+        return _stopped(request)
     finally:
         drain.serving.discard(task)
+
+
+def _stopped(request: web.Request) -> web.StreamResponse:
+    """What a request cut short by the stop ends with: the 503, or the end of a stream under
+    way (which cannot become a 503)."""
+    started: web.StreamResponse | None = request.get(STARTED)
+    if started is not None:
+        return started
+    raise shutting_down()
 
 
 def _check_headers(request: web.Request, given_id: str | None) -> None:
