@@ -35,6 +35,7 @@ import structlog
 from aiohttp import web
 
 from hoodyd.api import console
+from hoodyd.api.draining import DRAIN
 from hoodyd.api.server import ConnectionLimits, ListenerSite, Runner
 from hoodyd.app import create_app
 from hoodyd.childenv import remember_open_file_limit
@@ -226,8 +227,10 @@ async def _serve(config: Config, inherited: list[socket.socket]) -> None:
     token = resolve_token(config) if on_tcp else None
     app = create_app(config, token=token)
     # aiohttp may wait twice its timeout (for handlers, then for their cancellation); the
-    # drain answers in-flight requests at once, so this only bounds a handler that hangs
+    # drain answers in-flight requests at once, so this only bounds a handler that hangs.
+    # WebSockets get as long to answer their close frame: what is left is the services'
     drain_s = config.server.shutdown_timeout / 4
+    app[DRAIN].close_wait_s = drain_s
     runner = Runner(
         app,
         limits=connection_limits(config),

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import pty
 import select
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,8 @@ NEVER_LISTENS = "/bin/sh -c 'exec sleep 300' never-listens"
 # (hoodyd.daemon.EXIT_GRACE_S) and room for a loaded machine. A catalogue tool that hangs
 # holds a sync for its own timeout (apt: 60 s, nix: 900 s), far beyond it
 EXIT_MARGIN = 6.0
+# unread bytes in a client's socket past which the daemon's writes to it block
+FLOODED_BYTES = 100_000
 # a screen pattern no terminal here ever shows
 NEVER_SHOWN = "never-shown-[0-9]{40}"
 
@@ -390,3 +396,52 @@ async def test_a_request_whose_wait_ends_in_an_error_at_the_stop_still_gets_503(
     for status, body in answers:
         assert status == 503, body
         assert body["reason"] == "SHUTTING_DOWN"
+
+
+async def test_an_attached_client_that_stopped_reading_leaves_the_bound_intact(
+    short_tmp: Path,
+) -> None:
+    """A client attached to a terminal whose output floods it has stopped reading, so not
+    even the 1001 close can be sent to it: the daemon still closes its services and exits
+    within shutdown_timeout (no shutdown_timed_out)."""
+    config = short_tmp / "hoodyd.toml"
+    config.write_text(f"[server]\nshutdown_timeout = {SHUTDOWN_TIMEOUT}\n")
+    daemon = start_daemon(short_tmp, "--config", str(config))
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.UnixConnector(path=str(daemon.socket)), base_url="http://localhost"
+        ) as session:
+            async with session.post(
+                "/api/v1/terminal/execute?terminal_id=1", json={"command": "true"}
+            ) as response:
+                assert response.status == 200
+            client.settimeout(HANG_GUARD)
+            client.connect(str(daemon.socket))
+            client.sendall(
+                b"GET /api/v1/terminal/attach/1 HTTP/1.1\r\nHost: localhost\r\n"
+                b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            head = await asyncio.to_thread(client.recv, 4096)
+            assert head.startswith(b"HTTP/1.1 101"), head
+            # from here on the client reads nothing, while the terminal writes 50 MB
+            async with session.post(
+                "/api/v1/terminal/execute?terminal_id=1",
+                json={"command": "yes | head -c 50000000", "wait": False},
+            ) as response:
+                assert response.status == 200, await response.text()
+
+        def unread() -> int:
+            return struct.unpack("i", fcntl.ioctl(client, termios.FIONREAD, b"\0" * 4))[0]
+
+        async def flooded() -> bool | None:
+            return True if unread() >= FLOODED_BYTES else None
+
+        assert await poll_until(flooded, timeout=60, interval=0.05), unread()
+        seconds = await exit_seconds(daemon)
+        assert seconds < SHUTDOWN_TIMEOUT + EXIT_MARGIN
+        assert stopped_within_the_timeout(daemon.logs()), daemon.logs()
+    finally:
+        client.close()
+        daemon.stop(signal.SIGKILL)

@@ -8,7 +8,10 @@ it runs after the listening sockets are closed and before aiohttp waits for hand
 the task of every request being served, and the request middleware
 (`hoodyd.api.middleware`), which put it in `Drain.serving`, turns that cancellation into the
 answer. Nothing is added per request but a set entry: each request already runs in a task
-of its own.
+of its own. WebSockets get their close frame at once; the stop waits at most
+`Drain.close_wait_s` for the closes to go out and be answered, then drops the connection of
+each one still waiting (a client that stopped reading: its frames, the close among them,
+cannot even be sent), so that the services still close within the bound.
 """
 
 from __future__ import annotations
@@ -22,23 +25,32 @@ from aiohttp import WSCloseCode, web
 
 from hoodyd.errors import ShuttingDown
 
+# how long the stop waits, by default, for the WebSockets to answer their close frame
+CLOSE_WAIT_S = 1.0
+
 
 class Drain:
     """Whether hoodyd is stopping, and the WebSockets to close when it does."""
 
-    def __init__(self) -> None:
+    def __init__(self, close_wait_s: float = CLOSE_WAIT_S) -> None:
         self.stopping = asyncio.Event()
-        self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self.close_wait_s = close_wait_s
+        # each WebSocket being served, with its connection
+        self.sockets: weakref.WeakKeyDictionary[
+            web.WebSocketResponse, asyncio.Transport | None
+        ] = weakref.WeakKeyDictionary()
         # the tasks of the requests being served (not WebSockets)
         self.serving: set[asyncio.Task[object]] = set()
 
     @contextlib.contextmanager
-    def track(self, ws: web.WebSocketResponse) -> Iterator[None]:
-        self.sockets.add(ws)
+    def track(
+        self, ws: web.WebSocketResponse, transport: asyncio.Transport | None
+    ) -> Iterator[None]:
+        self.sockets[ws] = transport
         try:
             yield
         finally:
-            self.sockets.discard(ws)
+            self.sockets.pop(ws, None)
 
 
 DRAIN = web.AppKey("drain", Drain)
@@ -64,11 +76,27 @@ async def begin(app: web.Application) -> None:
     drain.stopping.set()
     for task in list(drain.serving):
         task.cancel()
-    closing = [
-        ws.close(code=WSCloseCode.GOING_AWAY, message=GOING_AWAY_MESSAGE)
-        for ws in list(drain.sockets)
-    ]
-    await asyncio.gather(*closing, return_exceptions=True)
+    closing = {
+        asyncio.ensure_future(
+            ws.close(code=WSCloseCode.GOING_AWAY, message=GOING_AWAY_MESSAGE)
+        ): transport
+        for ws, transport in list(drain.sockets.items())
+    }
+    for close in closing:
+        close.add_done_callback(_quiet)
+    if not closing:
+        return
+    _closed, waiting = await asyncio.wait(closing, timeout=drain.close_wait_s)
+    for close in waiting:  # its connection goes: the close, stuck behind it, ends with it
+        transport = closing[close]
+        if transport is not None:
+            transport.abort()
+
+
+def _quiet(done: asyncio.Future[bool]) -> None:
+    # a close that failed (the peer gone) is nobody's concern: not an unretrieved exception
+    if not done.cancelled():
+        done.exception()
 
 
 def track_websocket(
@@ -76,7 +104,9 @@ def track_websocket(
 ) -> contextlib.AbstractContextManager[None]:
     """Close `ws` with 1001 when hoodyd stops (a no-op in an app without a drain)."""
     drain = request.config_dict.get(DRAIN)
-    return drain.track(ws) if drain is not None else contextlib.nullcontext()
+    if drain is None:
+        return contextlib.nullcontext()
+    return drain.track(ws, request.transport)
 
 
 def shutting_down() -> ShuttingDown:
