@@ -433,7 +433,8 @@ async def test_an_attached_client_that_stopped_reading_leaves_the_bound_intact(
                 assert response.status == 200, await response.text()
 
         def unread() -> int:
-            return struct.unpack("i", fcntl.ioctl(client, termios.FIONREAD, b"\0" * 4))[0]
+            count: int = struct.unpack("i", fcntl.ioctl(client, termios.FIONREAD, b"\0" * 4))[0]
+            return count
 
         async def flooded() -> bool | None:
             return True if unread() >= FLOODED_BYTES else None
