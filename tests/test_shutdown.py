@@ -257,6 +257,7 @@ async def test_a_sync_hung_in_a_catalogue_tool_does_not_hold_the_exit(short_tmp:
         assert await poll_until(hung, timeout=60, interval=0.05), daemon.logs()
         assert await exit_seconds(daemon) < SHUTDOWN_TIMEOUT + EXIT_MARGIN
         assert stopped_within_the_timeout(daemon.logs())
+        assert "exit_abandons" in daemon.logs()  # the busy worker thread was not waited for
     finally:
         daemon.stop(signal.SIGKILL)
         end_hanging_tools(started)
