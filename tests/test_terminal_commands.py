@@ -208,7 +208,13 @@ class _Driver:
             command = await asyncio.wait_for(queue.take_next(), 1)
             assert command is self._untaken()[0]  # the oldest that did not end waiting
             self.taken.append(command)
-        elif name == "type" and turn is not None and queue.place(turn) is Place.TURN:
+        elif (
+            name == "type"
+            and turn is not None
+            and queue.place(turn) is Place.TURN
+            # the worker types only at a prompt, and that prompt completes a line typed before
+            and (queue.current is None or queue.current.final)
+        ):
             if turn.lifecycle.phase is Phase.DEFERRED:
                 turn.lifecycle.move(Event.RELEASE)
             queue.typed(turn)
