@@ -326,3 +326,29 @@ async def test_remove_stops_a_running_program(client: Any) -> None:
     status, _ = await post(client, f"/programs/remove/{program['id']}")
     assert status == 200  # answered once supervisord has stopped the process
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+
+async def test_a_crash_looping_program_is_removed_whatever_its_restart_state(client: Any) -> None:
+    """Programs that exit at once and are restarted by autorestart are removed with 200 even
+    when a restart comes between the stop and the removal; nothing of them is left."""
+    crashing = []
+    for index in range(6):
+        program = await add(
+            client, name=f"crash{index}", command="/bin/sh -c 'sleep 0.1; exit 3'",
+            autorestart="unexpected",
+        )  # fmt: skip
+        await post(client, f"/programs/{program['id']}/start", {})
+        crashing.append(program)
+
+    async def all_crashed_once() -> bool:
+        states = [(await status_of(client, p["id"]))["status"]["status"] for p in crashing]
+        return all(state in ("STARTING", "BACKOFF", "EXITED") for state in states)
+
+    assert await poll_until(all_crashed_once, timeout=30)
+    for program in crashing:
+        status, body = await post(client, f"/programs/remove/{program['id']}")
+        assert status == 200, body
+    for program in crashing:
+        response = await client.get(f"{API}/programs/{program['id']}")
+        assert response.status == 404

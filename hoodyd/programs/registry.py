@@ -35,6 +35,8 @@ from hoodyd.programs.table import Owner
 from hoodyd.schemas.daemon import Ephemeral, Program
 
 log = structlog.get_logger()
+# stop-and-remove rounds for a group whose process autorestart brings back in between
+REMOVE_ATTEMPTS = 5
 
 LISTENER_FILE = "hoodyd-events.conf"
 LISTENER_GROUP = "hoodyd-events"
@@ -522,16 +524,24 @@ class Registry:
         return added, changed, removed
 
     async def _stop_and_remove(self, name: str) -> None:
-        try:
-            await self.client.stop(name, wait=True)
-        except SupervisorFault as fault:
-            if fault.code not in (Fault.NOT_RUNNING, Fault.BAD_NAME):
-                raise
-        try:
-            await self.client.remove_group(name)
-        except SupervisorFault as fault:
-            if fault.code != Fault.BAD_NAME:
-                raise
+        """Stop the group and remove it. A process that had just exited is not running when
+        the stop comes, and supervisord's autorestart may start it again before the removal
+        (STILL_RUNNING): then stop and remove once more, a bounded number of times."""
+        for attempt in range(1, REMOVE_ATTEMPTS + 1):
+            try:
+                await self.client.stop(name, wait=True)
+            except SupervisorFault as fault:
+                if fault.code not in (Fault.NOT_RUNNING, Fault.BAD_NAME):
+                    raise
+            try:
+                await self.client.remove_group(name)
+                return
+            except SupervisorFault as fault:
+                if fault.code == Fault.BAD_NAME:
+                    return
+                if fault.code != Fault.STILL_RUNNING or attempt == REMOVE_ATTEMPTS:
+                    raise
+                log.info("supervisor_group_restarted_before_removal", group=name, attempt=attempt)
 
 
 def _stage_and_publish(staging: Staging) -> None:
