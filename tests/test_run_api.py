@@ -355,7 +355,8 @@ async def test_searches_say_which_sources_are_still_syncing(
     job = diagnostics["last_sync_job_id"]
     await client.get(f"{BASE}/jobs/{job}?wait=done&timeout_ms=30000")
     body = await (await client.get(f"{BASE}/search?app=vscode")).json()
-    assert "warnings" not in body
+    # other sources may still run their own first sync on a busy machine: nixpkgs' is over
+    assert "nixpkgs" not in [w.get("source_id") for w in body.get("warnings", [])]
     assert "nixpkgs:vscode" in [c["candidate_id"] for c in body["candidates"]]
 
 

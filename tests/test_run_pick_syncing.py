@@ -7,6 +7,7 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient
 
+from hoodyd.polling import poll_until
 from tests.data.apps.world import World
 from tests.test_run_api import BASE, run_app, slow_nix_env, world
 
@@ -19,10 +20,19 @@ async def test_pick_first_waits_for_the_exact_match_a_syncing_source_may_hold(
     """While nixpkgs (which holds `vscode`) outlasts the bounded first-sync wait, a
     `pick=first` whose top candidate is not an exact match is a 409 SOURCE_SYNCING listing
     the candidates found so far; once the sync lands, the exact match is picked."""
-    slow_nix_env(world, 3.0)
+    slow_nix_env(world, 8.0)
     client: TestClient = await aiohttp_client(
         run_app(short_tmp / "s", auto_sync=True, first_sync_wait_ms=100)
     )
+
+    async def found_some_while_nixpkgs_syncs() -> bool | None:
+        body = await (await client.get(f"{BASE}/search?app=vscode")).json()
+        syncing = {w.get("source_id") for w in body.get("warnings", [])}
+        return True if "nixpkgs" in syncing and body["candidates"] else None
+
+    # the faster sources' first syncs land first (on a busy machine they too can outlast the
+    # bounded wait, and with nothing found at all the answer is a 404 naming what syncs)
+    assert await poll_until(found_some_while_nixpkgs_syncs, timeout=30, interval=0.1)
     for path in ("resolve", "run"):
         answer = await client.get(f"{BASE}/{path}?app=vscode&pick=first&dry_run=1")
         body = await answer.json()
