@@ -34,6 +34,14 @@ DAEMON = "/api/v1/daemon"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
+def command_of(process: psutil.Process) -> list[str]:
+    """A process's argv; empty for one that has just exited (a zombie not reaped yet)."""
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
 @pytest.fixture(scope="module")
 def tcp_world() -> Iterator[tuple[RunWorld, str]]:
     port = free_port()
@@ -379,7 +387,7 @@ def _wait_for_sleep(shell: int) -> psutil.Process:
 
     async def sleeping() -> psutil.Process | None:
         children = psutil.Process(shell).children(recursive=True)
-        return next((c for c in children if c.cmdline() == ["sleep", "30"]), None)
+        return next((c for c in children if command_of(c) == ["sleep", "30"]), None)
 
     # Playwright's sync API keeps an event loop in this thread: poll from another one
     with ThreadPoolExecutor(1) as pool:
@@ -614,7 +622,7 @@ async def test_terminal_socket_types_pastes_interrupts_and_resizes(
                 found = [
                     child
                     for child in psutil.Process(pid).children(recursive=True)
-                    if child.cmdline() == ["sleep", "30"]
+                    if command_of(child) == ["sleep", "30"]
                 ]
                 return found[0] if found else None
 
