@@ -844,7 +844,9 @@ async def test_restarts_count_supervisord_restarts_not_the_ones_asked_for(
     stays at 0 for a program restarted from its button."""
     _, base = tcp_world
     origin = {"Origin": base}
-    crashing = await add_program(base, "crashing", "/bin/sh -c 'sleep 1.2; exit 3'")
+    # it outlives supervisord's one-second startsecs by far, so its start succeeds however
+    # late a busy machine runs supervisord's check; then it crashes
+    crashing = await add_program(base, "crashing", "/bin/sh -c 'sleep 3; exit 3'")
     steady = await add_program(base, "steady", "sleep 600")
     try:
         for program_id in (crashing, steady):
