@@ -403,7 +403,8 @@ async def test_sessions_say_what_proc_says_after_every_call(client: TestClient) 
 
     await execute(client, "terminal_id=1", {"command": "cd /tmp", "wait": True, "timeout": 10})
     assert (await sessions_hold())["data"][0]["cwd"] == "/tmp"
-    await execute(client, "terminal_id=2&cwd=/", {"command": "sleep 1", "wait": False})
+    # long enough to be still running when the sessions are read on a busy machine
+    await execute(client, "terminal_id=2&cwd=/", {"command": "sleep 5", "wait": False})
     busy = {s["id"]: s["busy"] for s in (await sessions_hold())["data"]}
     assert busy == {1: False, 2: True}
     replaced = await execute(
