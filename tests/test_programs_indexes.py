@@ -16,9 +16,10 @@ from hoodyd.programs.dependencies import dependents_of, exit_targets
 from hoodyd.programs.events import ProcessEvent
 from hoodyd.programs.observer import Observer
 from hoodyd.programs.status import StatusReader
-from hoodyd.programs.supervisor_client import ProcessInfo, SupervisorClient
+from hoodyd.programs.supervisor_client import ProcessInfo
 from hoodyd.programs.table import Owner, ProgramTable
 from hoodyd.schemas.daemon import Dependency, PortRange, PortRangeStatus, ProcessStatus, Program
+from tests.test_programs_observer import observer
 
 NAMES = [f"p{i}" for i in range(8)]
 PORTS = range(9000, 9004)
@@ -44,21 +45,6 @@ class Counted(dict[Any, Any]):
     def keys(self) -> Any:
         Counted.walks += 1
         return super().keys()
-
-
-async def nothing() -> None:
-    return None
-
-
-def observer() -> Observer:
-    """An observer fed by hand (its client is never asked)."""
-    return Observer(
-        SupervisorClient("/nonexistent/supervisor.sock"),
-        interval=60,
-        events_socket=None,
-        revive=nothing,
-        converge=nothing,
-    )
 
 
 def program(
