@@ -21,6 +21,7 @@ import aiohttp
 import msgspec
 
 from hoodyd.client.http import QueryValue, Target, Unreachable, describe_failure, query_string
+from hoodyd.tasks import cancel_and_wait
 
 DEFAULT_DETACH_KEY = "^]"
 
@@ -136,9 +137,7 @@ async def attach(
             if saved is not None:
                 loop.remove_signal_handler(signal.SIGWINCH)
                 termios.tcsetattr(stdin_fd, termios.TCSAFLUSH, saved)
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
+            await cancel_and_wait(sender)
     print(f"\r\n{ending or f'[detached from terminal {terminal_id}]'}", file=sys.stderr)
     return 0
 

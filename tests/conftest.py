@@ -11,8 +11,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -125,6 +127,56 @@ def chromium() -> str:
     return path
 
 
+_apt_index: dict[str, Path] = {}
+_apt_index_lock = threading.Lock()
+
+
+def synced_apt_index() -> Path:
+    """This test process's `apt.msgpack`: the box's apt source as the embedded defaults
+    configure it, synced once for real by an AppService in a temp dir (about 2 s of CPU
+    that each test daemon would otherwise spend on its own first sync)."""
+    with _apt_index_lock:
+        if "path" not in _apt_index:
+            root = Path(tempfile.mkdtemp(prefix="hd-apt-", dir="/tmp"))
+            with ThreadPoolExecutor(1) as pool:  # a loop of its own, even inside a test's
+                pool.submit(asyncio.run, _sync_apt(root)).result()
+            _apt_index["path"] = root / "index" / "apt.msgpack"
+        return _apt_index["path"]
+
+
+async def _sync_apt(root: Path) -> None:
+    from hoodyd.apps.service import AppService
+
+    config = make_config(root)
+    service = AppService(root, config.run, pass_env=config.server.pass_env)
+    await service.start()
+
+    async def synced() -> bool | None:
+        return True if service.diagnostics("apt").last_success_at else None
+
+    try:
+        assert await poll_until(synced, timeout=120, interval=0.05), "apt did not sync"
+    finally:
+        await service.close()
+
+
+def seed_apt_index(state_dir: Path) -> None:
+    """Give `state_dir` the synced apt index a daemon would have left on an earlier run, so
+    it starts without syncing apt again (its records stay the box's own)."""
+    index_dir = state_dir / "index"
+    index_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = index_dir / "apt.msgpack"
+    shutil.copyfile(synced_apt_index(), target)
+    target.chmod(0o600)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_apt_index() -> Iterator[None]:
+    yield
+    if "path" in _apt_index:
+        shutil.rmtree(_apt_index["path"].parent.parent, ignore_errors=True)
+
+
 @dataclass
 class DaemonProcess:
     """A `hoodyd serve` child process and how to reach it."""
@@ -158,10 +210,15 @@ def start_daemon(
     env: dict[str, str] | None = None,
     socket: Path | None = None,
     launcher: Sequence[str] = (),
+    apt_index: bool = True,
 ) -> DaemonProcess:
-    """`hoodyd serve` on `state_dir`, run through `launcher` (an argv prefix) if given."""
+    """`hoodyd serve` on `state_dir`, run through `launcher` (an argv prefix) if given;
+    with `apt_index`, the state dir starts with the box's synced apt index
+    (`seed_apt_index`), as after an earlier run."""
     sock = socket or state_dir / "hoodyd.sock"
     state_dir.mkdir(parents=True, exist_ok=True)
+    if apt_index and not (state_dir / "index" / "apt.msgpack").exists():
+        seed_apt_index(state_dir)
     log_path = state_dir / f"daemon-{time.monotonic_ns()}.log"
     handle = log_path.open("wb")
     process = subprocess.Popen(

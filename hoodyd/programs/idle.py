@@ -10,7 +10,6 @@ supervisord) and whenever a start request names it; it is forgotten once it stop
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -20,6 +19,7 @@ import structlog
 from hoodyd.errors import HoodydError
 from hoodyd.programs.observer import Transition
 from hoodyd.schemas.daemon import Program, StopRequest
+from hoodyd.tasks import cancel_and_wait
 
 log = structlog.get_logger()
 
@@ -67,10 +67,7 @@ class IdleReaper:
     async def close(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     def touch(self, program: Program, port: int | None) -> None:
         """A start request named this instance: its idle clock starts again."""

@@ -22,6 +22,7 @@ import structlog
 from hoodyd.errors import HoodydError, SupervisorUnavailable
 from hoodyd.programs.events import EventReceiver, ProcessEvent
 from hoodyd.programs.supervisor_client import ProcessInfo, SupervisorClient
+from hoodyd.tasks import cancel_and_wait
 
 log = structlog.get_logger()
 
@@ -239,10 +240,7 @@ class Observer:
     async def close(self) -> None:
         for task in list(self._reads.values()):
             task.cancel()
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+        await cancel_and_wait(self._poller)
         if self._receiver is not None:
             self._receiver.close()
 

@@ -47,6 +47,7 @@ from hoodyd.schemas.daemon import (
     Instance,
     LogTail,
 )
+from hoodyd.tasks import cancel_and_wait
 
 log = structlog.get_logger()
 
@@ -114,11 +115,7 @@ class QuickStartService:
     async def close(self) -> None:
         if self._stop_listening is not None:
             self._stop_listening()
-        for task in [self._sweeper, *self._cleanups]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(self._sweeper, *self._cleanups)
 
     # ---- answers -----------------------------------------------------------------------
 

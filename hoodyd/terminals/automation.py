@@ -43,6 +43,7 @@ from hoodyd.schemas.automation import (
     WaitStatus,
 )
 from hoodyd.schemas.queries import FindScope
+from hoodyd.tasks import cancel_and_wait
 from hoodyd.terminals.find import check_limit, compile_pattern
 from hoodyd.terminals.link import HolderError, HolderLink, ScreenTimeout
 from hoodyd.terminals.screen import MouseEncoding, MouseTracking
@@ -105,10 +106,7 @@ class ScreenAutomation:
         self._trimmer = asyncio.create_task(self._trim_regularly(), name="vterm-trimmer")
 
     async def close(self) -> None:
-        if self._trimmer is not None:
-            self._trimmer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._trimmer
+        await cancel_and_wait(self._trimmer)
         for task in list(self._drops):
             task.cancel()
         self._tracked.clear()

@@ -43,6 +43,7 @@ from hoodyd.schemas.terminal import (
     SessionOptions,
     SessionsResponse,
 )
+from hoodyd.tasks import cancel_and_wait
 from hoodyd.terminals.commands import Event
 from hoodyd.terminals.defer import pidfd_supported
 from hoodyd.terminals.holder.ring import OutputRing
@@ -147,11 +148,7 @@ class TerminalService:
         )
 
     async def close(self) -> None:
-        for task in (self._reaper, self._scanner):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(self._reaper, self._scanner)
         sessions = list(self._sessions.values())
         self._sessions.clear()
         if self.config.outlive_daemon:

@@ -31,6 +31,7 @@ import msgspec
 import structlog
 
 from hoodyd.schemas.terminal import SessionInfo, SessionOptions
+from hoodyd.tasks import cancel_and_wait
 from hoodyd.terminals import defer as defer_wait
 from hoodyd.terminals import shells
 from hoodyd.terminals.command_queue import CommandQueue
@@ -270,10 +271,7 @@ class TerminalSession:
             await self._link.close()
 
     async def _stop_worker(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+        await cancel_and_wait(self._worker)
         # parse checks are short child processes: let them end rather than orphan them
         await asyncio.gather(*self._parsing, return_exceptions=True)
 
