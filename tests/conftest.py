@@ -30,6 +30,12 @@ from hoodyd.programs.embedded import stop_embedded
 from hoodyd.terminals.cleanup import find_holders, stop_holders
 from tests.terminal_pty import PtyProgram
 
+# The suite starts a few hundred `hoodyd` processes. Where PYTHONDONTWRITEBYTECODE is set (as
+# on some CI boxes), each would compile the package from source again (about 0.25 s of CPU a
+# daemon), and each worker would rewrite every test module's asserts anew: let them cache.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
+
 if TYPE_CHECKING:
     from hoodyd.terminals.service import TerminalService
 

@@ -6,11 +6,13 @@ import re
 from importlib import resources
 from pathlib import Path
 
+import msgspec
 import yaml
 from aiohttp.test_utils import TestClient
 
+from hoodyd.api.openapi import SafeLoader, document_json, load_document
 from hoodyd.app import create_app
-from tests.conftest import make_config
+from tests.conftest import make_config, seed_apt_index
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 
@@ -76,6 +78,7 @@ def test_every_schema_reference_resolves() -> None:
 
 async def test_documents_are_served_as_yaml_and_json(aiohttp_client, short_tmp: Path) -> None:
     """Each area serves its document as YAML text and as the equivalent JSON."""
+    seed_apt_index(short_tmp)
     client: TestClient = await aiohttp_client(create_app(make_config(short_tmp)))
     for name, document in documents().items():
         yaml_path = next(path for path in document["paths"] if path.endswith("/openapi.yaml"))
@@ -94,3 +97,12 @@ def test_every_document_lists_the_one_reason_catalogue() -> None:
         schemas = document["components"]["schemas"]
         listed = schemas.get("Reason") or schemas["app_Reason"]
         assert listed["enum"] == sorted(Reason), name
+
+
+def test_the_served_documents_read_as_the_reference_parser_reads_them() -> None:
+    """libyaml's parser (used where PyYAML has it) reads every document exactly as PyYAML's
+    pure-Python one does, and the JSON served is that document."""
+    assert SafeLoader is yaml.CSafeLoader  # the wheel ships libyaml: the fast path is tested
+    for area, reference in documents().items():
+        assert load_document(area) == reference, area
+        assert msgspec.json.decode(document_json(area)) == reference, area

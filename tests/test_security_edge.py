@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hoodyd.api.decoding import MAX_JSON_DEPTH, json_depth
 from hoodyd.app import create_app
 from hoodyd.config import Config
-from tests.conftest import raw_http, sleeper
+from tests.conftest import raw_http, seed_apt_index, sleeper
 
 TOKEN = "edge-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -45,7 +45,9 @@ LOOKALIKES = [
 
 @pytest.fixture
 async def tcp_client(program_config: Config) -> Any:
-    """The whole app on TCP 127.0.0.1 with a bearer token, as `hoodyd serve --tcp` runs it."""
+    """The whole app on TCP 127.0.0.1 with a bearer token, as `hoodyd serve --tcp` runs it
+    (on a state dir that already holds the box's apt index)."""
+    seed_apt_index(program_config.state_path)
     async with TestClient(TestServer(create_app(program_config, token=TOKEN))) as client:
         yield client
 
