@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -417,3 +418,23 @@ async def test_logs_name_commands_by_id_never_by_their_text(service: TerminalSer
     assert all("s3cr3t" not in repr(entry) for entry in logs)
     completed = next(e for e in logs if e["event"] == "command_completed")
     assert (completed["command_id"], completed["exit_code"]) == (int(result.command_id), 0)
+
+
+async def test_a_shell_slow_to_exec_is_not_taken_for_a_replaced_one(
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shell's process may still be a wrapper when the session starts (`prlimit`, a
+    `bash` that is a script): what it runs is taken as the shell's only at its first prompt,
+    so a command running longer than the replacement check is not failed as `exec`'d away."""
+    wrappers = short_tmp / "bin"
+    wrappers.mkdir()
+    wrapper = wrappers / "bash"
+    wrapper.write_text(f'#!/bin/sh\nsleep 1\nexec {shutil.which("bash")} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrappers}:{os.environ['PATH']}")
+    async with running_terminal_service(short_tmp / "state") as service:
+        result = await service.execute(
+            ExecuteRequest(terminal_id=1, command="sleep 2; echo done", timeout=WAIT * 3)
+        )
+        assert (result.error, result.exit_code, result.stdout) == (None, 0, "done\n")
+        assert not service.session(1).replaced

@@ -230,7 +230,6 @@ class TerminalSession:
         self._queue.replay_ends_at(hello.ring_end)
         self._worker = asyncio.create_task(self._run_queue(), name=f"terminal-{self.terminal_id}")
         link.follow(None)
-        self._image = self._shell_image()
 
     async def wait_ready(self, timeout: float) -> bool:
         """Wait for the shell's first prompt (its integration is then active)."""
@@ -584,6 +583,10 @@ class TerminalSession:
                 self._prompt_back()
             return
         self._prompt_seq = seq
+        if not self._ready.is_set():
+            # what the shell runs, known for sure only now: until its first prompt the process
+            # may still be a wrapper on its way to exec it (prlimit, a script named bash)
+            self._image = self._shell_image()
         self._ready.set()
         command = self._queue.current
         if (
