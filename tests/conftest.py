@@ -37,6 +37,7 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
 
 if TYPE_CHECKING:
+    from hoodyd.programs.service import ProgramService
     from hoodyd.terminals.service import TerminalService
 
 T = TypeVar("T")
@@ -81,9 +82,12 @@ def short_tmp() -> Iterator[Path]:
 
 
 def make_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
+    """The embedded defaults on `state_dir`, changed by `sections`; terminal shells leave the
+    box's own ~/.bashrc out unless a test asks for it (see `plain_shells_config`)."""
     overrides: dict[tuple[str, ...], Any] = {("state_dir",): str(state_dir)}
     overrides[("server", "socket")] = str(state_dir / "hoodyd.sock")
     overrides[("log_format",)] = "json"
+    overrides[("terminals", "user_rc")] = False
     for section, values in sections.items():
         for key, value in values.items():
             overrides[(section, key)] = value
@@ -133,21 +137,28 @@ def chromium() -> str:
     return path
 
 
-_apt_index: dict[str, Path] = {}
-_apt_index_lock = threading.Lock()
+_shared: dict[str, Path] = {}
+_shared_lock = threading.Lock()
+
+
+def _shared_dir() -> Path:
+    """A temp dir this test process's tests share (removed when the session ends)."""
+    if "dir" not in _shared:
+        _shared["dir"] = Path(tempfile.mkdtemp(prefix="hd-suite-", dir="/tmp"))
+    return _shared["dir"]
 
 
 def synced_apt_index() -> Path:
     """This test process's `apt.msgpack`: the box's apt source as the embedded defaults
     configure it, synced once for real by an AppService in a temp dir (about 2 s of CPU
     that each test daemon would otherwise spend on its own first sync)."""
-    with _apt_index_lock:
-        if "path" not in _apt_index:
-            root = Path(tempfile.mkdtemp(prefix="hd-apt-", dir="/tmp"))
+    with _shared_lock:
+        if "apt" not in _shared:
+            root = _shared_dir() / "apt"
             with ThreadPoolExecutor(1) as pool:  # a loop of its own, even inside a test's
                 pool.submit(asyncio.run, _sync_apt(root)).result()
-            _apt_index["path"] = root / "index" / "apt.msgpack"
-        return _apt_index["path"]
+            _shared["apt"] = root / "index" / "apt.msgpack"
+        return _shared["apt"]
 
 
 async def _sync_apt(root: Path) -> None:
@@ -176,11 +187,24 @@ def seed_apt_index(state_dir: Path) -> None:
     target.chmod(0o600)
 
 
+def plain_shells_config() -> Path:
+    """A config file whose only setting keeps the box's own ~/.bashrc out of terminal
+    shells (`terminals.user_rc = false`). The tests are about hoodyd's own hooks; a box's rc
+    may be slow, noisy or hang (a `pyenv rehash` waiting on a lock a killed shell left)."""
+    with _shared_lock:
+        if "plain" not in _shared:
+            path = _shared_dir() / "plain-shells.toml"
+            path.write_text("[terminals]\nuser_rc = false\n")
+            path.chmod(0o600)
+            _shared["plain"] = path
+        return _shared["plain"]
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _remove_apt_index() -> Iterator[None]:
+def _remove_shared_dir() -> Iterator[None]:
     yield
-    if "path" in _apt_index:
-        shutil.rmtree(_apt_index["path"].parent.parent, ignore_errors=True)
+    if "dir" in _shared:
+        shutil.rmtree(_shared["dir"], ignore_errors=True)
 
 
 @dataclass
@@ -220,11 +244,14 @@ def start_daemon(
 ) -> DaemonProcess:
     """`hoodyd serve` on `state_dir`, run through `launcher` (an argv prefix) if given;
     with `apt_index`, the state dir starts with the box's synced apt index
-    (`seed_apt_index`), as after an earlier run."""
+    (`seed_apt_index`), as after an earlier run. Without a `--config` among `extra`, its
+    terminal shells leave the box's ~/.bashrc out (`plain_shells_config`)."""
     sock = socket or state_dir / "hoodyd.sock"
     state_dir.mkdir(parents=True, exist_ok=True)
     if apt_index and not (state_dir / "index" / "apt.msgpack").exists():
         seed_apt_index(state_dir)
+    if "--config" not in extra:
+        extra = ("--config", str(plain_shells_config()), *extra)
     log_path = state_dir / f"daemon-{time.monotonic_ns()}.log"
     handle = log_path.open("wb")
     process = subprocess.Popen(
@@ -286,6 +313,20 @@ def program_config(short_tmp: Path) -> Config:
         supervisor={"poll_interval": 0.2},
         notifications={"allow_insecure_urls": True},
     )
+
+
+@pytest.fixture
+async def program_service(program_config: Config) -> AsyncIterator[ProgramService]:
+    """An open program service on the short temp dir's own embedded supervisord; closed
+    before that supervisord is stopped."""
+    from hoodyd.programs.service import ProgramService
+
+    service = ProgramService(program_config)
+    await service.open()
+    try:
+        yield service
+    finally:
+        await service.close()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 
 from hoodyd.polling import poll_until
 from tests.conftest import PORT_SERVER, DaemonProcess, start_daemon
-from tests.ports import free_port
+from tests.ports import free_port, free_port_range
 
 TICKER = ["/bin/sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"]
 
@@ -175,29 +175,31 @@ def test_port_range_programs_start_per_port_log_and_stop_all(daemon: DaemonProce
     """`--port-range` adds a port-range program; `start --port` starts one instance and waits
     for its port; `logs --port` reads its log; `stop` without a port stops every instance;
     `restart` starts again what ran."""
+    first = free_port_range(3)
+    low, mid, high = first, first + 1, first + 2
     ok(
         daemon,
         "add",
         "web",
         "--port-range",
-        "9501-9503",
+        f"{low}-{high}",
         "--enable",
         "--",
         *shlex.split(PORT_SERVER),
     )
-    assert "listening on port 9502" in ok(
-        daemon, "start", "web", "--port", "9502", "--wait-for", "port"
+    assert f"listening on port {mid}" in ok(
+        daemon, "start", "web", "--port", str(mid), "--wait-for", "port"
     )
-    ok(daemon, "start", "web", "--port", "9503")
+    ok(daemon, "start", "web", "--port", str(high))
     table = rows(ok(daemon, "status"))
-    assert table["web"][2:] == ["2", "running", "9501-9503"]
-    assert table["web_9502"][1] == "RUNNING" and table["web_9502"][3] == "9502"
-    assert "listening on 9502" in ok(daemon, "logs", "web", "--port", "9502")
-    assert "bound at" in ok(daemon, "logs", "web", "--port", "9502", "--stderr", "-n", "1")
+    assert table["web"][2:] == ["2", "running", f"{low}-{high}"]
+    assert table[f"web_{mid}"][1] == "RUNNING" and table[f"web_{mid}"][3] == str(mid)
+    assert f"listening on {mid}" in ok(daemon, "logs", "web", "--port", str(mid))
+    assert "bound at" in ok(daemon, "logs", "web", "--port", str(mid), "--stderr", "-n", "1")
     restarted = ok(daemon, "restart", "web")
-    assert "web_9502" in restarted and "web_9503" in restarted
+    assert f"web_{mid}" in restarted and f"web_{high}" in restarted
     stopped = ok(daemon, "stop", "web")
-    assert "web_9502" in stopped and "web_9503" in stopped
+    assert f"web_{mid}" in stopped and f"web_{high}" in stopped
     needs_port = hoodyd(daemon, "start", "web")
     assert needs_port.returncode == 2 and "--port" in needs_port.stderr
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +37,8 @@ def given(**fields: Any) -> ProgramInput:
 
 
 @pytest.fixture
-async def service(program_config: Config) -> AsyncIterator[ProgramService]:
-    service = ProgramService(program_config)
-    await service.open()
-    try:
-        yield service
-    finally:
-        await service.close()
+def service(program_service: ProgramService) -> ProgramService:
+    return program_service
 
 
 async def config_of(service: ProgramService, name: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import aiohttp
 from hoodyd.api.keys import PROGRAMS
 from hoodyd.polling import poll_until
 from tests.conftest import PORT_SERVER, DaemonProcess, add_program, start_daemon
+from tests.ports import free_port_range
 
 API = "/api/v1/daemon"
 TICKER = "/bin/sh -c 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done'"
@@ -60,14 +61,15 @@ async def test_events_stream_state_changes_as_server_sent_events(client: Any) ->
 
 async def test_events_of_port_instances_carry_the_port(client: Any) -> None:
     """An instance's events name it `<name>_<port>` and carry `port`."""
+    port = free_port_range(2) + 1
     program = await add_program(
-        client, command=PORT_SERVER, port_range={"start": 9411, "end": 9412}
+        client, command=PORT_SERVER, port_range={"start": port - 1, "end": port}
     )
     async with client.get(f"{API}/events") as stream:
-        await client.post(f"{API}/programs/{program['id']}/start", json={"port": 9412})
+        await client.post(f"{API}/programs/{program['id']}/start", json={"port": port})
         running = (await read_events(stream, "RUNNING"))[-1]
-        assert running["port"] == 9412
-        assert running["instance_name"] == f"{program['name']}_9412"
+        assert running["port"] == port
+        assert running["instance_name"] == f"{program['name']}_{port}"
 
 
 async def test_a_client_that_leaves_is_unsubscribed(client: Any) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from hoodyd.polling import poll_until
 from tests.conftest import PORT_SERVER, add_program
+from tests.ports import free_port_range
 
 API = "/api/v1/daemon"
 # A proxy touches the instance every TOUCH_EVERY seconds for KEEP_ALIVE_WINDOW seconds (twice
@@ -37,19 +38,20 @@ async def wait_state(client: Any, program_id: int, port: int, wanted: str, timeo
 async def test_an_idle_instance_is_stopped_and_starts_again_on_demand(client: Any) -> None:
     """Started and then left alone, an instance stops after about idle_stop_after seconds;
     the next start brings it back."""
+    port = free_port_range(2)
     program = await add_program(
-        client, command=PORT_SERVER, port_range={"start": 9431, "end": 9432}, idle_stop_after=2
+        client, command=PORT_SERVER, port_range={"start": port, "end": port + 1}, idle_stop_after=2
     )
     assert program["idle_stop_after"] == 2
     start = f"{API}/programs/{program['id']}/start"
     asked = time.monotonic()  # the idle clock starts at the request or later
-    response = await client.post(start, json={"port": 9431, "wait": True})
+    response = await client.post(start, json={"port": port, "wait": True})
     assert response.status == 200, await response.json()
-    await wait_state(client, program["id"], 9431, "STOPPED", timeout=20)
+    await wait_state(client, program["id"], port, "STOPPED", timeout=20)
     # a lower bound only, which no slowness can break: the instance did not stop before
     # idle_stop_after had passed since it was asked for
     assert time.monotonic() - asked >= 2
-    response = await client.post(start, json={"port": 9431, "wait": True, "if_not_running": True})
+    response = await client.post(start, json={"port": port, "wait": True, "if_not_running": True})
     body = await response.json()
     assert body["already_running"] is False and body["instance"]["status"] == "RUNNING"
 
@@ -57,35 +59,41 @@ async def test_an_idle_instance_is_stopped_and_starts_again_on_demand(client: An
 async def test_touching_with_if_not_running_keeps_an_instance_alive(client: Any) -> None:
     """A proxy that keeps asking for the instance keeps it running past idle_stop_after; once
     it stops asking, the instance stops."""
+    port = free_port_range(1)
     program = await add_program(
-        client, command=PORT_SERVER, port_range={"start": 9441, "end": 9441}, idle_stop_after=2
+        client, command=PORT_SERVER, port_range={"start": port, "end": port}, idle_stop_after=2
     )
     start = f"{API}/programs/{program['id']}/start"
-    touch = {"port": 9441, "if_not_running": True, "wait": True}
+    touch = {"port": port, "if_not_running": True, "wait": True}
     await client.post(start, json=touch)
     until = time.monotonic() + KEEP_ALIVE_WINDOW
     while time.monotonic() < until:
         response = await client.post(start, json=touch)
         assert (await response.json())["already_running"] is True
         await asyncio.sleep(TOUCH_EVERY)
-    assert await instance_state(client, program["id"], 9441) == "RUNNING"
-    await wait_state(client, program["id"], 9441, "STOPPED", timeout=8)
+    assert await instance_state(client, program["id"], port) == "RUNNING"
+    await wait_state(client, program["id"], port, "STOPPED", timeout=8)
 
 
 async def test_other_instances_and_programs_without_it_keep_running(client: Any) -> None:
     """Only the idle instance stops: one of a program without idle_stop_after runs on."""
+    idle_port = free_port_range(2)
+    steady_port = idle_port + 1
     idle = await add_program(
-        client, command=PORT_SERVER, port_range={"start": 9451, "end": 9451}, idle_stop_after=1
+        client,
+        command=PORT_SERVER,
+        port_range={"start": idle_port, "end": idle_port},
+        idle_stop_after=1,
     )
     steady = await add_program(
-        client, command=PORT_SERVER, port_range={"start": 9452, "end": 9452}
+        client, command=PORT_SERVER, port_range={"start": steady_port, "end": steady_port}
     )
-    for program, port in ((idle, 9451), (steady, 9452)):
+    for program, port in ((idle, idle_port), (steady, steady_port)):
         await client.post(
             f"{API}/programs/{program['id']}/start", json={"port": port, "wait": True}
         )
-    await wait_state(client, idle["id"], 9451, "STOPPED", timeout=6)
-    assert await instance_state(client, steady["id"], 9452) == "RUNNING"
+    await wait_state(client, idle["id"], idle_port, "STOPPED", timeout=6)
+    assert await instance_state(client, steady["id"], steady_port) == "RUNNING"
 
 
 async def test_idle_stop_after_needs_a_port_range_and_a_sane_value(client: Any) -> None:

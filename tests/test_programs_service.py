@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +40,9 @@ from tests.ports import free_port_range
 
 
 @pytest.fixture
-async def programs(program_config: Config) -> AsyncIterator[ProgramService]:
-    """An open program service; closed before the temp dir's supervisord is stopped."""
-    service = ProgramService(program_config)
-    await service.open()
-    try:
-        yield service
-    finally:
-        await service.close()
+def programs(program_service: ProgramService) -> ProgramService:
+    """The open program service (here, `programs` names it, not PTY programs)."""
+    return program_service
 
 
 def given(**fields: Any) -> ProgramInput:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 
 import pytest
 
+import hoodyd
 from hoodyd.tasks import cancel_and_wait
 
 
@@ -89,3 +91,14 @@ async def test_the_old_pattern_swallows_the_callers_cancellation() -> None:
     task.cancel()
     inner.release.set()
     assert await task == "ran on"
+
+
+def test_the_package_ends_tasks_only_through_the_helper() -> None:
+    """No module ends a task by awaiting it under `suppress(CancelledError)` any more."""
+    package = Path(hoodyd.__file__).parent
+    offenders = [
+        str(path.relative_to(package))
+        for path in sorted(package.rglob("*.py"))
+        if "suppress(asyncio.CancelledError)" in path.read_text()
+    ]
+    assert offenders == []
