@@ -247,7 +247,8 @@ class _Driver:
             assert queue.unfinished == []
         elif name == "turn_over" and turn is not None:
             queue.turn_over()
-            if queue.place(turn) is Place.WAITING:  # stopped before it was typed: in line again
+            # stopped before it was typed, or before a restart's replay reached it: in line again
+            if queue.place(turn) in (Place.WAITING, Place.RESUMED):
                 self.taken.remove(turn)
 
     def _untaken(self) -> list[Command]:

@@ -438,3 +438,34 @@ async def test_a_shell_slow_to_exec_is_not_taken_for_a_replaced_one(
         )
         assert (result.error, result.exit_code, result.stdout) == (None, 0, "done\n")
         assert not service.session(1).replaced
+
+
+async def test_a_shell_that_exited_is_not_listed_as_running_before_its_holder_reports(
+    service: TerminalService,
+) -> None:
+    """Between a shell's exit and its holder's report (the holder has not reaped it yet), the
+    session is already listed as exited, with the code the holder then reports."""
+    await service.create(CreateRequest(terminal_id=3, wait_timeout=WAIT))
+    session = service.session(3)
+    holder = psutil.Process(session.holder_pid)
+    holder.suspend()  # it cannot reap its shell, nor report the exit, until resumed
+    try:
+        shell = psutil.Process(session.pid)
+        shell.kill()
+
+        async def zombie() -> bool | None:
+            return True if shell.status() == psutil.STATUS_ZOMBIE else None
+
+        assert await poll_until(zombie, timeout=WAIT, interval=0.02)
+        assert session.running  # no report has come
+        listed = service.list_sessions(0).data[0]
+        assert (listed.state, listed.exit_code, listed.busy) == ("exited", -9, False)
+    finally:
+        holder.resume()
+
+    async def reported() -> bool | None:
+        return True if not session.running else None
+
+    assert await poll_until(reported, timeout=WAIT, interval=0.02)
+    listed = service.list_sessions(0).data[0]
+    assert (listed.state, listed.exit_code) == ("exited", session.exit_code) == ("exited", -9)

@@ -203,6 +203,9 @@ class CommandQueue:
         elif self._places.get(command) is Place.TURN:
             self._places[command] = self._target(command, Step.LEAVE)
             self._line.appendleft(command)
+        elif self._places.get(command) is Place.RESUMED:
+            # its replay not reached yet: the next worker must wait for it before typing
+            self._line.appendleft(command)
 
     # the replayed output after a restart
 
