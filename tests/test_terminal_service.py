@@ -27,7 +27,7 @@ from hoodyd.schemas.terminal import (
 from hoodyd.terminals.defer import read_process
 from hoodyd.terminals.service import TerminalService
 from hoodyd.terminals.session import TerminalSession
-from tests.conftest import running_terminal_service
+from tests.conftest import running_terminal_service, wait_until
 
 WAIT = 10.0  # generous bound for any single wait on a loaded machine
 
@@ -469,3 +469,22 @@ async def test_a_shell_that_exited_is_not_listed_as_running_before_its_holder_re
     assert await poll_until(reported, timeout=WAIT, interval=0.02)
     listed = service.list_sessions(0).data[0]
     assert (listed.state, listed.exit_code) == ("exited", session.exit_code) == ("exited", -9)
+
+
+async def test_a_listing_waits_for_the_report_of_a_shell_its_holder_reaped(
+    service: TerminalService,
+) -> None:
+    """The holder has reaped the shell and sent its report, which hoodyd has not read yet: the
+    listing reads it first, so a shell that is gone is never listed as running."""
+    await service.create(CreateRequest(terminal_id=4, wait_timeout=WAIT))
+    session = service.session(4)
+    holder = psutil.Process(session.holder_pid)
+    holder.suspend()
+    psutil.Process(session.pid).kill()
+    holder.resume()
+    # blocking on purpose: the loop cannot read the holder's report while the shell goes
+    wait_until(lambda: True if not psutil.pid_exists(session.pid) else None, timeout=WAIT)
+    assert session.running and session.exit_unreported()
+    await service.settle_exits()
+    listed = service.list_sessions(0).data[0]
+    assert (listed.state, listed.exit_code) == ("exited", -9)

@@ -124,7 +124,9 @@ def _refuse_unsupported(request: web.Request) -> None:
 async def list_sessions(request: web.Request) -> web.Response:
     query = _query(request, SessionsQuery)
     limit = query.history_limit if query.history_limit is not None else query.history_lines
-    return json_response(_service(request).list_sessions(50 if limit is None else limit))
+    service = _service(request)
+    await service.settle_exits()
+    return json_response(service.list_sessions(50 if limit is None else limit))
 
 
 async def create(request: web.Request) -> web.Response:

@@ -69,6 +69,8 @@ from hoodyd.terminals.validation import (
 
 log = structlog.get_logger()
 
+EXIT_REPORT_WAIT = 1.0  # seconds a listing waits for an exit report already sent
+
 # seconds an abort waits for the command to stop before it answers
 ABORT_WAIT = 5.0
 
@@ -206,6 +208,13 @@ class TerminalService:
     def open_sessions(self) -> int:
         """How many terminal sessions hoodyd keeps (running or exited, not yet deleted)."""
         return len(self._sessions)
+
+    async def settle_exits(self) -> None:
+        """Wait, briefly, for the exit reports already on their way (a shell its holder has
+        reaped), so that a listing does not show a shell that is gone as running."""
+        gone = [session for session in self._sessions.values() if session.exit_unreported()]
+        if gone:
+            await asyncio.gather(*(s.wait_exit_report(EXIT_REPORT_WAIT) for s in gone))
 
     def list_sessions(self, history_limit: int) -> SessionsResponse:
         data = [self._sessions[key].info(history_limit) for key in sorted(self._sessions)]

@@ -278,6 +278,15 @@ class TerminalSession:
     def running(self) -> bool:
         return not self._exited.is_set()
 
+    def exit_unreported(self) -> bool:
+        """Running by the last report, but the shell process is gone: its holder has reaped
+        it, and the report of its exit is on the way."""
+        return self.running and bool(self.pid) and not Path(f"/proc/{self.pid}").exists()
+
+    async def wait_exit_report(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._exited.wait(), timeout)
+
     @property
     def pid(self) -> int:
         return self._link.shell_pid if self._link is not None else 0
