@@ -30,6 +30,7 @@ from hoodyd.terminals.holder.markers import (
     Output,
     PromptDrawn,
 )
+from hoodyd.terminals.holder.process import HolderStartError, claim_socket
 from hoodyd.terminals.holder.ring import OutputRing
 from hoodyd.terminals.link import ForegroundInfo, HolderError, HolderGone, HolderLink
 from hoodyd.terminals.spawn import HolderLauncher, list_holders, spawn_holder
@@ -770,3 +771,30 @@ def test_the_launcher_refuses_a_bad_request_and_ends_with_its_channel() -> None:
         check=False,
     )
     assert usage.returncode == 2 and b"usage" in usage.stderr
+
+
+def test_a_claimed_socket_is_published_listening_and_leaves_no_staging_name(
+    tmp_path: Path,
+) -> None:
+    """The socket file appears only once it accepts (bound and listening under a name of its
+    own, then linked), and a claim that finds the name taken meanwhile is refused."""
+    path = tmp_path / "7.sock"
+    listener = claim_socket(path, 7)
+    try:
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["7.sock"]
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(str(path))  # accepted by the backlog: it was listening already
+    finally:
+        listener.close()
+    taken = tmp_path / "8.sock"
+    real_link = os.link
+
+    def someone_else_first(source: object, target: object) -> None:
+        taken.write_text("")  # another holder published the name meanwhile
+        real_link(source, target)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "link", someone_else_first)
+        with pytest.raises(HolderStartError, match="claimed by another holder"):
+            claim_socket(taken, 8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["7.sock", "8.sock"]

@@ -185,16 +185,29 @@ def claim_socket(path: Path, terminal_id: int) -> socket.socket:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # bound and listening under a name of its own first, then published under `path` by a
+    # hard link: whoever finds `path` is never refused (between bind and listen it would be,
+    # and a scan could take a live holder for a dead one), and of two holders claiming it at
+    # once the second is refused instead of replacing the first
+    staging = path.with_name(f".{path.name}.{os.getpid()}")
     umask = os.umask(SOCKET_UMASK)
     try:
-        with wire.unix_address(path) as address:
+        with contextlib.suppress(FileNotFoundError):
+            staging.unlink()
+        with wire.unix_address(staging) as address:
             listener.bind(address)
         listener.listen(LISTEN_BACKLOG)
+        os.link(staging, path)
+    except FileExistsError:
+        listener.close()
+        raise HolderStartError(f"terminal {terminal_id} was claimed by another holder") from None
     except OSError as error:
         listener.close()
         raise HolderStartError(f"cannot listen on {path}: {error}") from error
     finally:
         os.umask(umask)
+        with contextlib.suppress(FileNotFoundError):
+            staging.unlink()
     return listener
 
 
