@@ -240,16 +240,16 @@ def start_daemon(
     env: dict[str, str] | None = None,
     socket: Path | None = None,
     launcher: Sequence[str] = (),
-    apt_index: bool = True,
 ) -> DaemonProcess:
-    """`hoodyd serve` on `state_dir`, run through `launcher` (an argv prefix) if given;
-    with `apt_index`, a state dir on the embedded sources starts with the box's synced apt
-    index (`seed_apt_index`), as after an earlier run. Without a `--config` among `extra`, its
-    terminal shells leave the box's ~/.bashrc out (`plain_shells_config`)."""
+    """`hoodyd serve` on `state_dir`, run through `launcher` (an argv prefix) if given. A
+    state dir on the embedded sources starts with the box's synced apt index
+    (`seed_apt_index`), as after an earlier run; a test's own catalogue world syncs for real.
+    Without a `--config` among `extra`, its terminal shells leave the box's ~/.bashrc out
+    (`plain_shells_config`)."""
     sock = socket or state_dir / "hoodyd.sock"
     state_dir.mkdir(parents=True, exist_ok=True)
     own_sources = (state_dir / "run" / "config.json").exists()  # a test's catalogue world
-    if apt_index and not own_sources and not (state_dir / "index" / "apt.msgpack").exists():
+    if not own_sources and not (state_dir / "index" / "apt.msgpack").exists():
         seed_apt_index(state_dir)
     if "--config" not in extra:
         extra = ("--config", str(plain_shells_config()), *extra)
