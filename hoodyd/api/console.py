@@ -384,10 +384,11 @@ async def logs_download(request: web.Request) -> web.Response:
 # --- terminals --------------------------------------------------------------------------------
 
 
-def _sessions(request: web.Request) -> list[SessionInfo]:
+async def _sessions(request: web.Request) -> list[SessionInfo]:
     terminals = request.config_dict.get(TERMINALS)
     if terminals is None:
         return []
+    await terminals.settle_exits()
     return list(terminals.list_sessions(1).data)
 
 
@@ -397,15 +398,15 @@ def _terminal_id(request: web.Request) -> int:
     return terminal_id
 
 
-def _info(request: web.Request, terminal_id: int) -> SessionInfo:
-    found = next((info for info in _sessions(request) if info.id == terminal_id), None)
+async def _info(request: web.Request, terminal_id: int) -> SessionInfo:
+    found = next((info for info in await _sessions(request) if info.id == terminal_id), None)
     if found is None:
         raise NotFound(f"terminal {terminal_id} not found", reason=Reason.TERMINAL_NOT_FOUND)
     return found
 
 
 async def terminals_page(request: web.Request) -> web.Response:
-    return _html(cp.terminals_page(_sessions(request)))
+    return _html(cp.terminals_page(await _sessions(request)))
 
 
 async def _new_terminal(request: web.Request) -> int:
@@ -423,7 +424,7 @@ async def create_terminal(request: web.Request) -> web.Response:
     try:
         terminal_id = await _new_terminal(request)
     except HoodydError as exc:
-        return _html(cp.terminals_page(_sessions(request), error=exc.message), exc.status)
+        return _html(cp.terminals_page(await _sessions(request), error=exc.message), exc.status)
     raise web.HTTPSeeOther(location=cp.url(f"/terminals/{terminal_id}"))
 
 
@@ -432,12 +433,12 @@ async def close_terminal(request: web.Request) -> web.Response:
     try:
         await request.config_dict[TERMINALS].delete(terminal_id)
     except HoodydError as exc:
-        return _html(cp.terminals_page(_sessions(request), error=exc.message), exc.status)
+        return _html(cp.terminals_page(await _sessions(request), error=exc.message), exc.status)
     raise web.HTTPSeeOther(location=cp.url("/terminals"))
 
 
 async def terminal_page(request: web.Request) -> web.Response:
-    info = _info(request, _terminal_id(request))
+    info = await _info(request, _terminal_id(request))
     return _html(cp.terminal_page(info, watch=request.query.get("mode") == "watch"))
 
 
@@ -588,7 +589,7 @@ async def run_app(request: web.Request) -> web.Response:
             terminal_id = 1 if given is None else given
             terminals = request.config_dict[TERMINALS]
             if form.get("queue") != "true" and terminals.has_session(terminal_id):
-                info = _info(request, terminal_id)
+                info = await _info(request, terminal_id)
                 if info.busy:
                     return _html(cp.busy_page(search, candidate_id, info), 409)
         params: dict[str, list[str]] = {}
