@@ -29,10 +29,12 @@ class DeferOutcome(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class ProcessFacts:
-    """What `/proc/PID/stat` says now: alive (not a zombie) and its start ticks."""
+    """What `/proc/PID/stat` says now: alive (not a zombie), its start ticks, and a zombie's
+    exit code (as `Popen.returncode` gives it: the status, or minus the signal)."""
 
     alive: bool
     start_ticks: int | None
+    zombie_exit_code: int | None = None
 
 
 def read_process(pid: int) -> ProcessFacts:
@@ -45,8 +47,12 @@ def read_process(pid: int) -> ProcessFacts:
     # ')' are plain. Field n (n >= 3) is at index n - 3 of what follows.
     fields = stat[stat.rfind(b")") + 2 :].split()
     state, ticks = fields[0], int(fields[19])
-    # A zombie has exited; only its parent has not collected it yet.
-    return ProcessFacts(state not in (b"Z", b"X"), ticks)
+    # A zombie has exited; only its parent has not collected it yet. Its wait status is
+    # field 52.
+    exit_code = None
+    if state == b"Z" and len(fields) > 49:
+        exit_code = os.waitstatus_to_exitcode(int(fields[49]))
+    return ProcessFacts(state not in (b"Z", b"X"), ticks, exit_code)
 
 
 def pidfd_supported() -> bool:

@@ -700,7 +700,8 @@ class TerminalSession:
     def info(self, history_limit: int) -> SessionInfo:
         recent = self._queue.recent(history_limit)
         running, exit_code = self.running, self.exit_code
-        if running and (ended := _zombie_exit_code(self.pid)) is not None:
+        ended = defer_wait.read_process(self.pid).zombie_exit_code if running and self.pid else None
+        if ended is not None:
             # the shell has exited and its holder has not reaped it yet (its report follows
             # with the same code): say so now rather than report a dead shell as running
             running, exit_code = False, ended
@@ -728,22 +729,6 @@ class TerminalSession:
             program_id=self.program.id if self.program is not None else None,
             user=self.options.user,
         )
-
-
-def _zombie_exit_code(pid: int) -> int | None:
-    """The exit code of `pid` if it has exited and waits to be reaped (as `Popen.returncode`
-    gives it: the status, or minus the signal), else None. /proc/PID/stat's 52nd field
-    holds a zombie's wait status."""
-    if not pid:
-        return None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2 :].split()  # fields from the 3rd (state) on
-    if not fields or fields[0] != b"Z" or len(fields) < 50:
-        return None
-    return os.waitstatus_to_exitcode(int(fields[49]))
 
 
 class _Relay:
